@@ -1,0 +1,249 @@
+"""The application event log, and the bell that wakes the streams.
+
+One concept: events that an application posts (``info``, ``warning``,
+``error``), kept in a bounded ring with integer ids.
+
+Invariants:
+- ids are strictly increasing, start at 1 and are never reused within a run;
+- the ring holds at most ``maxlen`` events; the oldest fall off first;
+- ``post()`` validates everything before it stores anything, so a rejected
+  event leaves the log untouched (its ``ValueError`` message is written for
+  the person who sent it: the server passes it through as ``{"error": ...}``);
+- every event's JSON is encoded once, when it is posted, and shared by every
+  stream that sends it.
+
+Intentional choices: ``ChangeBell`` is a ``Condition`` plus a generation
+counter, not a ``threading.Event``. With many waiters, ``set()``/``clear()``
+loses wake-ups; a generation that each waiter remembers cannot.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = ["LEVELS", "Event", "EventLog", "ChangeBell", "Replay"]
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("info", "warning", "error")
+DEFAULT_MAXLEN = 1000
+MAX_MESSAGE_CHARS = 4096
+MAX_SOURCE_CHARS = 100
+DEFAULT_SOURCE = "app"
+
+
+class ChangeBell:
+    """A wake-up primitive for any number of waiting threads.
+
+    >>> bell = ChangeBell()
+    >>> seen = bell.generation
+    >>> bell.ring(); bell.wait(seen, timeout=0) > seen
+    True
+
+    A waiter passes the last generation it saw, so a ring that happens between
+    two waits is never lost.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        with self._cond:
+            return self._generation
+
+    def ring(self) -> None:
+        """Wake every waiter."""
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float | None = None) -> int:
+        """Block until the generation differs from ``seen`` or ``timeout`` passes; return it."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._generation != seen, timeout)
+            return self._generation
+
+
+@dataclass(frozen=True)
+class Event:
+    """One posted event. ``json`` is its encoded form, made once at post time."""
+
+    id: int
+    ts: float
+    level: str
+    source: str
+    message: str
+    data: Any = None
+    json: str = field(default="", repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "ts": self.ts,
+            "level": self.level,
+            "source": self.source,
+            "message": self.message,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a reconnecting reader missed: the events, or ``complete=False`` when
+    the id is unknown (from the future, e.g. another run) or already evicted."""
+
+    events: list
+    complete: bool
+    last_id: int
+
+
+class EventLog:
+    """A bounded, thread-safe log of application events.
+
+    >>> events = EventLog(maxlen=100)
+    >>> events.post("warning", "disk almost full", source="backup").id
+    1
+    >>> [e.message for e in events.since(0)]
+    ['disk almost full']
+
+    ``on_post`` (for example ``ChangeBell.ring``) is called after each post,
+    outside the lock. Use metrics (a counter or gauge) instead of events for
+    anything that happens many times a second.
+    """
+
+    def __init__(
+        self,
+        maxlen: int = DEFAULT_MAXLEN,
+        on_post: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if maxlen < 1:
+            raise ValueError("maxlen must be at least 1")
+        self._lock = threading.Lock()
+        self._events: deque[Event] = deque(maxlen=maxlen)
+        self._last_id = 0
+        self._on_post = on_post
+        self._clock = clock
+
+    @property
+    def maxlen(self) -> int:
+        return self._events.maxlen or 0
+
+    @property
+    def last_id(self) -> int:
+        with self._lock:
+            return self._last_id
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._events)
+
+    def post(
+        self,
+        level: str,
+        message: str,
+        source: str = DEFAULT_SOURCE,
+        data: Any = None,
+    ) -> Event:
+        """Validate and store one event; raise ``ValueError`` (storing nothing) on bad input."""
+        level, message, source, data_json = _validate(level, message, source, data)
+        with self._lock:
+            self._last_id += 1
+            event_id = self._last_id
+            ts = round(self._clock(), 3)
+            event = Event(
+                id=event_id,
+                ts=ts,
+                level=level,
+                source=source,
+                message=message,
+                data=data,
+                json=_encode(event_id, ts, level, source, message, data_json),
+            )
+            self._events.append(event)
+        # Posted events are data, not diagnostics: never re-log them above DEBUG.
+        log.debug("event %d posted (%s)", event.id, level)
+        if self._on_post is not None:
+            self._on_post()
+        return event
+
+    def since(
+        self,
+        after_id: int = 0,
+        limit: int | None = None,
+        level: str | None = None,
+    ) -> list[Event]:
+        """Events with ``id > after_id``, oldest first; ``limit`` keeps the newest ones."""
+        if level is not None and level not in LEVELS:
+            raise ValueError(_level_message())
+        with self._lock:
+            if self._last_id <= after_id:
+                return []
+            # ids are contiguous inside the ring, so the start is arithmetic.
+            first = self._events[0].id if self._events else self._last_id + 1
+            skip = max(0, after_id + 1 - first)
+            selected = list(itertools.islice(self._events, skip, None))
+        if level is not None:
+            selected = [e for e in selected if e.level == level]
+        if limit is not None:
+            selected = selected[-limit:] if limit > 0 else []
+        return selected
+
+    def replay(self, after_id: int) -> Replay:
+        """What a reader that last saw ``after_id`` missed, or that it cannot be told."""
+        with self._lock:
+            last_id = self._last_id
+            first = self._events[0].id if self._events else last_id + 1
+            if after_id > last_id or after_id < first - 1:
+                return Replay(events=[], complete=False, last_id=last_id)
+            events = [e for e in self._events if e.id > after_id]
+        return Replay(events=events, complete=True, last_id=last_id)
+
+
+def _level_message() -> str:
+    return "level must be one of " + ", ".join(LEVELS)
+
+
+def _validate(level: Any, message: Any, source: Any, data: Any) -> tuple:
+    if level not in LEVELS or not isinstance(level, str):
+        raise ValueError(_level_message())
+    if not isinstance(message, str) or not message.strip():
+        raise ValueError("message must be a non-empty string")
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise ValueError("message must be at most %d characters" % MAX_MESSAGE_CHARS)
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError("source must be a non-empty string")
+    if len(source) > MAX_SOURCE_CHARS:
+        raise ValueError("source must be at most %d characters" % MAX_SOURCE_CHARS)
+    try:
+        data_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        raise ValueError("data must be plain JSON (no NaN or Infinity)") from None
+    return level, message, source, data_json
+
+
+def _encode(event_id: int, ts: float, level: str, source: str, message: str, data_json: str) -> str:
+    def text(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    # Built by hand so ``data`` is encoded once (already checked in _validate).
+    return (
+        '{"id":%d,"ts":%s,"level":%s,"source":%s,"message":%s,"data":%s}'
+        % (event_id, _number(ts), text(level), text(source), text(message), data_json)
+    )
+
+
+def _number(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError("timestamp must be finite")
+    return repr(value)

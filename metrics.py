@@ -1,0 +1,671 @@
+"""Metrics: the application's counters and gauges, the system collector, and the sampler.
+
+One concept: what the dashboard measures, sampled once per interval for everyone.
+
+Invariants:
+- counters only go up; gauges hold any finite number; names match
+  ``METRIC_NAME_RE`` and their number is bounded;
+- a rejected update stores nothing (all names and values are checked first);
+- only the sampler thread calls the system collector, so only it calls
+  psutil: since psutil 5.9.6 ``cpu_percent()`` keeps its baseline per calling
+  thread (psutil#2282), and its first reading is a meaningless 0.0, so the
+  first sample reports ``None`` instead;
+- a published snapshot is never mutated; its JSON is encoded once per tick and
+  the same bytes go to every client;
+- every number in a snapshot is finite or ``None`` (``allow_nan=False``).
+
+Intentional choices: a collector degrades instead of raising. Each reading
+(cpu, memory, disk, ...) sits in its own ``try``; a failure gives ``None`` for
+that field and one warning per cause, and a collector that fails outright
+gives ``system.error`` while the next tick tries again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = [
+    "METRIC_NAME_RE",
+    "MetricsRegistry",
+    "SystemCollector",
+    "PsutilCollector",
+    "StdlibCollector",
+    "make_system_collector",
+    "Sampler",
+]
+
+log = logging.getLogger(__name__)
+
+METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+MAX_NAME_CHARS = 200
+MAX_METRICS = 1000  # counters and gauges together: names come from clients
+
+
+def _finite_number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+class MetricsRegistry:
+    """Thread-safe application counters and gauges.
+
+    >>> registry = MetricsRegistry()
+    >>> registry.inc("jobs_done"); registry.set("queue_depth", 7)
+    >>> registry.snapshot()
+    ({'jobs_done': 1}, {'queue_depth': 7})
+
+    A counter counts things that happen (it only goes up); use a gauge for a
+    level that goes up and down, and an event for something a person reads.
+    """
+
+    def __init__(self, max_metrics: int = MAX_METRICS) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[str, float] = {}
+        self._gauges: dict[str, float] = {}
+        self._max_metrics = max_metrics
+
+    def inc(self, name: str, delta: float = 1) -> None:
+        """Add ``delta`` (>= 0) to counter ``name``."""
+        self.update(counters={name: delta})
+
+    def set(self, name: str, value: float) -> None:
+        """Set gauge ``name`` to ``value``."""
+        self.update(gauges={name: value})
+
+    def update(self, counters: Any = None, gauges: Any = None) -> None:
+        """Apply counter deltas and gauge values together, or raise ``ValueError`` and apply none."""
+        counters = _check_mapping("counters", counters)
+        gauges = _check_mapping("gauges", gauges)
+        for name, delta in counters.items():
+            _check_name(name)
+            if not _finite_number(delta):
+                raise ValueError("counter %r: delta must be a finite number" % name)
+            if delta < 0:
+                raise ValueError("counter %r: delta must not be negative (counters only go up)" % name)
+        for name, value in gauges.items():
+            _check_name(name)
+            if not _finite_number(value):
+                raise ValueError("gauge %r: value must be a finite number" % name)
+        with self._lock:
+            new_names = (set(counters) - self._counters.keys()) | (set(gauges) - self._gauges.keys())
+            if len(self._counters) + len(self._gauges) + len(new_names) > self._max_metrics:
+                raise ValueError("too many metrics (at most %d names)" % self._max_metrics)
+            for name, delta in counters.items():
+                total = self._counters.get(name, 0) + delta
+                if not math.isfinite(total):
+                    raise ValueError("counter %r: total would overflow" % name)
+                self._counters[name] = total
+            self._gauges.update(gauges)
+
+    def snapshot(self) -> tuple[dict, dict]:
+        """Copies of (counters, gauges), safe to use after the call."""
+        with self._lock:
+            return dict(self._counters), dict(self._gauges)
+
+
+def _check_mapping(what: str, value: Any) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("%s must be an object of name: number" % what)
+    return value
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not METRIC_NAME_RE.fullmatch(name):
+        raise ValueError(
+            "metric name %r must match [a-zA-Z_:][a-zA-Z0-9_:]*" % (name if isinstance(name, str) else str(name)[:40],)
+        )
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError("metric name must be at most %d characters" % MAX_NAME_CHARS)
+
+
+# --------------------------------------------------------------------------
+# System collectors
+# --------------------------------------------------------------------------
+
+SYSTEM_FIELDS = (
+    "cpu_percent",
+    "cpu_per_core",
+    "cpu_count",
+    "memory_total_bytes",
+    "memory_used_bytes",
+    "memory_available_bytes",
+    "memory_percent",
+    "swap_total_bytes",
+    "swap_used_bytes",
+    "swap_percent",
+    "disk_path",
+    "disk_total_bytes",
+    "disk_used_bytes",
+    "disk_free_bytes",
+    "disk_percent",
+    "disk_read_bytes_per_s",
+    "disk_write_bytes_per_s",
+    "net_sent_bytes",
+    "net_recv_bytes",
+    "net_sent_bytes_per_s",
+    "net_recv_bytes_per_s",
+    "load_1",
+    "load_5",
+    "load_15",
+    "process_count",
+    "uptime_s",
+)
+
+
+def default_disk_path() -> str:
+    """The root of the drive this program runs from (``C:\\`` on Windows, ``/`` elsewhere)."""
+    return Path(sys.executable or ".").resolve().anchor or os.sep
+
+
+class _Rates:
+    """Per-second rates from two readings of monotonically growing totals."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._previous: dict[str, tuple[float, float]] = {}
+
+    def rate(self, key: str, total: float | None) -> float | None:
+        now = self._clock()
+        previous = self._previous.get(key)
+        if total is None:
+            self._previous.pop(key, None)
+            return None
+        self._previous[key] = (now, total)
+        if previous is None:
+            return None
+        then, old_total = previous
+        elapsed = now - then
+        # A total that went down means a counter wrapped or a device left.
+        if elapsed <= 0 or total < old_total:
+            return None
+        return (total - old_total) / elapsed
+
+
+class SystemCollector:
+    """The collector protocol: ``collect()`` returns a dict of ``SYSTEM_FIELDS``
+    (``None`` where unknown) plus ``source``; ``rss_bytes()`` is this process's
+    resident memory. Only the sampler thread calls either."""
+
+    source = "none"
+
+    def __init__(self, disk_path: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.disk_path = disk_path or default_disk_path()
+        self._rates = _Rates(clock)
+        self._warned: set[str] = set()
+
+    def collect(self) -> dict:
+        system: dict[str, Any] = dict.fromkeys(SYSTEM_FIELDS)
+        system["source"] = self.source
+        for reader in self._readers():
+            try:
+                system.update(reader())
+            except Exception as exc:  # degrade: one field group is None, not the sample
+                self._warn_once(reader.__name__, exc)
+        for key, value in system.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                system[key] = None
+        return system
+
+    def rss_bytes(self) -> int | None:
+        return None
+
+    def _readers(self) -> list:
+        return []
+
+    def _warn_once(self, what: str, exc: BaseException) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning("system metric %s unavailable (%s: %s); reporting null", what.lstrip("_"), type(exc).__name__, exc)
+
+    def _disk_usage(self) -> dict:
+        usage = shutil.disk_usage(self.disk_path)
+        return {
+            "disk_path": self.disk_path,
+            "disk_total_bytes": usage.total,
+            "disk_used_bytes": usage.used,
+            "disk_free_bytes": usage.free,
+            "disk_percent": _percent(usage.used, usage.total),
+        }
+
+    def _load(self) -> dict:
+        load = os.getloadavg()  # AttributeError on Windows: logged once, fields stay None
+        return {"load_1": load[0], "load_5": load[1], "load_15": load[2]}
+
+
+def _percent(part: float, whole: float) -> float | None:
+    return round(100.0 * part / whole, 2) if whole else None
+
+
+class PsutilCollector(SystemCollector):
+    """System metrics from psutil (``pip install sse-dashboard[system]``)."""
+
+    source = "psutil"
+
+    def __init__(self, psutil: Any, disk_path: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(disk_path, clock)
+        self._psutil = psutil
+        self._process = None
+        self._primed = False
+
+    def _readers(self) -> list:
+        return [self._cpu, self._memory, self._disk_usage, self._disk_io, self._net, self._load, self._processes, self._uptime]
+
+    def _cpu(self) -> dict:
+        psutil = self._psutil
+        total = psutil.cpu_percent(interval=None)
+        per_core = psutil.cpu_percent(interval=None, percpu=True)
+        count = psutil.cpu_count() or len(per_core) or None
+        if not self._primed:
+            # The first call only sets the baseline and returns 0.0 (psutil docs).
+            self._primed = True
+            return {"cpu_count": count}
+        return {"cpu_percent": total, "cpu_per_core": list(per_core), "cpu_count": count}
+
+    def _memory(self) -> dict:
+        vm = self._psutil.virtual_memory()
+        sw = self._psutil.swap_memory()
+        return {
+            "memory_total_bytes": vm.total,
+            "memory_used_bytes": vm.total - vm.available,
+            "memory_available_bytes": vm.available,
+            "memory_percent": vm.percent,
+            "swap_total_bytes": sw.total,
+            "swap_used_bytes": sw.used,
+            "swap_percent": sw.percent,
+        }
+
+    def _disk_io(self) -> dict:
+        io = self._psutil.disk_io_counters()
+        read = io.read_bytes if io else None
+        written = io.write_bytes if io else None
+        return {
+            "disk_read_bytes_per_s": self._rates.rate("disk_read", read),
+            "disk_write_bytes_per_s": self._rates.rate("disk_write", written),
+        }
+
+    def _net(self) -> dict:
+        io = self._psutil.net_io_counters()
+        return {
+            "net_sent_bytes": io.bytes_sent,
+            "net_recv_bytes": io.bytes_recv,
+            "net_sent_bytes_per_s": self._rates.rate("net_sent", io.bytes_sent),
+            "net_recv_bytes_per_s": self._rates.rate("net_recv", io.bytes_recv),
+        }
+
+    def _load(self) -> dict:
+        load = self._psutil.getloadavg()
+        return {"load_1": load[0], "load_5": load[1], "load_15": load[2]}
+
+    def _processes(self) -> dict:
+        return {"process_count": len(self._psutil.pids())}
+
+    def _uptime(self) -> dict:
+        return {"uptime_s": max(0.0, time.time() - self._psutil.boot_time())}
+
+    def rss_bytes(self) -> int | None:
+        try:
+            if self._process is None:
+                self._process = self._psutil.Process()
+            return self._process.memory_info().rss
+        except Exception:
+            return None
+
+
+class StdlibCollector(SystemCollector):
+    """System metrics from the standard library alone.
+
+    Linux: ``/proc`` (``proc_root`` lets tests feed fixture files).
+    Windows: ``ctypes`` calls into kernel32/psapi. Everywhere:
+    ``shutil.disk_usage`` and ``os.getloadavg`` where it exists.
+    """
+
+    source = "stdlib"
+
+    def __init__(
+        self,
+        proc_root: str | Path = "/proc",
+        disk_path: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        platform: str = os.name,
+    ) -> None:
+        super().__init__(disk_path, clock)
+        self.proc_root = Path(proc_root)
+        self._platform = platform
+        self._cpu_times: dict[str, tuple[float, float]] = {}
+
+    def _readers(self) -> list:
+        readers = [self._cpu_count, self._disk_usage]
+        if self._platform == "nt":
+            return readers + [self._windows_cpu, self._windows_memory, self._windows_uptime]
+        if self.proc_root.is_dir():
+            readers += [self._proc_cpu, self._proc_memory, self._proc_disk_io, self._proc_net,
+                        self._proc_processes, self._proc_uptime]
+        return readers + [self._load]
+
+    def _cpu_count(self) -> dict:
+        return {"cpu_count": os.cpu_count()}
+
+    def _busy_percent(self, key: str, busy: float, total: float) -> float | None:
+        previous = self._cpu_times.get(key)
+        self._cpu_times[key] = (busy, total)
+        if previous is None or total <= previous[1]:
+            return None
+        return round(100.0 * max(0.0, busy - previous[0]) / (total - previous[1]), 1)
+
+    # --- Linux /proc -------------------------------------------------------
+
+    def _read(self, *parts: str) -> str:
+        return self.proc_root.joinpath(*parts).read_text(encoding="ascii", errors="replace")
+
+    def _proc_cpu(self) -> dict:
+        total_pct = None
+        per_core = []
+        for line in self._read("stat").splitlines():
+            if not line.startswith("cpu"):
+                continue
+            name, *fields = line.split()
+            values = [float(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+            idle = values[3] + (values[4] if len(values) > 4 else 0.0)
+            total = sum(values)
+            pct = self._busy_percent(name, total - idle, total)
+            if name == "cpu":
+                total_pct = pct
+            else:
+                per_core.append(pct)
+        if total_pct is None:
+            return {}
+        return {"cpu_percent": total_pct, "cpu_per_core": per_core if None not in per_core else None}
+
+    def _proc_memory(self) -> dict:
+        info = {}
+        for line in self._read("meminfo").splitlines():
+            key, _, rest = line.partition(":")
+            parts = rest.split()
+            if parts:
+                info[key] = int(parts[0]) * 1024  # kB
+        total = info["MemTotal"]
+        available = info.get("MemAvailable", info.get("MemFree", 0) + info.get("Cached", 0))
+        swap_total = info.get("SwapTotal", 0)
+        swap_used = swap_total - info.get("SwapFree", 0)
+        return {
+            "memory_total_bytes": total,
+            "memory_used_bytes": total - available,
+            "memory_available_bytes": available,
+            "memory_percent": _percent(total - available, total),
+            "swap_total_bytes": swap_total,
+            "swap_used_bytes": swap_used,
+            "swap_percent": _percent(swap_used, swap_total) if swap_total else 0.0,
+        }
+
+    def _proc_disk_io(self) -> dict:
+        read = written = 0
+        for line in self._read("diskstats").splitlines():
+            fields = line.split()
+            if len(fields) < 10 or not _is_whole_disk(fields[2]):
+                continue
+            read += int(fields[5]) * 512  # sectors are always 512 bytes here
+            written += int(fields[9]) * 512
+        return {
+            "disk_read_bytes_per_s": self._rates.rate("disk_read", read),
+            "disk_write_bytes_per_s": self._rates.rate("disk_write", written),
+        }
+
+    def _proc_net(self) -> dict:
+        recv = sent = 0
+        for line in self._read("net", "dev").splitlines()[2:]:
+            name, _, rest = line.partition(":")
+            fields = rest.split()
+            if name.strip() == "lo" or len(fields) < 9:
+                continue
+            recv += int(fields[0])
+            sent += int(fields[8])
+        return {
+            "net_sent_bytes": sent,
+            "net_recv_bytes": recv,
+            "net_sent_bytes_per_s": self._rates.rate("net_sent", sent),
+            "net_recv_bytes_per_s": self._rates.rate("net_recv", recv),
+        }
+
+    def _proc_processes(self) -> dict:
+        return {"process_count": sum(1 for p in self.proc_root.iterdir() if p.name.isdigit())}
+
+    def _proc_uptime(self) -> dict:
+        return {"uptime_s": float(self._read("uptime").split()[0])}
+
+    def rss_bytes(self) -> int | None:
+        try:
+            if self._platform == "nt":
+                return _windows_rss()
+            pages = int(self._read("self", "statm").split()[1])
+            return pages * os.sysconf("SC_PAGE_SIZE")
+        except Exception:
+            return None
+
+    # --- Windows (ctypes) ----------------------------------------------------
+
+    def _windows_cpu(self) -> dict:
+        import ctypes
+        from ctypes import wintypes
+
+        idle, kernel, user = wintypes.FILETIME(), wintypes.FILETIME(), wintypes.FILETIME()
+        if not ctypes.windll.kernel32.GetSystemTimes(ctypes.byref(idle), ctypes.byref(kernel), ctypes.byref(user)):
+            raise OSError("GetSystemTimes failed")
+
+        def ticks(ft: Any) -> float:
+            return float((ft.dwHighDateTime << 32) | ft.dwLowDateTime)
+
+        total = ticks(kernel) + ticks(user)  # kernel time includes idle time
+        return {"cpu_percent": self._busy_percent("cpu", total - ticks(idle), total)}
+
+    def _windows_memory(self) -> dict:
+        import ctypes
+
+        class MEMORYSTATUSEX(ctypes.Structure):
+            _fields_ = [
+                ("dwLength", ctypes.c_ulong),
+                ("dwMemoryLoad", ctypes.c_ulong),
+                ("ullTotalPhys", ctypes.c_ulonglong),
+                ("ullAvailPhys", ctypes.c_ulonglong),
+                ("ullTotalPageFile", ctypes.c_ulonglong),
+                ("ullAvailPageFile", ctypes.c_ulonglong),
+                ("ullTotalVirtual", ctypes.c_ulonglong),
+                ("ullAvailVirtual", ctypes.c_ulonglong),
+                ("ullAvailExtendedVirtual", ctypes.c_ulonglong),
+            ]
+
+        status = MEMORYSTATUSEX()
+        status.dwLength = ctypes.sizeof(MEMORYSTATUSEX)
+        if not ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+            raise OSError("GlobalMemoryStatusEx failed")
+        total, available = status.ullTotalPhys, status.ullAvailPhys
+        return {
+            "memory_total_bytes": total,
+            "memory_used_bytes": total - available,
+            "memory_available_bytes": available,
+            "memory_percent": _percent(total - available, total),
+        }
+
+    def _windows_uptime(self) -> dict:
+        import ctypes
+
+        ctypes.windll.kernel32.GetTickCount64.restype = ctypes.c_ulonglong
+        return {"uptime_s": ctypes.windll.kernel32.GetTickCount64() / 1000.0}
+
+
+def _is_whole_disk(name: str) -> bool:
+    """sda, vda, nvme0n1, mmcblk0 count; partitions (sda1, nvme0n1p1) and virtual devices do not."""
+    if name.startswith(("loop", "ram", "dm-", "zram", "sr", "md")):
+        return False
+    if name.startswith(("nvme", "mmcblk")):
+        return re.search(r"p\d+$", name) is None
+    return not name[-1].isdigit()
+
+
+def _windows_rss() -> int | None:
+    import ctypes
+    from ctypes import wintypes
+
+    class PROCESS_MEMORY_COUNTERS(ctypes.Structure):
+        _fields_ = [
+            ("cb", wintypes.DWORD),
+            ("PageFaultCount", wintypes.DWORD),
+            ("PeakWorkingSetSize", ctypes.c_size_t),
+            ("WorkingSetSize", ctypes.c_size_t),
+            ("QuotaPeakPagedPoolUsage", ctypes.c_size_t),
+            ("QuotaPagedPoolUsage", ctypes.c_size_t),
+            ("QuotaPeakNonPagedPoolUsage", ctypes.c_size_t),
+            ("QuotaNonPagedPoolUsage", ctypes.c_size_t),
+            ("PagefileUsage", ctypes.c_size_t),
+            ("PeakPagefileUsage", ctypes.c_size_t),
+        ]
+
+    counters = PROCESS_MEMORY_COUNTERS()
+    counters.cb = ctypes.sizeof(counters)
+    kernel32 = ctypes.windll.kernel32
+    kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+    ok = ctypes.windll.psapi.GetProcessMemoryInfo(kernel32.GetCurrentProcess(), ctypes.byref(counters), counters.cb)
+    return counters.WorkingSetSize if ok else None
+
+
+def make_system_collector(psutil: Any = "auto", **kwargs: Any) -> SystemCollector:
+    """A psutil collector when psutil imports, else the standard-library one.
+
+    Pass ``psutil=None`` to force the fallback (tests, or a broken psutil)."""
+    if psutil == "auto":
+        try:
+            import psutil as psutil_module
+        except ImportError:
+            psutil_module = None
+        psutil = psutil_module
+    if psutil is not None:
+        return PsutilCollector(psutil, **kwargs)
+    return StdlibCollector(**kwargs)
+
+
+# --------------------------------------------------------------------------
+# Sampler
+# --------------------------------------------------------------------------
+
+
+def encode_json(obj: Any) -> bytes:
+    """Compact UTF-8 JSON, refusing NaN/Infinity (they are not JSON)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+class Sampler:
+    """One daemon thread that takes one snapshot per interval for every client.
+
+    >>> sampler = Sampler(MetricsRegistry(), make_system_collector(), interval_s=1.0)
+    >>> sampler.start()          # returns once the first snapshot exists
+    >>> snapshot, body = sampler.latest()
+
+    ``on_sample`` (e.g. ``ChangeBell.ring``) is called after each publish;
+    ``server_stats`` returns the ``server`` part (clients, dropped, uptime).
+    """
+
+    def __init__(
+        self,
+        registry: MetricsRegistry,
+        collector: SystemCollector,
+        interval_s: float = 1.0,
+        on_sample: Callable[[], None] | None = None,
+        server_stats: Callable[[], dict] | None = None,
+        extra: dict | None = None,
+    ) -> None:
+        if not (interval_s > 0 and math.isfinite(interval_s)):
+            raise ValueError("interval must be a positive number of seconds")
+        self.registry = registry
+        self.collector = collector
+        self.interval_s = interval_s
+        self._on_sample = on_sample
+        self._server_stats = server_stats or dict
+        self._extra = dict(extra or {})
+        self._lock = threading.Lock()
+        self._latest: tuple[dict, bytes] | None = None
+        self._seq = 0
+        self._stop = threading.Event()
+        self._first = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout_s: float = 5.0) -> None:
+        """Start the thread and wait (bounded) for the first snapshot."""
+        if self._thread is not None:
+            raise RuntimeError("sampler already started")
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+        self._thread.start()
+        self._first.wait(timeout_s)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    @property
+    def seq(self) -> int:
+        with self._lock:
+            return self._seq
+
+    def latest(self) -> tuple[dict, bytes]:
+        """The newest snapshot and its JSON bytes (never mutate the dict)."""
+        with self._lock:
+            if self._latest is None:
+                raise RuntimeError("no sample yet: call start() first")
+            return self._latest
+
+    def _run(self) -> None:
+        next_tick = time.monotonic()
+        while not self._stop.is_set():
+            self.tick()
+            self._first.set()
+            # Ticks are scheduled on a fixed grid so the period does not drift by the
+            # cost of sampling; after a long stall (suspend) skip the missed ticks.
+            next_tick += self.interval_s
+            now = time.monotonic()
+            if next_tick < now:
+                next_tick = now + self.interval_s
+            self._stop.wait(next_tick - now)
+
+    def tick(self) -> dict:
+        """Take, encode and publish one snapshot (the sampler thread's job)."""
+        try:
+            system = self.collector.collect()
+        except Exception as exc:  # a broken collector must not kill the sampler
+            log.exception("system collector failed; next tick tries again")
+            system = {"source": getattr(self.collector, "source", "none"), "error": "%s: %s" % (type(exc).__name__, exc)}
+        counters, gauges = self.registry.snapshot()
+        server = dict(self._server_stats())
+        server["rss_bytes"] = self.collector.rss_bytes()
+        with self._lock:
+            seq = self._seq + 1
+        snapshot = dict(self._extra)
+        snapshot.update(
+            seq=seq,
+            ts=round(time.time(), 3),
+            interval=self.interval_s,
+            system=system,
+            counters=counters,
+            gauges=gauges,
+            server=server,
+        )
+        body = encode_json(snapshot)
+        with self._lock:
+            self._seq = seq
+            self._latest = (snapshot, body)
+        if self._on_sample is not None:
+            self._on_sample()
+        return snapshot

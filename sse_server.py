@@ -1,0 +1,724 @@
+"""The dashboard's HTTP server: the page, the JSON API and the server-sent event stream.
+
+One concept: HTTP. ``build_app()`` wires a ``MetricsRegistry``, an
+``EventLog``, a ``Sampler`` and a ``ChangeBell`` into a ``DashboardServer``;
+``DashboardHandler`` answers requests from one route table.
+
+Invariants:
+- nothing runs at import: no threads, no logging set-up, no global state;
+- handlers return a ``Response`` and ``_dispatch`` writes it; only
+  ``stream_metrics`` writes to the socket itself, one ``write()`` per wake-up
+  (``wbufsize = 0`` makes that one ``sendall``), so frames never interleave;
+- a stream keeps only a cursor (last event id, last snapshot seq) and reads
+  shared, bounded state when the bell rings: a slow or vanished client costs
+  its own thread and nothing else;
+- errors to clients are ``{"error": "..."}`` and never carry exception text.
+
+Intentional choices: the ``resync`` frame carries an ``id:`` although only
+``log`` frames otherwise do. An ``id:`` line sets the browser's last-event-ID
+buffer (WHATWG HTML, "server-sent events", dispatch), so after a resync the
+next reconnect asks from the current id instead of an id this run never had.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import ipaddress
+import json
+import logging
+import mimetypes
+import os
+import re
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+from events import LEVELS, ChangeBell, EventLog
+from metrics import MetricsRegistry, Sampler, encode_json, make_system_collector
+
+__version__ = "0.1.0"
+
+log = logging.getLogger("sse_server")
+access_log = logging.getLogger("sse_server.access")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_INTERVAL_S = 1.0
+HEARTBEAT_S = 15.0
+RETRY_MS = 5000
+STREAM_WRITE_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 30.0
+MAX_BODY_BYTES = 64 * 1024
+MAX_EVENTS_LIMIT = 1000
+DEFAULT_EVENTS_LIMIT = 100
+
+STATIC_CONTENT_TYPES = {
+    # Explicit, because Windows' registry can make mimetypes say text/plain for
+    # .js (cpython#88141), which browsers refuse for scripts with nosniff.
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".ico": "image/x-icon",
+    ".png": "image/png",
+    ".json": "application/json; charset=utf-8",
+}
+
+
+def find_static_dir() -> Path:
+    """``static/`` beside this file, or where ``pip install`` put it (share/sse-dashboard/static)."""
+    beside = Path(__file__).resolve().parent / "static"
+    if beside.is_dir():
+        return beside
+    for prefix in (sys.prefix, sys.base_prefix, getattr(sys, "exec_prefix", sys.prefix)):
+        installed = Path(prefix) / "share" / "sse-dashboard" / "static"
+        if installed.is_dir():
+            return installed.resolve()
+    return beside
+
+
+# --------------------------------------------------------------------------
+# SSE frames
+# --------------------------------------------------------------------------
+
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+def format_sse(
+    *,
+    data: str | None = None,
+    event: str | None = None,
+    id: int | str | None = None,
+    retry: int | None = None,
+    comment: str | None = None,
+) -> bytes:
+    """Encode one server-sent event frame (WHATWG HTML, "Parsing an event stream").
+
+    >>> format_sse(event="metrics", data='{"seq":1}')
+    b'event: metrics\\ndata: {"seq":1}\\n\\n'
+    """
+    lines = []
+    if comment is not None:
+        lines.extend(": " + part for part in _NEWLINES.split(comment))
+    if retry is not None:
+        if not isinstance(retry, int) or isinstance(retry, bool):
+            raise TypeError("retry must be an int (milliseconds)")
+        lines.append("retry: %d" % retry)
+    if id is not None:
+        lines.append("id: " + _NEWLINES.sub("", str(id)))
+    if event is not None:
+        event = _NEWLINES.sub("", event)
+        if event == "error":
+            # EventSource fires its own "error" event; a server one is indistinguishable.
+            raise ValueError("an SSE event must not be named 'error'")
+        lines.append("event: " + event)
+    if data is not None:
+        lines.extend("data: " + part for part in _NEWLINES.split(data))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+HEARTBEAT_FRAME = format_sse(comment="ping")
+
+
+# --------------------------------------------------------------------------
+# Responses and errors
+# --------------------------------------------------------------------------
+
+
+class HTTPError(Exception):
+    """Raised by handlers for a client error; ``_dispatch`` turns it into ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str, headers: tuple = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str
+    headers: tuple = ()
+
+
+def json_response(obj: Any, status: int = HTTPStatus.OK) -> Response:
+    return Response(status, encode_json(obj), "application/json; charset=utf-8")
+
+
+def _parse_int(value: str | None, name: str, default: int | None = None, minimum: int = 0) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise HTTPError(400, "%s must be a whole number" % name) from None
+    if number < minimum:
+        raise HTTPError(400, "%s must be at least %d" % (name, minimum))
+    return number
+
+
+def parse_last_event_id(value: str | None) -> int | None:
+    """A Last-Event-ID as an int, or None when absent or not a non-negative integer."""
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.isdigit() else None
+
+
+# --------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------
+
+
+class DashboardServer(ThreadingHTTPServer):
+    """The HTTP server holding the wired application state.
+
+    Attributes: ``registry``, ``events``, ``sampler``, ``bell``,
+    ``stopping`` (set on shutdown; every stream loop checks it), ``static_dir``.
+    """
+
+    daemon_threads = True
+    # A listen backlog of 5 (the socketserver default) refuses connections when
+    # many tabs or scripts reconnect at once after a restart.
+    request_queue_size = 128
+    # SO_REUSEADDR on Windows lets a second server share the port silently (cpython#85307).
+    allow_reuse_address = os.name != "nt"
+
+    def __init__(self, address: tuple, registry: MetricsRegistry, events: EventLog,
+                 bell: ChangeBell, static_dir: Path) -> None:
+        self.registry = registry
+        self.events = events
+        self.bell = bell
+        self.static_dir = static_dir.resolve()
+        self.sampler: Sampler | None = None
+        self.stopping = threading.Event()
+        self.started_monotonic = time.monotonic()
+        self.boot_id = uuid.uuid4().hex[:12]
+        self._lock = threading.Lock()
+        self._stream_clients = 0
+        self._dropped = 0
+        super().__init__(address, DashboardHandler)
+
+    def server_bind(self) -> None:
+        # Not HTTPServer.server_bind: its getfqdn() can stall ~30 s on reverse DNS (pip#13742).
+        if os.name == "nt" and hasattr(socket, "SO_EXCLUSIVEADDRUSE"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = port
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        if ":" in host:
+            host = "[%s]" % host
+        elif host == "0.0.0.0":
+            host = "127.0.0.1"
+        return "http://%s:%d/" % (host, port)
+
+    def uptime_s(self) -> float:
+        return round(time.monotonic() - self.started_monotonic, 3)
+
+    def stream_opened(self) -> None:
+        with self._lock:
+            self._stream_clients += 1
+
+    def stream_closed(self, dropped: bool) -> None:
+        with self._lock:
+            self._stream_clients -= 1
+            self._dropped += int(dropped)
+
+    def stats(self) -> dict:
+        with self._lock:
+            clients, dropped = self._stream_clients, self._dropped
+        return {"clients": clients, "dropped": dropped, "uptime": self.uptime_s()}
+
+    def shutdown(self) -> None:
+        """Stop serving; wake every stream so it ends now rather than at its next heartbeat."""
+        self.stopping.set()
+        self.bell.ring()
+        super().shutdown()
+
+    def server_close(self) -> None:
+        self.stopping.set()
+        self.bell.ring()
+        if self.sampler is not None:
+            self.sampler.stop()
+        super().server_close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, socket.timeout)):
+            log.debug("client %s went away: %s", client_address, exc)
+        else:
+            log.exception("unexpected error serving %s", client_address)
+
+
+class DashboardHandler(BaseHTTPRequestHandler):
+    """One request. Routes are data (``ROUTES``); each handler returns a ``Response``."""
+
+    server: DashboardServer
+    server_version = "sse-dashboard/" + __version__
+    protocol_version = "HTTP/1.0"  # the connection closes after each response and when a stream ends
+    wbufsize = 0  # every wfile.write() is one sendall: an SSE frame goes out whole, at once
+    timeout = REQUEST_TIMEOUT_S  # a client that sends its request a byte at a time is dropped
+
+    ROUTES = {  # (method, exact path) -> handler method name
+        ("GET", "/"): "serve_index",
+        ("GET", "/index.html"): "serve_index",
+        ("GET", "/api/metrics"): "get_metrics",
+        ("POST", "/api/metrics"): "post_metrics",
+        ("GET", "/api/metrics/stream"): "stream_metrics",
+        ("GET", "/api/events"): "get_events",
+        ("POST", "/api/events"): "post_event",
+        ("GET", "/api/health"): "get_health",
+    }
+    PREFIX_ROUTES = (("GET", "/static/", "serve_static"),)
+
+    # --- dispatch ----------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch("OPTIONS")
+
+    def _dispatch(self, method: str) -> None:
+        parts = urllib.parse.urlsplit(self.path)
+        self.route_path = parts.path
+        self.query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+        head = method == "HEAD"
+        try:
+            handler = self._find_handler("GET" if head else method, parts.path)
+            response = handler()
+        except HTTPError as exc:
+            response = json_response({"error": exc.message}, exc.status)
+            response = Response(response.status, response.body, response.content_type, exc.headers)
+        except (ConnectionError, socket.timeout):
+            raise  # the client left; handle_error logs it at DEBUG
+        except Exception:
+            log.exception("error handling %s %s", method, parts.path)
+            response = json_response({"error": "internal server error"}, HTTPStatus.INTERNAL_SERVER_ERROR)
+        if response is not None:
+            self._send(response, head)
+
+    def _find_handler(self, method: str, path: str) -> Callable[[], Response | None]:
+        name = self.ROUTES.get((method, path))
+        if name is None:
+            for route_method, prefix, prefix_name in self.PREFIX_ROUTES:
+                if route_method == method and path.startswith(prefix):
+                    name = prefix_name
+                    break
+        if name is not None:
+            return getattr(self, name)
+        allowed = self._allowed_methods(path)
+        if allowed:
+            raise HTTPError(405, "method not allowed", (("Allow", ", ".join(allowed)),))
+        raise HTTPError(404, "not found")
+
+    @classmethod
+    def _allowed_methods(cls, path: str) -> list[str]:
+        methods = {m for (m, p) in cls.ROUTES if p == path}
+        methods |= {m for (m, prefix, _) in cls.PREFIX_ROUTES if path.startswith(prefix)}
+        if "GET" in methods:
+            methods.add("HEAD")
+        return sorted(methods)
+
+    def _send(self, response: Response, head: bool = False) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if not response.content_type.startswith("application/json"):
+            self.send_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(response.body)
+
+    # --- logging -------------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Not stderr: a Windows console in QuickEdit mode blocks writes and would
+        # freeze requests (earthenterprise#1634). Off unless --access-log.
+        access_log.info("%s " + format, self.address_string(), *args)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        access_log.debug("%s " + format, self.address_string(), *args)
+
+    # --- request helpers -----------------------------------------------------
+
+    def query_value(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+    def read_json_body(self, max_bytes: int = MAX_BODY_BYTES) -> dict:
+        """The request body as a JSON object, or HTTPError 400/413/415 (nothing read past the cap)."""
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            raise HTTPError(415, "Content-Type must be application/json")
+        length_header = self.headers.get("Content-Length")
+        if length_header is None or not length_header.strip().isdigit():
+            raise HTTPError(400, "Content-Length header is required")
+        length = int(length_header)
+        if length > max_bytes:
+            raise HTTPError(413, "body must be at most %d bytes" % max_bytes)
+        raw = self.rfile.read(length)
+        if len(raw) < length:
+            raise HTTPError(400, "body is shorter than Content-Length")
+        try:
+            body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError):
+            raise HTTPError(400, "body must be valid UTF-8 JSON") from None
+        if not isinstance(body, dict):
+            raise HTTPError(400, "body must be a JSON object")
+        return body
+
+    # --- handlers ------------------------------------------------------------
+
+    def serve_index(self) -> Response:
+        return self._static_file("index.html")
+
+    def serve_static(self) -> Response:
+        return self._static_file(urllib.parse.unquote(self.route_path[len("/static/"):]))
+
+    def _static_file(self, relative: str) -> Response:
+        # Refuse anything that could name a file outside static/ on any OS:
+        # backslashes and drive letters (Windows), NUL, absolute paths, dot segments.
+        if (not relative or "\\" in relative or "\x00" in relative or ":" in relative
+                or relative.startswith("/") or any(p in ("", ".", "..") for p in relative.split("/"))):
+            raise HTTPError(404, "not found")
+        root = self.server.static_dir
+        path = (root / relative).resolve()
+        if root not in path.parents or not path.is_file():
+            raise HTTPError(404, "not found")
+        content_type = STATIC_CONTENT_TYPES.get(path.suffix.lower())
+        if content_type is None:
+            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return Response(200, path.read_bytes(), content_type, (("Cache-Control", "no-cache"),))
+
+    def get_metrics(self) -> Response:
+        _, body = self.server.sampler.latest()
+        return Response(200, body, "application/json; charset=utf-8", (("Cache-Control", "no-store"),))
+
+    def post_metrics(self) -> Response:
+        body = self.read_json_body()
+        unknown = set(body) - {"counters", "gauges"}
+        if unknown:
+            raise HTTPError(400, "unknown field(s): %s (expected counters, gauges)" % ", ".join(sorted(unknown)))
+        try:
+            self.server.registry.update(counters=body.get("counters"), gauges=body.get("gauges"))
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from None
+        return json_response({"status": "ok"})
+
+    def get_events(self) -> Response:
+        since = _parse_int(self.query_value("since"), "since", default=0)
+        limit = _parse_int(self.query_value("limit"), "limit", default=DEFAULT_EVENTS_LIMIT, minimum=1)
+        limit = min(limit, MAX_EVENTS_LIMIT)
+        level = self.query_value("level") or None
+        if level is not None and level not in LEVELS:
+            raise HTTPError(400, "level must be one of " + ", ".join(LEVELS))
+        events = self.server.events.since(since, limit=limit, level=level)
+        body = '{"events":[%s],"last_id":%d,"boot_id":"%s"}' % (
+            ",".join(e.json for e in events), self.server.events.last_id, self.server.boot_id)
+        return Response(200, body.encode("utf-8"), "application/json; charset=utf-8", (("Cache-Control", "no-store"),))
+
+    def post_event(self) -> Response:
+        body = self.read_json_body()
+        unknown = set(body) - {"message", "level", "source", "data"}
+        if unknown:
+            raise HTTPError(400, "unknown field(s): %s (expected message, level, source, data)" % ", ".join(sorted(unknown)))
+        if "message" not in body:
+            raise HTTPError(400, "message is required")
+        try:
+            event = self.server.events.post(
+                body.get("level", "info"), body["message"], source=body.get("source", "app"), data=body.get("data"),
+            )
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from None
+        return Response(201, event.json.encode("utf-8"), "application/json; charset=utf-8")
+
+    def get_health(self) -> Response:
+        stats = self.server.stats()
+        return json_response({
+            "status": "ok",
+            "clients": stats["clients"],
+            "uptime": stats["uptime"],
+            "version": __version__,
+        })
+
+    # --- the stream ----------------------------------------------------------
+
+    def stream_metrics(self) -> None:
+        """Send ``text/event-stream`` until the client leaves or the server stops.
+
+        Flow: open (headers, ``retry:``, the current snapshot, replay after
+        Last-Event-ID), then wait on the bell and send what is new, with a
+        ``: ping`` after ``HEARTBEAT_S`` of silence. See README "How the stream works".
+        """
+        server = self.server
+        last_event_id = parse_last_event_id(self.headers.get("Last-Event-ID"))
+        if last_event_id is None:
+            last_event_id = parse_last_event_id(self.query_value("lastEventId"))
+        # A reader that stops reading fills its socket buffer; then a write blocks
+        # at most this long and the client is dropped (werkzeug#1649).
+        self.connection.settimeout(STREAM_WRITE_TIMEOUT_S)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache, no-transform")
+        self.send_header("X-Accel-Buffering", "no")  # nginx: do not buffer (sse-starlette#5)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if self.command == "HEAD":
+            return None
+        server.stream_opened()
+        dropped = False
+        try:
+            seen = server.bell.generation
+            snapshot, body = server.sampler.latest()
+            last_seq = snapshot["seq"]
+            frames = [format_sse(retry=RETRY_MS), _metrics_frame(body)]
+            cursor = server.events.last_id
+            boot = self.query_value("boot")
+            if boot is not None and boot != server.boot_id and last_event_id is not None:
+                # The client's ids come from another run of the server: none of them mean anything here.
+                frames.append(_resync_frame(cursor))
+            elif last_event_id is not None:
+                replay = server.events.replay(last_event_id)
+                if replay.complete:
+                    frames.extend(_log_frame(e) for e in replay.events)
+                    cursor = replay.events[-1].id if replay.events else last_event_id
+                else:
+                    frames.append(_resync_frame(replay.last_id))
+                    cursor = replay.last_id
+                log.debug("stream from %s resumed after id %s", self.client_address, last_event_id)
+            self.wfile.write(b"".join(frames))
+            last_write = time.monotonic()
+            while not server.stopping.is_set():
+                wait_s = max(0.0, last_write + HEARTBEAT_S - time.monotonic())
+                seen = server.bell.wait(seen, timeout=wait_s)
+                if server.stopping.is_set():
+                    break
+                frames = []
+                new_events = server.events.since(cursor)
+                if new_events:
+                    frames.extend(_log_frame(e) for e in new_events)
+                    cursor = new_events[-1].id
+                snapshot, body = server.sampler.latest()
+                if snapshot["seq"] != last_seq:
+                    last_seq = snapshot["seq"]
+                    frames.append(_metrics_frame(body))
+                if not frames and time.monotonic() - last_write >= HEARTBEAT_S:
+                    frames.append(HEARTBEAT_FRAME)
+                if frames:
+                    self.wfile.write(b"".join(frames))
+                    last_write = time.monotonic()
+        except socket.timeout:
+            dropped = True
+            log.debug("stream to %s dropped: not reading for %ss", self.client_address, STREAM_WRITE_TIMEOUT_S)
+        except ConnectionError as exc:  # BrokenPipe, Reset, Aborted (WinError 10053/10054)
+            log.debug("stream to %s closed by client: %s", self.client_address, exc)
+        finally:
+            server.stream_closed(dropped)
+            self.close_connection = True
+        return None
+
+
+def _metrics_frame(body: bytes) -> bytes:
+    return b"event: metrics\ndata: " + body + b"\n\n"
+
+
+def _log_frame(event: Any) -> bytes:
+    return format_sse(id=event.id, event="log", data=event.json)
+
+
+def _resync_frame(last_id: int) -> bytes:
+    return format_sse(id=last_id, event="resync", data='{"last_id":%d}' % last_id)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError("%s is not valid JSON" % name)
+
+
+# --------------------------------------------------------------------------
+# Wiring and the command line
+# --------------------------------------------------------------------------
+
+
+def build_app(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    interval_s: float = DEFAULT_INTERVAL_S,
+    *,
+    demo: bool = False,
+    psutil: Any = "auto",
+    max_events: int = 1000,
+    static_dir: Path | None = None,
+    start: bool = True,
+) -> DashboardServer:
+    """Create, connect and (with ``start=True``) start everything but ``serve_forever``.
+
+    >>> server = build_app(port=0)
+    >>> threading.Thread(target=server.serve_forever, daemon=True).start()
+    >>> server.events.post("info", "hello")      # in-process use
+    """
+    bell = ChangeBell()
+    registry = MetricsRegistry()
+    events = EventLog(maxlen=max_events, on_post=bell.ring)
+    server = DashboardServer((host, port), registry, events, bell, static_dir or find_static_dir())
+    sampler = Sampler(
+        registry,
+        make_system_collector(psutil),
+        interval_s=interval_s,
+        on_sample=bell.ring,
+        server_stats=server.stats,
+        extra={"boot_id": server.boot_id},
+    )
+    server.sampler = sampler
+    if start:
+        sampler.start()
+        if demo:
+            from demo import DemoFeeder
+
+            DemoFeeder(registry, events, stop=server.stopping).start()
+    return server
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def port_error_message(exc: OSError, host: str, port: int) -> str:
+    """One sentence saying why the port could not be bound and what to try."""
+    winerror = getattr(exc, "winerror", None)
+    if exc.errno == errno.EADDRINUSE or winerror == 10048:
+        return ("port %d on %s is already in use (is another dashboard running?); "
+                "try another one, e.g. --port %d" % (port, host, port + 10))
+    if exc.errno == errno.EACCES or winerror == 10013:
+        return ("port %d on %s is reserved or forbidden (on Windows Hyper-V/WSL reserve port ranges: "
+                "see 'netsh interface ipv4 show excludedportrange protocol=tcp'); try e.g. --port %d"
+                % (port, host, port + 10))
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return "cannot listen on %s: no such address on this machine (%s)" % (host, exc.strerror or exc)
+    return "cannot listen on %s port %d: %s" % (host, port, exc.strerror or exc)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="sse-dashboard", description="A live monitoring dashboard: open the printed URL in a browser.")
+    parser.add_argument("port_arg", nargs="?", type=int, metavar="PORT", help="port (same as --port)")
+    parser.add_argument("--port", type=int, default=None, help="port to listen on (default %d; 0 = any free port)" % DEFAULT_PORT)
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default %s, this machine only)" % DEFAULT_HOST)
+    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S, help="seconds between samples (default 1.0)")
+    parser.add_argument("--demo", action="store_true", help="feed synthetic counters, gauges and events")
+    parser.add_argument("--no-psutil", action="store_true", help="use the standard-library collector even if psutil is installed")
+    parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    if args.port is None:
+        args.port = args.port_arg if args.port_arg is not None else DEFAULT_PORT
+    if not 0 <= args.port <= 65535:
+        parser.error("port must be between 0 and 65535")
+    if not (args.interval > 0 and args.interval <= 3600):
+        parser.error("--interval must be a number of seconds above 0")
+    return args
+
+
+def _configure_console() -> None:
+    # A cp1252 console, or output redirected to a file on Windows, must not turn a
+    # non-ASCII event message into a UnicodeEncodeError (waku-agent#140).
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None:
+            continue
+        try:
+            if stream.isatty():
+                reconfigure(errors="replace")
+            else:
+                reconfigure(encoding="utf-8", errors="replace")
+        except (ValueError, OSError):
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _configure_console()
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    access_log.setLevel(logging.INFO if args.access_log or args.verbose else logging.WARNING)
+    if not _is_loopback(args.host):
+        log.warning("listening on %s: anyone who can reach this machine can see and post to the dashboard", args.host)
+    try:
+        server = build_app(args.host, args.port, args.interval, demo=args.demo,
+                           psutil=None if args.no_psutil else "auto")
+    except OSError as exc:
+        log.error("%s", port_error_message(exc, args.host, args.port))
+        return 2
+    collector = server.sampler.collector
+    log.info("system metrics from %s", collector.source)
+    log.info("dashboard at %s (Ctrl+C to stop)", server.url)
+
+    done = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        done.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    if hasattr(signal, "SIGBREAK"):  # Ctrl+Break on Windows
+        signal.signal(signal.SIGBREAK, request_stop)
+
+    serving = threading.Thread(target=server.serve_forever, name="serve_forever", daemon=True)
+    serving.start()
+    try:
+        # Wait in short slices: on Windows a plain wait() would not see Ctrl+C.
+        while not done.wait(0.5) and serving.is_alive():
+            pass
+    finally:
+        log.info("stopping")
+        server.shutdown()  # from this thread, not serve_forever's (socketserver deadlock note)
+        server.server_close()
+        serving.join(2.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
