@@ -188,7 +188,12 @@ class DashboardServer(ThreadingHTTPServer):
 
     Attributes: ``registry``, ``events``, ``sampler``, ``bell``,
     ``stopping`` (set on shutdown; every stream loop checks it), ``static_dir``.
+    Class variables that may be overridden (or set per instance by
+    ``build_app``): ``heartbeat_s``, ``write_timeout_s``.
     """
+
+    heartbeat_s = HEARTBEAT_S
+    write_timeout_s = STREAM_WRITE_TIMEOUT_S
 
     daemon_threads = True
     # A listen backlog of 5 (the socketserver default) refuses connections when
@@ -493,7 +498,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             last_event_id = parse_last_event_id(self.query_value("lastEventId"))
         # A reader that stops reading fills its socket buffer; then a write blocks
         # at most this long and the client is dropped (werkzeug#1649).
-        self.connection.settimeout(STREAM_WRITE_TIMEOUT_S)
+        self.connection.settimeout(server.write_timeout_s)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache, no-transform")
@@ -526,7 +531,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             self.wfile.write(b"".join(frames))
             last_write = time.monotonic()
             while not server.stopping.is_set():
-                wait_s = max(0.0, last_write + HEARTBEAT_S - time.monotonic())
+                wait_s = max(0.0, last_write + server.heartbeat_s - time.monotonic())
                 seen = server.bell.wait(seen, timeout=wait_s)
                 if server.stopping.is_set():
                     break
@@ -539,14 +544,14 @@ class DashboardHandler(BaseHTTPRequestHandler):
                 if snapshot["seq"] != last_seq:
                     last_seq = snapshot["seq"]
                     frames.append(_metrics_frame(body))
-                if not frames and time.monotonic() - last_write >= HEARTBEAT_S:
+                if not frames and time.monotonic() - last_write >= server.heartbeat_s:
                     frames.append(HEARTBEAT_FRAME)
                 if frames:
                     self.wfile.write(b"".join(frames))
                     last_write = time.monotonic()
         except socket.timeout:
             dropped = True
-            log.debug("stream to %s dropped: not reading for %ss", self.client_address, STREAM_WRITE_TIMEOUT_S)
+            log.debug("stream to %s dropped: not reading for %ss", self.client_address, server.write_timeout_s)
         except ConnectionError as exc:  # BrokenPipe, Reset, Aborted (WinError 10053/10054)
             log.debug("stream to %s closed by client: %s", self.client_address, exc)
         finally:
@@ -585,6 +590,8 @@ def build_app(
     psutil: Any = "auto",
     max_events: int = 1000,
     static_dir: Path | None = None,
+    heartbeat_s: float = HEARTBEAT_S,
+    write_timeout_s: float = STREAM_WRITE_TIMEOUT_S,
     start: bool = True,
 ) -> DashboardServer:
     """Create, connect and (with ``start=True``) start everything but ``serve_forever``.
@@ -597,6 +604,8 @@ def build_app(
     registry = MetricsRegistry()
     events = EventLog(maxlen=max_events, on_post=bell.ring)
     server = DashboardServer((host, port), registry, events, bell, static_dir or find_static_dir())
+    server.heartbeat_s = heartbeat_s
+    server.write_timeout_s = write_timeout_s
     sampler = Sampler(
         registry,
         make_system_collector(psutil),

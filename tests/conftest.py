@@ -1,0 +1,193 @@
+"""Shared test tools: a real server on a free port, deadline waits, a raw SSE reader."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sse_server  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+FAST_INTERVAL_S = 0.2
+
+
+def require_tool(available: bool, what: str) -> None:
+    """Skip locally when a tool is missing; in CI (CI=true) fail instead (DEVELOPERS.md)."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail("%s is required in CI but missing" % what)
+    pytest.skip("%s is not installed" % what)
+
+
+def wait_until(predicate, timeout: float = 5.0, message: str = "condition", interval: float = 0.01):
+    """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, message))
+        time.sleep(interval)
+
+
+class RunningServer:
+    """A DashboardServer serving in a thread, with small helpers for requests."""
+
+    def __init__(self, server: sse_server.DashboardServer) -> None:
+        self.server = server
+        self.host, self.port = server.server_address[:2]
+        self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return "http://%s:%d" % (self.host, self.port)
+
+    def request(self, method: str, path: str, body=None, headers=None, timeout: float = 5.0):
+        """(status, headers, body bytes). ``body`` dicts are sent as JSON."""
+        headers = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.headers, resp.read()
+        finally:
+            conn.close()
+
+    def json(self, method: str, path: str, body=None, headers=None):
+        status, headers, raw = self.request(method, path, body, headers)
+        assert headers["Content-Type"].startswith("application/json"), headers["Content-Type"]
+        return status, json.loads(raw)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def make_server():
+    started = []
+
+    def make(**kwargs) -> RunningServer:
+        kwargs.setdefault("interval_s", FAST_INTERVAL_S)
+        server = sse_server.build_app(host="127.0.0.1", port=0, **kwargs)
+        running = RunningServer(server)
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def server(make_server) -> RunningServer:
+    return make_server()
+
+
+class SSEReader:
+    """A raw-socket EventSource stand-in: sends the GET, parses frames as the spec says."""
+
+    def __init__(self, host: str, port: int, path: str = "/api/metrics/stream",
+                 headers: dict | None = None, timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        lines = ["GET %s HTTP/1.1" % path, "Host: %s:%d" % (host, port), "Accept: text/event-stream"]
+        lines += ["%s: %s" % item for item in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.buffer = b""
+        head = self._read_until(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split()[1])
+        self.headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            self.headers[name.strip().lower()] = value.strip()
+
+    def _read_until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("stream closed")
+            self.buffer += chunk
+        part, _, self.buffer = self.buffer.partition(marker)
+        return part
+
+    def next_frame(self, timeout: float = 5.0) -> dict:
+        """The next frame: {"event", "data", "id", "retry", "comments"} (raw strings)."""
+        self.sock.settimeout(timeout)
+        block = self._read_until(b"\n\n").decode("utf-8")
+        frame = {"event": None, "data": None, "id": None, "retry": None, "comments": []}
+        data = []
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                frame["comments"].append(line[1:].strip())
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data.append(value)
+            elif name in ("event", "id", "retry"):
+                frame[name] = value
+        if data:
+            frame["data"] = "\n".join(data)
+        return frame
+
+    def next_event(self, event: str, timeout: float = 5.0) -> dict:
+        """Skip frames until one of type ``event`` arrives (bounded by ``timeout`` overall)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no %r frame within %.1fs" % (event, timeout))
+            frame = self.next_frame(left)
+            if frame["event"] == event:
+                return frame
+
+    def close(self, abort: bool = False) -> None:
+        if abort:  # RST instead of FIN, like a killed browser tab
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+
+@pytest.fixture
+def sse_reader():
+    readers = []
+
+    def open_reader(running: RunningServer, path: str = "/api/metrics/stream", headers=None) -> SSEReader:
+        reader = SSEReader(running.host, running.port, path, headers)
+        readers.append(reader)
+        return reader
+
+    yield open_reader
+    for reader in readers:
+        try:
+            reader.close()
+        except OSError:
+            pass
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None

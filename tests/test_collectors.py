@@ -1,0 +1,138 @@
+"""System collectors: the stdlib fallback on fixture /proc files, psutil through a fake module."""
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from metrics import SYSTEM_FIELDS, PsutilCollector, StdlibCollector, make_system_collector
+
+FIXTURE_PROC = Path(__file__).parent / "fixtures" / "proc"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def proc(tmp_path):
+    root = tmp_path / "proc"
+    shutil.copytree(FIXTURE_PROC, root)
+    return root
+
+
+def test_stdlib_collector_reads_proc(proc):
+    clock = FakeClock()
+    collector = StdlibCollector(proc_root=proc, disk_path=str(proc), clock=clock, platform="posix")
+    first = collector.collect()
+    assert first["source"] == "stdlib"
+    assert set(SYSTEM_FIELDS) <= set(first)
+    assert first["cpu_percent"] is None          # no baseline yet: never a bogus 0.0
+    assert first["net_recv_bytes_per_s"] is None
+    assert first["memory_total_bytes"] == 8_000_000 * 1024
+    assert first["memory_available_bytes"] == 6_000_000 * 1024
+    assert first["memory_percent"] == 25.0
+    assert first["swap_used_bytes"] == 500_000 * 1024
+    assert first["swap_percent"] == 25.0
+    assert first["net_recv_bytes"] == 1_024_000    # eth0 + wlan0, not lo
+    assert first["net_sent_bytes"] == 501_000
+    assert first["uptime_s"] == 12345.67
+    assert first["process_count"] == 2
+    assert first["disk_total_bytes"] > 0
+
+    (proc / "stat").write_text((proc / "stat.next").read_text())
+    net = proc / "net" / "dev"
+    net.write_text(net.read_text().replace("1000000   2000", "1002000   2000"))
+    disk = proc / "diskstats"
+    disk.write_text(disk.read_text().replace("sda 100 0 2000", "sda 100 0 2020"))
+    clock.now += 2.0
+    second = collector.collect()
+    # cpu: busy (non-idle, non-iowait) grew 1900 - 1500 = 400 of 11000 - 10000 ticks
+    assert second["cpu_percent"] == 40.0
+    assert second["cpu_per_core"] == [37.5, 41.7]
+    assert second["net_recv_bytes_per_s"] == pytest.approx(1000.0)
+    assert second["net_sent_bytes_per_s"] == 0.0
+    assert second["disk_read_bytes_per_s"] == pytest.approx(20 * 512 / 2.0)  # whole disks only
+
+
+def test_stdlib_rss_from_statm(proc):
+    import os
+
+    collector = StdlibCollector(proc_root=proc, platform="posix")
+    if hasattr(os, "sysconf"):
+        assert collector.rss_bytes() == 1200 * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_stdlib_collector_without_proc_still_reports_disk_and_cpu_count(tmp_path):
+    collector = StdlibCollector(proc_root=tmp_path / "missing", disk_path=str(tmp_path), platform="posix")
+    system = collector.collect()
+    assert system["cpu_count"] and system["disk_total_bytes"] > 0
+    assert system["memory_total_bytes"] is None
+
+
+def test_counter_that_goes_backwards_gives_no_rate(proc):
+    clock = FakeClock()
+    collector = StdlibCollector(proc_root=proc, disk_path=str(proc), clock=clock, platform="posix")
+    collector.collect()
+    net = proc / "net" / "dev"
+    net.write_text(net.read_text().replace("1000000   2000", "10   2000"))
+    clock.now += 1
+    assert collector.collect()["net_recv_bytes_per_s"] is None
+
+
+def fake_psutil(cpu=(42.0, [40.0, 44.0])):
+    calls = []
+
+    def cpu_percent(interval=None, percpu=False):
+        calls.append(percpu)
+        return list(cpu[1]) if percpu else cpu[0]
+
+    module = SimpleNamespace(
+        cpu_percent=cpu_percent,
+        cpu_count=lambda: 2,
+        virtual_memory=lambda: SimpleNamespace(total=1000, available=250, percent=75.0),
+        swap_memory=lambda: SimpleNamespace(total=100, used=10, percent=10.0),
+        disk_io_counters=lambda: SimpleNamespace(read_bytes=5000, write_bytes=7000),
+        net_io_counters=lambda: SimpleNamespace(bytes_sent=300, bytes_recv=900),
+        getloadavg=lambda: (0.5, 0.25, 0.125),
+        pids=lambda: [1, 2, 3],
+        boot_time=lambda: 0.0,
+        Process=lambda: SimpleNamespace(memory_info=lambda: SimpleNamespace(rss=12345)),
+    )
+    return module, calls
+
+
+def test_psutil_collector_hides_the_meaningless_first_cpu_reading():
+    module, calls = fake_psutil()
+    collector = PsutilCollector(module, disk_path=".")
+    first = collector.collect()
+    assert first["source"] == "psutil"
+    assert first["cpu_percent"] is None and first["cpu_per_core"] is None
+    assert calls, "the first collect must prime psutil's baseline"
+    second = collector.collect()
+    assert second["cpu_percent"] == 42.0 and second["cpu_per_core"] == [40.0, 44.0]
+    assert second["memory_used_bytes"] == 750 and second["memory_percent"] == 75.0
+    assert second["load_1"] == 0.5 and second["process_count"] == 3
+    assert collector.rss_bytes() == 12345
+
+
+def test_psutil_reader_failure_degrades_one_group():
+    module, _ = fake_psutil()
+
+    def boom():
+        raise PermissionError("denied")
+
+    module.net_io_counters = boom
+    system = PsutilCollector(module, disk_path=".").collect()
+    assert system["net_recv_bytes"] is None and system["memory_total_bytes"] == 1000
+
+
+def test_make_system_collector_falls_back_without_psutil():
+    assert make_system_collector(psutil=None).source == "stdlib"
+    module, _ = fake_psutil()
+    assert make_system_collector(psutil=module).source == "psutil"

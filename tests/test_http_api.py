@@ -1,0 +1,190 @@
+"""The JSON API against the real server over real sockets."""
+
+import json
+import socket
+
+import pytest
+
+from conftest import wait_until
+from sse_server import MAX_BODY_BYTES
+
+
+def test_snapshot_has_the_documented_shape(server):
+    status, snap = server.json("GET", "/api/metrics")
+    assert status == 200
+    assert set(snap) >= {"seq", "ts", "interval", "system", "counters", "gauges", "server"}
+    assert snap["interval"] == pytest.approx(0.2)
+    assert snap["system"]["source"] in ("psutil", "stdlib")
+    assert set(snap["server"]) >= {"clients", "dropped", "rss_bytes", "uptime"}
+
+
+def test_snapshot_seq_increases(server):
+    first = server.json("GET", "/api/metrics")[1]["seq"]
+    wait_until(lambda: server.json("GET", "/api/metrics")[1]["seq"] > first, message="a newer seq")
+
+
+def test_health(server):
+    status, body = server.json("GET", "/api/health")
+    assert status == 200
+    assert body["status"] == "ok" and body["clients"] == 0 and body["uptime"] >= 0 and body["version"]
+
+
+def test_post_event_returns_201_and_the_stored_event(server):
+    status, event = server.json("POST", "/api/events", {"message": "backup done", "level": "warning",
+                                                        "source": "cron", "data": {"files": 3}})
+    assert status == 201
+    assert event["id"] == 1 and event["level"] == "warning" and event["source"] == "cron"
+    assert event["data"] == {"files": 3} and event["message"] == "backup done"
+    _, listed = server.json("GET", "/api/events")
+    assert listed["events"] == [event]
+
+
+def test_post_event_defaults_to_info_from_app(server):
+    _, event = server.json("POST", "/api/events", {"message": "hi \u2603 \U0001F680"})
+    assert (event["level"], event["source"], event["message"]) == ("info", "app", "hi \u2603 \U0001F680")
+
+
+def test_get_events_since_limit_and_level(server):
+    for i, level in enumerate(["info", "error", "warning", "error"]):
+        server.json("POST", "/api/events", {"message": "m%d" % i, "level": level})
+    ids = lambda q: [e["id"] for e in server.json("GET", "/api/events" + q)[1]["events"]]  # noqa: E731
+    assert ids("") == [1, 2, 3, 4]
+    assert ids("?since=2") == [3, 4]
+    assert ids("?limit=2") == [3, 4]
+    assert ids("?level=error") == [2, 4]
+    assert ids("?since=1&level=error&limit=1") == [4]
+
+
+def test_post_metrics_then_the_snapshot_shows_them(server):
+    status, body = server.json("POST", "/api/metrics", {"counters": {"jobs_done": 2}, "gauges": {"queue_depth": 7.5}})
+    assert status == 200 and body == {"status": "ok"}
+    server.json("POST", "/api/metrics", {"counters": {"jobs_done": 3}})
+
+    def shown():
+        snap = server.json("GET", "/api/metrics")[1]
+        return snap["counters"].get("jobs_done") == 5 and snap["gauges"].get("queue_depth") == 7.5
+
+    wait_until(shown, message="posted metrics in the snapshot")
+
+
+BAD_EVENTS = [
+    ("invalid JSON", b"{not json", 400, "valid UTF-8 JSON"),
+    ("not an object", b"[1, 2]", 400, "JSON object"),
+    ("invalid UTF-8", b'{"message": "\xff\xfe"}', 400, "UTF-8"),
+    ("NaN", b'{"message": "x", "data": NaN}', 400, "JSON"),
+    ("missing message", b'{"level": "info"}', 400, "message is required"),
+    ("message not a string", b'{"message": 5}', 400, "message must be a non-empty string"),
+    ("empty message", b'{"message": ""}', 400, "message must be a non-empty string"),
+    ("unknown level", b'{"message": "x", "level": "fatal"}', 400, "level must be one of info, warning, error"),
+    ("level wrong type", b'{"message": "x", "level": 3}', 400, "level must be one of"),
+    ("source wrong type", b'{"message": "x", "source": []}', 400, "source must be"),
+    ("unknown field", b'{"message": "x", "colour": "red"}', 400, "unknown field"),
+]
+
+
+@pytest.mark.parametrize("why, body, status, error", BAD_EVENTS, ids=[b[0] for b in BAD_EVENTS])
+def test_bad_event_gets_json_error_and_stores_nothing(server, why, body, status, error):
+    got, headers, raw = server.request("POST", "/api/events", body, {"Content-Type": "application/json"})
+    assert got == status
+    assert headers["Content-Type"].startswith("application/json")
+    assert error in json.loads(raw)["error"]
+    assert server.server.events.last_id == 0
+    assert server.json("GET", "/api/health")[0] == 200
+
+
+BAD_METRICS = [
+    ("negative counter", {"counters": {"c": -1}}, "must not be negative"),
+    ("bad name", {"gauges": {"bad name": 1}}, "metric name"),
+    ("string value", {"gauges": {"g": "7"}}, "finite number"),
+    ("bool value", {"counters": {"c": True}}, "finite number"),
+    ("not an object", {"counters": [1]}, "counters must be an object"),
+    ("unknown field", {"histograms": {}}, "unknown field"),
+    ("one bad among good", {"counters": {"ok": 1}, "gauges": {"g": None}}, "finite number"),
+]
+
+
+@pytest.mark.parametrize("why, body, error", BAD_METRICS, ids=[b[0] for b in BAD_METRICS])
+def test_bad_metrics_get_400_and_store_nothing(server, why, body, error):
+    status, reply = server.json("POST", "/api/metrics", body)
+    assert status == 400 and error in reply["error"]
+    assert server.server.registry.snapshot() == ({}, {})
+
+
+def test_body_over_64_kib_is_413_before_reading(server):
+    body = b'{"message": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    status, reply = server.json("POST", "/api/events", body, {"Content-Type": "application/json"})
+    assert status == 413 and "at most" in reply["error"]
+    assert server.server.events.last_id == 0
+
+
+def test_declared_length_over_the_cap_is_refused_without_sending_a_body(server):
+    # Only headers are sent: the server must answer from Content-Length alone.
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 10000000\r\n\r\n")
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.0 413")
+
+
+def test_wrong_content_type_is_415(server):
+    status, reply = server.json("POST", "/api/events", b'{"message": "x"}', {"Content-Type": "text/plain"})
+    assert status == 415 and "application/json" in reply["error"]
+    assert server.server.events.last_id == 0
+
+
+def test_truncated_body_is_400(server):
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"message\": \"x\"}")
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.0 400") and b"shorter" in reply
+    assert server.server.events.last_id == 0
+
+
+def test_missing_content_length_is_400(server):
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n")
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.0 400") and b"Content-Length" in reply
+
+
+@pytest.mark.parametrize("method, path, allow", [
+    ("DELETE", "/api/events", "GET, HEAD, POST"),
+    ("PUT", "/api/metrics", "GET, HEAD, POST"),
+    ("POST", "/api/health", "GET, HEAD"),
+    ("POST", "/api/metrics/stream", "GET, HEAD"),
+    ("POST", "/", "GET, HEAD"),
+])
+def test_wrong_method_is_405_with_allow(server, method, path, allow):
+    status, headers, raw = server.request(method, path, b"{}", {"Content-Type": "application/json"})
+    assert status == 405
+    assert headers["Allow"] == allow
+    assert json.loads(raw) == {"error": "method not allowed"}
+
+
+@pytest.mark.parametrize("path", ["/api/nope", "/api/metrics/", "/api", "/nothing-here"])
+def test_unknown_path_is_404_json(server, path):
+    status, body = server.json("GET", path)
+    assert status == 404 and body == {"error": "not found"}
+
+
+def test_bad_query_values_are_400(server):
+    for query in ("?since=abc", "?limit=0", "?limit=-5", "?level=debug"):
+        status, body = server.json("GET", "/api/events" + query)
+        assert status == 400 and "error" in body, query
+
+
+def test_an_internal_error_is_500_without_exception_text(server, caplog):
+    def broken():
+        raise RuntimeError("secret internals")
+
+    server.server.sampler.latest = broken  # the only way to make a healthy handler fail
+    status, body = server.json("GET", "/api/metrics")
+    assert status == 500 and body == {"error": "internal server error"}
+    assert any("secret internals" in r.getMessage() or r.exc_info for r in caplog.records)
