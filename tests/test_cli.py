@@ -1,0 +1,141 @@
+"""The command line, run as a real process: start-up line, port errors, signals, console encoding."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ROOT, SSEReader, wait_until
+
+
+class ServerProcess:
+    def __init__(self, *args, env=None):
+        full_env = dict(os.environ, **(env or {}))
+        full_env.pop("PYTHONUTF8", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "sse_server.py"), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(ROOT), env=full_env,
+        )
+        self.lines = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode("utf-8", "replace"))
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+    def wait_for_url(self, timeout=10):
+        match = wait_until(lambda: re.search(r"dashboard at http://127\.0\.0\.1:(\d+)/", self.output),
+                           timeout=timeout, message="the start-up line")
+        return int(match.group(1))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+
+
+@pytest.fixture
+def spawn():
+    procs = []
+
+    def start(*args, env=None):
+        p = ServerProcess(*args, env=env)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        p.stop()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_starts_logs_its_url_and_serves(spawn):
+    p = spawn("--port", "0")
+    port = p.wait_for_url()
+    with urllib.request.urlopen("http://127.0.0.1:%d/api/health" % port, timeout=5) as resp:
+        assert json.load(resp)["status"] == "ok"
+    assert "system metrics from" in p.output
+
+
+def test_positional_port_is_still_accepted(spawn):
+    port = free_port()
+    p = spawn(str(port))
+    assert p.wait_for_url() == port
+
+
+def test_port_in_use_is_one_clear_sentence(spawn):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        p = spawn("--port", str(port))
+        assert p.proc.wait(10) == 2
+    wait_until(lambda: "already in use" in p.output, message="the error line")
+    assert "Traceback" not in p.output
+    assert "--port" in p.output and str(port) in p.output
+
+
+def test_bad_arguments_exit_2_with_usage(spawn):
+    p = spawn("--interval", "-1")
+    assert p.proc.wait(10) == 2
+    wait_until(lambda: "interval" in p.output, message="usage error")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_within_two_seconds_with_streams_open(spawn, sig):
+    p = spawn("--port", "0", "--interval", "30")
+    port = p.wait_for_url()
+    readers = [SSEReader("127.0.0.1", port) for _ in range(3)]
+    for reader in readers:
+        reader.next_event("metrics")
+    started = time.monotonic()
+    p.proc.send_signal(sig)
+    assert p.proc.wait(5) == 0
+    assert time.monotonic() - started < 2.0
+    for reader in readers:
+        reader.close()
+    assert "Traceback" not in p.output
+
+
+def test_non_ascii_requests_and_events_never_break_logging_on_a_strict_cp1252_console(spawn):
+    p = spawn("--port", "0", "-v", "--access-log", env={"PYTHONIOENCODING": "cp1252:strict"})
+    port = p.wait_for_url()
+    # A request line with raw UTF-8 (an emoji) reaches the access log as latin-1
+    # characters that cp1252 cannot encode.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall("GET /api/\U0001F680caf\u00e9 HTTP/1.0\r\n\r\n".encode("utf-8"))
+        assert sock.recv(100).startswith(b"HTTP/1.0 404")
+    body = json.dumps({"message": "\u2713 na\u00efve \U0001F680 \u05e9\u05dc\u05d5\u05dd"}).encode()
+    req = urllib.request.Request("http://127.0.0.1:%d/api/events" % port, data=body,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 201
+    wait_until(lambda: "/api/events" in p.output, message="the access line")
+    assert "Traceback" not in p.output and "Logging error" not in p.output
+    with urllib.request.urlopen("http://127.0.0.1:%d/api/health" % port, timeout=5) as resp:
+        assert resp.status == 200
+
+
+def test_python_dash_m_works(spawn):
+    env = dict(os.environ)
+    proc = subprocess.run([sys.executable, "-m", "sse_server", "--help"], cwd=str(ROOT),
+                          capture_output=True, timeout=30, env=env)
+    assert proc.returncode == 0 and b"--port" in proc.stdout
