@@ -38,6 +38,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import webbrowser
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -657,6 +658,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S, help="seconds between samples (default 1.0)")
     parser.add_argument("--demo", action="store_true", help="feed synthetic counters, gauges and events")
     parser.add_argument("--no-psutil", action="store_true", help="use the standard-library collector even if psutil is installed")
+    parser.add_argument("--open", action="store_true", help="open the page in the default browser once serving")
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
@@ -717,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
 
     serving = threading.Thread(target=server.serve_forever, name="serve_forever", daemon=True)
     serving.start()
+    if args.open:
+        threading.Thread(target=webbrowser.open, args=(server.url,), name="open-browser", daemon=True).start()
     try:
         # Wait in short slices: on Windows a plain wait() would not see Ctrl+C.
         while not done.wait(0.5) and serving.is_alive():

@@ -89,7 +89,8 @@ def make_server():
 
     def make(**kwargs) -> RunningServer:
         kwargs.setdefault("interval_s", FAST_INTERVAL_S)
-        server = sse_server.build_app(host="127.0.0.1", port=0, **kwargs)
+        kwargs.setdefault("port", 0)
+        server = sse_server.build_app(host="127.0.0.1", **kwargs)
         running = RunningServer(server)
         started.append(running)
         return running

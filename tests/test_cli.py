@@ -139,3 +139,14 @@ def test_python_dash_m_works(spawn):
     proc = subprocess.run([sys.executable, "-m", "sse_server", "--help"], cwd=str(ROOT),
                           capture_output=True, timeout=30, env=env)
     assert proc.returncode == 0 and b"--port" in proc.stdout
+
+
+def test_windows_launcher_is_crlf_and_does_what_it_says():
+    raw = (ROOT / "start_sse_dashboard.bat").read_bytes()
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b""), "the .bat needs CRLF line endings"
+    text = raw.decode("ascii")
+    assert 'cd /d "%~dp0"' in text            # runs from its own folder
+    assert "chcp 65001" in text and "set PYTHONUTF8=1" in text
+    assert text.index("py -3") < text.index("python --version")  # the launcher first
+    assert "sse_server.py --open %*" in text  # arguments pass through
+    assert "pause" in text and "python.org" in text  # says what to do without Python
