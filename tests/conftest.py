@@ -72,6 +72,23 @@ class RunningServer:
         finally:
             conn.close()
 
+    def raw(self, data: bytes, half_close: bool = True, timeout: float = 5.0) -> bytes:
+        """Send raw bytes (a hand-made request) and read the whole reply until the server closes."""
+        with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+            sock.sendall(data)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+            reply = b""
+            while True:
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    break  # the server answered and closed without reading what we sent
+                if not chunk:
+                    break
+                reply += chunk
+        return reply
+
     def json(self, method: str, path: str, body=None, headers=None):
         status, headers, raw = self.request(method, path, body, headers)
         assert headers["Content-Type"].startswith("application/json"), headers["Content-Type"]

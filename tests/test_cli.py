@@ -1,5 +1,6 @@
 """The command line, run as a real process: start-up line, port errors, signals, console encoding."""
 
+import errno
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import urllib.request
 
 import pytest
 
+import sse_server
 from conftest import ROOT, SSEReader, wait_until
 
 
@@ -150,3 +152,38 @@ def test_windows_launcher_is_crlf_and_does_what_it_says():
     assert text.index("py -3") < text.index("python --version")  # the launcher first
     assert "sse_server.py --open %*" in text  # arguments pass through
     assert "pause" in text and "python.org" in text  # says what to do without Python
+
+
+def test_a_wide_bind_logs_a_warning(spawn):
+    p = spawn("--host", "0.0.0.0", "--port", "0")
+    wait_until(lambda: "dashboard at" in p.output, timeout=10, message="start-up")
+    assert "WARNING" in p.output and "anyone who can reach this machine" in p.output
+
+
+@pytest.mark.parametrize("exc, words", [
+    (OSError(errno.EADDRINUSE, "Address already in use"), "already in use"),
+    (OSError(errno.EACCES, "Permission denied"), "reserved or forbidden"),
+])
+def test_port_errors_name_the_port_and_what_to_try(exc, words):
+    message = sse_server.port_error_message(exc, "127.0.0.1", 8080)
+    assert words in message and "8080" in message and "--port 8090" in message
+    assert "\n" not in message
+
+
+def test_windows_port_errors_are_recognised_by_winerror():
+    reserved = OSError(errno.EACCES, "forbidden")
+    reserved.winerror = 10013
+    in_use = OSError(0, "in use")
+    in_use.winerror = 10048
+    assert "netsh interface ipv4 show excludedportrange" in sse_server.port_error_message(reserved, "127.0.0.1", 80)
+    assert "already in use" in sse_server.port_error_message(in_use, "127.0.0.1", 80)
+
+
+def test_demo_feeds_counters_gauges_and_events(make_server):
+    server = make_server(demo=True)
+
+    def fed():
+        snap = server.json("GET", "/api/metrics")[1]
+        return snap["counters"] and snap["gauges"] and server.server.events.last_id >= 1
+
+    wait_until(fed, timeout=5, message="demo data")
