@@ -155,8 +155,11 @@ class Response:
     headers: tuple = ()
 
 
+JSON_TYPE = "application/json; charset=utf-8"
+
+
 def json_response(obj: Any, status: int = HTTPStatus.OK) -> Response:
-    return Response(status, encode_json(obj), "application/json; charset=utf-8")
+    return Response(status, encode_json(obj), JSON_TYPE)
 
 
 def _parse_int(value: str | None, name: str, default: int | None = None, minimum: int = 0) -> int | None:
@@ -327,8 +330,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             handler = self._find_handler("GET" if head else method, parts.path)
             response = handler()
         except HTTPError as exc:
-            response = json_response({"error": exc.message}, exc.status)
-            response = Response(response.status, response.body, response.content_type, exc.headers)
+            response = Response(exc.status, encode_json({"error": exc.message}), JSON_TYPE, exc.headers)
         except (ConnectionError, socket.timeout):
             raise  # the client left; handle_error logs it at DEBUG
         except Exception:
@@ -435,7 +437,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def get_metrics(self) -> Response:
         _, body = self.server.sampler.latest()
-        return Response(200, body, "application/json; charset=utf-8", (("Cache-Control", "no-store"),))
+        return Response(200, body, JSON_TYPE, (("Cache-Control", "no-store"),))
 
     def post_metrics(self) -> Response:
         body = self.read_json_body()
@@ -458,7 +460,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         events = self.server.events.since(since, limit=limit, level=level)
         body = '{"events":[%s],"last_id":%d,"boot_id":"%s"}' % (
             ",".join(e.json for e in events), self.server.events.last_id, self.server.boot_id)
-        return Response(200, body.encode("utf-8"), "application/json; charset=utf-8", (("Cache-Control", "no-store"),))
+        return Response(200, body.encode("utf-8"), JSON_TYPE, (("Cache-Control", "no-store"),))
 
     def post_event(self) -> Response:
         body = self.read_json_body()
@@ -473,7 +475,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             )
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
-        return Response(201, event.json.encode("utf-8"), "application/json; charset=utf-8")
+        return Response(201, event.json.encode("utf-8"), JSON_TYPE)
 
     def get_health(self) -> Response:
         stats = self.server.stats()
