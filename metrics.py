@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 import math
 import os
 import re
@@ -42,6 +43,8 @@ __all__ = [
     "StdlibCollector",
     "make_system_collector",
     "Sampler",
+    "History",
+    "flatten_snapshot",
 ]
 
 log = logging.getLogger(__name__)
@@ -558,6 +561,80 @@ def make_system_collector(psutil: Any = "auto", **kwargs: Any) -> SystemCollecto
 
 
 # --------------------------------------------------------------------------
+# History
+# --------------------------------------------------------------------------
+
+DEFAULT_HISTORY_S = 900.0   # 15 minutes at full resolution
+MAX_HISTORY_POINTS = 100_000
+
+
+def flatten_snapshot(snapshot: dict) -> dict:
+    """The numeric series of one snapshot as ``{"system.cpu_percent": 3.5, "gauges.q": 7, ...}``."""
+    flat: dict[str, float] = {}
+    for key, value in (snapshot.get("system") or {}).items():
+        if key == "cpu_per_core" and isinstance(value, list):
+            for i, core in enumerate(value):
+                if _finite_number(core):
+                    flat["system.cpu_core_%d_percent" % i] = core
+        elif _finite_number(value):
+            flat["system." + key] = value
+    for section in ("counters", "gauges"):
+        for name, value in (snapshot.get(section) or {}).items():
+            flat[section + "." + name] = value
+    server = snapshot.get("server") or {}
+    for key in ("clients", "rss_bytes"):
+        if _finite_number(server.get(key)):
+            flat["server." + key] = server[key]
+    return flat
+
+
+class History:
+    """A bounded ring of recent samples, served as compact columns.
+
+    >>> history = History(maxlen=600)
+    >>> history.append(1700000000.0, {"system.cpu_percent": 3.5})
+    >>> history.columns(seconds=300, now=1700000001.0)
+    {'ts': [1700000000.0], 'series': {'system.cpu_percent': [3.5]}}
+
+    Memory is bounded by ``maxlen`` rows times the number of series, which
+    the registry bounds (``MAX_METRICS``).
+    """
+
+    def __init__(self, maxlen: int) -> None:
+        if maxlen < 1:
+            raise ValueError("history needs room for at least one sample")
+        self._lock = threading.Lock()
+        self._rows: deque[tuple[float, dict]] = deque(maxlen=maxlen)
+
+    @property
+    def maxlen(self) -> int:
+        return self._rows.maxlen or 0
+
+    def append(self, ts: float, flat: dict) -> None:
+        with self._lock:
+            self._rows.append((ts, flat))
+
+    def rows(self, seconds: float, now: float | None = None) -> list[tuple[float, dict]]:
+        """The (ts, series) rows of the last ``seconds``, oldest first (rows are never mutated)."""
+        with self._lock:
+            rows = list(self._rows)
+        if not rows:
+            return []
+        cutoff = (rows[-1][0] if now is None else now) - seconds
+        return [row for row in rows if row[0] >= cutoff]
+
+    def columns(self, seconds: float, now: float | None = None) -> dict:
+        rows = self.rows(seconds, now)
+        names: dict[str, None] = {}
+        for _, flat in rows:
+            names.update(dict.fromkeys(flat))
+        return {
+            "ts": [ts for ts, _ in rows],
+            "series": {name: [flat.get(name) for _, flat in rows] for name in sorted(names)},
+        }
+
+
+# --------------------------------------------------------------------------
 # Sampler
 # --------------------------------------------------------------------------
 
@@ -573,6 +650,7 @@ class Sampler:
     >>> sampler = Sampler(MetricsRegistry(), make_system_collector(), interval_s=1.0)
     >>> sampler.start()          # returns once the first snapshot exists
     >>> snapshot, body = sampler.latest()
+    >>> recent = sampler.history.columns(seconds=300)
 
     ``on_sample`` (e.g. ``ChangeBell.ring``) is called after each publish;
     ``server_stats`` returns the ``server`` part (clients, dropped, uptime).
@@ -586,6 +664,7 @@ class Sampler:
         on_sample: Callable[[], None] | None = None,
         server_stats: Callable[[], dict] | None = None,
         extra: dict | None = None,
+        history_s: float = DEFAULT_HISTORY_S,
     ) -> None:
         if not (interval_s > 0 and math.isfinite(interval_s)):
             raise ValueError("interval must be a positive number of seconds")
@@ -595,6 +674,7 @@ class Sampler:
         self._on_sample = on_sample
         self._server_stats = server_stats or dict
         self._extra = dict(extra or {})
+        self.history = History(min(MAX_HISTORY_POINTS, max(10, int(math.ceil(history_s / interval_s)) + 1)))
         self._lock = threading.Lock()
         self._latest: tuple[dict, bytes] | None = None
         self._seq = 0
@@ -666,6 +746,7 @@ class Sampler:
         with self._lock:
             self._seq = seq
             self._latest = (snapshot, body)
+        self.history.append(snapshot["ts"], flatten_snapshot(snapshot))
         if self._on_sample is not None:
             self._on_sample()
         return snapshot

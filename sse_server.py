@@ -23,6 +23,8 @@ next reconnect asks from the current id instead of an id this run never had.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import errno
 import ipaddress
 import json
@@ -162,6 +164,32 @@ def json_response(obj: Any, status: int = HTTPStatus.OK) -> Response:
     return Response(status, encode_json(obj), JSON_TYPE)
 
 
+def csv_response(header: list, rows: Any, filename: str) -> Response:
+    """A CSV download. Cells that a spreadsheet would run as a formula are quoted with ``'``
+    (OWASP "CSV injection"): event text comes from clients."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_csv_cell(value) for value in row])
+    return Response(200, out.getvalue().encode("utf-8"), "text/csv; charset=utf-8", (
+        ("Content-Disposition", 'attachment; filename="%s"' % filename),
+        ("Cache-Control", "no-store"),
+    ))
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _iso_utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + ".%03dZ" % int(round((ts % 1) * 1000) % 1000)
+
+
 def _parse_int(value: str | None, name: str, default: int | None = None, minimum: int = 0) -> int | None:
     if value is None or value == "":
         return default
@@ -292,6 +320,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         ("GET", "/api/metrics"): "get_metrics",
         ("POST", "/api/metrics"): "post_metrics",
         ("GET", "/api/metrics/stream"): "stream_metrics",
+        ("GET", "/api/metrics/history"): "get_history",
         ("GET", "/api/events"): "get_events",
         ("POST", "/api/events"): "post_event",
         ("GET", "/api/health"): "get_health",
@@ -450,14 +479,40 @@ class DashboardHandler(BaseHTTPRequestHandler):
             raise HTTPError(400, str(exc)) from None
         return json_response({"status": "ok"})
 
+    def response_format(self) -> str:
+        fmt = self.query_value("format") or "json"
+        if fmt not in ("json", "csv"):
+            raise HTTPError(400, "format must be json or csv")
+        return fmt
+
+    def get_history(self) -> Response:
+        sampler = self.server.sampler
+        longest = sampler.history.maxlen * sampler.interval_s
+        seconds = _parse_int(self.query_value("seconds"), "seconds", default=300, minimum=1)
+        columns = sampler.history.columns(min(seconds, longest))
+        if self.response_format() == "csv":
+            names = list(columns["series"])
+            rows = ([ts, _iso_utc(ts)] + [columns["series"][n][i] for n in names]
+                    for i, ts in enumerate(columns["ts"]))
+            return csv_response(["ts", "time_utc"] + names, rows, "sse-dashboard-history.csv")
+        columns["interval"] = sampler.interval_s
+        return Response(200, encode_json(columns), JSON_TYPE, (("Cache-Control", "no-store"),))
+
     def get_events(self) -> Response:
         since = _parse_int(self.query_value("since"), "since", default=0)
-        limit = _parse_int(self.query_value("limit"), "limit", default=DEFAULT_EVENTS_LIMIT, minimum=1)
-        limit = min(limit, MAX_EVENTS_LIMIT)
+        fmt = self.response_format()
+        default_limit = self.server.events.maxlen if fmt == "csv" else DEFAULT_EVENTS_LIMIT
+        limit = _parse_int(self.query_value("limit"), "limit", default=default_limit, minimum=1)
+        limit = min(limit, max(MAX_EVENTS_LIMIT, self.server.events.maxlen))
         level = self.query_value("level") or None
         if level is not None and level not in LEVELS:
             raise HTTPError(400, "level must be one of " + ", ".join(LEVELS))
         events = self.server.events.since(since, limit=limit, level=level)
+        if fmt == "csv":
+            rows = ([e.id, e.ts, _iso_utc(e.ts), e.level, e.source, e.message,
+                     "" if e.data is None else json.dumps(e.data, ensure_ascii=False)] for e in events)
+            return csv_response(["id", "ts", "time_utc", "level", "source", "message", "data"], rows,
+                                "sse-dashboard-events.csv")
         body = '{"events":[%s],"last_id":%d,"boot_id":"%s"}' % (
             ",".join(e.json for e in events), self.server.events.last_id, self.server.boot_id)
         return Response(200, body.encode("utf-8"), JSON_TYPE, (("Cache-Control", "no-store"),))

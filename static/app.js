@@ -1,78 +1,327 @@
-// sse-dashboard page: one EventSource for metrics and events, polling as a fallback.
-// Text from the server only ever goes in through textContent (never innerHTML).
+// sse-dashboard page. One EventSource per browser (one tab holds it and shares frames
+// with the others over a BroadcastChannel), polling as a fallback, canvas charts.
+// Text from the server only ever goes in through textContent (never as HTML).
 (function () {
   "use strict";
 
-  // ---- state -------------------------------------------------------------
+  // ---- state ----------------------------------------------------------------
 
   const STREAM_URL = "/api/metrics/stream";
   const POLL_MS = 2000;          // fallback polling period
   const RECONNECT_MS = 5000;     // our own reconnect after the browser gave up (CLOSED)
   const FAILURES_BEFORE_POLL = 3;
   const STALL_INTERVALS = 3;     // an open stream silent this many intervals has failed
-  const MAX_EVENTS = 10;
+  const SHOWN_EVENTS = 10;       // rows in the event list
+  const KEPT_EVENTS = 500;       // events kept for filtering and search
+  const HISTORY_SECONDS = 900;   // what charts can show
+  const CHART_SECONDS = 300;     // the main charts' window
+  const SPARK_SECONDS = 60;
+  const LOCK_NAME = "sse-dashboard-stream";
   const LEVEL_CLASS = { info: "level-info", warning: "level-warning", error: "level-error" };
   const MODE_TEXT = { connecting: "CONNECTING", live: "LIVE", polling: "POLLING", disconnected: "DISCONNECTED" };
-  const MODE_TITLE = { connecting: "… ", live: "● ", polling: "◐ ", disconnected: "✕ " };
+  const MODE_TITLE = { connecting: "\u2026 ", live: "\u25CF ", polling: "\u25D0 ", disconnected: "\u2715 " };
 
   const state = {
     mode: "connecting",
-    bootId: null,          // the server run; seq restarts when it changes
+    bootId: null,          // the server run; seq and event ids restart when it changes
     lastSeq: 0,
     lastEventId: 0,
     intervalMs: 1000,
     failures: 0,           // stream failures in a row
     lastFrameAt: 0,
-    source: null,          // the EventSource
+    source: null,          // our EventSource, when this tab holds the stream
+    leader: true,          // false while another tab holds the stream for us
     pollTimer: null,
     reconnectTimer: null,
-    events: new Map(),     // id -> event, for de-duplication
+    events: new Map(),     // id -> event (de-duplication, filters)
+    paused: false,
+    unseenAlerts: 0,
+    lastCounters: null,    // {ts, values} for rates
   };
 
   const $ = (id) => document.getElementById(id);
+  const channel = "BroadcastChannel" in window ? new BroadcastChannel("sse-dashboard") : null;
 
-  // ---- formatting (raw units in, text out) --------------------------------
+  // ---- formatting (raw units in, text out) -----------------------------------
 
   function isNum(v) { return typeof v === "number" && isFinite(v); }
 
   function formatBytes(v) {
-    if (!isNum(v)) return "—";
+    if (!isNum(v)) return "\u2014";
     const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let i = 0;
     while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
     return (i === 0 ? v.toFixed(0) : v.toFixed(1)) + " " + units[i];
   }
-  function formatRate(v) { return isNum(v) ? formatBytes(v) + "/s" : "—"; }
-  function formatPercent(v) { return isNum(v) ? v.toFixed(1) + " %" : "—"; }
+  function formatRate(v) { return isNum(v) ? formatBytes(v) + "/s" : "\u2014"; }
+  function formatPercent(v) { return isNum(v) ? v.toFixed(1) + " %" : "\u2014"; }
   function formatNumber(v) {
-    if (!isNum(v)) return "—";
-    return Number.isInteger(v) ? v.toLocaleString("en-US") : v.toLocaleString("en-US", { maximumFractionDigits: 3 });
+    if (!isNum(v)) return "\u2014";
+    return v.toLocaleString("en-US", { maximumFractionDigits: Number.isInteger(v) ? 0 : 3 });
   }
+  function formatPerSecond(v) { return isNum(v) ? formatNumber(Math.round(v * 100) / 100) + "/s" : "\u2014"; }
   function formatDuration(s) {
-    if (!isNum(s)) return "—";
+    if (!isNum(s)) return "\u2014";
     s = Math.floor(s);
     const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
     if (d) return d + "d " + h + "h";
     if (h) return h + "h " + m + "m";
     return m + "m " + (s % 60) + "s";
   }
-  function formatTime(ts) { return isNum(ts) ? new Date(ts * 1000).toLocaleTimeString() : "—"; }
+  function formatTime(ts) { return isNum(ts) ? new Date(ts * 1000).toLocaleTimeString() : "\u2014"; }
 
   const FORMATS = {
     percent: formatPercent, bytes: formatBytes, rate: formatRate, number: formatNumber,
-    duration: formatDuration, fixed2: (v) => (isNum(v) ? v.toFixed(2) : "—"),
+    duration: formatDuration, persecond: formatPerSecond,
+    fixed2: (v) => (isNum(v) ? v.toFixed(2) : "\u2014"),
     text: (v) => (typeof v === "string" ? v : ""),
   };
 
-  // ---- rendering ----------------------------------------------------------
+  // ---- history (ring buffers of recent points, per series key) ---------------
+
+  const history = { ts: [], series: new Map() };
+
+  function maxPoints() { return Math.ceil(HISTORY_SECONDS * 1000 / state.intervalMs) + 1; }
+
+  function pushPoint(ts, values) {
+    const n = history.ts.length;
+    if (n && ts <= history.ts[n - 1]) return;
+    history.ts.push(ts);
+    for (const [key, arr] of history.series) { arr.push(key in values ? values[key] : null); }
+    for (const key in values) {
+      if (!history.series.has(key)) {
+        const arr = new Array(n).fill(null);
+        arr.push(values[key]);
+        history.series.set(key, arr);
+      }
+    }
+    const excess = history.ts.length - maxPoints();
+    if (excess > 0) {
+      history.ts.splice(0, excess);
+      for (const arr of history.series.values()) arr.splice(0, excess);
+    }
+  }
+
+  function clearHistory() {
+    history.ts = [];
+    history.series = new Map();
+    state.lastCounters = null;
+  }
+
+  // The series of one snapshot, keyed as /api/metrics/history keys them, plus counter rates.
+  function flatten(snap) {
+    const out = {};
+    const system = snap.system || {};
+    for (const key in system) {
+      if (key === "cpu_per_core" && Array.isArray(system[key])) {
+        system[key].forEach((v, i) => { if (isNum(v)) out["system.cpu_core_" + i + "_percent"] = v; });
+      } else if (isNum(system[key])) out["system." + key] = system[key];
+    }
+    for (const section of ["counters", "gauges"]) {
+      const values = snap[section] || {};
+      for (const name in values) if (isNum(values[name])) out[section + "." + name] = values[name];
+    }
+    return out;
+  }
+
+  function addRates(ts, flat) {
+    const prev = state.lastCounters;
+    for (const key in flat) {
+      if (!key.startsWith("counters.") || !prev) continue;
+      const dt = ts - prev.ts;
+      if (dt > 0 && key in prev.values && flat[key] >= prev.values[key]) {
+        flat[key + ":rate"] = (flat[key] - prev.values[key]) / dt;
+      }
+    }
+    state.lastCounters = { ts, values: flat };
+    return flat;
+  }
+
+  async function seedHistory() {
+    try {
+      const body = await getJSON("/api/metrics/history?seconds=" + HISTORY_SECONDS);
+      if (isNum(body.interval) && body.interval > 0) state.intervalMs = body.interval * 1000;
+      const keys = Object.keys(body.series || {});
+      (body.ts || []).forEach((ts, i) => {
+        const flat = {};
+        for (const key of keys) {
+          const v = body.series[key][i];
+          if (isNum(v)) flat[key] = v;
+        }
+        pushPoint(ts, addRates(ts, flat));
+      });
+      scheduleDraw();
+    } catch (e) { /* charts then grow from the stream */ }
+  }
+
+  // ---- charts (canvas, no library) -------------------------------------------
+
+  const charts = [];       // {canvas, keys, seconds, format, max, spark}
+  let drawPending = false;
+
+  function cssVar(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+  const PALETTE = ["--c1", "--c2", "--c3", "--c4", "--c5", "--c6"];
+
+  function registerChart(canvas, options) {
+    const chart = Object.assign({ canvas, seconds: CHART_SECONDS, format: formatNumber, max: null, spark: false }, options);
+    charts.push(chart);
+    if (!chart.spark) attachHover(chart);
+    return chart;
+  }
+
+  function chartKeys(chart) {
+    return typeof chart.keys === "function" ? chart.keys() : chart.keys;
+  }
+
+  function scheduleDraw() {
+    if (drawPending) return;
+    drawPending = true;
+    requestAnimationFrame(() => {
+      drawPending = false;
+      for (const chart of charts) if (chart.canvas.isConnected) drawChart(chart);
+    });
+  }
+
+  // The window grows with the data (at least a minute) up to the chart's span, so a
+  // fresh page does not squeeze its first points against the right edge.
+  function visibleRange(chart) {
+    const n = history.ts.length;
+    if (!n) return null;
+    const end = history.ts[n - 1];
+    const seconds = Math.min(chart.seconds, Math.max(chart.spark ? chart.seconds : 60, end - history.ts[0]));
+    const start = end - seconds;
+    let first = 0;
+    while (first < n - 1 && history.ts[first] < start) first++;
+    return { first, n, start, end, seconds };
+  }
+
+  function drawChart(chart) {
+    const canvas = chart.canvas;
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth, h = canvas.clientHeight;
+    if (!w || !h) return;
+    if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+      canvas.width = Math.round(w * dpr);
+      canvas.height = Math.round(h * dpr);
+    }
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    const range = visibleRange(chart);
+    const keys = chartKeys(chart);
+    let points = 0;
+    if (range) {
+      let top = chart.max || 0;
+      if (!chart.max) {
+        for (const key of keys) {
+          const arr = history.series.get(key) || [];
+          for (let i = range.first; i < range.n; i++) if (isNum(arr[i]) && arr[i] > top) top = arr[i];
+        }
+        top = top > 0 ? top * 1.1 : 1;
+      }
+      chart.top = top;
+      const pad = chart.spark ? 1 : 4;
+      const x = (ts) => ((ts - range.start) / Math.max(1e-9, range.seconds)) * w;
+      const y = (v) => h - pad - (Math.max(0, v) / top) * (h - 2 * pad);
+      if (!chart.spark) {
+        ctx.strokeStyle = cssVar("--line");
+        ctx.lineWidth = 1;
+        for (const f of [0.25, 0.5, 0.75]) {
+          ctx.beginPath(); ctx.moveTo(0, Math.round(h * f) + 0.5); ctx.lineTo(w, Math.round(h * f) + 0.5); ctx.stroke();
+        }
+      }
+      keys.forEach((key, k) => {
+        const arr = history.series.get(key);
+        if (!arr) return;
+        ctx.strokeStyle = cssVar(chart.colors ? chart.colors[k] : PALETTE[k % PALETTE.length]);
+        ctx.lineWidth = chart.spark ? 1.25 : (keys.length > 4 && k > 0 ? 1 : 1.75);
+        ctx.beginPath();
+        let pen = false;
+        for (let i = range.first; i < range.n; i++) {
+          const v = arr[i];
+          if (!isNum(v)) { pen = false; continue; }
+          points++;
+          if (pen) ctx.lineTo(x(history.ts[i]), y(v)); else ctx.moveTo(x(history.ts[i]), y(v));
+          pen = true;
+        }
+        ctx.stroke();
+      });
+    }
+    canvas.dataset.points = String(points);
+    if (chart.hoverIndex != null) drawHover(chart, ctx, w, h);
+  }
+
+  function attachHover(chart) {
+    const canvas = chart.canvas;
+    const tip = document.createElement("div");
+    tip.className = "chart-tip";
+    tip.hidden = true;
+    canvas.parentNode.appendChild(tip);
+    chart.tip = tip;
+    canvas.addEventListener("mousemove", (e) => {
+      const range = visibleRange(chart);
+      if (!range) return;
+      const rect = canvas.getBoundingClientRect();
+      const ts = range.start + ((e.clientX - rect.left) / rect.width) * range.seconds;
+      let best = range.first;
+      for (let i = range.first; i < range.n; i++) if (Math.abs(history.ts[i] - ts) < Math.abs(history.ts[best] - ts)) best = i;
+      chart.hoverIndex = best;
+      const lines = [formatTime(history.ts[best])];
+      chartKeys(chart).forEach((key) => {
+        const arr = history.series.get(key) || [];
+        lines.push(labelFor(chart, key) + ": " + chart.format(arr[best]));
+      });
+      tip.textContent = lines.join("\n");
+      tip.hidden = false;
+      scheduleDraw();
+    });
+    canvas.addEventListener("mouseleave", () => { chart.hoverIndex = null; tip.hidden = true; scheduleDraw(); });
+  }
+
+  function labelFor(chart, key) {
+    if (chart.labels && chart.labels[key]) return chart.labels[key];
+    const core = /^system\.cpu_core_(\d+)_percent$/.exec(key);
+    return core ? "core " + core[1] : key.replace(/^system\./, "").replace(/:rate$/, "/s");
+  }
+
+  function drawHover(chart, ctx, w, h) {
+    const range = visibleRange(chart);
+    const i = chart.hoverIndex;
+    if (!range || i == null || i >= history.ts.length) return;
+    const x = ((history.ts[i] - range.start) / range.seconds) * w;
+    ctx.strokeStyle = cssVar("--muted");
+    ctx.lineWidth = 1;
+    ctx.beginPath(); ctx.moveTo(Math.round(x) + 0.5, 0); ctx.lineTo(Math.round(x) + 0.5, h); ctx.stroke();
+  }
+
+  // The big chart in a dialog, for any series a person clicks.
+  let detailChart = null;
+
+  function openDetail(key, title, format) {
+    const dialog = $("detail");
+    $("detail-title").textContent = title;
+    if (!detailChart) detailChart = registerChart($("detail-canvas"), { keys: [], seconds: HISTORY_SECONDS });
+    detailChart.keys = [key];
+    detailChart.format = format || formatNumber;
+    detailChart.labels = { [key]: title };
+    if (dialog.showModal) dialog.showModal(); else dialog.setAttribute("open", "");
+    scheduleDraw();
+  }
+
+  // ---- rendering -------------------------------------------------------------
 
   function setMode(mode) {
     if (state.mode === mode) return;
     state.mode = mode;
-    const el = $("status");
-    el.className = "status status-" + mode;
+    $("status").className = "status status-" + mode;
     $("status-text").textContent = MODE_TEXT[mode];
-    document.title = MODE_TITLE[mode] + "sse-dashboard";
+    updateTitle();
+    if (state.leader && channel) channel.postMessage({ type: "mode", mode });
+  }
+
+  function updateTitle() {
+    const alerts = state.unseenAlerts ? "(" + state.unseenAlerts + ") " : "";
+    document.title = MODE_TITLE[state.mode] + alerts + "sse-dashboard";
   }
 
   function renderSystem(system) {
@@ -84,45 +333,55 @@
     const err = $("system-error");
     err.hidden = !system.error;
     err.textContent = system.error ? "collector error: " + system.error : "";
-    renderCores(Array.isArray(system.cpu_per_core) ? system.cpu_per_core : []);
   }
 
-  function renderCores(cores) {
-    const box = $("cores");
-    while (box.children.length > cores.length) box.lastChild.remove();
-    while (box.children.length < cores.length) {
-      const bar = document.createElement("div");
-      bar.className = "core";
-      bar.appendChild(document.createElement("span"));
-      box.appendChild(bar);
-    }
-    cores.forEach((pct, i) => {
-      const bar = box.children[i];
-      const value = isNum(pct) ? Math.max(0, Math.min(100, pct)) : 0;
-      bar.firstChild.style.width = value + "%";
-      bar.title = "core " + i + ": " + formatPercent(pct);
-    });
-  }
-
-  function renderTable(tbody, values) {
+  function renderTable(tbody, section, values, withRate) {
     const names = Object.keys(values || {}).sort();
     const rows = new Map([...tbody.rows].map((r) => [r.dataset.name, r]));
     names.forEach((name, i) => {
       let row = rows.get(name);
-      if (!row) {
-        row = document.createElement("tr");
-        row.dataset.name = name;
-        const th = document.createElement("th");
-        th.scope = "row";
-        th.textContent = name;
-        row.appendChild(th);
-        row.appendChild(document.createElement("td"));
-      }
+      const key = section + "." + name;
+      if (!row) row = makeMetricRow(tbody, section, name, key, withRate);
       if (tbody.rows[i] !== row) tbody.insertBefore(row, tbody.rows[i] || null);
-      row.cells[1].textContent = formatNumber(values[name]);
+      row.querySelector(".value").textContent = formatNumber(values[name]);
+      if (withRate) {
+        const rates = history.series.get(key + ":rate");
+        row.querySelector(".rate").textContent = formatPerSecond(rates ? rates[rates.length - 1] : null);
+      }
     });
     for (const [name, row] of rows) if (!(name in values)) row.remove();
     return names.length;
+  }
+
+  function makeMetricRow(tbody, section, name, key, withRate) {
+    const row = document.createElement("tr");
+    row.dataset.name = name;
+    const th = document.createElement("th");
+    th.scope = "row";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "metric-name";
+    button.textContent = name;
+    const chartKey = withRate ? key + ":rate" : key;
+    button.title = "show a chart of " + name + (withRate ? " per second" : "");
+    button.addEventListener("click", () => openDetail(chartKey, name + (withRate ? " per second" : ""),
+      withRate ? formatPerSecond : formatNumber));
+    th.appendChild(button);
+    row.appendChild(th);
+    const spark = document.createElement("td");
+    spark.className = "spark-cell";
+    const canvas = document.createElement("canvas");
+    canvas.className = "spark";
+    canvas.setAttribute("aria-hidden", "true");
+    spark.appendChild(canvas);
+    row.appendChild(spark);
+    registerChart(canvas, { keys: [chartKey], seconds: SPARK_SECONDS, spark: true });
+    for (const cls of withRate ? ["value", "rate"] : ["value"]) {
+      const td = document.createElement("td");
+      td.className = cls;
+      row.appendChild(td);
+    }
+    return row;
   }
 
   function renderServer(server) {
@@ -138,11 +397,21 @@
     if (el.animate) el.animate([{ opacity: 0.2 }, { opacity: 1 }], { duration: 400 });
   }
 
+  function eventMatches(ev) {
+    const level = $("event-level").value;
+    if (level && ev.level !== level) return false;
+    const q = $("event-search").value.trim().toLowerCase();
+    if (!q) return true;
+    return [ev.message, ev.source, ev.data == null ? "" : JSON.stringify(ev.data)]
+      .some((text) => String(text).toLowerCase().includes(q));
+  }
+
   function renderEvents() {
-    const list = $("events");
-    const newest = [...state.events.values()].sort((a, b) => b.id - a.id).slice(0, MAX_EVENTS);
-    list.replaceChildren(...newest.map(eventItem));
-    $("no-events").hidden = newest.length > 0;
+    if (state.paused) return;
+    const shown = [...state.events.values()].sort((a, b) => b.id - a.id).filter(eventMatches).slice(0, SHOWN_EVENTS);
+    $("events").replaceChildren(...shown.map(eventItem));
+    $("no-events").hidden = state.events.size > 0;
+    $("pause-note").textContent = "";
   }
 
   function eventItem(ev) {
@@ -164,7 +433,14 @@
     return li;
   }
 
-  // ---- data ---------------------------------------------------------------
+  function renderAlerts() {
+    const badge = $("alert-badge");
+    badge.hidden = state.unseenAlerts === 0;
+    badge.textContent = state.unseenAlerts + (state.unseenAlerts === 1 ? " alert" : " alerts");
+    updateTitle();
+  }
+
+  // ---- data --------------------------------------------------------------------
 
   function applySnapshot(snap) {
     if (!snap || !isNum(snap.seq)) return;
@@ -173,30 +449,39 @@
       const restarted = state.bootId !== null;
       state.bootId = snap.boot_id;
       state.lastSeq = 0;
-      if (restarted) reloadEvents();
+      if (restarted) { clearHistory(); reloadEvents(); seedHistory(); }
     }
     if (snap.seq <= state.lastSeq) return; // stale (e.g. a late poll after the stream resumed)
     state.lastSeq = snap.seq;
     if (isNum(snap.interval) && snap.interval > 0) state.intervalMs = snap.interval * 1000;
+    pushPoint(snap.ts, addRates(snap.ts, flatten(snap)));
     renderSystem(snap.system || {});
-    const n = renderTable($("counters"), snap.counters) + renderTable($("gauges"), snap.gauges);
+    const n = renderTable($("counters"), "counters", snap.counters, true) +
+      renderTable($("gauges"), "gauges", snap.gauges, false);
     $("no-metrics").hidden = n > 0;
     renderServer(snap.server);
     flashUpdated(snap.ts);
+    scheduleDraw();
   }
 
-  function addEvents(events) {
+  function addEvents(events, live) {
+    let added = 0;
     for (const ev of events) {
-      if (!ev || !isNum(ev.id)) continue;
+      if (!ev || !isNum(ev.id) || state.events.has(ev.id)) continue;
       state.events.set(ev.id, ev);
+      added++;
       if (ev.id > state.lastEventId) state.lastEventId = ev.id;
+      if (live && (ev.level === "warning" || ev.level === "error")) state.unseenAlerts++;
     }
-    // Keep the de-duplication map bounded too.
-    if (state.events.size > MAX_EVENTS * 5) {
-      const keep = [...state.events.keys()].sort((a, b) => b - a).slice(0, MAX_EVENTS);
+    if (state.events.size > KEPT_EVENTS) {
+      const keep = [...state.events.keys()].sort((a, b) => b - a).slice(0, KEPT_EVENTS);
       state.events = new Map(keep.map((id) => [id, state.events.get(id)]));
     }
+    if (state.paused && added) {
+      $("pause-note").textContent = "paused \u2014 new events are waiting";
+    }
     renderEvents();
+    renderAlerts();
   }
 
   async function getJSON(url) {
@@ -207,10 +492,10 @@
 
   async function reloadEvents() {
     try {
-      const body = await getJSON("/api/events?limit=" + MAX_EVENTS);
+      const body = await getJSON("/api/events?limit=" + KEPT_EVENTS);
       state.events = new Map();
       state.lastEventId = 0;
-      addEvents(body.events || []);
+      addEvents(body.events || [], false);
       if (isNum(body.last_id)) state.lastEventId = body.last_id;
       return true;
     } catch (e) {
@@ -218,7 +503,15 @@
     }
   }
 
-  // ---- transport ----------------------------------------------------------
+  // Every frame this tab gets (from its stream, a poll, or the leader tab) goes through here.
+  function handleFrame(type, data, fromLeader) {
+    if (type === "metrics") applySnapshot(data);
+    else if (type === "log") addEvents([data], true);
+    else if (type === "resync") reloadEvents();
+    if (!fromLeader && channel && state.leader) channel.postMessage({ type, data });
+  }
+
+  // ---- transport -----------------------------------------------------------------
 
   function connect() {
     clearTimeout(state.reconnectTimer);
@@ -235,9 +528,9 @@
       stopPolling();
       setMode("live");
     };
-    source.addEventListener("metrics", (e) => { frameArrived(); applySnapshot(JSON.parse(e.data)); });
-    source.addEventListener("log", (e) => { frameArrived(); addEvents([JSON.parse(e.data)]); });
-    source.addEventListener("resync", () => { frameArrived(); reloadEvents(); });
+    for (const type of ["metrics", "log", "resync"]) {
+      source.addEventListener(type, (e) => { frameArrived(); handleFrame(type, JSON.parse(e.data), false); });
+    }
     source.onerror = () => streamFailed(source);
   }
 
@@ -269,10 +562,15 @@
   }
 
   function checkStall() {
-    // A stream that is open but silent (a buffering proxy or antivirus) has failed.
-    if (state.mode !== "live" || !state.source) return;
     const limit = Math.max(3000, STALL_INTERVALS * state.intervalMs);
-    if (Date.now() - state.lastFrameAt > limit) {
+    const silent = Date.now() - state.lastFrameAt > limit;
+    if (!state.leader) {
+      // The leader tab went quiet (frozen or gone without releasing): say so.
+      if (silent && state.mode === "live") setMode("disconnected");
+      return;
+    }
+    // A stream that is open but silent (a buffering proxy or antivirus) has failed.
+    if (state.mode === "live" && state.source && silent) {
       state.failures = Math.max(state.failures + 1, FAILURES_BEFORE_POLL);
       closeStream();
       setMode("disconnected");
@@ -297,12 +595,14 @@
     try {
       const [snap, evs] = await Promise.all([
         getJSON("/api/metrics"),
-        getJSON("/api/events?since=" + state.lastEventId + "&limit=" + MAX_EVENTS),
+        getJSON("/api/events?since=" + state.lastEventId + "&limit=" + KEPT_EVENTS),
       ]);
       if (state.pollTimer === null) return; // the stream came back meanwhile
-      applySnapshot(snap);
-      if (evs.boot_id && evs.boot_id !== state.bootId) return;
-      addEvents(evs.events || []);
+      handleFrame("metrics", snap, false);
+      if (!evs.boot_id || evs.boot_id === state.bootId) {
+        for (const ev of evs.events || []) handleFrame("log", ev, false);
+      }
+      state.lastFrameAt = Date.now();
       setMode("polling");
       // Keep trying the stream in the background; it wins as soon as it opens.
       if (window.EventSource && (!state.source || state.source.readyState === EventSource.CLOSED)) scheduleReconnect();
@@ -311,14 +611,123 @@
     }
   }
 
-  async function start() {
-    document.title = MODE_TITLE.connecting + "sse-dashboard";
-    await reloadEvents();
+  function setRole(role) {
+    document.documentElement.dataset.streamRole = role; // for people debugging, and the tests
+  }
+
+  function becomeLeader() {
+    state.leader = true;
+    setRole("leader");
+    state.failures = 0;
     connect();
+  }
+
+  function stopTransport() {
+    closeStream();
+    stopPolling();
+    clearTimeout(state.reconnectTimer);
+    state.reconnectTimer = null;
+  }
+
+  // Browsers allow 6 HTTP/1.1 connections per host, so a 7th tab with its own
+  // stream would hang (mercure#254). One tab holds a Web Lock and the stream; the
+  // others follow over a BroadcastChannel, and the lock passes on when it closes.
+  function startTransport() {
+    if (!channel || !navigator.locks || !window.EventSource) { becomeLeader(); return; }
+    state.leader = false;
+    setRole("follower");
+    channel.onmessage = (e) => {
+      const msg = e.data || {};
+      if (state.leader) {
+        // A new tab asks how things stand; it gets the rest with the next frame.
+        if (msg.type === "hello") channel.postMessage({ type: "mode", mode: state.mode });
+        return;
+      }
+      state.lastFrameAt = Date.now();
+      if (msg.type === "hello") return;
+      if (msg.type === "mode") { setMode(msg.mode); return; }
+      if (state.mode !== "live" && state.mode !== "polling") setMode("live");
+      handleFrame(msg.type, msg.data, true);
+    };
+    navigator.locks.request(LOCK_NAME, () => new Promise((release) => {
+      state.releaseLock = release;
+      becomeLeader();
+    }));
+    state.lastFrameAt = Date.now();
+    channel.postMessage({ type: "hello" });
+  }
+
+  function releaseLeadership() {
+    stopTransport();
+    if (state.releaseLock) { state.releaseLock(); state.releaseLock = null; }
+  }
+
+  // ---- controls --------------------------------------------------------------------
+
+  function applyTheme(theme) {
+    document.documentElement.dataset.theme = theme;
+    $("theme-toggle").textContent = theme === "dark" ? "Light theme" : "Dark theme";
+    $("theme-toggle").setAttribute("aria-pressed", String(theme === "dark"));
+    scheduleDraw();
+  }
+
+  function setupControls() {
+    const stored = localStorage.getItem("sse-dashboard-theme");
+    const media = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+    applyTheme(stored || (media && media.matches ? "dark" : "light"));
+    if (media && media.addEventListener) {
+      media.addEventListener("change", (e) => {
+        if (!localStorage.getItem("sse-dashboard-theme")) applyTheme(e.matches ? "dark" : "light");
+      });
+    }
+    $("theme-toggle").addEventListener("click", () => {
+      const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
+      localStorage.setItem("sse-dashboard-theme", next);
+      applyTheme(next);
+    });
+    $("event-level").addEventListener("change", renderEvents);
+    $("event-search").addEventListener("input", renderEvents);
+    $("event-pause").addEventListener("click", () => {
+      state.paused = !state.paused;
+      $("event-pause").textContent = state.paused ? "Resume" : "Pause";
+      $("event-pause").setAttribute("aria-pressed", String(state.paused));
+      renderEvents();
+    });
+    $("alert-badge").addEventListener("click", () => {
+      state.unseenAlerts = 0;
+      renderAlerts();
+      $("events-title").scrollIntoView();
+    });
+    $("detail-close").addEventListener("click", () => $("detail").close());
+    for (const el of document.querySelectorAll("[data-chart]")) {
+      el.addEventListener("click", () => openDetail(el.dataset.chart, el.dataset.title,
+        FORMATS[el.dataset.format] || formatNumber));
+    }
+    window.addEventListener("resize", scheduleDraw);
+  }
+
+  function setupCharts() {
+    registerChart($("chart-cpu"), {
+      keys: () => ["system.cpu_percent"].concat([...history.series.keys()].filter((k) => /^system\.cpu_core_\d+_percent$/.test(k))),
+      max: 100, format: formatPercent,
+      labels: { "system.cpu_percent": "total" },
+    });
+    registerChart($("chart-memory"), { keys: ["system.memory_percent", "system.swap_percent"], max: 100, format: formatPercent });
+    registerChart($("chart-net"), { keys: ["system.net_recv_bytes_per_s", "system.net_sent_bytes_per_s"], format: formatRate,
+      labels: { "system.net_recv_bytes_per_s": "received", "system.net_sent_bytes_per_s": "sent" } });
+    registerChart($("chart-disk"), { keys: ["system.disk_read_bytes_per_s", "system.disk_write_bytes_per_s"], format: formatRate,
+      labels: { "system.disk_read_bytes_per_s": "read", "system.disk_write_bytes_per_s": "write" } });
+  }
+
+  async function start() {
+    updateTitle();
+    setupControls();
+    setupCharts();
+    await Promise.all([reloadEvents(), seedHistory()]);
+    startTransport();
     setInterval(checkStall, 1000);
-    // One stream per tab, closed when the tab goes away (browsers allow 6 per host).
-    window.addEventListener("pagehide", () => { closeStream(); stopPolling(); });
-    window.addEventListener("pageshow", (e) => { if (e.persisted) connect(); });
+    window.addEventListener("pagehide", releaseLeadership);
+    window.addEventListener("pageshow", (e) => { if (e.persisted) startTransport(); });
   }
 
   start();

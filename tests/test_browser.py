@@ -67,7 +67,8 @@ def test_page_goes_live_without_console_errors_and_values_change(make_server, pa
     assert "sse-dashboard" in page.title() and "\u2715" not in page.title()
     first = page.text_content("#server-uptime")
     wait_until(lambda: page.text_content("#server-uptime") != first, timeout=3, message="values to change")
-    wait_until(lambda: page.text_content("#counters") == "jobs_done1", timeout=2, message="counter row")
+    wait_until(lambda: page.text_content("#counters tr[data-name=jobs_done] .value") == "1", timeout=2,
+               message="counter row")
     server.json("POST", "/api/metrics", {"gauges": {"new_gauge": 42}})
     wait_until(lambda: "new_gauge42" in page.text_content("#gauges"), timeout=3, message="a new gauge row")
     assert page.text_content("#memory") not in ("", "\u2014")
@@ -144,5 +145,152 @@ def test_phone_viewport_does_not_scroll_sideways(make_server, browser):
         page.wait_for_selector("#events li")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, width
+    finally:
+        context.close()
+
+
+def test_a_stream_held_back_by_a_buffering_proxy_falls_back_to_polling_then_recovers(make_server, page):
+    from proxy import BufferingProxy
+
+    server = make_server(interval_s=0.5)
+    proxy = BufferingProxy((server.host, server.port))
+    try:
+        page.goto(proxy.url + "/")
+        wait_status(page, "POLLING", timeout=8)  # open but silent for 3 s: stalled
+        server.json("POST", "/api/events", {"message": "through the poll"})
+        wait_until(lambda: "through the poll" in page.text_content("#events"), timeout=4, message="polled event")
+        proxy.holding = False  # the proxy stops buffering: the background retry wins
+        wait_status(page, "LIVE", timeout=10)
+    finally:
+        proxy.close()
+
+
+def test_charts_are_seeded_from_history_so_a_reload_is_never_empty(make_server, page):
+    server = make_server(interval_s=0.2)
+    wait_until(lambda: server.server.sampler.seq >= 20, message="20 samples")
+    points = lambda: int(page.get_attribute("#chart-memory", "data-points") or 0)  # noqa: E731
+    for _ in range(2):  # first load, then a reload
+        page.goto(server.url + "/")
+        wait_status(page, "LIVE", timeout=2)
+        seq_at_load = server.server.sampler.seq
+        wait_until(lambda: points() > 0, timeout=2, message="chart drawn")
+        # Far more points than live frames since load: they came from /history.
+        assert points() >= 2 * 15, (points(), seq_at_load)
+
+
+def test_hovering_a_chart_shows_time_and_values(make_server, page):
+    server = make_server(interval_s=0.2)
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=2)
+    wait_until(lambda: int(page.get_attribute("#chart-cpu", "data-points") or 0) > 3 * 8, timeout=4, message="8 samples")
+    box = page.locator("#chart-cpu").bounding_box()
+    page.hover("#chart-cpu", position={"x": box["width"] - 3, "y": 40})  # the newest point
+    tip = page.locator("#chart-cpu + .chart-tip")
+    wait_until(lambda: tip.is_visible(), timeout=2, message="tooltip")
+    text = tip.text_content()
+    assert "total:" in text and "core 0:" in text and "%" in text and ":" in text.splitlines()[0]
+
+
+def test_clicking_a_metric_opens_a_larger_chart(make_server, page):
+    server = make_server(interval_s=0.2)
+    for value in (1, 5, 3):
+        server.json("POST", "/api/metrics", {"gauges": {"queue_depth": value}})
+        wait_until(lambda: server.server.registry.snapshot()[1]["queue_depth"] == value, message="gauge set")
+    page.goto(server.url + "/")
+    page.click("#gauges >> text=queue_depth")
+    dialog = page.locator("#detail")
+    wait_until(lambda: dialog.is_visible(), timeout=2, message="dialog")
+    assert page.text_content("#detail-title") == "queue_depth"
+    wait_until(lambda: int(page.get_attribute("#detail-canvas", "data-points") or 0) > 0, timeout=3,
+               message="points in the big chart")
+    page.click("#detail-close")
+    wait_until(lambda: not dialog.is_visible(), timeout=2, message="dialog closed")
+
+
+def test_counters_show_total_and_rate(make_server, page):
+    server = make_server(interval_s=0.2)
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=2)
+    for _ in range(8):
+        seq = server.server.sampler.seq
+        server.json("POST", "/api/metrics", {"counters": {"requests": 10}})
+        wait_until(lambda: server.server.sampler.seq > seq, message="next sample")
+    row = page.locator("#counters tr[data-name=requests]")
+    wait_until(lambda: row.locator(".value").text_content() == "80", timeout=3, message="total 80")
+    rate = row.locator(".rate").text_content()
+    assert rate.endswith("/s") and rate != "\u2014", rate
+
+
+def test_event_filters_search_pause_and_alert_badge(make_server, page):
+    server = make_server(interval_s=0.5)
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=2)
+    for level, message in [("info", "disk fine"), ("warning", "disk slow"), ("error", "net down"), ("info", "net up")]:
+        server.json("POST", "/api/events", {"message": message, "level": level})
+    messages = lambda: page.locator("#events .event-message").all_text_contents()  # noqa: E731
+    wait_until(lambda: len(messages()) == 4, timeout=2, message="4 events")
+    assert page.text_content("#alert-badge") == "2 alerts" and "(2)" in page.title()
+    page.select_option("#event-level", "error")
+    assert messages() == ["net down"]
+    page.select_option("#event-level", "")
+    page.fill("#event-search", "DISK")
+    assert messages() == ["disk slow", "disk fine"]
+    page.fill("#event-search", "")
+    page.click("#event-pause")
+    server.json("POST", "/api/events", {"message": "while paused"})
+    wait_until(lambda: "waiting" in page.text_content("#pause-note"), timeout=2, message="pause note")
+    assert "while paused" not in messages()
+    page.click("#event-pause")
+    assert messages()[0] == "while paused"
+    page.click("#alert-badge")
+    assert page.locator("#alert-badge").is_hidden() and "(" not in page.title()
+
+
+def test_theme_follows_the_system_and_a_choice_is_remembered(make_server, browser):
+    server = make_server(interval_s=0.5)
+    context = browser.new_context(color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/")
+        theme = lambda: page.evaluate("document.documentElement.dataset.theme")  # noqa: E731
+        wait_until(lambda: theme() == "dark", timeout=2, message="dark by default")
+        page.click("#theme-toggle")
+        assert theme() == "light"
+        page.reload()
+        wait_until(lambda: theme() == "light", timeout=2, message="remembered light")
+    finally:
+        context.close()
+
+
+def test_eight_tabs_share_one_stream_and_all_update(make_server, browser):
+    server = make_server(interval_s=0.5)
+    context = browser.new_context()
+    try:
+        pages = []
+        for _ in range(8):
+            p = context.new_page()
+            p.goto(server.url + "/")
+            pages.append(p)
+        for p in pages:
+            wait_status(p, "LIVE", timeout=5)
+        roles = lambda: [p.evaluate("document.documentElement.dataset.streamRole") for p in pages]  # noqa: E731
+        assert sorted(roles()) == ["follower"] * 7 + ["leader"]
+        wait_until(lambda: server.json("GET", "/api/health")[1]["clients"] == 1, timeout=5, message="one stream")
+
+        def all_update(tabs):
+            before = [p.text_content("#server-uptime") for p in tabs]
+            wait_until(lambda: all(p.text_content("#server-uptime") != b for p, b in zip(tabs, before)),
+                       timeout=5, message="every tab to update")
+
+        all_update(pages)
+        server.json("POST", "/api/events", {"message": "to every tab"})
+        for p in pages:
+            wait_until(lambda: "to every tab" in p.text_content("#events"), timeout=3, message="event in each tab")
+        leader = pages[roles().index("leader")]
+        pages.remove(leader)
+        leader.close()
+        wait_until(lambda: roles().count("leader") == 1, timeout=5, message="a new leader")
+        wait_until(lambda: server.json("GET", "/api/health")[1]["clients"] == 1, timeout=5, message="one stream again")
+        all_update(pages)
     finally:
         context.close()

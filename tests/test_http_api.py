@@ -175,3 +175,57 @@ def test_an_internal_error_is_500_without_exception_text(server, caplog):
     status, body = server.json("GET", "/api/metrics")
     assert status == 500 and body == {"error": "internal server error"}
     assert any("secret internals" in r.getMessage() or r.exc_info for r in caplog.records)
+
+
+def test_history_has_columns_for_system_and_app_series(server):
+    server.json("POST", "/api/metrics", {"counters": {"jobs": 1}, "gauges": {"q": 2}})
+    wait_until(lambda: len(server.json("GET", "/api/metrics/history")[1]["ts"]) >= 3 and
+               "gauges.q" in server.json("GET", "/api/metrics/history")[1]["series"], message="3 samples")
+    status, body = server.json("GET", "/api/metrics/history?seconds=60")
+    assert status == 200 and body["interval"] == pytest.approx(0.2)
+    n = len(body["ts"])
+    assert body["ts"] == sorted(body["ts"])
+    for name in ("system.memory_percent", "system.cpu_percent", "gauges.q", "counters.jobs", "server.clients"):
+        assert len(body["series"][name]) == n, name
+
+
+def test_history_seconds_limits_the_window(make_server):
+    server = make_server(interval_s=0.05)
+    wait_until(lambda: server.server.sampler.seq >= 40, message="40 samples")
+    ts = server.json("GET", "/api/metrics/history?seconds=1")[1]["ts"]
+    assert 0 < len(ts) <= 22 and ts[-1] - ts[0] <= 1.0
+
+
+def test_history_csv_download(server):
+    wait_until(lambda: server.server.sampler.seq >= 2, message="2 samples")
+    status, headers, body = server.request("GET", "/api/metrics/history?format=csv")
+    assert status == 200
+    assert headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert headers["Content-Disposition"].startswith("attachment")
+    lines = body.decode().splitlines()
+    header = lines[0].split(",")
+    assert header[:2] == ["ts", "time_utc"] and "system.cpu_count" in header
+    assert len(lines) >= 3 and all(len(line.split(",")) == len(header) for line in lines[1:])
+
+
+def test_events_csv_download_quotes_formulas(server):
+    server.json("POST", "/api/events", {"message": "=HYPERLINK(\"http://x\",\"click\")", "level": "error",
+                                        "source": "+cmd", "data": {"a": "b, c"}})
+    server.json("POST", "/api/events", {"message": "plain \u2603"})
+    status, headers, body = server.request("GET", "/api/events?format=csv")
+    assert status == 200 and headers["Content-Type"] == "text/csv; charset=utf-8"
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(body.decode("utf-8"))))
+    assert rows[0] == ["id", "ts", "time_utc", "level", "source", "message", "data"]
+    assert rows[1][5] == "'=HYPERLINK(\"http://x\",\"click\")" and rows[1][4] == "'+cmd"
+    assert json.loads(rows[1][6]) == {"a": "b, c"}
+    assert rows[2][5] == "plain \u2603" and rows[2][6] == ""
+    assert rows[1][2].endswith("Z")
+
+
+@pytest.mark.parametrize("query", ["?format=xml", "?seconds=0", "?seconds=x"])
+def test_bad_history_queries_are_400(server, query):
+    status, body = server.json("GET", "/api/metrics/history" + query)
+    assert status == 400 and "error" in body

@@ -185,3 +185,36 @@ def test_sampler_refuses_a_bad_interval():
     for bad in (0, -1, math.inf, math.nan):
         with pytest.raises(ValueError):
             Sampler(MetricsRegistry(), CountingCollector(), interval_s=bad)
+
+
+def test_flatten_snapshot_names_every_numeric_series():
+    flat = metrics.flatten_snapshot({
+        "system": {"cpu_percent": 5.0, "cpu_per_core": [1.0, None, 3.0], "disk_path": "/", "load_1": None},
+        "counters": {"jobs": 3}, "gauges": {"q": -1.5},
+        "server": {"clients": 2, "rss_bytes": 100, "uptime": 9},
+    })
+    assert flat == {
+        "system.cpu_percent": 5.0, "system.cpu_core_0_percent": 1.0, "system.cpu_core_2_percent": 3.0,
+        "counters.jobs": 3, "gauges.q": -1.5, "server.clients": 2, "server.rss_bytes": 100,
+    }
+
+
+def test_history_is_bounded_and_served_as_columns():
+    history = metrics.History(maxlen=3)
+    for i in range(5):
+        history.append(100.0 + i, {"a": i} if i != 3 else {"b": 30})
+    assert history.columns(seconds=1000) == {
+        "ts": [102.0, 103.0, 104.0],
+        "series": {"a": [2, None, 4], "b": [None, 30, None]},
+    }
+    assert history.columns(seconds=1) == {"ts": [103.0, 104.0], "series": {"a": [None, 4], "b": [30, None]}}
+    assert metrics.History(maxlen=5).columns(seconds=60) == {"ts": [], "series": {}}
+
+
+def test_sampler_history_covers_the_requested_time_at_the_interval():
+    sampler = Sampler(MetricsRegistry(), CountingCollector(), interval_s=0.5, history_s=600)
+    assert sampler.history.maxlen == 1201
+    sampler.tick()
+    sampler.tick()
+    columns = sampler.history.columns(seconds=60)
+    assert len(columns["ts"]) == 2 and columns["series"]["system.cpu_percent"] == [1.0, 2.0]

@@ -1,0 +1,95 @@
+"""A tiny TCP proxy for tests that can behave like a buffering proxy or antivirus:
+it passes every request through, but can hold back a stream's body after its headers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+
+class BufferingProxy:
+    def __init__(self, upstream: tuple, hold_prefix: str = "/api/metrics/stream") -> None:
+        self.upstream = upstream
+        self.hold_prefix = hold_prefix
+        self.holding = True
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return "http://127.0.0.1:%d" % self.port
+
+    def _track(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            self._sockets.append(sock)
+        return sock
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(self._track(client),), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            path = head.split(b" ", 2)[1].decode("latin-1")
+            upstream = self._track(socket.create_connection(self.upstream))
+            upstream.sendall(head)
+            if self.holding and path.startswith(self.hold_prefix):
+                self._hold(upstream, client)
+            else:
+                threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
+                _pipe(upstream, client)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _hold(upstream: socket.socket, client: socket.socket) -> None:
+        # Forward the response headers, then swallow the body (what nginx's buffer does to SSE).
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = upstream.recv(65536)
+            if not chunk:
+                return
+            reply += chunk
+        client.sendall(reply.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+        while upstream.recv(65536):
+            pass
+        client.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while True:
+            chunk = src.recv(65536)
+            if not chunk:
+                break
+            dst.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
