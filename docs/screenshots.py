@@ -19,7 +19,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 def main() -> None:
     server = sse_server.build_app(port=0, demo=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    time.sleep(6)  # let the demo feed post some events (a picture, not a test)
+    time.sleep(45)  # let the demo fill the charts and post some events (a picture, not a test)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
         for name, size in (("desktop", (1200, 900)), ("phone", (390, 844))):
