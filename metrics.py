@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 MAX_NAME_CHARS = 200
 MAX_METRICS = 1000  # counters and gauges together: names come from clients
+MAX_COUNTER_DELTA = 1e15  # a petabyte per update: far above real use, and totals cannot overflow to inf
 
 
 def _finite_number(value: Any) -> bool:
@@ -98,6 +99,8 @@ class MetricsRegistry:
                 raise ValueError("counter %r: delta must be a finite number" % name)
             if delta < 0:
                 raise ValueError("counter %r: delta must not be negative (counters only go up)" % name)
+            if delta > MAX_COUNTER_DELTA:
+                raise ValueError("counter %r: delta must be at most %g" % (name, MAX_COUNTER_DELTA))
         for name, value in gauges.items():
             _check_name(name)
             if not _finite_number(value):
@@ -107,10 +110,7 @@ class MetricsRegistry:
             if len(self._counters) + len(self._gauges) + len(new_names) > self._max_metrics:
                 raise ValueError("too many metrics (at most %d names)" % self._max_metrics)
             for name, delta in counters.items():
-                total = self._counters.get(name, 0) + delta
-                if not math.isfinite(total):
-                    raise ValueError("counter %r: total would overflow" % name)
-                self._counters[name] = total
+                self._counters[name] = self._counters.get(name, 0) + delta
             self._gauges.update(gauges)
 
     def snapshot(self) -> tuple[dict, dict]:

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import http.cookies
 import io
+import math
 import errno
-import ipaddress
 import json
 import logging
 import mimetypes
@@ -47,7 +48,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
+from api_spec import openapi_spec
 from events import LEVELS, ChangeBell, EventLog
+from guard import RateLimiter, cookie_name, host_allowed, is_loopback, token_matches
 from metrics import MetricsRegistry, Sampler, encode_json, make_system_collector
 
 __version__ = "0.1.0"
@@ -61,7 +64,16 @@ DEFAULT_INTERVAL_S = 1.0
 HEARTBEAT_S = 15.0
 RETRY_MS = 5000
 STREAM_WRITE_TIMEOUT_S = 10.0
-REQUEST_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 10.0  # the whole request line, headers and body, not each read
+DEFAULT_MAX_CLIENTS = 1000
+DEFAULT_POST_RATE_PER_S = 50.0
+SECURITY_HEADERS = (
+    # No inline script or style anywhere in static/, so the strictest policy fits.
+    ("Content-Security-Policy", "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+)
 MAX_BODY_BYTES = 64 * 1024
 MAX_EVENTS_LIMIT = 1000
 DEFAULT_EVENTS_LIMIT = 100
@@ -191,7 +203,7 @@ def _iso_utc(ts: float) -> str:
 
 
 def _parse_int(value: str | None, name: str, default: int | None = None, minimum: int = 0) -> int | None:
-    if value is None or value == "":
+    if value is None:
         return default
     try:
         number = int(value)
@@ -226,6 +238,11 @@ class DashboardServer(ThreadingHTTPServer):
 
     heartbeat_s = HEARTBEAT_S
     write_timeout_s = STREAM_WRITE_TIMEOUT_S
+    request_timeout_s = REQUEST_TIMEOUT_S
+    max_clients = DEFAULT_MAX_CLIENTS
+    token: str | None = None
+    allowed_hosts: tuple = ()
+    cors_origin: str | None = None
 
     daemon_threads = True
     # A listen backlog of 5 (the socketserver default) refuses connections when
@@ -247,6 +264,7 @@ class DashboardServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._stream_clients = 0
         self._dropped = 0
+        self.post_limiter = RateLimiter(DEFAULT_POST_RATE_PER_S, burst=2 * DEFAULT_POST_RATE_PER_S)
         super().__init__(address, DashboardHandler)
 
     def server_bind(self) -> None:
@@ -270,9 +288,13 @@ class DashboardServer(ThreadingHTTPServer):
     def uptime_s(self) -> float:
         return round(time.monotonic() - self.started_monotonic, 3)
 
-    def stream_opened(self) -> None:
+    def stream_opened(self) -> bool:
+        """Count a new stream, or return False when ``max_clients`` are already open."""
         with self._lock:
+            if self._stream_clients >= self.max_clients:
+                return False
             self._stream_clients += 1
+            return True
 
     def stream_closed(self, dropped: bool) -> None:
         with self._lock:
@@ -312,7 +334,13 @@ class DashboardHandler(BaseHTTPRequestHandler):
     server_version = "sse-dashboard/" + __version__
     protocol_version = "HTTP/1.0"  # the connection closes after each response and when a stream ends
     wbufsize = 0  # every wfile.write() is one sendall: an SSE frame goes out whole, at once
-    timeout = REQUEST_TIMEOUT_S  # a client that sends its request a byte at a time is dropped
+
+    def setup(self) -> None:
+        super().setup()
+        # One deadline for the request line, headers and body together: a client that
+        # sends a byte at a time (slowloris) is dropped instead of holding a thread.
+        deadline = time.monotonic() + self.server.request_timeout_s
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
 
     ROUTES = {  # (method, exact path) -> handler method name
         ("GET", "/"): "serve_index",
@@ -324,31 +352,34 @@ class DashboardHandler(BaseHTTPRequestHandler):
         ("GET", "/api/events"): "get_events",
         ("POST", "/api/events"): "post_event",
         ("GET", "/api/health"): "get_health",
+        ("GET", "/api/openapi.json"): "get_openapi",
     }
     PREFIX_ROUTES = (("GET", "/static/", "serve_static"),)
 
     # --- dispatch ----------------------------------------------------------
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
+    def __getattr__(self, name: str) -> Any:
+        # BaseHTTPRequestHandler looks up do_<METHOD>; every method goes to the one
+        # dispatcher, so an unlisted one (TRACE, FOO) gets 405 with Allow, not 501.
+        if name.startswith("do_"):
+            return lambda: self._dispatch(name[3:])
+        raise AttributeError(name)
 
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch("OPTIONS")
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors that http.server finds itself (bad request line, headers too long): JSON too."""
+        self.log_error("code %d, message %s", code, message)
+        self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # answer with a status line and headers, not bare 0.9 bytes
+        body = encode_json({"error": message or self.responses.get(code, ("error",))[0]})
+        self.send_response(code)  # the standard reason phrase: never echo request bytes in the status line
+        self.send_header("Content-Type", JSON_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self._send_common_headers()
+        self.end_headers()
+        if getattr(self, "command", None) != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
 
     def _dispatch(self, method: str) -> None:
         parts = urllib.parse.urlsplit(self.path)
@@ -356,8 +387,15 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self.query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
         head = method == "HEAD"
         try:
+            self._check_access(method, parts.path)
             handler = self._find_handler("GET" if head else method, parts.path)
             response = handler()
+        except _Preflight:
+            response = Response(204, b"", "text/plain", (
+                ("Access-Control-Allow-Methods", "GET, POST"),
+                ("Access-Control-Allow-Headers", "Content-Type, Authorization, Last-Event-ID"),
+                ("Access-Control-Max-Age", "600"),
+            ))
         except HTTPError as exc:
             response = Response(exc.status, encode_json({"error": exc.message}), JSON_TYPE, exc.headers)
         except (ConnectionError, socket.timeout):
@@ -367,6 +405,46 @@ class DashboardHandler(BaseHTTPRequestHandler):
             response = json_response({"error": "internal server error"}, HTTPStatus.INTERNAL_SERVER_ERROR)
         if response is not None:
             self._send(response, head)
+
+    def _check_access(self, method: str, path: str) -> None:
+        """Host, token, Origin and rate checks, before any handler runs (README "Security")."""
+        server = self.server
+        if not host_allowed(self.headers.get("Host"), server.allowed_hosts):
+            raise HTTPError(421, "this server does not answer to that Host name (see --allow-host)")
+        if method == "OPTIONS" and self._is_cors_preflight():
+            raise _Preflight()
+        if (path.startswith("/api/") or path == "/metrics") and not self._authorized():
+            raise HTTPError(401, "a valid token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN once)",
+                            (("WWW-Authenticate", "Bearer"),))
+        if method == "POST":
+            origin = self.headers.get("Origin")
+            if origin is not None and origin != self._own_origin() and origin != server.cors_origin:
+                raise HTTPError(403, "cross-site requests are refused (Origin %s)" % origin[:100])
+            wait_s = server.post_limiter.allow(self.client_address[0])
+            if wait_s > 0:
+                raise HTTPError(429, "too many requests: slow down", (("Retry-After", str(max(1, math.ceil(wait_s)))),))
+
+    def _own_origin(self) -> str:
+        return "http://" + (self.headers.get("Host") or "").lower()
+
+    def _is_cors_preflight(self) -> bool:
+        origin = self.headers.get("Origin")
+        return bool(self.server.cors_origin) and origin == self.server.cors_origin
+
+    def _offered_token(self) -> str | None:
+        auth = self.headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer ":
+            return auth[7:].strip()
+        cookies = http.cookies.SimpleCookie()
+        try:
+            cookies.load(self.headers.get("Cookie", ""))
+        except http.cookies.CookieError:
+            return None
+        morsel = cookies.get(cookie_name(self.server.server_port))
+        return morsel.value if morsel else None
+
+    def _authorized(self) -> bool:
+        return token_matches(self.server.token, self._offered_token())
 
     def _find_handler(self, method: str, path: str) -> Callable[[], Response | None]:
         name = self.ROUTES.get((method, path))
@@ -391,17 +469,27 @@ class DashboardHandler(BaseHTTPRequestHandler):
         return sorted(methods)
 
     def _send(self, response: Response, head: bool = False) -> None:
+        # Reads ran against the request deadline; writes get the write timeout.
+        self.connection.settimeout(self.server.write_timeout_s)
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        if not response.content_type.startswith("application/json"):
-            self.send_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+        self._send_common_headers()
         for name, value in response.headers:
             self.send_header(name, value)
         self.end_headers()
         if not head:
             self.wfile.write(response.body)
+
+    def _send_common_headers(self) -> None:
+        for name, value in SECURITY_HEADERS:
+            self.send_header(name, value)
+        headers = getattr(self, "headers", None)  # absent when the request line itself was bad
+        origin = headers.get("Origin") if headers is not None else None
+        if self.server.cors_origin and origin == self.server.cors_origin:
+            # Only the one origin named with --cors-origin; never "*" (glances CVE-2026-34839).
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Vary", "Origin")
 
     # --- logging -------------------------------------------------------------
 
@@ -444,6 +532,15 @@ class DashboardHandler(BaseHTTPRequestHandler):
     # --- handlers ------------------------------------------------------------
 
     def serve_index(self) -> Response:
+        offered = self.query_value("token")
+        if offered is not None and self.server.token:
+            if not token_matches(self.server.token, offered):
+                raise HTTPError(401, "wrong token")
+            # Trade the token in the URL for an HttpOnly cookie, and drop it from the address bar
+            # (and from history); EventSource cannot send an Authorization header.
+            cookie = "%s=%s; HttpOnly; SameSite=Strict; Path=/" % (cookie_name(self.server.server_port), offered)
+            return Response(303, b"", "text/plain", (("Location", "/"), ("Set-Cookie", cookie),
+                                                    ("Cache-Control", "no-store")))
         return self._static_file("index.html")
 
     def serve_static(self) -> Response:
@@ -473,6 +570,9 @@ class DashboardHandler(BaseHTTPRequestHandler):
         unknown = set(body) - {"counters", "gauges"}
         if unknown:
             raise HTTPError(400, "unknown field(s): %s (expected counters, gauges)" % ", ".join(sorted(unknown)))
+        for key in ("counters", "gauges"):
+            if key in body and not isinstance(body[key], dict):
+                raise HTTPError(400, "%s must be an object of name: number" % key)
         try:
             self.server.registry.update(counters=body.get("counters"), gauges=body.get("gauges"))
         except ValueError as exc:
@@ -480,7 +580,9 @@ class DashboardHandler(BaseHTTPRequestHandler):
         return json_response({"status": "ok"})
 
     def response_format(self) -> str:
-        fmt = self.query_value("format") or "json"
+        fmt = self.query_value("format")
+        if fmt is None:
+            return "json"
         if fmt not in ("json", "csv"):
             raise HTTPError(400, "format must be json or csv")
         return fmt
@@ -504,7 +606,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         default_limit = self.server.events.maxlen if fmt == "csv" else DEFAULT_EVENTS_LIMIT
         limit = _parse_int(self.query_value("limit"), "limit", default=default_limit, minimum=1)
         limit = min(limit, max(MAX_EVENTS_LIMIT, self.server.events.maxlen))
-        level = self.query_value("level") or None
+        level = self.query_value("level")
         if level is not None and level not in LEVELS:
             raise HTTPError(400, "level must be one of " + ", ".join(LEVELS))
         events = self.server.events.since(since, limit=limit, level=level)
@@ -541,6 +643,9 @@ class DashboardHandler(BaseHTTPRequestHandler):
             "version": __version__,
         })
 
+    def get_openapi(self) -> Response:
+        return json_response(openapi_spec(__version__))
+
     # --- the stream ----------------------------------------------------------
 
     def stream_metrics(self) -> None:
@@ -557,17 +662,19 @@ class DashboardHandler(BaseHTTPRequestHandler):
         # A reader that stops reading fills its socket buffer; then a write blocks
         # at most this long and the client is dropped (werkzeug#1649).
         self.connection.settimeout(server.write_timeout_s)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache, no-transform")
-        self.send_header("X-Accel-Buffering", "no")  # nginx: do not buffer (sse-starlette#5)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        if self.command == "HEAD":
-            return None
-        server.stream_opened()
+        if not server.stream_opened():
+            raise HTTPError(503, "too many stream clients (at most %d); poll /api/metrics instead" % server.max_clients,
+                            (("Retry-After", "10"),))
         dropped = False
         try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-cache, no-transform")
+            self.send_header("X-Accel-Buffering", "no")  # nginx: do not buffer (sse-starlette#5)
+            self._send_common_headers()
+            self.end_headers()
+            if self.command == "HEAD":
+                return None
             seen = server.bell.generation
             snapshot, body = server.sampler.latest()
             last_seq = snapshot["seq"]
@@ -618,6 +725,28 @@ class DashboardHandler(BaseHTTPRequestHandler):
         return None
 
 
+class _Preflight(Exception):
+    """A CORS preflight from the --cors-origin: answered with 204 and the allowed methods."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Socket reads that all share one deadline (each recv gets only the time left)."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("request not received in time")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
 def _metrics_frame(body: bytes) -> bytes:
     return b"event: metrics\ndata: " + body + b"\n\n"
 
@@ -650,6 +779,12 @@ def build_app(
     static_dir: Path | None = None,
     heartbeat_s: float = HEARTBEAT_S,
     write_timeout_s: float = STREAM_WRITE_TIMEOUT_S,
+    request_timeout_s: float = REQUEST_TIMEOUT_S,
+    token: str | None = None,
+    allowed_hosts: tuple = (),
+    cors_origin: str | None = None,
+    max_clients: int = DEFAULT_MAX_CLIENTS,
+    post_rate_per_s: float = DEFAULT_POST_RATE_PER_S,
     start: bool = True,
 ) -> DashboardServer:
     """Create, connect and (with ``start=True``) start everything but ``serve_forever``.
@@ -664,6 +799,12 @@ def build_app(
     server = DashboardServer((host, port), registry, events, bell, static_dir or find_static_dir())
     server.heartbeat_s = heartbeat_s
     server.write_timeout_s = write_timeout_s
+    server.request_timeout_s = request_timeout_s
+    server.token = token or None
+    server.allowed_hosts = tuple(allowed_hosts)
+    server.cors_origin = cors_origin.rstrip("/") if cors_origin else None
+    server.max_clients = max_clients
+    server.post_limiter = RateLimiter(post_rate_per_s, burst=max(10.0, 2 * post_rate_per_s))
     sampler = Sampler(
         registry,
         make_system_collector(psutil),
@@ -680,15 +821,6 @@ def build_app(
 
             DemoFeeder(registry, events, stop=server.stopping).start()
     return server
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def port_error_message(exc: OSError, host: str, port: int) -> str:
@@ -715,6 +847,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S, help="seconds between samples (default 1.0)")
     parser.add_argument("--demo", action="store_true", help="feed synthetic counters, gauges and events")
     parser.add_argument("--no-psutil", action="store_true", help="use the standard-library collector even if psutil is installed")
+    parser.add_argument("--token", default=os.environ.get("SSE_DASHBOARD_TOKEN") or None,
+                        help="require this token for the API (env SSE_DASHBOARD_TOKEN); open /?token=TOKEN once in the browser")
+    parser.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without a token")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="a host name this server may be reached by (besides localhost and IP addresses)")
+    parser.add_argument("--cors-origin", default=None, metavar="ORIGIN", help="allow this one origin cross-site (e.g. https://grafana.example)")
+    parser.add_argument("--max-clients", type=int, default=DEFAULT_MAX_CLIENTS, help="most concurrent streams (default %d)" % DEFAULT_MAX_CLIENTS)
+    parser.add_argument("--post-rate", type=float, default=DEFAULT_POST_RATE_PER_S,
+                        help="POSTs per second per client address (default %g; 0 = unlimited)" % DEFAULT_POST_RATE_PER_S)
     parser.add_argument("--open", action="store_true", help="open the page in the default browser once serving")
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -752,11 +893,18 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     access_log.setLevel(logging.INFO if args.access_log or args.verbose else logging.WARNING)
-    if not _is_loopback(args.host):
-        log.warning("listening on %s: anyone who can reach this machine can see and post to the dashboard", args.host)
+    if not is_loopback(args.host):
+        if not args.token and not args.insecure:
+            log.error("refusing to listen on %s without a token: anyone on the network could read and post. "
+                      "Start with --token TOKEN (or SSE_DASHBOARD_TOKEN), or --insecure if you really mean it", args.host)
+            return 2
+        log.warning("listening on %s: reachable from other machines%s", args.host,
+                    "" if args.token else " and open to anyone (--insecure)")
     try:
         server = build_app(args.host, args.port, args.interval, demo=args.demo,
-                           psutil=None if args.no_psutil else "auto")
+                           psutil=None if args.no_psutil else "auto", token=args.token,
+                           allowed_hosts=tuple(args.allow_host), cors_origin=args.cors_origin,
+                           max_clients=args.max_clients, post_rate_per_s=args.post_rate)
     except OSError as exc:
         log.error("%s", port_error_message(exc, args.host, args.port))
         return 2

@@ -486,6 +486,8 @@
 
   async function getJSON(url) {
     const res = await fetch(url, { cache: "no-store" });
+    // 401: the server has a token and this browser has not visited /?token=... yet.
+    $("auth-note").hidden = res.status !== 401;
     if (!res.ok) throw new Error(url + ": HTTP " + res.status);
     return res.json();
   }

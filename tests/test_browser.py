@@ -294,3 +294,50 @@ def test_eight_tabs_share_one_stream_and_all_update(make_server, browser):
         all_update(pages)
     finally:
         context.close()
+
+
+HOSTILE_EVENTS = [
+    {"message": "<script>alert(1)</script><img src=x onerror=alert(2)>", "source": "<b onmouseover=alert(3)>x</b>"},
+    {"message": "W" * 4096, "source": "s" * 100},
+    {"message": "\u202eevil.exe\u202c \u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627 right-to-left", "level": "warning"},
+    {"message": "\U0001F680\U0001F525\U0001F4A5 " * 50 + "\u200b" * 100, "level": "error",
+     "data": {"html": "<iframe src=javascript:alert(4)>", "n": [1, 2, 3]}},
+    {"message": "line one\nline two\r\n<hr>", "source": "\u0000nul?"[1:]},
+]
+
+
+@pytest.mark.parametrize("width", [1200, 390])
+def test_hostile_text_shows_as_text_and_never_breaks_the_layout(make_server, browser, width):
+    server = make_server(interval_s=0.5)
+    for event in HOSTILE_EVENTS:
+        assert server.json("POST", "/api/events", event)[0] == 201
+    assert server.json("POST", "/api/metrics", {"gauges": {"<b>x</b>": 1}})[0] == 400  # names are checked
+    server.json("POST", "/api/metrics", {"gauges": {"g" * 200: 1e300}, "counters": {"c" * 200: 1e15}})
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        page = context.new_page()
+        errors, dialogs = [], []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(server.url + "/")
+        wait_status(page, "LIVE", timeout=3)
+        wait_until(lambda: page.locator("#events li").count() == len(HOSTILE_EVENTS), timeout=3, message="events")
+        messages = page.locator("#events .event-message").all_text_contents()
+        assert messages[-1] == HOSTILE_EVENTS[0]["message"]
+        assert page.locator("#events .event-source").all_text_contents()[-1] == HOSTILE_EVENTS[0]["source"]
+        assert page.locator("#events script, #events img, #events iframe, #events b, #events hr").count() == 0
+        page.mouse.move(10, 10)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        assert dialogs == [] and errors == []
+    finally:
+        context.close()
+
+
+def test_a_token_server_shows_how_to_get_in_and_then_works(make_server, page):
+    server = make_server(interval_s=0.5, token="s3cret")
+    page.goto(server.url + "/")
+    wait_until(lambda: page.locator("#auth-note").is_visible(), timeout=5, message="the token note")
+    page.goto(server.url + "/?token=s3cret")
+    assert page.url == server.url + "/"  # the token left the address bar
+    wait_status(page, "LIVE", timeout=3)
+    assert page.locator("#auth-note").is_hidden()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -154,10 +155,29 @@ def test_windows_launcher_is_crlf_and_does_what_it_says():
     assert "pause" in text and "python.org" in text  # says what to do without Python
 
 
-def test_a_wide_bind_logs_a_warning(spawn):
+def test_a_wide_bind_without_a_token_refuses_to_start(spawn):
     p = spawn("--host", "0.0.0.0", "--port", "0")
+    assert p.proc.wait(10) == 2
+    wait_until(lambda: "refusing to listen on 0.0.0.0 without a token" in p.output, message="the reason")
+    assert "Traceback" not in p.output
+
+
+def test_a_wide_bind_with_insecure_starts_with_a_warning(spawn):
+    p = spawn("--host", "0.0.0.0", "--port", "0", "--insecure")
     wait_until(lambda: "dashboard at" in p.output, timeout=10, message="start-up")
-    assert "WARNING" in p.output and "anyone who can reach this machine" in p.output
+    assert "WARNING" in p.output and "open to anyone" in p.output
+
+
+def test_a_wide_bind_with_a_token_from_the_environment_starts(spawn):
+    p = spawn("--host", "0.0.0.0", "--port", "0", env={"SSE_DASHBOARD_TOKEN": "s3cret"})
+    port = p.wait_for_url()
+    request = urllib.request.Request("http://127.0.0.1:%d/api/health" % port)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 401
+    request.add_header("Authorization", "Bearer s3cret")
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.status == 200
 
 
 @pytest.mark.parametrize("exc, words", [

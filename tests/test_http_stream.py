@@ -157,7 +157,7 @@ def test_a_reader_that_stops_reading_is_dropped_after_the_write_timeout(make_ser
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((server.host, server.port))
-    sock.sendall(b"GET /api/metrics/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(b"GET /api/metrics/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     wait_until(lambda: server.server.stats()["clients"] == 1, message="stream open")
     big = "x" * 60000
     try:

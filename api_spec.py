@@ -1,0 +1,231 @@
+"""The OpenAPI 3 description of the HTTP API, served at ``GET /api/openapi.json``.
+
+One concept: the contract as data. Tests run schemathesis against the running
+server with it, so a route, field or status that drifts from it fails there.
+"""
+
+from __future__ import annotations
+
+__all__ = ["openapi_spec"]
+
+_ERROR = {"$ref": "#/components/responses/Error"}
+_NAME = {"type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength": 200}
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+
+
+def _errors(*codes: int) -> dict:
+    return {str(code): _ERROR for code in codes}
+
+
+def _json(schema: dict) -> dict:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_SNAPSHOT = {
+    "type": "object",
+    "required": ["seq", "ts", "interval", "system", "counters", "gauges", "server"],
+    "properties": {
+        "boot_id": {"type": "string"},
+        "seq": {"type": "integer", "minimum": 1},
+        "ts": {"type": "number"},
+        "interval": {"type": "number", "exclusiveMinimum": 0},
+        "system": {
+            "type": "object",
+            "required": ["source"],
+            "properties": {
+                "source": {"type": "string"},
+                "error": {"type": "string"},
+                "cpu_percent": _NUMBER_OR_NULL,
+                "cpu_per_core": {"type": ["array", "null"], "items": _NUMBER_OR_NULL},
+                "memory_percent": _NUMBER_OR_NULL,
+            },
+        },
+        "counters": {"type": "object", "additionalProperties": {"type": "number"}},
+        "gauges": {"type": "object", "additionalProperties": {"type": "number"}},
+        "server": {
+            "type": "object",
+            "required": ["clients", "dropped", "uptime", "rss_bytes"],
+            "properties": {
+                "clients": {"type": "integer", "minimum": 0},
+                "dropped": {"type": "integer", "minimum": 0},
+                "uptime": {"type": "number", "minimum": 0},
+                "rss_bytes": {"type": ["integer", "null"]},
+            },
+        },
+    },
+}
+
+_EVENT = {
+    "type": "object",
+    "required": ["id", "ts", "level", "source", "message", "data"],
+    "properties": {
+        "id": {"type": "integer", "minimum": 1},
+        "ts": {"type": "number"},
+        "level": {"type": "string", "enum": ["info", "warning", "error"]},
+        "source": {"type": "string"},
+        "message": {"type": "string"},
+        "data": {},
+    },
+}
+
+_NEW_EVENT = {
+    "type": "object",
+    "required": ["message"],
+    "additionalProperties": False,
+    "properties": {
+        "message": {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": "\\S"},
+        "level": {"type": "string", "enum": ["info", "warning", "error"], "default": "info"},
+        "source": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S", "default": "app"},
+        "data": {"description": "any JSON value"},
+    },
+}
+
+_METRICS_UPDATE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "counters": {
+            "type": "object", "propertyNames": _NAME, "maxProperties": 50,
+            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1e15},
+            "description": "name: amount to add (never negative: counters only go up)",
+        },
+        "gauges": {
+            "type": "object", "propertyNames": _NAME, "maxProperties": 50,
+            "additionalProperties": {"type": "number"},
+            "description": "name: new value",
+        },
+    },
+}
+
+
+def openapi_spec(version: str) -> dict:
+    """The OpenAPI document for this server version."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "sse-dashboard",
+            "version": version,
+            "description": "A live monitoring dashboard. With --token, every /api path needs "
+                           "'Authorization: Bearer TOKEN' (or the cookie set by /?token=TOKEN).",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                "Error": {
+                    "description": "what is wrong, for a person to read",
+                    **_json({"type": "object", "required": ["error"],
+                             "properties": {"error": {"type": "string"}}, "additionalProperties": False}),
+                },
+            },
+        },
+        "paths": {
+            "/api/metrics": {
+                "get": {
+                    "summary": "The latest snapshot (refreshed once per interval)",
+                    "responses": {"200": {"description": "snapshot", **_json(_SNAPSHOT)}, **_errors(401)},
+                },
+                "post": {
+                    "summary": "Add to counters and set gauges; all or nothing",
+                    "requestBody": {"required": True, **_json(_METRICS_UPDATE)},
+                    "responses": {
+                        "200": {"description": "stored", **_json({"type": "object", "required": ["status"]})},
+                        **_errors(400, 401, 403, 413, 415, 429),
+                    },
+                },
+            },
+            "/api/metrics/stream": {
+                "get": {
+                    "summary": "Server-sent events: 'metrics' frames each interval, 'log' frames as events are posted",
+                    "parameters": [_query("lastEventId", {"type": "integer", "minimum": 0},
+                                          "resume after this event id (or the Last-Event-ID header)")],
+                    "responses": {
+                        "200": {"description": "an endless text/event-stream",
+                                "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                        **_errors(401, 503),
+                    },
+                },
+            },
+            "/api/metrics/history": {
+                "get": {
+                    "summary": "Recent samples as columns",
+                    "parameters": [
+                        _query("seconds", {"type": "integer", "minimum": 1, "default": 300}, "how far back"),
+                        _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv"),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "ts plus one list per series",
+                            "content": {
+                                "application/json": {"schema": {
+                                    "type": "object", "required": ["ts", "series", "interval"],
+                                    "properties": {
+                                        "ts": {"type": "array", "items": {"type": "number"}},
+                                        "series": {"type": "object", "additionalProperties": {
+                                            "type": "array", "items": _NUMBER_OR_NULL}},
+                                        "interval": {"type": "number"},
+                                    },
+                                }},
+                                "text/csv": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_errors(400, 401),
+                    },
+                },
+            },
+            "/api/events": {
+                "get": {
+                    "summary": "Buffered events, oldest first",
+                    "parameters": [
+                        _query("since", {"type": "integer", "minimum": 0}, "only events with a larger id"),
+                        _query("limit", {"type": "integer", "minimum": 1}, "at most this many (the newest)"),
+                        _query("level", {"type": "string", "enum": ["info", "warning", "error"]}, "only this level"),
+                        _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv"),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "events",
+                            "content": {
+                                "application/json": {"schema": {
+                                    "type": "object", "required": ["events", "last_id"],
+                                    "properties": {"events": {"type": "array", "items": _EVENT},
+                                                   "last_id": {"type": "integer"}, "boot_id": {"type": "string"}},
+                                }},
+                                "text/csv": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_errors(400, 401),
+                    },
+                },
+                "post": {
+                    "summary": "Post an event; it is pushed to every open stream at once",
+                    "requestBody": {"required": True, **_json(_NEW_EVENT)},
+                    "responses": {"201": {"description": "the stored event", **_json(_EVENT)},
+                                  **_errors(400, 401, 403, 413, 415, 429)},
+                },
+            },
+            "/api/health": {
+                "get": {
+                    "summary": "Liveness, with the number of stream clients",
+                    "responses": {
+                        "200": {"description": "ok", **_json({
+                            "type": "object", "required": ["status", "clients", "uptime", "version"],
+                            "properties": {"status": {"const": "ok"}, "clients": {"type": "integer"},
+                                           "uptime": {"type": "number"}, "version": {"type": "string"}},
+                        })},
+                        **_errors(401),
+                    },
+                },
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3.1", **_json({"type": "object"})}, **_errors(401)},
+                },
+            },
+        },
+        "security": [{}, {"bearer": []}],
+    }

@@ -1,0 +1,108 @@
+"""Who may use the dashboard, and how much: the token, the Host header, Origin, rate limits.
+
+One concept: access decisions, free of HTTP plumbing. ``sse_server`` asks and
+turns the answers into statuses.
+
+Invariants:
+- a token is compared in constant time (``hmac.compare_digest``);
+- the Host header is trusted only when it is an IP literal, ``localhost`` or a
+  name given with ``--allow-host``: a DNS-rebinding page (glances
+  CVE-2026-32632) reaches us under *its own* name, which is none of these;
+- the rate limiter's memory is bounded (least recently seen addresses go first).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable, Iterable
+
+__all__ = ["token_matches", "host_allowed", "is_loopback", "RateLimiter", "cookie_name"]
+
+
+def token_matches(expected: str | None, offered: str | None) -> bool:
+    """True when no token is required, or ``offered`` equals it (constant time)."""
+    if not expected:
+        return True
+    if offered is None:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), offered.encode("utf-8"))
+
+
+def cookie_name(port: int) -> str:
+    # Cookies ignore ports: two dashboards on one host must not overwrite each other's.
+    return "sse_dashboard_token_%d" % port
+
+
+def _split_host(host_header: str) -> str:
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [::1]:8080
+        return host[1:host.find("]")] if "]" in host else host
+    if host.count(":") == 1:
+        return host.rsplit(":", 1)[0]
+    return host
+
+
+def host_allowed(host_header: str | None, allowed_names: Iterable[str] = ()) -> bool:
+    """Whether a request's Host header names this server (see the module docstring)."""
+    if host_header is None:
+        return True  # HTTP/1.0 clients may omit it; browsers, and so rebinding pages, never do
+    host = _split_host(host_header).rstrip(".")
+    if host in ("localhost",) or host.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    return host in {name.lower().rstrip(".") for name in allowed_names}
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RateLimiter:
+    """A token bucket per client address.
+
+    >>> limiter = RateLimiter(rate_per_s=10, burst=20)
+    >>> limiter.allow("127.0.0.1")
+    0.0
+
+    ``allow()`` returns 0.0 when the request may go ahead, else the seconds to
+    wait (for ``Retry-After``). ``rate_per_s=0`` turns limiting off.
+    """
+
+    def __init__(self, rate_per_s: float, burst: float, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = max(1.0, burst)
+        self._max_clients = max_clients
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, client: str) -> float:
+        if self.rate_per_s <= 0:
+            return 0.0
+        now = self._clock()
+        with self._lock:
+            tokens, then = self._buckets.pop(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate_per_s)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.rate_per_s
+            self._buckets[client] = (tokens, now)
+            while len(self._buckets) > self._max_clients:
+                self._buckets.popitem(last=False)
+        return wait

@@ -1,0 +1,253 @@
+"""Access control and limits, against the real server: token, Host, Origin, CORS, caps, slow clients."""
+
+import http.client
+import json
+import socket
+import time
+
+import pytest
+
+from conftest import SSEReader, wait_until
+from guard import RateLimiter, cookie_name, host_allowed, token_matches
+
+
+def call(server, method, path, body=None, headers=None, source="127.0.0.1"):
+    headers = dict(headers or {})
+    if isinstance(body, dict):
+        body = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5, source_address=(source, 0))
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    finally:
+        conn.close()
+
+
+# --- token ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/api/metrics", "/api/events", "/api/health", "/api/metrics/history",
+                                  "/api/openapi.json", "/api/metrics/stream"])
+def test_with_a_token_every_api_path_needs_it(make_server, path):
+    server = make_server(token="s3cret")
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+        status, resp_headers, body = call(server, "GET", path, headers=headers)
+        assert status == 401, headers
+        assert resp_headers["WWW-Authenticate"] == "Bearer"
+        assert "token" in json.loads(body)["error"]
+
+
+def test_bearer_token_opens_the_api(make_server):
+    server = make_server(token="s3cret")
+    status, _, _ = call(server, "GET", "/api/health", headers={"Authorization": "Bearer s3cret"})
+    assert status == 200
+    status, _, _ = call(server, "POST", "/api/events", {"message": "x"}, headers={"Authorization": "bearer s3cret"})
+    assert status == 201
+
+
+def test_unauthorised_post_stores_nothing(make_server):
+    server = make_server(token="s3cret")
+    assert call(server, "POST", "/api/events", {"message": "x"})[0] == 401
+    assert call(server, "POST", "/api/metrics", {"gauges": {"g": 1}})[0] == 401
+    assert server.server.events.last_id == 0 and server.server.registry.snapshot() == ({}, {})
+
+
+def test_page_is_served_without_the_token_but_shows_no_data(make_server):
+    server = make_server(token="s3cret")
+    status, _, body = call(server, "GET", "/")
+    assert status == 200 and b"sse-dashboard" in body
+
+
+def test_visiting_with_the_token_sets_an_httponly_cookie_that_opens_api_and_stream(make_server):
+    server = make_server(token="s3cret")
+    status, headers, _ = call(server, "GET", "/?token=s3cret")
+    assert status == 303 and headers["Location"] == "/"
+    cookie = headers["Set-Cookie"]
+    name = cookie_name(server.port)
+    assert cookie.startswith(name + "=s3cret;") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    jar = {"Cookie": "%s=s3cret" % name}
+    assert call(server, "GET", "/api/metrics", headers=jar)[0] == 200
+    reader = SSEReader(server.host, server.port, headers=jar)
+    try:
+        assert reader.status == 200 and reader.next_event("metrics")
+    finally:
+        reader.close()
+    assert call(server, "GET", "/api/metrics", headers={"Cookie": "%s=nope" % name})[0] == 401
+    assert call(server, "GET", "/api/metrics", headers={"Cookie": "sse_dashboard_token_1=s3cret"})[0] == 401
+
+
+def test_visiting_with_a_wrong_token_is_401(make_server):
+    server = make_server(token="s3cret")
+    status, headers, _ = call(server, "GET", "/?token=guess")
+    assert status == 401 and "Set-Cookie" not in headers
+
+
+def test_token_comparison_and_no_token_mode():
+    assert token_matches(None, None) and token_matches("", "anything")
+    assert token_matches("abc", "abc") and not token_matches("abc", "abd") and not token_matches("abc", None)
+
+
+# --- Host header (DNS rebinding) ------------------------------------------------
+
+@pytest.mark.parametrize("host, ok", [
+    ("127.0.0.1:8080", True), ("localhost:8080", True), ("LOCALHOST", True), ("[::1]:8080", True),
+    ("192.168.1.20", True), ("app.localhost", True), ("evil.example", False), ("evil.example:8080", False),
+    ("127.0.0.1.nip.io", False), ("", False), ("dash.lan", False),
+])
+def test_host_rules(host, ok):
+    assert host_allowed(host) is ok
+
+
+def test_foreign_host_header_is_refused_everywhere(make_server):
+    server = make_server()
+    for path in ("/", "/api/metrics", "/static/app.js", "/api/metrics/stream"):
+        status, _, body = call(server, "GET", path, headers={"Host": "rebind.attacker.example"})
+        assert status == 421 and "Host" in json.loads(body)["error"], path
+    status, _, _ = call(server, "POST", "/api/events", {"message": "x"}, headers={"Host": "rebind.attacker.example"})
+    assert status == 421 and server.server.events.last_id == 0
+
+
+def test_allow_host_admits_a_named_host(make_server):
+    server = make_server(allowed_hosts=("dash.lan",))
+    assert call(server, "GET", "/api/health", headers={"Host": "dash.lan:8080"})[0] == 200
+    assert call(server, "GET", "/api/health", headers={"Host": "other.lan"})[0] == 421
+
+
+# --- Origin, CORS ------------------------------------------------------------------
+
+def test_cross_site_post_is_refused_and_stores_nothing(server):
+    status, _, body = call(server, "POST", "/api/events", {"message": "x"}, headers={"Origin": "http://evil.example"})
+    assert status == 403 and "cross-site" in json.loads(body)["error"]
+    assert server.server.events.last_id == 0
+    same = "http://%s:%d" % (server.host, server.port)
+    assert call(server, "POST", "/api/events", {"message": "x"}, headers={"Origin": same})[0] == 201
+
+
+def test_no_cors_headers_by_default(server):
+    _, headers, _ = call(server, "GET", "/api/metrics", headers={"Origin": "http://evil.example"})
+    assert "Access-Control-Allow-Origin" not in headers
+    assert call(server, "OPTIONS", "/api/events", headers={"Origin": "http://evil.example"})[0] == 405
+
+
+def test_cors_origin_allows_exactly_that_origin(make_server):
+    server = make_server(cors_origin="https://grafana.example")
+    origin = {"Origin": "https://grafana.example"}
+    _, headers, _ = call(server, "GET", "/api/metrics", headers=origin)
+    assert headers["Access-Control-Allow-Origin"] == "https://grafana.example" and headers["Vary"] == "Origin"
+    status, headers, _ = call(server, "OPTIONS", "/api/events", headers=dict(origin, **{
+        "Access-Control-Request-Method": "POST"}))
+    assert status == 204 and "POST" in headers["Access-Control-Allow-Methods"]
+    assert call(server, "POST", "/api/events", {"message": "x"}, headers=origin)[0] == 201
+    _, headers, _ = call(server, "GET", "/api/metrics", headers={"Origin": "https://other.example"})
+    assert "Access-Control-Allow-Origin" not in headers
+
+
+# --- headers on every response ----------------------------------------------------------
+
+@pytest.mark.parametrize("method, path", [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/api/metrics"),
+                                          ("GET", "/api/nope"), ("DELETE", "/api/events"), ("POST", "/api/events")])
+def test_security_headers_on_every_response(server, method, path):
+    _, headers, _ = call(server, method, path, body=b"{}", headers={"Content-Type": "application/json"})
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_security_headers_on_the_stream(server, sse_reader):
+    reader = sse_reader(server)
+    assert "default-src 'self'" in reader.headers["content-security-policy"]
+    assert reader.headers["referrer-policy"] == "no-referrer"
+
+
+def test_protocol_errors_are_json_too(server):
+    reply = server.raw(b"GARBAGE\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400") and b"GARBAGE" not in head
+    assert "error" in json.loads(body)
+    reply = server.raw(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Big: " + b"a" * 70000 + b"\r\n\r\n")
+    assert reply.split(b" ")[1] in (b"400", b"431")
+
+
+def test_an_unknown_method_is_405_with_allow(server):
+    status, headers, body = call(server, "TRACE", "/api/metrics")
+    assert status == 405 and headers["Allow"] == "GET, HEAD, POST"
+
+
+# --- limits ------------------------------------------------------------------------------
+
+def test_stream_cap_answers_503_with_retry_after_and_never_blocks_health(make_server, sse_reader):
+    server = make_server(max_clients=2)
+    first = sse_reader(server)
+    second = sse_reader(server)
+    first.next_event("metrics")
+    second.next_event("metrics")
+    status, headers, body = call(server, "GET", "/api/metrics/stream")
+    assert status == 503 and headers["Retry-After"] and "too many" in json.loads(body)["error"]
+    assert call(server, "GET", "/api/health")[0] == 200
+    first.close()
+    wait_until(lambda: server.server.stats()["clients"] == 1, message="a slot to free up")
+    third = sse_reader(server)
+    assert third.status == 200
+
+
+def test_post_rate_limit_is_per_address_with_retry_after(make_server):
+    server = make_server(post_rate_per_s=5)  # burst of 10
+    statuses = [call(server, "POST", "/api/events", {"message": "m"})[0] for _ in range(15)]
+    assert statuses[:10] == [201] * 10 and 429 in statuses[10:]
+    stored = server.server.events.last_id
+    assert stored == statuses.count(201)
+    status, headers, body = call(server, "POST", "/api/events", {"message": "m"})
+    assert status == 429 and int(headers["Retry-After"]) >= 1 and "slow down" in json.loads(body)["error"]
+    # Another address has its own bucket, and reads are never limited.
+    assert call(server, "POST", "/api/events", {"message": "m"}, source="127.0.0.2")[0] == 201
+    assert call(server, "GET", "/api/events")[0] == 200
+
+
+def test_rate_limiter_refills_and_stays_bounded():
+    now = [0.0]
+    limiter = RateLimiter(rate_per_s=2, burst=2, max_clients=3, clock=lambda: now[0])
+    assert limiter.allow("a") == 0 and limiter.allow("a") == 0
+    assert limiter.allow("a") == pytest.approx(0.5)
+    now[0] += 0.5
+    assert limiter.allow("a") == 0
+    for name in "bcdef":
+        limiter.allow(name)
+    assert len(limiter._buckets) == 3
+
+
+def test_slow_headers_are_dropped_without_holding_back_others(make_server):
+    server = make_server(request_timeout_s=0.5)
+    sock = socket.create_connection((server.host, server.port), timeout=5)
+    try:
+        started = time.monotonic()
+        request = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        closed = False
+        for byte in request[:-2]:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            # Meanwhile everyone else is served promptly.
+            assert call(server, "GET", "/api/health")[0] == 200
+            if time.monotonic() - started > 3:
+                break
+        if not closed:
+            sock.settimeout(3)
+            assert sock.recv(100) == b""  # the server gave up on us
+        assert time.monotonic() - started < 3
+    finally:
+        sock.close()
+
+
+def test_a_body_slower_than_promised_is_dropped_and_stores_nothing(make_server):
+    server = make_server(request_timeout_s=0.5)
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(b"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"message\":")
+        started = time.monotonic()
+        assert sock.recv(100) == b""
+        assert time.monotonic() - started < 3
+    assert server.server.events.last_id == 0
