@@ -30,6 +30,7 @@ _SNAPSHOT = {
     "required": ["seq", "ts", "interval", "system", "counters", "gauges", "server"],
     "properties": {
         "boot_id": {"type": "string"},
+        "alerts": {"type": "array", "items": {"type": "object"}},
         "seq": {"type": "integer", "minimum": 1},
         "ts": {"type": "number"},
         "interval": {"type": "number", "exclusiveMinimum": 0},
@@ -216,6 +217,30 @@ def openapi_spec(version: str) -> dict:
                             "properties": {"status": {"const": "ok"}, "clients": {"type": "integer"},
                                            "uptime": {"type": "number"}, "version": {"type": "string"}},
                         })},
+                        **_errors(401),
+                    },
+                },
+            },
+            "/api/alerts": {
+                "get": {
+                    "summary": "Alert rules, and those firing now",
+                    "responses": {
+                        "200": {"description": "alerts", **_json({
+                            "type": "object", "required": ["alerts", "rules"],
+                            "properties": {"alerts": {"type": "array", "items": {"type": "object", "required": [
+                                "rule", "level", "metric", "value", "threshold", "since"]}},
+                                "rules": {"type": "array", "items": {"type": "object"}}},
+                        })},
+                        **_errors(401),
+                    },
+                },
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus text exposition (format 0.0.4)",
+                    "responses": {
+                        "200": {"description": "metrics", "content": {
+                            "text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}}}},
                         **_errors(401),
                     },
                 },

@@ -45,6 +45,8 @@ __all__ = [
     "Sampler",
     "History",
     "flatten_snapshot",
+    "render_prometheus",
+    "PROMETHEUS_CONTENT_TYPE",
 ]
 
 log = logging.getLogger(__name__)
@@ -653,7 +655,8 @@ class Sampler:
     >>> recent = sampler.history.columns(seconds=300)
 
     ``on_sample`` (e.g. ``ChangeBell.ring``) is called after each publish;
-    ``server_stats`` returns the ``server`` part (clients, dropped, uptime).
+    ``server_stats`` returns the ``server`` part (clients, dropped, uptime);
+    ``enrich(snapshot)`` returns extra top-level keys (the active alerts).
     """
 
     def __init__(
@@ -665,6 +668,7 @@ class Sampler:
         server_stats: Callable[[], dict] | None = None,
         extra: dict | None = None,
         history_s: float = DEFAULT_HISTORY_S,
+        enrich: Callable[[dict], dict] | None = None,
     ) -> None:
         if not (interval_s > 0 and math.isfinite(interval_s)):
             raise ValueError("interval must be a positive number of seconds")
@@ -674,6 +678,7 @@ class Sampler:
         self._on_sample = on_sample
         self._server_stats = server_stats or dict
         self._extra = dict(extra or {})
+        self._enrich = enrich
         self.history = History(min(MAX_HISTORY_POINTS, max(10, int(math.ceil(history_s / interval_s)) + 1)))
         self._lock = threading.Lock()
         self._latest: tuple[dict, bytes] | None = None
@@ -742,6 +747,11 @@ class Sampler:
             gauges=gauges,
             server=server,
         )
+        if self._enrich is not None:
+            try:
+                snapshot.update(self._enrich(snapshot))
+            except Exception:  # an alert bug must not stop sampling
+                log.exception("enriching the snapshot failed; publishing it without")
         body = encode_json(snapshot)
         with self._lock:
             self._seq = seq
@@ -750,3 +760,121 @@ class Sampler:
         if self._on_sample is not None:
             self._on_sample()
         return snapshot
+
+
+# --------------------------------------------------------------------------
+# Prometheus text exposition (format 0.0.4)
+# --------------------------------------------------------------------------
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# (family, type, help, system field, scale): units in the name, ratios 0..1 (Prometheus naming).
+_SYSTEM_FAMILIES = (
+    ("system_cpu_usage_ratio", "gauge", "CPU busy time over the last interval, 0..1", "cpu_percent", 0.01),
+    ("system_cpu_logical_cores", "gauge", "Logical CPUs", "cpu_count", 1),
+    ("system_memory_total_bytes", "gauge", "Physical memory", "memory_total_bytes", 1),
+    ("system_memory_used_bytes", "gauge", "Physical memory in use (total - available)", "memory_used_bytes", 1),
+    ("system_memory_available_bytes", "gauge", "Physical memory available", "memory_available_bytes", 1),
+    ("system_swap_total_bytes", "gauge", "Swap space", "swap_total_bytes", 1),
+    ("system_swap_used_bytes", "gauge", "Swap space in use", "swap_used_bytes", 1),
+    ("system_disk_read_bytes_per_second", "gauge", "Disk reads over the last interval", "disk_read_bytes_per_s", 1),
+    ("system_disk_written_bytes_per_second", "gauge", "Disk writes over the last interval", "disk_write_bytes_per_s", 1),
+    ("system_network_received_bytes_total", "counter", "Bytes received on all interfaces but loopback", "net_recv_bytes", 1),
+    ("system_network_sent_bytes_total", "counter", "Bytes sent on all interfaces but loopback", "net_sent_bytes", 1),
+    ("system_load1", "gauge", "Load average over 1 minute", "load_1", 1),
+    ("system_load5", "gauge", "Load average over 5 minutes", "load_5", 1),
+    ("system_load15", "gauge", "Load average over 15 minutes", "load_15", 1),
+    ("system_processes", "gauge", "Processes running", "process_count", 1),
+    ("system_uptime_seconds", "gauge", "Time since the machine booted", "uptime_s", 1),
+)
+_DISK_FAMILIES = (
+    ("system_disk_size_bytes", "Size of the filesystem", "disk_total_bytes"),
+    ("system_disk_used_bytes", "Space used on the filesystem", "disk_used_bytes"),
+    ("system_disk_free_bytes", "Space free on the filesystem", "disk_free_bytes"),
+)
+_SERVER_FAMILIES = (
+    ("sse_dashboard_stream_clients", "gauge", "Open /api/metrics/stream connections", "clients"),
+    ("sse_dashboard_dropped_clients_total", "counter", "Streams dropped for not reading", "dropped"),
+    ("sse_dashboard_resident_memory_bytes", "gauge", "Resident memory of the dashboard process", "rss_bytes"),
+    ("sse_dashboard_uptime_seconds", "gauge", "Time since the dashboard started", "uptime"),
+)
+
+
+def _escape_label(value: str) -> str:
+    # The three escapes the text format defines; anything else is literal UTF-8.
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _sample_value(value: float) -> str:
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def prometheus_name(name: str, counter: bool) -> str:
+    """An application metric's exposition name: ``jobs`` -> ``jobs_total`` for a counter.
+
+    Our names already fit Prometheus' ``[a-zA-Z_:][a-zA-Z0-9_:]*``, but colons are
+    reserved for recording rules (promtool refuses them), so they become ``_``; and
+    ``__`` is reserved by Prometheus, so such names get an ``app`` prefix."""
+    name = name.replace(":", "_")
+    if name.startswith("__"):
+        name = "app" + name
+    if counter and not name.endswith("_total"):
+        name += "_total"
+    return name
+
+
+def render_prometheus(snapshot: dict) -> str:
+    """The snapshot as Prometheus text: one HELP and TYPE per family, before its samples.
+
+    A family name can be claimed once: system and server families first, then
+    counters, then gauges, each in name order. A later application metric that
+    maps to a taken name is left out, so a hostile name cannot break a scrape."""
+    lines: list[str] = []
+    taken: set[str] = set()
+
+    def family(name: str, kind: str, help_text: str, samples: list) -> None:
+        samples = [(labels, v) for labels, v in samples if v is not None]
+        if name in taken or not samples:
+            return
+        taken.add(name)
+        lines.append("# HELP %s %s" % (name, _escape_help(help_text)))
+        lines.append("# TYPE %s %s" % (name, kind))
+        for labels, value in samples:
+            label_text = ",".join('%s="%s"' % (k, _escape_label(str(v))) for k, v in labels)
+            lines.append("%s%s %s" % (name, "{%s}" % label_text if label_text else "", _sample_value(value)))
+
+    system = snapshot.get("system") or {}
+    for name, kind, help_text, field, scale in _SYSTEM_FAMILIES:
+        value = system.get(field)
+        family(name, kind, help_text, [((), value * scale if scale != 1 and value is not None else value)])
+    cores = system.get("cpu_per_core") or []
+    family("system_cpu_core_usage_ratio", "gauge", "CPU busy time per core over the last interval, 0..1",
+           [((("core", i),), v / 100.0 if v is not None else None) for i, v in enumerate(cores)])
+    path = system.get("disk_path") or ""
+    for name, help_text, field in _DISK_FAMILIES:
+        family(name, "gauge", help_text, [((("path", path),), system.get(field))])
+    server = snapshot.get("server") or {}
+    for name, kind, help_text, field in _SERVER_FAMILIES:
+        family(name, kind, help_text, [((), server.get(field))])
+    family("sse_dashboard_samples_total", "counter", "Samples taken since the dashboard started", [((), snapshot.get("seq"))])
+    if "alerts" in snapshot:
+        family("sse_dashboard_alerts_firing", "gauge", "Alert rules currently firing",
+               [((), len(snapshot.get("alerts") or []))])
+    family("sse_dashboard_info", "gauge", "The collector in use", [((("source", system.get("source", "")),), 1)])
+    for name, value in sorted((snapshot.get("counters") or {}).items()):
+        family(prometheus_name(name, counter=True), "counter", "Application counter %s" % name, [((), value)])
+    for name, value in sorted((snapshot.get("gauges") or {}).items()):
+        family(prometheus_name(name, counter=False), "gauge", "Application gauge %s" % name, [((), value)])
+    return "\n".join(lines) + "\n"

@@ -48,10 +48,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
+from alerts import AlertEngine, AlertRule, load_rules
 from api_spec import openapi_spec
 from events import LEVELS, ChangeBell, EventLog
 from guard import RateLimiter, cookie_name, host_allowed, is_loopback, token_matches
-from metrics import MetricsRegistry, Sampler, encode_json, make_system_collector
+from metrics import (PROMETHEUS_CONTENT_TYPE, MetricsRegistry, Sampler, encode_json, make_system_collector,
+                     render_prometheus)
 
 __version__ = "0.1.0"
 
@@ -258,6 +260,7 @@ class DashboardServer(ThreadingHTTPServer):
         self.bell = bell
         self.static_dir = static_dir.resolve()
         self.sampler: Sampler | None = None
+        self.alerts: AlertEngine | None = None
         self.stopping = threading.Event()
         self.started_monotonic = time.monotonic()
         self.boot_id = uuid.uuid4().hex[:12]
@@ -353,6 +356,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
         ("POST", "/api/events"): "post_event",
         ("GET", "/api/health"): "get_health",
         ("GET", "/api/openapi.json"): "get_openapi",
+        ("GET", "/api/alerts"): "get_alerts",
+        ("GET", "/metrics"): "get_prometheus",
     }
     PREFIX_ROUTES = (("GET", "/static/", "serve_static"),)
 
@@ -643,6 +648,15 @@ class DashboardHandler(BaseHTTPRequestHandler):
             "version": __version__,
         })
 
+    def get_alerts(self) -> Response:
+        engine = self.server.alerts
+        return json_response({"alerts": engine.active(), "rules": [rule.to_dict() for rule in engine.rules]})
+
+    def get_prometheus(self) -> Response:
+        snapshot, _ = self.server.sampler.latest()
+        return Response(200, render_prometheus(snapshot).encode("utf-8"), PROMETHEUS_CONTENT_TYPE,
+                        (("Cache-Control", "no-store"),))
+
     def get_openapi(self) -> Response:
         return json_response(openapi_spec(__version__))
 
@@ -785,6 +799,7 @@ def build_app(
     cors_origin: str | None = None,
     max_clients: int = DEFAULT_MAX_CLIENTS,
     post_rate_per_s: float = DEFAULT_POST_RATE_PER_S,
+    alert_rules: list[AlertRule] | tuple = (),
     start: bool = True,
 ) -> DashboardServer:
     """Create, connect and (with ``start=True``) start everything but ``serve_forever``.
@@ -805,6 +820,7 @@ def build_app(
     server.cors_origin = cors_origin.rstrip("/") if cors_origin else None
     server.max_clients = max_clients
     server.post_limiter = RateLimiter(post_rate_per_s, burst=max(10.0, 2 * post_rate_per_s))
+    server.alerts = AlertEngine(list(alert_rules), post=events.post)
     sampler = Sampler(
         registry,
         make_system_collector(psutil),
@@ -812,6 +828,7 @@ def build_app(
         on_sample=bell.ring,
         server_stats=server.stats,
         extra={"boot_id": server.boot_id},
+        enrich=server.alerts.evaluate,
     )
     server.sampler = sampler
     if start:
@@ -845,6 +862,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=None, help="port to listen on (default %d; 0 = any free port)" % DEFAULT_PORT)
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default %s, this machine only)" % DEFAULT_HOST)
     parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S, help="seconds between samples (default 1.0)")
+    parser.add_argument("--config", metavar="FILE", help="alert rules (JSON; see alerts.example.json)")
     parser.add_argument("--demo", action="store_true", help="feed synthetic counters, gauges and events")
     parser.add_argument("--no-psutil", action="store_true", help="use the standard-library collector even if psutil is installed")
     parser.add_argument("--token", default=os.environ.get("SSE_DASHBOARD_TOKEN") or None,
@@ -901,15 +919,22 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("listening on %s: reachable from other machines%s", args.host,
                     "" if args.token else " and open to anyone (--insecure)")
     try:
+        rules = load_rules(args.config) if args.config else []
+    except ValueError as exc:
+        log.error("alert rules not loaded, not starting: %s", exc)
+        return 2
+    try:
         server = build_app(args.host, args.port, args.interval, demo=args.demo,
                            psutil=None if args.no_psutil else "auto", token=args.token,
                            allowed_hosts=tuple(args.allow_host), cors_origin=args.cors_origin,
-                           max_clients=args.max_clients, post_rate_per_s=args.post_rate)
+                           max_clients=args.max_clients, post_rate_per_s=args.post_rate, alert_rules=rules)
     except OSError as exc:
         log.error("%s", port_error_message(exc, args.host, args.port))
         return 2
     collector = server.sampler.collector
     log.info("system metrics from %s", collector.source)
+    if rules:
+        log.info("%d alert rule(s) from %s", len(rules), args.config)
     log.info("dashboard at %s (Ctrl+C to stop)", server.url)
 
     done = threading.Event()

@@ -433,6 +433,22 @@
     return li;
   }
 
+  // Alert rules that are firing now (from the snapshot), shown until they resolve.
+  function renderFiring(alerts) {
+    $("alerts-banner").hidden = alerts.length === 0;
+    const badge = $("firing-badge");
+    badge.hidden = alerts.length === 0;
+    badge.textContent = alerts.length + " firing";
+    $("alerts-list").replaceChildren(...alerts.map((a) => {
+      const li = document.createElement("li");
+      li.className = LEVEL_CLASS[a.level] || "level-warning";
+      li.textContent = String(a.level || "").toUpperCase() + " " + String(a.rule || "") + ": " +
+        String(a.message || a.metric || "") + " (" + String(a.metric || "") + " = " + formatNumber(a.value) +
+        ", " + String(a.op || "") + " " + formatNumber(a.threshold) + ", since " + formatTime(a.since) + ")";
+      return li;
+    }));
+  }
+
   function renderAlerts() {
     const badge = $("alert-badge");
     badge.hidden = state.unseenAlerts === 0;
@@ -460,6 +476,7 @@
       renderTable($("gauges"), "gauges", snap.gauges, false);
     $("no-metrics").hidden = n > 0;
     renderServer(snap.server);
+    renderFiring(Array.isArray(snap.alerts) ? snap.alerts : []);
     flashUpdated(snap.ts);
     scheduleDraw();
   }

@@ -341,3 +341,22 @@ def test_a_token_server_shows_how_to_get_in_and_then_works(make_server, page):
     assert page.url == server.url + "/"  # the token left the address bar
     wait_status(page, "LIVE", timeout=3)
     assert page.locator("#auth-note").is_hidden()
+
+
+def test_a_firing_alert_shows_as_banner_and_badge_until_resolved(make_server, page):
+    from alerts import parse_rules
+
+    rules = parse_rules({"rules": [{"name": "queue_deep", "metric": "gauges.q", "op": ">", "threshold": 10,
+                                    "level": "error", "message": "<b>queue</b> deep"}]})
+    server = make_server(interval_s=0.2, alert_rules=rules)
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=2)
+    assert page.locator("#alerts-banner").is_hidden()
+    server.json("POST", "/api/metrics", {"gauges": {"q": 50}})
+    wait_until(lambda: page.locator("#alerts-banner").is_visible(), timeout=3, message="the banner")
+    assert page.text_content("#firing-badge") == "1 firing"
+    item = page.text_content("#alerts-list li")
+    assert "queue_deep" in item and "<b>queue</b> deep" in item and "ERROR" in item
+    server.json("POST", "/api/metrics", {"gauges": {"q": 1}})
+    wait_until(lambda: page.locator("#alerts-banner").is_hidden(), timeout=3, message="resolved")
+    assert page.locator("#firing-badge").is_hidden()

@@ -207,3 +207,21 @@ def test_demo_feeds_counters_gauges_and_events(make_server):
         return snap["counters"] and snap["gauges"] and server.server.events.last_id >= 1
 
     wait_until(fed, timeout=5, message="demo data")
+
+
+def test_a_bad_alert_file_stops_the_start_naming_rule_and_field(spawn, tmp_path):
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps({"rules": [
+        {"name": "ok", "metric": "system.cpu_percent", "op": ">", "threshold": 90},
+        {"name": "broken", "metric": "system.cpu_percent", "op": "~", "threshold": 90},
+    ]}), encoding="utf-8")
+    p = spawn("--port", "0", "--config", str(path))
+    assert p.proc.wait(10) == 2
+    wait_until(lambda: "rule 2 (broken): field 'op'" in p.output, message="the reason")
+    assert "dashboard at" not in p.output and "Traceback" not in p.output
+
+
+def test_the_example_alert_file_starts(spawn):
+    p = spawn("--port", "0", "--config", str(ROOT / "alerts.example.json"))
+    p.wait_for_url()
+    assert "alert rule(s)" in p.output

@@ -1,0 +1,222 @@
+"""Threshold alerts: rules from a JSON file, checked against every sample.
+
+One concept: turning numbers into "something is wrong" and "it is fine again".
+
+Invariants:
+- a rule file loads whole or not at all; an error names the rule and the field;
+- a rule fires once when its condition has held for ``for`` seconds, and
+  resolves once when the value is back past ``clear`` (hysteresis; ``clear``
+  defaults to the threshold): one event each way, never one per tick;
+- a sample without the metric (``None``, a gauge not posted yet) neither fires
+  nor resolves a rule: missing data is not good news.
+
+A rule, in the file's ``"rules"`` list::
+
+    {"name": "cpu_hot", "metric": "system.cpu_percent", "op": ">", "threshold": 90,
+     "for": 30, "clear": 80, "level": "warning", "message": "CPU above 90 % for 30 s"}
+
+``metric`` is a history series name (``system.<field>``, ``gauges.<name>``,
+``counters.<name>``) or ``rate(counters.<name>)`` for a counter's rate per second.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from metrics import flatten_snapshot
+
+__all__ = ["AlertRule", "AlertEngine", "load_rules", "parse_rules"]
+
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+}
+ALERT_LEVELS = ("warning", "error")
+_RATE_RE = re.compile(r"rate\((counters\.[a-zA-Z_:][a-zA-Z0-9_:]*)\)")
+_METRIC_RE = re.compile(r"(system|gauges|counters|server)\.[a-zA-Z_:][a-zA-Z0-9_:]*")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+_FIELDS = {"name", "metric", "op", "threshold", "for", "clear", "level", "message"}
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    name: str
+    metric: str
+    op: str
+    threshold: float
+    for_s: float = 0.0
+    clear: float | None = None
+    level: str = "warning"
+    message: str = ""
+
+    def breached(self, value: float) -> bool:
+        return OPERATORS[self.op](value, self.threshold)
+
+    def cleared(self, value: float) -> bool:
+        """Back on the good side: of the threshold, or of ``clear`` when one is set (hysteresis)."""
+        if self.clear is None:
+            return not self.breached(value)
+        return value <= self.clear if self.op in (">", ">=") else value >= self.clear
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "metric": self.metric, "op": self.op, "threshold": self.threshold,
+                "for": self.for_s, "clear": self.clear, "level": self.level, "message": self.message}
+
+
+def load_rules(path: str | Path) -> list[AlertRule]:
+    """Read and check a rule file; raise ``ValueError`` with the rule and field at fault."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError("cannot read alert rules from %s: %s" % (path, exc.strerror or exc)) from None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise ValueError("%s is not valid JSON: %s" % (path, exc)) from None
+    return parse_rules(document)
+
+
+def parse_rules(document: Any) -> list[AlertRule]:
+    if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
+        raise ValueError('the alert file must be an object with a "rules" list')
+    rules = [_parse_rule(i, raw) for i, raw in enumerate(document["rules"], start=1)]
+    names = [r.name for r in rules]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError("rule %r: the name is used twice" % name)
+    return rules
+
+
+def _parse_rule(index: int, raw: Any) -> AlertRule:
+    where = "rule %d" % index
+    if not isinstance(raw, dict):
+        raise ValueError("%s: must be an object" % where)
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ValueError("%s: field 'name' must be 1-100 letters, digits or _ . : -" % where)
+    where = "rule %d (%s)" % (index, name)
+
+    def fail(field: str, why: str) -> ValueError:
+        return ValueError("%s: field '%s' %s" % (where, field, why))
+
+    unknown = set(raw) - _FIELDS
+    if unknown:
+        raise fail(sorted(unknown)[0], "is not a rule field (use: %s)" % ", ".join(sorted(_FIELDS)))
+    metric = raw.get("metric")
+    if not isinstance(metric, str) or not (_METRIC_RE.fullmatch(metric) or _RATE_RE.fullmatch(metric)):
+        raise fail("metric", "must be like system.cpu_percent, gauges.NAME, counters.NAME or rate(counters.NAME)")
+    op = raw.get("op")
+    if op not in OPERATORS:
+        raise fail("op", "must be one of %s" % " ".join(OPERATORS))
+    values = {}
+    for field, default in (("threshold", None), ("for", 0.0), ("clear", None)):
+        value = raw.get(field, default)
+        if value is None and field != "threshold":
+            values[field] = None
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise fail(field, "must be a number")
+        values[field] = float(value)
+    if values["for"] < 0:
+        raise fail("for", "must not be negative (seconds)")
+    clear = values["clear"]
+    if clear is not None and ((op in (">", ">=") and clear > values["threshold"])
+                              or (op in ("<", "<=") and clear < values["threshold"])):
+        raise fail("clear", "must be on the good side of the threshold")
+    level = raw.get("level", "warning")
+    if level not in ALERT_LEVELS:
+        raise fail("level", "must be warning or error")
+    message = raw.get("message", "")
+    if not isinstance(message, str) or len(message) > 500:
+        raise fail("message", "must be a string of at most 500 characters")
+    return AlertRule(name=name, metric=metric, op=op, threshold=values["threshold"], for_s=values["for"],
+                     clear=clear, level=level, message=message)
+
+
+class AlertEngine:
+    """Checks rules against each snapshot and posts fire/resolve events.
+
+    >>> engine = AlertEngine(load_rules("alerts.example.json"), post=event_log.post)
+    >>> extra = engine.evaluate(snapshot)      # {"alerts": [...active...]}
+
+    ``post(level, message, source=..., data=...)`` is called from the sampler
+    thread, outside this engine's lock.
+    """
+
+    def __init__(self, rules: list[AlertRule], post: Callable[..., Any],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rules = list(rules)
+        self._post = post
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: dict[str, float] = {}    # rule -> monotonic time first breached
+        self._firing: dict[str, dict] = {}      # rule -> the active alert
+        self._previous: dict[str, tuple[float, float]] = {}  # counter -> (ts, value), for rates
+
+    def evaluate(self, snapshot: dict) -> dict:
+        """Update every rule from one snapshot; return ``{"alerts": [active ...]}``."""
+        values = self._values(snapshot)
+        now = self._clock()
+        to_post = []
+        with self._lock:
+            for rule in self.rules:
+                value = values.get(rule.metric)
+                if value is None:
+                    continue
+                to_post.extend(self._step(rule, value, now, snapshot.get("ts", time.time())))
+            active = [dict(alert) for alert in self._firing.values()]
+        for level, message, data in to_post:
+            self._post(level, message, source="alerts", data=data)
+        return {"alerts": active}
+
+    def active(self) -> list[dict]:
+        with self._lock:
+            return [dict(alert) for alert in self._firing.values()]
+
+    def _step(self, rule: AlertRule, value: float, now: float, ts: float) -> list:
+        firing = self._firing.get(rule.name)
+        if firing is not None:
+            firing["value"] = value
+            if rule.cleared(value):
+                del self._firing[rule.name]
+                self._pending.pop(rule.name, None)
+                return [("info", "resolved: %s (%s = %s)" % (rule.message or rule.name, rule.metric, _fmt(value)),
+                         {"rule": rule.name, "value": value, "state": "resolved"})]
+            return []
+        if not rule.breached(value):
+            self._pending.pop(rule.name, None)
+            return []
+        since = self._pending.setdefault(rule.name, now)
+        if now - since < rule.for_s:
+            return []
+        alert = {"rule": rule.name, "level": rule.level, "metric": rule.metric, "op": rule.op,
+                 "threshold": rule.threshold, "value": value, "since": ts, "message": rule.message}
+        self._firing[rule.name] = alert
+        text = "%s (%s = %s, %s %s)" % (rule.message or rule.name, rule.metric, _fmt(value), rule.op, _fmt(rule.threshold))
+        return [(rule.level, text, {"rule": rule.name, "value": value, "threshold": rule.threshold, "state": "firing"})]
+
+    def _values(self, snapshot: dict) -> dict:
+        flat = flatten_snapshot(snapshot)
+        ts = snapshot.get("ts")
+        if not isinstance(ts, (int, float)):
+            return flat
+        for counter in {m.group(1) for m in map(_RATE_RE.fullmatch, (r.metric for r in self.rules)) if m}:
+            value = flat.get(counter)
+            previous = self._previous.get(counter)
+            if value is None:
+                continue
+            self._previous[counter] = (ts, value)
+            if previous and ts > previous[0] and value >= previous[1]:
+                flat["rate(%s)" % counter] = (value - previous[1]) / (ts - previous[0])
+        return flat
+
+
+def _fmt(value: float) -> str:
+    return ("%.2f" % value).rstrip("0").rstrip(".")

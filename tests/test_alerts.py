@@ -1,0 +1,141 @@
+"""Alert rules: loading (whole or not at all), firing once, resolving with hysteresis, over HTTP."""
+
+import json
+
+import pytest
+
+import alerts
+from alerts import AlertEngine, load_rules, parse_rules
+from conftest import ROOT, wait_until
+
+
+def rule(**fields):
+    base = {"name": "q", "metric": "gauges.q", "op": ">", "threshold": 10}
+    base.update(fields)
+    return base
+
+
+def test_all_names_exist():
+    for name in alerts.__all__:
+        assert hasattr(alerts, name)
+
+
+def test_the_example_file_loads():
+    rules = load_rules(ROOT / "alerts.example.json")
+    assert len(rules) >= 3 and {r.level for r in rules} <= {"warning", "error"}
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"rules": [rule(op="=>")]}, "rule 1 (q): field 'op'"),
+    ({"rules": [rule(), rule(name="r", threshold="high")]}, "rule 2 (r): field 'threshold'"),
+    ({"rules": [rule(metric="cpu")]}, "rule 1 (q): field 'metric'"),
+    ({"rules": [rule(metric="rate(gauges.q)")]}, "field 'metric'"),
+    ({"rules": [rule(level="info")]}, "field 'level'"),
+    ({"rules": [rule(**{"for": -1})]}, "field 'for'"),
+    ({"rules": [rule(clear=20)]}, "field 'clear'"),
+    ({"rules": [rule(colour="red")]}, "field 'colour'"),
+    ({"rules": [rule(name="bad name!")]}, "rule 1: field 'name'"),
+    ({"rules": [rule(), rule()]}, "used twice"),
+    ({"rules": ["x"]}, "rule 1: must be an object"),
+    ({"alerts": []}, '"rules" list'),
+])
+def test_a_bad_rule_is_named_with_its_field(raw, words):
+    with pytest.raises(ValueError) as err:
+        parse_rules(raw)
+    assert words in str(err.value)
+
+
+def test_a_file_that_is_not_json_is_refused(tmp_path):
+    path = tmp_path / "rules.json"
+    path.write_text("{rules: [}", encoding="utf-8")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_rules(path)
+    with pytest.raises(ValueError, match="cannot read"):
+        load_rules(tmp_path / "missing.json")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def snap(ts, **gauges):
+    return {"ts": ts, "gauges": gauges, "counters": {}, "system": {}}
+
+
+def make_engine(*raw_rules):
+    posted = []
+    clock = Clock()
+    engine = AlertEngine(parse_rules({"rules": list(raw_rules)}),
+                         post=lambda level, message, **kw: posted.append((level, message, kw["data"])),
+                         clock=clock)
+    return engine, posted, clock
+
+
+def test_fires_once_after_for_and_resolves_once_past_clear():
+    engine, posted, clock = make_engine(rule(**{"for": 5, "clear": 8, "level": "error", "message": "queue deep"}))
+    for t, value in [(0, 11), (2, 12), (4, 15)]:  # breached, but not for 5 s yet
+        clock.now = t
+        assert engine.evaluate(snap(t, q=value)) == {"alerts": []}
+    clock.now = 5
+    active = engine.evaluate(snap(5, q=13))["alerts"]
+    assert [a["rule"] for a in active] == ["q"] and active[0]["value"] == 13
+    for t, value in [(6, 14), (7, 9), (8, 10)]:  # still firing: 9 and 10 are above clear=8
+        clock.now = t
+        assert len(engine.evaluate(snap(t, q=value))["alerts"]) == 1
+    clock.now = 9
+    assert engine.evaluate(snap(9, q=8))["alerts"] == []
+    assert [(level, data["state"]) for level, _, data in posted] == [("error", "firing"), ("info", "resolved")]
+    assert "queue deep" in posted[0][1] and "resolved" in posted[1][1]
+
+
+def test_a_dip_resets_the_for_timer():
+    engine, posted, clock = make_engine(rule(**{"for": 5}))
+    for t, value in [(0, 11), (4, 9), (6, 11), (10, 11)]:
+        clock.now = t
+        engine.evaluate(snap(t, q=value))
+    assert posted == []
+    clock.now = 11
+    engine.evaluate(snap(11, q=11))
+    assert len(posted) == 1
+
+
+def test_missing_data_neither_fires_nor_resolves():
+    engine, posted, clock = make_engine(rule())
+    engine.evaluate(snap(0))
+    assert posted == []
+    engine.evaluate(snap(1, q=11))
+    engine.evaluate(snap(2))  # the gauge vanished: not good news
+    assert len(engine.active()) == 1 and len(posted) == 1
+
+
+def test_rate_of_a_counter():
+    engine, posted, clock = make_engine(rule(metric="rate(counters.jobs)", op="<", threshold=1.0),
+                                        rule(name="fast", metric="rate(counters.jobs)", op=">", threshold=100))
+    for t, total in [(0, 0), (1, 5), (2, 10), (3, 10)]:
+        engine.evaluate({"ts": t, "counters": {"jobs": total}, "gauges": {}, "system": {}})
+    assert [data["rule"] for _, _, data in posted] == ["q"]  # fired when the rate dropped to 0
+
+
+def test_alerts_over_http(make_server):
+    rules = parse_rules({"rules": [rule(clear=5, level="warning", message="queue deep")]})
+    server = make_server(alert_rules=rules)
+    server.json("POST", "/api/metrics", {"gauges": {"q": 50}})
+    wait_until(lambda: server.json("GET", "/api/metrics")[1]["alerts"], message="the alert in the snapshot")
+    status, body = server.json("GET", "/api/alerts")
+    assert status == 200 and [a["rule"] for a in body["alerts"]] == ["q"] and body["rules"][0]["name"] == "q"
+    seq = server.server.sampler.seq
+    wait_until(lambda: server.server.sampler.seq >= seq + 3, message="a few more ticks (still firing: one event)")
+    server.json("POST", "/api/metrics", {"gauges": {"q": 1}})
+    wait_until(lambda: not server.json("GET", "/api/metrics")[1]["alerts"], message="resolved")
+    events = server.json("GET", "/api/events?limit=100")[1]["events"]
+    assert [(e["level"], e["source"], e["data"]["state"]) for e in events] == [
+        ("warning", "alerts", "firing"), ("info", "alerts", "resolved")]
+
+
+def test_no_rules_means_an_empty_alert_list(server):
+    assert server.json("GET", "/api/metrics")[1]["alerts"] == []
+    assert server.json("GET", "/api/alerts")[1] == {"alerts": [], "rules": []}
