@@ -30,6 +30,7 @@ _SNAPSHOT = {
     "required": ["seq", "ts", "interval", "system", "counters", "gauges", "server"],
     "properties": {
         "boot_id": {"type": "string"},
+        "events_epoch": {"type": "string"},
         "alerts": {"type": "array", "items": {"type": "object"}},
         "seq": {"type": "integer", "minimum": 1},
         "ts": {"type": "number"},
@@ -155,21 +156,27 @@ def openapi_spec(version: str) -> dict:
                     "summary": "Recent samples as columns",
                     "parameters": [
                         _query("seconds", {"type": "integer", "minimum": 1, "default": 300}, "how far back"),
+                        _query("from", {"type": "number"}, "start, unix seconds (an export: rows, streamed)"),
+                        _query("to", {"type": "number"}, "end, unix seconds (default now)"),
                         _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv"),
                     ],
                     "responses": {
                         "200": {
                             "description": "ts plus one list per series",
                             "content": {
-                                "application/json": {"schema": {
-                                    "type": "object", "required": ["ts", "series", "interval"],
-                                    "properties": {
-                                        "ts": {"type": "array", "items": {"type": "number"}},
-                                        "series": {"type": "object", "additionalProperties": {
-                                            "type": "array", "items": _NUMBER_OR_NULL}},
-                                        "interval": {"type": "number"},
-                                    },
-                                }},
+                                "application/json": {"schema": {"anyOf": [
+                                    {"type": "object", "required": ["ts", "series", "interval"],
+                                     "properties": {
+                                         "ts": {"type": "array", "items": {"type": "number"}},
+                                         "series": {"type": "object", "additionalProperties": {
+                                             "type": "array", "items": _NUMBER_OR_NULL}},
+                                         "interval": {"type": "number"},
+                                         "resolution": {"type": "string", "enum": ["full", "rollup"]},
+                                     }},
+                                    {"type": "object", "required": ["rows"],
+                                     "properties": {"rows": {"type": "array", "items": {
+                                         "type": "object", "required": ["ts", "series"]}}}},
+                                ]}},
                                 "text/csv": {"schema": {"type": "string"}},
                             },
                         },
@@ -184,6 +191,8 @@ def openapi_spec(version: str) -> dict:
                         _query("since", {"type": "integer", "minimum": 0}, "only events with a larger id"),
                         _query("limit", {"type": "integer", "minimum": 1}, "at most this many (the newest)"),
                         _query("level", {"type": "string", "enum": ["info", "warning", "error"]}, "only this level"),
+                        _query("from", {"type": "number"}, "only events at or after this time (unix seconds)"),
+                        _query("to", {"type": "number"}, "only events at or before this time"),
                         _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv"),
                     ],
                     "responses": {
@@ -191,9 +200,9 @@ def openapi_spec(version: str) -> dict:
                             "description": "events",
                             "content": {
                                 "application/json": {"schema": {
-                                    "type": "object", "required": ["events", "last_id"],
+                                    "type": "object", "required": ["events"],
                                     "properties": {"events": {"type": "array", "items": _EVENT},
-                                                   "last_id": {"type": "integer"}, "boot_id": {"type": "string"}},
+                                                   "last_id": {"type": "integer"}, "epoch": {"type": "string"}},
                                 }},
                                 "text/csv": {"schema": {"type": "string"}},
                             },
@@ -204,8 +213,8 @@ def openapi_spec(version: str) -> dict:
                 "post": {
                     "summary": "Post an event; it is pushed to every open stream at once",
                     "requestBody": {"required": True, **_json(_NEW_EVENT)},
-                    "responses": {"201": {"description": "the stored event", **_json(_EVENT)},
-                                  **_errors(400, 401, 403, 413, 415, 429)},
+                    "responses": {"201": {"description": "the stored (committed) event", **_json(_EVENT)},
+                                  **_errors(400, 401, 403, 413, 415, 429, 503)},
                 },
             },
             "/api/health": {
@@ -215,7 +224,8 @@ def openapi_spec(version: str) -> dict:
                         "200": {"description": "ok", **_json({
                             "type": "object", "required": ["status", "clients", "uptime", "version"],
                             "properties": {"status": {"const": "ok"}, "clients": {"type": "integer"},
-                                           "uptime": {"type": "number"}, "version": {"type": "string"}},
+                                           "uptime": {"type": "number"}, "version": {"type": "string"},
+                                           "storage": {"type": "string"}},
                         })},
                         **_errors(401),
                     },

@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["LEVELS", "Event", "EventLog", "ChangeBell", "Replay"]
+__all__ = ["LEVELS", "Event", "EventLog", "ChangeBell", "Replay", "make_event"]
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,11 @@ class EventLog:
     ['disk almost full']
 
     ``on_post`` (for example ``ChangeBell.ring``) is called after each post,
-    outside the lock. Use metrics (a counter or gauge) instead of events for
-    anything that happens many times a second.
+    outside the lock. ``persist(event)``, when given, stores the event durably
+    before it becomes visible; if it raises, the post fails and nothing is
+    stored. ``initial`` (oldest first) and ``last_id`` resume a log kept
+    elsewhere, so ids continue where they stopped. Use metrics (a counter or
+    gauge) instead of events for anything that happens many times a second.
     """
 
     def __init__(
@@ -126,14 +129,21 @@ class EventLog:
         maxlen: int = DEFAULT_MAXLEN,
         on_post: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        persist: Callable[[Event], None] | None = None,
+        initial: list[Event] | tuple = (),
+        last_id: int = 0,
     ) -> None:
         if maxlen < 1:
             raise ValueError("maxlen must be at least 1")
         self._lock = threading.Lock()
-        self._events: deque[Event] = deque(maxlen=maxlen)
-        self._last_id = 0
+        # Posts take _post_lock across persist(): writes reach storage in id order, and
+        # readers (streams) only ever take _lock, which never waits on a disk.
+        self._post_lock = threading.Lock()
+        self._events: deque[Event] = deque(initial, maxlen=maxlen)
+        self._last_id = max([last_id] + [e.id for e in self._events])
         self._on_post = on_post
         self._clock = clock
+        self._persist = persist
 
     @property
     def maxlen(self) -> int:
@@ -157,9 +167,8 @@ class EventLog:
     ) -> Event:
         """Validate and store one event; raise ``ValueError`` (storing nothing) on bad input."""
         level, message, source, data_json = _validate(level, message, source, data)
-        with self._lock:
-            self._last_id += 1
-            event_id = self._last_id
+        with self._post_lock:
+            event_id = self.last_id + 1
             ts = round(self._clock(), 3)
             event = Event(
                 id=event_id,
@@ -170,7 +179,11 @@ class EventLog:
                 data=data,
                 json=_encode(event_id, ts, level, source, message, data_json),
             )
-            self._events.append(event)
+            if self._persist is not None:
+                self._persist(event)  # raises: the id is not used and nothing is stored
+            with self._lock:
+                self._events.append(event)
+                self._last_id = event_id
         # Posted events are data, not diagnostics: never re-log them above DEBUG.
         log.debug("event %d posted (%s)", event.id, level)
         if self._on_post is not None:
@@ -230,6 +243,13 @@ def _validate(level: Any, message: Any, source: Any, data: Any) -> tuple:
     except (TypeError, ValueError):
         raise ValueError("data must be plain JSON (no NaN or Infinity)") from None
     return level, message, source, data_json
+
+
+def make_event(event_id: int, ts: float, level: str, source: str, message: str, data: Any) -> Event:
+    """An Event rebuilt from storage (fields already validated when first posted)."""
+    data_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return Event(id=event_id, ts=ts, level=level, source=source, message=message, data=data,
+                 json=_encode(event_id, ts, level, source, message, data_json))
 
 
 def _encode(event_id: int, ts: float, level: str, source: str, message: str, data_json: str) -> str:

@@ -45,6 +45,7 @@ __all__ = [
     "Sampler",
     "History",
     "flatten_snapshot",
+    "to_columns",
     "render_prometheus",
     "PROMETHEUS_CONTENT_TYPE",
 ]
@@ -616,24 +617,34 @@ class History:
         with self._lock:
             self._rows.append((ts, flat))
 
-    def rows(self, seconds: float, now: float | None = None) -> list[tuple[float, dict]]:
-        """The (ts, series) rows of the last ``seconds``, oldest first (rows are never mutated)."""
+    def between(self, start: float, end: float) -> list[tuple[float, dict]]:
+        """The (ts, series) rows with start <= ts <= end, oldest first (rows are never mutated)."""
         with self._lock:
             rows = list(self._rows)
-        if not rows:
-            return []
-        cutoff = (rows[-1][0] if now is None else now) - seconds
-        return [row for row in rows if row[0] >= cutoff]
+        return [row for row in rows if start <= row[0] <= end]
+
+    def rows(self, seconds: float, now: float | None = None) -> list[tuple[float, dict]]:
+        """The rows of the last ``seconds`` (before ``now``, or before the newest row)."""
+        with self._lock:
+            if not self._rows:
+                return []
+            newest = self._rows[-1][0]
+        end = newest if now is None else now
+        return self.between(end - seconds, max(end, newest))
 
     def columns(self, seconds: float, now: float | None = None) -> dict:
-        rows = self.rows(seconds, now)
-        names: dict[str, None] = {}
-        for _, flat in rows:
-            names.update(dict.fromkeys(flat))
-        return {
-            "ts": [ts for ts, _ in rows],
-            "series": {name: [flat.get(name) for _, flat in rows] for name in sorted(names)},
-        }
+        return to_columns(self.rows(seconds, now))
+
+
+def to_columns(rows: list[tuple[float, dict]]) -> dict:
+    """Rows of (ts, series) as ``{"ts": [...], "series": {name: [...]}}``, None where a series had no value."""
+    names: dict[str, None] = {}
+    for _, flat in rows:
+        names.update(dict.fromkeys(flat))
+    return {
+        "ts": [ts for ts, _ in rows],
+        "series": {name: [flat.get(name) for _, flat in rows] for name in sorted(names)},
+    }
 
 
 # --------------------------------------------------------------------------
@@ -656,7 +667,8 @@ class Sampler:
 
     ``on_sample`` (e.g. ``ChangeBell.ring``) is called after each publish;
     ``server_stats`` returns the ``server`` part (clients, dropped, uptime);
-    ``enrich(snapshot)`` returns extra top-level keys (the active alerts).
+    ``enrich(snapshot)`` returns extra top-level keys (the active alerts);
+    ``record(ts, series, counters)`` hands each sample to storage.
     """
 
     def __init__(
@@ -669,6 +681,7 @@ class Sampler:
         extra: dict | None = None,
         history_s: float = DEFAULT_HISTORY_S,
         enrich: Callable[[dict], dict] | None = None,
+        record: Callable[[float, dict, dict], None] | None = None,
     ) -> None:
         if not (interval_s > 0 and math.isfinite(interval_s)):
             raise ValueError("interval must be a positive number of seconds")
@@ -679,6 +692,7 @@ class Sampler:
         self._server_stats = server_stats or dict
         self._extra = dict(extra or {})
         self._enrich = enrich
+        self._record = record
         self.history = History(min(MAX_HISTORY_POINTS, max(10, int(math.ceil(history_s / interval_s)) + 1)))
         self._lock = threading.Lock()
         self._latest: tuple[dict, bytes] | None = None
@@ -756,7 +770,10 @@ class Sampler:
         with self._lock:
             self._seq = seq
             self._latest = (snapshot, body)
-        self.history.append(snapshot["ts"], flatten_snapshot(snapshot))
+        flat = flatten_snapshot(snapshot)
+        self.history.append(snapshot["ts"], flat)
+        if self._record is not None:
+            self._record(snapshot["ts"], flat, counters)  # must not block: storage queues it
         if self._on_sample is not None:
             self._on_sample()
         return snapshot

@@ -52,8 +52,9 @@ from alerts import AlertEngine, AlertRule, load_rules
 from api_spec import openapi_spec
 from events import LEVELS, ChangeBell, EventLog
 from guard import RateLimiter, cookie_name, host_allowed, is_loopback, token_matches
+from storage import Store, StorageError, open_store
 from metrics import (PROMETHEUS_CONTENT_TYPE, MetricsRegistry, Sampler, encode_json, make_system_collector,
-                     render_prometheus)
+                     render_prometheus, to_columns)
 
 __version__ = "0.1.0"
 
@@ -166,7 +167,7 @@ class HTTPError(Exception):
 @dataclass(frozen=True)
 class Response:
     status: int
-    body: bytes
+    body: Any  # bytes, or an iterator of bytes for a streamed export
     content_type: str
     headers: tuple = ()
 
@@ -179,17 +180,62 @@ def json_response(obj: Any, status: int = HTTPStatus.OK) -> Response:
 
 
 def csv_response(header: list, rows: Any, filename: str) -> Response:
-    """A CSV download. Cells that a spreadsheet would run as a formula are quoted with ``'``
-    (OWASP "CSV injection"): event text comes from clients."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([_csv_cell(value) for value in row])
-    return Response(200, out.getvalue().encode("utf-8"), "text/csv; charset=utf-8", (
+    """A streamed CSV download. Cells that a spreadsheet would run as a formula are quoted
+    with ``'`` (OWASP "CSV injection"): event text comes from clients."""
+
+    def lines() -> Any:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([_csv_cell(value) for value in row])
+            if out.tell() > 16384:
+                yield out.getvalue().encode("utf-8")
+                out.seek(0)
+                out.truncate()
+        yield out.getvalue().encode("utf-8")
+
+    return Response(200, lines(), "text/csv; charset=utf-8", (
         ("Content-Disposition", 'attachment; filename="%s"' % filename),
         ("Cache-Control", "no-store"),
     ))
+
+
+def _history_csv(rows: Callable[[], Any]) -> Response:
+    """Wide CSV (one column per series): a first pass finds the series, a second writes the rows."""
+    names = sorted({name for _, flat in rows() for name in flat})
+    return csv_response(["ts", "time_utc"] + names,
+                        ([ts, _iso_utc(ts)] + [flat.get(n) for n in names] for ts, flat in rows()),
+                        "sse-dashboard-history.csv")
+
+
+def _events_csv(events: Any) -> Response:
+    rows = ([e.id, e.ts, _iso_utc(e.ts), e.level, e.source, e.message,
+             "" if e.data is None else json.dumps(e.data, ensure_ascii=False)] for e in events)
+    return csv_response(["id", "ts", "time_utc", "level", "source", "message", "data"], rows,
+                        "sse-dashboard-events.csv")
+
+
+def _streamed_json(opening: str, items: Any, closing: str) -> Response:
+    def chunks() -> Any:
+        yield opening.encode("utf-8")
+        for i, item in enumerate(items):
+            yield (b"," if i else b"") + item
+        yield closing.encode("utf-8")
+
+    return Response(200, chunks(), JSON_TYPE, (("Cache-Control", "no-store"),))
+
+
+def _parse_time(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise HTTPError(400, "%s must be a time in unix seconds" % name) from None
+    if not math.isfinite(number):
+        raise HTTPError(400, "%s must be a time in unix seconds" % name)
+    return number
 
 
 def _csv_cell(value: Any) -> Any:
@@ -261,6 +307,9 @@ class DashboardServer(ThreadingHTTPServer):
         self.static_dir = static_dir.resolve()
         self.sampler: Sampler | None = None
         self.alerts: AlertEngine | None = None
+        self.store: Store | None = None
+        self.storage_problem: str | None = None
+        self.events_epoch = ""
         self.stopping = threading.Event()
         self.started_monotonic = time.monotonic()
         self.boot_id = uuid.uuid4().hex[:12]
@@ -320,6 +369,10 @@ class DashboardServer(ThreadingHTTPServer):
         self.bell.ring()
         if self.sampler is not None:
             self.sampler.stop()
+        if self.store is not None:
+            self.store.flush()
+            self.store.close()
+            self.store = None
         super().server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -476,15 +529,30 @@ class DashboardHandler(BaseHTTPRequestHandler):
     def _send(self, response: Response, head: bool = False) -> None:
         # Reads ran against the request deadline; writes get the write timeout.
         self.connection.settimeout(self.server.write_timeout_s)
+        streamed = not isinstance(response.body, (bytes, bytearray))
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
+        if not streamed:
+            self.send_header("Content-Length", str(len(response.body)))
         self._send_common_headers()
         for name, value in response.headers:
             self.send_header(name, value)
         self.end_headers()
-        if not head:
+        if head:
+            return
+        if not streamed:
             self.wfile.write(response.body)
+            return
+        # An export: chunks from a database cursor, sent in ~64 KiB writes; the
+        # connection closing (HTTP/1.0) marks the end.
+        pending, size = [], 0
+        for chunk in response.body:
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= 65536:
+                self.wfile.write(b"".join(pending))
+                pending, size = [], 0
+        self.wfile.write(b"".join(pending))
 
     def _send_common_headers(self) -> None:
         for name, value in SECURITY_HEADERS:
@@ -592,36 +660,60 @@ class DashboardHandler(BaseHTTPRequestHandler):
             raise HTTPError(400, "format must be json or csv")
         return fmt
 
+    def time_window(self, default_s: float) -> tuple[float, float, bool]:
+        """(start, end, explicit) from ``from``/``to`` (unix seconds) or ``seconds`` back from now."""
+        start, end = _parse_time(self.query_value("from"), "from"), _parse_time(self.query_value("to"), "to")
+        seconds = _parse_int(self.query_value("seconds"), "seconds", default=int(default_s), minimum=1)
+        if start is None and end is None:
+            now = time.time()
+            return now - seconds, now, False
+        end = time.time() if end is None else end
+        start = end - default_s if start is None else start
+        return start, end, True  # from after to is an empty window, not an error
+
     def get_history(self) -> Response:
-        sampler = self.server.sampler
-        longest = sampler.history.maxlen * sampler.interval_s
-        seconds = _parse_int(self.query_value("seconds"), "seconds", default=300, minimum=1)
-        columns = sampler.history.columns(min(seconds, longest))
+        sampler, store = self.server.sampler, self.server.store
+        start, end, explicit = self.time_window(300)
         if self.response_format() == "csv":
-            names = list(columns["series"])
-            rows = ([ts, _iso_utc(ts)] + [columns["series"][n][i] for n in names]
-                    for i, ts in enumerate(columns["ts"]))
-            return csv_response(["ts", "time_utc"] + names, rows, "sse-dashboard-history.csv")
+            if store is not None:
+                return _history_csv(lambda: store.iter_history_rows(start, end))
+            rows = sampler.history.between(start, end)
+            return _history_csv(lambda: iter(rows))
+        if explicit:  # an export: rows, streamed, so a week never sits in memory at once
+            rows = store.iter_history_rows(start, end) if store is not None else iter(sampler.history.between(start, end))
+            return _streamed_json('{"rows":[', (encode_json({"ts": ts, "series": flat}) for ts, flat in rows), "]}")
+        if store is not None:
+            columns = store.history_columns(start, end)
+        else:
+            columns = to_columns(sampler.history.between(start, end))
         columns["interval"] = sampler.interval_s
         return Response(200, encode_json(columns), JSON_TYPE, (("Cache-Control", "no-store"),))
 
     def get_events(self) -> Response:
         since = _parse_int(self.query_value("since"), "since", default=0)
         fmt = self.response_format()
-        default_limit = self.server.events.maxlen if fmt == "csv" else DEFAULT_EVENTS_LIMIT
-        limit = _parse_int(self.query_value("limit"), "limit", default=default_limit, minimum=1)
-        limit = min(limit, max(MAX_EVENTS_LIMIT, self.server.events.maxlen))
         level = self.query_value("level")
         if level is not None and level not in LEVELS:
             raise HTTPError(400, "level must be one of " + ", ".join(LEVELS))
+        explicit = self.query_value("from") is not None or self.query_value("to") is not None
+        store = self.server.store
+        if fmt == "csv" or explicit:
+            # Exports: every stored event in the window, streamed from the database when there is one.
+            start, end, _ = self.time_window(10 * 365 * 86400)
+            limit = _parse_int(self.query_value("limit"), "limit", default=None, minimum=1)
+            if store is not None:
+                events = store.iter_events(since, start, end, level, limit)
+            else:
+                events = iter([e for e in self.server.events.since(since, limit=limit, level=level)
+                               if start <= e.ts <= end])
+            if fmt == "csv":
+                return _events_csv(events)
+            return _streamed_json('{"events":[', (e.json.encode("utf-8") for e in events), "]}")
+        limit = _parse_int(self.query_value("limit"), "limit", default=DEFAULT_EVENTS_LIMIT, minimum=1)
+        limit = min(limit, max(MAX_EVENTS_LIMIT, self.server.events.maxlen))
         events = self.server.events.since(since, limit=limit, level=level)
-        if fmt == "csv":
-            rows = ([e.id, e.ts, _iso_utc(e.ts), e.level, e.source, e.message,
-                     "" if e.data is None else json.dumps(e.data, ensure_ascii=False)] for e in events)
-            return csv_response(["id", "ts", "time_utc", "level", "source", "message", "data"], rows,
-                                "sse-dashboard-events.csv")
-        body = '{"events":[%s],"last_id":%d,"boot_id":"%s"}' % (
-            ",".join(e.json for e in events), self.server.events.last_id, self.server.boot_id)
+        body = '{"events":[%s],"last_id":%d,"epoch":"%s"}' % (
+            ",".join(e.json for e in events), self.server.events.last_id, self.server.events_epoch)
         return Response(200, body.encode("utf-8"), JSON_TYPE, (("Cache-Control", "no-store"),))
 
     def post_event(self) -> Response:
@@ -637,6 +729,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
             )
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
+        except StorageError as exc:
+            raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
         return Response(201, event.json.encode("utf-8"), JSON_TYPE)
 
     def get_health(self) -> Response:
@@ -646,7 +740,16 @@ class DashboardHandler(BaseHTTPRequestHandler):
             "clients": stats["clients"],
             "uptime": stats["uptime"],
             "version": __version__,
+            "storage": self._storage_state(),
         })
+
+    def _storage_state(self) -> str:
+        store = self.server.store
+        if self.server.storage_problem:
+            return "unavailable: " + self.server.storage_problem
+        if store is None:
+            return "memory"
+        return "error: " + store.last_error if store.last_error else "ok"
 
     def get_alerts(self) -> Response:
         engine = self.server.alerts
@@ -694,8 +797,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
             last_seq = snapshot["seq"]
             frames = [format_sse(retry=RETRY_MS), _metrics_frame(body)]
             cursor = server.events.last_id
-            boot = self.query_value("boot")
-            if boot is not None and boot != server.boot_id and last_event_id is not None:
+            epoch = self.query_value("epoch")
+            if epoch is not None and epoch != server.events_epoch and last_event_id is not None:
                 # The client's ids come from another run of the server: none of them mean anything here.
                 frames.append(_resync_frame(cursor))
             elif last_event_id is not None:
@@ -800,6 +903,8 @@ def build_app(
     max_clients: int = DEFAULT_MAX_CLIENTS,
     post_rate_per_s: float = DEFAULT_POST_RATE_PER_S,
     alert_rules: list[AlertRule] | tuple = (),
+    data_dir: str | Path | None = None,
+    storage_options: dict | None = None,
     start: bool = True,
 ) -> DashboardServer:
     """Create, connect and (with ``start=True``) start everything but ``serve_forever``.
@@ -810,8 +915,19 @@ def build_app(
     """
     bell = ChangeBell()
     registry = MetricsRegistry()
-    events = EventLog(maxlen=max_events, on_post=bell.ring)
-    server = DashboardServer((host, port), registry, events, bell, static_dir or find_static_dir())
+    store, storage_problem = _open_storage(data_dir, storage_options or {})
+    try:
+        events = _event_log(store, storage_problem, max_events, bell)
+        if store is not None:
+            registry.update(counters=store.counters())  # totals continue where they stopped
+        server = DashboardServer((host, port), registry, events, bell, static_dir or find_static_dir())
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
+    server.store = store
+    server.storage_problem = storage_problem
+    server.events_epoch = store.epoch if store is not None else server.boot_id
     server.heartbeat_s = heartbeat_s
     server.write_timeout_s = write_timeout_s
     server.request_timeout_s = request_timeout_s
@@ -827,17 +943,58 @@ def build_app(
         interval_s=interval_s,
         on_sample=bell.ring,
         server_stats=server.stats,
-        extra={"boot_id": server.boot_id},
+        extra={"boot_id": server.boot_id, "events_epoch": server.events_epoch},
         enrich=server.alerts.evaluate,
+        record=store.enqueue_sample if store is not None else None,
     )
     server.sampler = sampler
     if start:
+        if store is not None:
+            store.start()
         sampler.start()
         if demo:
             from demo import DemoFeeder
 
             DemoFeeder(registry, events, stop=server.stopping).start()
     return server
+
+
+def _open_storage(data_dir: str | Path | None, options: dict) -> tuple[Store | None, str | None]:
+    """The store, or (None, why not). No data_dir (or ":memory:") means memory only, by choice."""
+    if data_dir is None or str(data_dir) == ":memory:":
+        return None, None
+    try:
+        store = open_store(data_dir, **options)
+    except StorageError as exc:
+        # The live page still works from memory; POST /api/events answers 503 (nothing durable).
+        log.error("storage unavailable, events will be refused until restarted: %s", exc)
+        return None, str(exc)
+    log.info("storing events and history in %s", store.path)
+    return store, None
+
+
+def _event_log(store: Store | None, problem: str | None, max_events: int, bell: ChangeBell) -> EventLog:
+    if store is not None:
+        return EventLog(maxlen=max_events, on_post=bell.ring, persist=store.insert_event,
+                        initial=store.recent_events(max_events), last_id=store.last_event_id())
+    if problem is not None:
+        def refuse(event: Any) -> None:
+            raise StorageError("storage is unavailable: %s" % problem)
+
+        return EventLog(maxlen=max_events, on_post=bell.ring, persist=refuse)
+    return EventLog(maxlen=max_events, on_post=bell.ring)
+
+
+def default_data_dir() -> Path:
+    """``data/`` beside the script in a source checkout; a per-user folder once installed."""
+    here = Path(__file__).resolve().parent
+    if (here / "static").is_dir():
+        return here / "data"
+    if os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "sse-dashboard"
 
 
 def port_error_message(exc: OSError, host: str, port: int) -> str:
@@ -862,6 +1019,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=None, help="port to listen on (default %d; 0 = any free port)" % DEFAULT_PORT)
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default %s, this machine only)" % DEFAULT_HOST)
     parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S, help="seconds between samples (default 1.0)")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="where events and history are kept (default %s; ':memory:' keeps nothing)" % default_data_dir())
+    parser.add_argument("--keep-full", type=float, default=3600.0, metavar="SECONDS",
+                        help="keep every sample this long (default 3600)")
+    parser.add_argument("--keep-rollups", type=float, default=7 * 86400.0, metavar="SECONDS",
+                        help="keep one-minute min/avg/max this long (default 7 days)")
     parser.add_argument("--config", metavar="FILE", help="alert rules (JSON; see alerts.example.json)")
     parser.add_argument("--demo", action="store_true", help="feed synthetic counters, gauges and events")
     parser.add_argument("--no-psutil", action="store_true", help="use the standard-library collector even if psutil is installed")
@@ -884,6 +1047,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("port must be between 0 and 65535")
     if not (args.interval > 0 and args.interval <= 3600):
         parser.error("--interval must be a number of seconds above 0")
+    if not (args.keep_full > 0 and args.keep_rollups > 0):
+        parser.error("--keep-full and --keep-rollups must be above 0 seconds")
     return args
 
 
@@ -927,7 +1092,9 @@ def main(argv: list[str] | None = None) -> int:
         server = build_app(args.host, args.port, args.interval, demo=args.demo,
                            psutil=None if args.no_psutil else "auto", token=args.token,
                            allowed_hosts=tuple(args.allow_host), cors_origin=args.cors_origin,
-                           max_clients=args.max_clients, post_rate_per_s=args.post_rate, alert_rules=rules)
+                           max_clients=args.max_clients, post_rate_per_s=args.post_rate, alert_rules=rules,
+                           data_dir=args.data_dir or default_data_dir(),
+                           storage_options={"full_s": args.keep_full, "rollup_keep_s": args.keep_rollups})
     except OSError as exc:
         log.error("%s", port_error_message(exc, args.host, args.port))
         return 2

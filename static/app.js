@@ -23,7 +23,8 @@
 
   const state = {
     mode: "connecting",
-    bootId: null,          // the server run; seq and event ids restart when it changes
+    bootId: null,          // the server run; seq restarts when it changes
+    epoch: null,           // the event-id space; new only when the server's event store is new
     lastSeq: 0,
     lastEventId: 0,
     intervalMs: 1000,
@@ -184,14 +185,17 @@
 
   // The window grows with the data (at least a minute) up to the chart's span, so a
   // fresh page does not squeeze its first points against the right edge.
+  function dataOf(chart) { return chart.source || history; }
+
   function visibleRange(chart) {
-    const n = history.ts.length;
+    const data = dataOf(chart);
+    const n = data.ts.length;
     if (!n) return null;
-    const end = history.ts[n - 1];
-    const seconds = Math.min(chart.seconds, Math.max(chart.spark ? chart.seconds : 60, end - history.ts[0]));
+    const end = data.ts[n - 1];
+    const seconds = Math.min(chart.seconds, Math.max(chart.spark ? chart.seconds : 60, end - data.ts[0]));
     const start = end - seconds;
     let first = 0;
-    while (first < n - 1 && history.ts[first] < start) first++;
+    while (first < n - 1 && data.ts[first] < start) first++;
     return { first, n, start, end, seconds };
   }
 
@@ -209,12 +213,13 @@
     ctx.clearRect(0, 0, w, h);
     const range = visibleRange(chart);
     const keys = chartKeys(chart);
+    const data = dataOf(chart);
     let points = 0;
     if (range) {
       let top = chart.max || 0;
       if (!chart.max) {
         for (const key of keys) {
-          const arr = history.series.get(key) || [];
+          const arr = data.series.get(key) || [];
           for (let i = range.first; i < range.n; i++) if (isNum(arr[i]) && arr[i] > top) top = arr[i];
         }
         top = top > 0 ? top * 1.1 : 1;
@@ -231,7 +236,7 @@
         }
       }
       keys.forEach((key, k) => {
-        const arr = history.series.get(key);
+        const arr = data.series.get(key);
         if (!arr) return;
         ctx.strokeStyle = cssVar(chart.colors ? chart.colors[k] : PALETTE[k % PALETTE.length]);
         ctx.lineWidth = chart.spark ? 1.25 : (keys.length > 4 && k > 0 ? 1 : 1.75);
@@ -241,7 +246,7 @@
           const v = arr[i];
           if (!isNum(v)) { pen = false; continue; }
           points++;
-          if (pen) ctx.lineTo(x(history.ts[i]), y(v)); else ctx.moveTo(x(history.ts[i]), y(v));
+          if (pen) ctx.lineTo(x(data.ts[i]), y(v)); else ctx.moveTo(x(data.ts[i]), y(v));
           pen = true;
         }
         ctx.stroke();
@@ -263,12 +268,13 @@
       if (!range) return;
       const rect = canvas.getBoundingClientRect();
       const ts = range.start + ((e.clientX - rect.left) / rect.width) * range.seconds;
+      const data = dataOf(chart);
       let best = range.first;
-      for (let i = range.first; i < range.n; i++) if (Math.abs(history.ts[i] - ts) < Math.abs(history.ts[best] - ts)) best = i;
+      for (let i = range.first; i < range.n; i++) if (Math.abs(data.ts[i] - ts) < Math.abs(data.ts[best] - ts)) best = i;
       chart.hoverIndex = best;
-      const lines = [formatTime(history.ts[best])];
+      const lines = [formatTime(data.ts[best])];
       chartKeys(chart).forEach((key) => {
-        const arr = history.series.get(key) || [];
+        const arr = data.series.get(key) || [];
         lines.push(labelFor(chart, key) + ": " + chart.format(arr[best]));
       });
       tip.textContent = lines.join("\n");
@@ -286,9 +292,10 @@
 
   function drawHover(chart, ctx, w, h) {
     const range = visibleRange(chart);
+    const data = dataOf(chart);
     const i = chart.hoverIndex;
-    if (!range || i == null || i >= history.ts.length) return;
-    const x = ((history.ts[i] - range.start) / range.seconds) * w;
+    if (!range || i == null || i >= data.ts.length) return;
+    const x = ((data.ts[i] - range.start) / range.seconds) * w;
     ctx.strokeStyle = cssVar("--muted");
     ctx.lineWidth = 1;
     ctx.beginPath(); ctx.moveTo(Math.round(x) + 0.5, 0); ctx.lineTo(Math.round(x) + 0.5, h); ctx.stroke();
@@ -304,7 +311,37 @@
     detailChart.keys = [key];
     detailChart.format = format || formatNumber;
     detailChart.labels = { [key]: title };
+    showDetailRange(HISTORY_SECONDS);
     if (dialog.showModal) dialog.showModal(); else dialog.setAttribute("open", "");
+    scheduleDraw();
+  }
+
+  // Longer ranges come from the server (its stored history: full resolution, then
+  // one-minute averages); the live 15 minutes come from this page's own buffer.
+  async function showDetailRange(seconds) {
+    for (const b of document.querySelectorAll("[data-range]")) {
+      b.setAttribute("aria-pressed", String(Number(b.dataset.range) === seconds));
+    }
+    detailChart.seconds = seconds;
+    detailChart.source = null;
+    $("detail-note").textContent = "";
+    if (seconds > HISTORY_SECONDS) {
+      const key = detailChart.keys[0];
+      const base = key.replace(/:rate$/, "");
+      try {
+        const body = await getJSON("/api/metrics/history?seconds=" + seconds);
+        const source = { ts: body.ts || [], series: new Map() };
+        const values = (body.series || {})[base] || [];
+        if (key.endsWith(":rate")) {
+          source.series.set(key, values.map((v, i) => (i && isNum(v) && isNum(values[i - 1]) && v >= values[i - 1] ?
+            (v - values[i - 1]) / (source.ts[i] - source.ts[i - 1]) : null)));
+        } else source.series.set(key, values);
+        if (detailChart.seconds === seconds) detailChart.source = source;
+        $("detail-note").textContent = body.resolution === "rollup" ? "one-minute averages" : "";
+      } catch (e) {
+        $("detail-note").textContent = "could not load the history";
+      }
+    }
     scheduleDraw();
   }
 
@@ -460,6 +497,7 @@
 
   function applySnapshot(snap) {
     if (!snap || !isNum(snap.seq)) return;
+    if (snap.events_epoch) state.epoch = snap.events_epoch;
     if (snap.boot_id !== state.bootId) {
       // A new server run: its seq and event ids start again.
       const restarted = state.bootId !== null;
@@ -516,6 +554,7 @@
       state.lastEventId = 0;
       addEvents(body.events || [], false);
       if (isNum(body.last_id)) state.lastEventId = body.last_id;
+      if (body.epoch) state.epoch = body.epoch;
       return true;
     } catch (e) {
       return false;
@@ -538,7 +577,7 @@
     if (!window.EventSource) { startPolling(); return; }
     closeStream();
     const params = new URLSearchParams({ lastEventId: String(state.lastEventId) });
-    if (state.bootId) params.set("boot", state.bootId);
+    if (state.epoch) params.set("epoch", state.epoch);
     const source = new EventSource(STREAM_URL + "?" + params);
     state.source = source;
     source.onopen = () => {
@@ -618,7 +657,7 @@
       ]);
       if (state.pollTimer === null) return; // the stream came back meanwhile
       handleFrame("metrics", snap, false);
-      if (!evs.boot_id || evs.boot_id === state.bootId) {
+      if (!evs.epoch || evs.epoch === state.epoch) {
         for (const ev of evs.events || []) handleFrame("log", ev, false);
       }
       state.lastFrameAt = Date.now();
@@ -718,6 +757,9 @@
       $("events-title").scrollIntoView();
     });
     $("detail-close").addEventListener("click", () => $("detail").close());
+    for (const b of document.querySelectorAll("[data-range]")) {
+      b.addEventListener("click", () => showDetailRange(Number(b.dataset.range)));
+    }
     for (const el of document.querySelectorAll("[data-chart]")) {
       el.addEventListener("click", () => openDetail(el.dataset.chart, el.dataset.title,
         FORMATS[el.dataset.format] || formatNumber));

@@ -1,6 +1,5 @@
 """Alert rules: loading (whole or not at all), firing once, resolving with hysteresis, over HTTP."""
 
-import json
 
 import pytest
 

@@ -191,8 +191,8 @@ def test_hovering_a_chart_shows_time_and_values(make_server, page):
     assert "total:" in text and "core 0:" in text and "%" in text and ":" in text.splitlines()[0]
 
 
-def test_clicking_a_metric_opens_a_larger_chart(make_server, page):
-    server = make_server(interval_s=0.2)
+def test_clicking_a_metric_opens_a_larger_chart(make_server, page, tmp_path):
+    server = make_server(interval_s=0.2, data_dir=tmp_path)
     for value in (1, 5, 3):
         server.json("POST", "/api/metrics", {"gauges": {"queue_depth": value}})
         wait_until(lambda: server.server.registry.snapshot()[1]["queue_depth"] == value, message="gauge set")
@@ -203,6 +203,11 @@ def test_clicking_a_metric_opens_a_larger_chart(make_server, page):
     assert page.text_content("#detail-title") == "queue_depth"
     wait_until(lambda: int(page.get_attribute("#detail-canvas", "data-points") or 0) > 0, timeout=3,
                message="points in the big chart")
+    page.click("[data-range='3600']")  # a longer range comes from the server's history
+    wait_until(lambda: page.get_attribute("[data-range='3600']", "aria-pressed") == "true", timeout=2,
+               message="1 hour selected")
+    wait_until(lambda: int(page.get_attribute("#detail-canvas", "data-points") or 0) > 0, timeout=3,
+               message="points over the hour")
     page.click("#detail-close")
     wait_until(lambda: not dialog.is_visible(), timeout=2, message="dialog closed")
 

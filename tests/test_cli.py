@@ -3,12 +3,10 @@
 import errno
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,51 +14,7 @@ import urllib.request
 import pytest
 
 import sse_server
-from conftest import ROOT, SSEReader, wait_until
-
-
-class ServerProcess:
-    def __init__(self, *args, env=None):
-        full_env = dict(os.environ, **(env or {}))
-        full_env.pop("PYTHONUTF8", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "sse_server.py"), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(ROOT), env=full_env,
-        )
-        self.lines = []
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self):
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode("utf-8", "replace"))
-
-    @property
-    def output(self):
-        return "".join(self.lines)
-
-    def wait_for_url(self, timeout=10):
-        match = wait_until(lambda: re.search(r"dashboard at http://127\.0\.0\.1:(\d+)/", self.output),
-                           timeout=timeout, message="the start-up line")
-        return int(match.group(1))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
-
-
-@pytest.fixture
-def spawn():
-    procs = []
-
-    def start(*args, env=None):
-        p = ServerProcess(*args, env=env)
-        procs.append(p)
-        return p
-
-    yield start
-    for p in procs:
-        p.stop()
+from conftest import ROOT, SSEReader, wait_until  # noqa: F401  (spawn is a conftest fixture)
 
 
 def free_port():

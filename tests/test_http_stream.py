@@ -99,7 +99,7 @@ def test_unknown_or_expired_id_gets_one_resync_frame(make_server, sse_reader, la
 
 def test_ids_from_another_server_run_get_resync(server, sse_reader):
     server.json("POST", "/api/events", {"message": "m"})
-    reader = sse_reader(server, path="/api/metrics/stream?boot=someotherrun", headers={"Last-Event-ID": "0"})
+    reader = sse_reader(server, path="/api/metrics/stream?epoch=someotherrun", headers={"Last-Event-ID": "0"})
     assert reader.next_event("resync")["id"] == "1"
 
 

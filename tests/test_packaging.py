@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, require_tool, wait_until
 
-SHIPPED = ["sse_server.py", "metrics.py", "events.py", "guard.py", "api_spec.py", "alerts.py", "demo.py", "pyproject.toml", "README.md", "static"]
+SHIPPED = ["sse_server.py", "metrics.py", "events.py", "guard.py", "api_spec.py", "alerts.py", "storage.py", "demo.py", "pyproject.toml", "README.md", "static"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_wheel_has_the_modules_the_page_and_the_command(wheel):
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "sse-dashboard = sse_server:main" in zf.read(entry_points).decode()
         metadata = zf.read(next(n for n in names if n.endswith("METADATA"))).decode()
-    for module in ("sse_server.py", "metrics.py", "events.py", "guard.py", "api_spec.py", "alerts.py", "demo.py"):
+    for module in ("sse_server.py", "metrics.py", "events.py", "guard.py", "api_spec.py", "alerts.py", "storage.py", "demo.py"):
         assert module in names
     for asset in ("index.html", "app.js", "style.css", "favicon.svg"):
         assert any(n.endswith("/data/share/sse-dashboard/static/" + asset) for n in names), asset
@@ -58,7 +58,8 @@ def test_installed_command_serves_the_page(wheel, tmp_path):
                    check=True, timeout=120)
     command = bindir / ("sse-dashboard.exe" if os.name == "nt" else "sse-dashboard")
     # Run from an unrelated folder so static/ beside the source cannot be found by accident.
-    proc = subprocess.Popen([str(command), "--port", "0"], cwd=str(tmp_path),
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"), LOCALAPPDATA=str(tmp_path / "xdg"))
+    proc = subprocess.Popen([str(command), "--port", "0"], cwd=str(tmp_path), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = []
     try:
@@ -74,6 +75,10 @@ def test_installed_command_serves_the_page(wheel, tmp_path):
             assert resp.headers["Content-Type"].startswith("text/javascript")
         with urllib.request.urlopen(base + "/api/metrics", timeout=5) as resp:
             assert json.load(resp)["system"]["source"] == "stdlib"  # no psutil in this venv
+        with urllib.request.urlopen(base + "/api/health", timeout=5) as resp:
+            assert json.load(resp)["storage"] == "ok"
+        # Installed, the data lives in the per-user folder, not beside the code.
+        assert (tmp_path / "xdg" / "sse-dashboard" / "dashboard.sqlite3").exists()
     finally:
         proc.kill()
         proc.wait(5)

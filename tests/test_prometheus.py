@@ -4,11 +4,8 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
-
-import pytest
 
 from conftest import require_tool, wait_until
 from metrics import PROMETHEUS_CONTENT_TYPE, prometheus_name, render_prometheus
