@@ -295,7 +295,7 @@ class DashboardServer(ThreadingHTTPServer):
     daemon_threads = True
     # A listen backlog of 5 (the socketserver default) refuses connections when
     # many tabs or scripts reconnect at once after a restart.
-    request_queue_size = 128
+    request_queue_size = 1024
     # SO_REUSEADDR on Windows lets a second server share the port silently (cpython#85307).
     allow_reuse_address = os.name != "nt"
 
@@ -316,6 +316,7 @@ class DashboardServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._stream_clients = 0
         self._dropped = 0
+        self._frame_cache: tuple = (None, b"")
         self.post_limiter = RateLimiter(DEFAULT_POST_RATE_PER_S, burst=2 * DEFAULT_POST_RATE_PER_S)
         super().__init__(address, DashboardHandler)
 
@@ -352,6 +353,14 @@ class DashboardServer(ThreadingHTTPServer):
         with self._lock:
             self._stream_clients -= 1
             self._dropped += int(dropped)
+
+    def metrics_frame(self, body: bytes) -> bytes:
+        """The SSE frame for a snapshot's JSON, built once per tick and shared by every stream."""
+        cached = self._frame_cache
+        if cached[0] is not body:
+            cached = (body, _metrics_frame(body))
+            self._frame_cache = cached  # a race only builds the same bytes twice
+        return cached[1]
 
     def stats(self) -> dict:
         with self._lock:
@@ -779,6 +788,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
         # A reader that stops reading fills its socket buffer; then a write blocks
         # at most this long and the client is dropped (werkzeug#1649).
         self.connection.settimeout(server.write_timeout_s)
+        # Frames are small and must go now, not when Nagle's algorithm decides.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if not server.stream_opened():
             raise HTTPError(503, "too many stream clients (at most %d); poll /api/metrics instead" % server.max_clients,
                             (("Retry-After", "10"),))
@@ -795,7 +806,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             seen = server.bell.generation
             snapshot, body = server.sampler.latest()
             last_seq = snapshot["seq"]
-            frames = [format_sse(retry=RETRY_MS), _metrics_frame(body)]
+            frames = [format_sse(retry=RETRY_MS), server.metrics_frame(body)]
             cursor = server.events.last_id
             epoch = self.query_value("epoch")
             if epoch is not None and epoch != server.events_epoch and last_event_id is not None:
@@ -825,7 +836,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
                 snapshot, body = server.sampler.latest()
                 if snapshot["seq"] != last_seq:
                     last_seq = snapshot["seq"]
-                    frames.append(_metrics_frame(body))
+                    frames.append(server.metrics_frame(body))
                 if not frames and time.monotonic() - last_write >= server.heartbeat_s:
                     frames.append(HEARTBEAT_FRAME)
                 if frames:

@@ -135,3 +135,37 @@ def test_bell_wakes_every_waiter():
     for t in threads:
         t.join(5)
     assert woke == [seen + 1] * 5
+
+
+def test_bell_wakes_thousands_of_waiters_in_turn_and_none_is_left_behind():
+    bell = ChangeBell()
+    seen = bell.generation
+    woke = []
+    threads = [threading.Thread(target=lambda: woke.append(bell.wait(seen, timeout=10))) for _ in range(500)]
+    for t in threads:
+        t.start()
+    from conftest import wait_until
+
+    wait_until(lambda: len(bell._waiters) == 500, message="500 waiters")
+    bell.ring()
+    for t in threads:
+        t.join(10)
+    assert woke == [seen + 1] * 500
+
+
+def test_bell_waiters_that_time_out_around_a_ring_never_break_the_chain():
+    bell = ChangeBell()
+    results = []
+
+    def waiter(timeout):
+        results.append(bell.wait(bell.generation, timeout=timeout))
+
+    for _ in range(20):  # short timeouts race the ring
+        threads = [threading.Thread(target=waiter, args=(0.001 * (i % 5),)) for i in range(50)]
+        for t in threads:
+            t.start()
+        bell.ring()
+        for t in threads:
+            t.join(5)
+            assert not t.is_alive()
+    assert len(results) == 1000

@@ -1,0 +1,342 @@
+"""Fan-out benchmark: sse-dashboard against sse-starlette on uvicorn, same machine, same run.
+
+    pip install -e ".[bench]"
+    python bench/run.py            # the full run (about 15 minutes), writes bench/RESULTS.md
+    python bench/run.py --quick    # about 2 minutes
+
+For each N the two servers run one after the other; each gets N stream connections opened at
+--rate per second by load-client processes (bench/loadclient.py), then a measured window. The
+server's CPU time and peak RSS come from the OS (psutil). Also measured: idle cost, time from
+start to the first served byte, and POST /api/events throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+WORKERS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+
+
+SERVERS = {
+    "sse-dashboard": lambda port, interval: [PY, str(ROOT / "sse_server.py"), "--port", str(port),
+                                             "--interval", str(interval), "--data-dir", ":memory:",
+                                             "--max-clients", "100000", "--post-rate", "0"],
+    "sse-starlette": lambda port, interval: [PY, str(ROOT / "bench" / "reference_server.py"), "--port", str(port),
+                                             "--interval", str(interval)],
+}
+
+
+class Server:
+    def __init__(self, name: str, interval: float = 1.0) -> None:
+        self.name = name
+        self.port = free_port()
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(SERVERS[name](self.port, interval), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, cwd=str(ROOT))
+        self.ps = psutil.Process(self.proc.pid)
+        self.first_byte_s = self._wait_first_byte()
+
+    def _wait_first_byte(self) -> float:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/api/metrics" % self.port, timeout=1) as r:
+                    r.read(1)
+                    return time.monotonic() - self.started
+            except OSError:
+                time.sleep(0.005)
+        raise RuntimeError("%s did not start" % self.name)
+
+    def cpu_s(self) -> float:
+        t = self.ps.cpu_times()
+        return t.user + t.system
+
+    def peak_rss(self) -> int:
+        try:
+            with open("/proc/%d/status" % self.proc.pid) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return self.ps.memory_info().rss
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def post_events(port: int, rate: float, start: float, seconds: float, posted: list) -> None:
+    time.sleep(max(0.0, start - time.time()))
+    body = json.dumps({"message": "bench event", "level": "info"}).encode()
+    n = 0
+    while time.time() < start + seconds:
+        due = start + n / rate
+        time.sleep(max(0.0, due - time.time()))
+        req = urllib.request.Request("http://127.0.0.1:%d/api/events" % port, data=body,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                posted.append(json.load(r)["id"])
+        except OSError:
+            pass
+        n += 1
+
+
+def pct(values: list, p: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
+
+
+def measure(name: str, n: int, args: argparse.Namespace, events_per_s: float = 0.0) -> dict:
+    server = Server(name)
+    ramp_s = n / args.rate
+    start_at = time.time() + 0.5
+    window_start = start_at + ramp_s + 3.0
+    outs = []
+    workers = []
+    per = [n // WORKERS + (1 if i < n % WORKERS else 0) for i in range(WORKERS)]
+    tmp = tempfile.mkdtemp()
+    for i, conns in enumerate(per):
+        out = os.path.join(tmp, "w%d.json" % i)
+        outs.append(out)
+        workers.append(subprocess.Popen([
+            PY, str(ROOT / "bench" / "loadclient.py"), "--port", str(server.port),
+            "--source", "127.0.0.%d" % (10 + i + 2 * args.round), "--conns", str(conns),
+            "--rate", str(args.rate / WORKERS), "--start-at", str(start_at),
+            "--window-start", str(window_start), "--window", str(args.window), "--out", out]))
+    posted: list = []
+    poster = None
+    if events_per_s:
+        poster = threading.Thread(target=post_events, args=(server.port, events_per_s, window_start + 0.5,
+                                                            args.window - 1.5, posted))
+        poster.start()
+    time.sleep(max(0.0, window_start - time.time()))
+    cpu0 = server.cpu_s()
+    t0 = time.monotonic()
+    time.sleep(args.window)
+    cpu1 = server.cpu_s()
+    elapsed = time.monotonic() - t0
+    for w in workers:
+        w.wait(args.window + ramp_s + 60)
+    if poster:
+        poster.join()
+    peak = server.peak_rss()
+    server.stop()
+    results = [json.load(open(o)) for o in outs]
+    connected = sum(r["connected"] for r in results)
+    # The samples taken inside the window (by their own ts, with 2 s left for delivery), and
+    # every frame of those samples whenever it arrived: no edge effects from the window.
+    window_seqs = set()
+    for r in results:
+        for seq, entry in r["by_seq"].items():
+            if window_start <= entry[0] <= window_start + args.window - 2.0:
+                window_seqs.add(int(seq))
+    if window_seqs:  # a tick nobody got counts as missed too
+        window_seqs = set(range(min(window_seqs), max(window_seqs) + 1))
+    lags = [x for r in results for seq in window_seqs for x in r["by_seq"].get(str(seq), [None])[1:]]
+    ticks = len(window_seqs)
+    frames = len(lags)
+    received: dict = {}
+    for r in results:
+        for event_id, count in r["event_ids"].items():
+            received[int(event_id)] = received.get(int(event_id), 0) + count
+    lost = sum(max(0, connected - received.get(i, 0)) for i in posted) if posted else 0
+    event_ms = [x for r in results for x in r["event_ms"]]
+    loop = [x for r in results for x in r["loop_delay_ms"]]
+    return {
+        "server": name, "n": n, "events_per_s": events_per_s,
+        "connected": connected, "failed": sum(r["failed"] for r in results),
+        "closed_early": sum(r["closed_early"] for r in results),
+        "delivery": frames / (connected * ticks) if connected and ticks else 0.0,
+        "missed": connected * ticks - frames,
+        "lag": {p: pct(lags, p) for p in (50, 95, 99, 100)},
+        "first_frame_p99": pct([x for r in results for x in r["first_frame_ms"]], 99),
+        "event": {p: pct(event_ms, p) for p in (50, 99)}, "events_posted": len(posted), "events_lost": lost,
+        "cpu_percent": 100.0 * (cpu1 - cpu0) / elapsed, "peak_rss": peak,
+        "client_loop_delay_p99": pct(loop, 99), "client_loop_delay_max": pct(loop, 100),
+    }
+
+
+def idle_cost(name: str, seconds: float) -> dict:
+    server = Server(name)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /api/metrics/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        time.sleep(2)
+        cpu0, t0 = server.cpu_s(), time.monotonic()
+        deadline = time.monotonic() + seconds
+        sock.settimeout(1)
+        while time.monotonic() < deadline:
+            try:
+                sock.recv(65536)
+            except socket.timeout:
+                pass
+        cpu = 100.0 * (server.cpu_s() - cpu0) / (time.monotonic() - t0)
+    rss = server.ps.memory_info().rss
+    first_byte = server.first_byte_s
+    server.stop()
+    return {"cpu_percent": cpu, "rss": rss, "first_byte_ms": first_byte * 1000}
+
+
+def post_throughput(name: str, seconds: float = 5.0, clients: int = 4) -> float:
+    server = Server(name)
+    body = json.dumps({"message": "bench event"}).encode()
+    counts = [0] * clients
+    deadline = time.monotonic() + seconds
+
+    def run(i: int) -> None:
+        while time.monotonic() < deadline:
+            req = urllib.request.Request("http://127.0.0.1:%d/api/events" % server.port, data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                r.read()
+            counts[i] += 1
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    server.stop()
+    return sum(counts) / seconds
+
+
+def fmt_ms(v: float | None) -> str:
+    return "-" if v is None else ("%.0f" % v if v >= 10 else "%.1f" % v)
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "-" if not a or not b else "%.2f" % (a / b)
+
+
+def write_results(rows: list, extra: dict, args: argparse.Namespace, path: Path) -> str:
+    lines = [
+        "# Fan-out benchmark: sse-dashboard vs sse-starlette",
+        "",
+        "`python bench/run.py%s` on %s: %d cores, Python %s, %s; interval 1 s, %g s windows, connections "
+        "opened at %g/s by %d load-client processes (asyncio%s). The reference is sse-starlette %s on uvicorn %s "
+        "(uvloop, httptools) with a queue per client (`bench/reference_server.py`)." % (
+            " --quick" if args.quick else "", time.strftime("%Y-%m-%d"), os.cpu_count(), sys.version.split()[0],
+            sys.platform, args.window, args.rate, WORKERS, ", uvloop" if _has("uvloop") else "",
+            _version("sse-starlette"), _version("uvicorn")),
+        "",
+        "Lag is arrival time minus the snapshot's `ts`, so it includes the load client's own delay "
+        "(its event-loop delay is shown beside it: both share the same 2 cores).",
+        "",
+        "| N | events/s | server | connected | delivered | lag p50 / p95 / p99 / max (ms) | event fan-out p50 / p99 (ms) "
+        "| events lost | CPU (% of a core) | peak RSS (MB) | client loop delay p99 (ms) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append("| %d | %g | %s | %d/%d | %.2f %% | %s / %s / %s / %s | %s | %s | %.1f | %.0f | %s |" % (
+            r["n"], r["events_per_s"], r["server"], r["connected"], r["n"], 100 * r["delivery"],
+            fmt_ms(r["lag"][50]), fmt_ms(r["lag"][95]), fmt_ms(r["lag"][99]), fmt_ms(r["lag"][100]),
+            "%s / %s" % (fmt_ms(r["event"][50]), fmt_ms(r["event"][99])) if r["events_per_s"] else "-",
+            r["events_lost"] if r["events_per_s"] else "-", r["cpu_percent"], r["peak_rss"] / 2**20,
+            fmt_ms(r["client_loop_delay_p99"])))
+    lines += ["", "Ratios, ours / reference (targets: lag p99 ≤ 0.33, CPU ≤ 0.5, RSS ≤ 1.0):", "",
+              "| N | events/s | lag p99 | event p99 | CPU | peak RSS |", "| --- | --- | --- | --- | --- | --- |"]
+    by = {(r["server"], r["n"], r["events_per_s"]): r for r in rows}
+    for (server, n, eps), ours in by.items():
+        if server != "sse-dashboard" or ("sse-starlette", n, eps) not in by:
+            continue
+        ref = by[("sse-starlette", n, eps)]
+        lines.append("| %d | %g | %s | %s | %s | %s |" % (
+            n, eps, ratio(ours["lag"][99], ref["lag"][99]),
+            ratio(ours["event"][99], ref["event"][99]) if eps else "-",
+            ratio(ours["cpu_percent"], ref["cpu_percent"]), ratio(ours["peak_rss"], ref["peak_rss"])))
+    lines += ["", "Idle (1 client, %g s), start to first byte, and POST /api/events throughput (4 clients, 5 s):" %
+              args.idle, "", "| server | idle CPU (% of a core) | idle RSS (MB) | start to first byte (ms) | POSTs/s |",
+              "| --- | --- | --- | --- | --- |"]
+    for name, e in extra.items():
+        lines.append("| %s | %.2f | %.1f | %.0f | %.0f |" % (name, e["cpu_percent"], e["rss"] / 2**20,
+                                                           e["first_byte_ms"], e["posts_per_s"]))
+    text = "\n".join(lines) + "\n"
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+def _version(dist: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:
+        return "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="N = 100, 1000, 3000 with 10 s windows")
+    parser.add_argument("--n", type=int, nargs="*", help="only these N")
+    parser.add_argument("--servers", nargs="*", default=list(SERVERS), choices=list(SERVERS))
+    parser.add_argument("--rate", type=float, default=500.0, help="connections opened per second")
+    parser.add_argument("--window", type=float, default=None)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    args = parser.parse_args()
+    raise_fd_limit()
+    sizes = args.n or ([100, 1000, 3000] if args.quick else [100, 1000, 3000, 5000, 10000])
+    args.window = args.window or (10.0 if args.quick else 30.0)
+    args.idle = 10.0 if args.quick else 60.0
+    rows = []
+    args.round = 0
+    plan = [(n, 0.0) for n in sizes] + [(1000, 5.0)]
+    for n, eps in plan:
+        for name in args.servers:
+            args.round = (args.round + 1) % 100  # a fresh source address: no TIME_WAIT left over
+            row = measure(name, n, args, eps)
+            rows.append(row)
+            print("%-14s N=%-6d ev/s=%-3g connected=%-6d delivered=%.2f%% lag p99=%s ms cpu=%.0f%% rss=%.0f MB"
+                  " loop p99=%s ms" % (name, n, eps, row["connected"], 100 * row["delivery"], fmt_ms(row["lag"][99]),
+                                       row["cpu_percent"], row["peak_rss"] / 2**20,
+                                       fmt_ms(row["client_loop_delay_p99"])), flush=True)
+    extra = {}
+    for name in args.servers:
+        extra[name] = idle_cost(name, args.idle)
+        extra[name]["posts_per_s"] = post_throughput(name)
+    print(write_results(rows, extra, args, Path(args.out)))
+
+
+if __name__ == "__main__":
+    main()
