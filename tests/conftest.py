@@ -60,13 +60,15 @@ class RunningServer:
     def url(self) -> str:
         return "http://%s:%d" % (self.host, self.port)
 
-    def request(self, method: str, path: str, body=None, headers=None, timeout: float = 5.0):
-        """(status, headers, body bytes). ``body`` dicts are sent as JSON."""
+    def request(self, method: str, path: str, body=None, headers=None, timeout: float = 5.0,
+                source: str = "127.0.0.1"):
+        """(status, headers, body bytes). ``body`` dicts are sent as JSON; ``source`` is the
+        client address (any of 127.0.0.0/8, to look like another client)."""
         headers = dict(headers or {})
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             headers.setdefault("Content-Type", "application/json")
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout, source_address=(source, 0))
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()

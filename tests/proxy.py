@@ -37,12 +37,9 @@ class BufferingProxy:
 
     def _serve(self, client: socket.socket) -> None:
         try:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = client.recv(65536)
-                if not chunk:
-                    return
-                head += chunk
+            head = _read_head(client)
+            if head is None:
+                return
             path = head.split(b" ", 2)[1].decode("latin-1")
             upstream = self._track(socket.create_connection(self.upstream))
             upstream.sendall(head)
@@ -57,12 +54,9 @@ class BufferingProxy:
     @staticmethod
     def _hold(upstream: socket.socket, client: socket.socket) -> None:
         # Forward the response headers, then swallow the body (what nginx's buffer does to SSE).
-        reply = b""
-        while b"\r\n\r\n" not in reply:
-            chunk = upstream.recv(65536)
-            if not chunk:
-                return
-            reply += chunk
+        reply = _read_head(upstream)
+        if reply is None:
+            return
         client.sendall(reply.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
         while upstream.recv(65536):
             pass
@@ -76,6 +70,17 @@ class BufferingProxy:
                     sock.close()
                 except OSError:
                     pass
+
+
+def _read_head(sock: socket.socket) -> bytes | None:
+    """Bytes up to and including the end of the HTTP head (maybe a little more), or None at EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    return data
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:

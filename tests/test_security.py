@@ -1,6 +1,5 @@
 """Access control and limits, against the real server: token, Host, Origin, CORS, caps, slow clients."""
 
-import http.client
 import json
 import socket
 import time
@@ -12,17 +11,7 @@ from guard import RateLimiter, cookie_name, host_allowed, token_matches
 
 
 def call(server, method, path, body=None, headers=None, source="127.0.0.1"):
-    headers = dict(headers or {})
-    if isinstance(body, dict):
-        body = json.dumps(body).encode()
-        headers.setdefault("Content-Type", "application/json")
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=5, source_address=(source, 0))
-    try:
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
+    return server.request(method, path, body, headers, source=source)
 
 
 # --- token ----------------------------------------------------------------------
