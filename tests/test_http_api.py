@@ -97,6 +97,8 @@ BAD_METRICS = [
     ("string value", {"gauges": {"g": "7"}}, "finite number"),
     ("bool value", {"counters": {"c": True}}, "finite number"),
     ("not an object", {"counters": [1]}, "counters must be an object"),
+    ("null gauges (found by schemathesis)", {"counters": {}, "gauges": None}, "gauges must be an object"),
+    ("delta too large", {"counters": {"c": 1e16}}, "at most"),
     ("unknown field", {"histograms": {}}, "unknown field"),
     ("one bad among good", {"counters": {"ok": 1}, "gauges": {"g": None}}, "finite number"),
 ]
