@@ -1,14 +1,16 @@
 """The dashboard's HTTP server: the page, the JSON API and the server-sent event stream.
 
 One concept: HTTP. ``build_app()`` wires a ``MetricsRegistry``, an
-``EventLog``, a ``Sampler`` and a ``ChangeBell`` into a ``DashboardServer``;
-``DashboardHandler`` answers requests from one route table.
+``EventLog``, a ``Sampler``, a ``ChangeBell``, the ``AlertEngine`` and (with a
+data directory) the ``Store`` into a ``DashboardServer``; ``DashboardHandler``
+answers requests from one route table, after ``guard``'s access checks.
 
 Invariants:
 - nothing runs at import: no threads, no logging set-up, no global state;
-- handlers return a ``Response`` and ``_dispatch`` writes it; only
-  ``stream_metrics`` writes to the socket itself, one ``write()`` per wake-up
-  (``wbufsize = 0`` makes that one ``sendall``), so frames never interleave;
+- handlers return a ``Response`` (bytes, or an iterator of bytes for a streamed
+  export) and ``_dispatch`` writes it; only ``stream_metrics`` writes to the
+  socket itself, one ``write()`` per wake-up (``wbufsize = 0`` makes that one
+  ``sendall``), so frames never interleave;
 - a stream keeps only a cursor (last event id, last snapshot seq) and reads
   shared, bounded state when the bell rings: a slow or vanished client costs
   its own thread and nothing else;
@@ -24,12 +26,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import http.cookies
 import io
-import math
-import errno
 import json
 import logging
+import math
 import mimetypes
 import os
 import re
@@ -52,9 +54,9 @@ from alerts import AlertEngine, AlertRule, load_rules
 from api_spec import openapi_spec
 from events import LEVELS, ChangeBell, EventLog
 from guard import RateLimiter, cookie_name, host_allowed, is_loopback, token_matches
-from storage import Store, StorageError, open_store
 from metrics import (PROMETHEUS_CONTENT_TYPE, MetricsRegistry, Sampler, encode_json, make_system_collector,
                      render_prometheus, to_columns)
+from storage import Store, StorageError, open_store
 
 __version__ = "0.1.0"
 
