@@ -43,7 +43,6 @@ import threading
 import time
 import urllib.parse
 import uuid
-import webbrowser
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -1130,6 +1129,8 @@ def main(argv: list[str] | None = None) -> int:
     serving = threading.Thread(target=server.serve_forever, name="serve_forever", daemon=True)
     serving.start()
     if args.open:
+        import webbrowser  # only here: it pulls in subprocess and shlex, ~0.5 MB nobody else needs
+
         threading.Thread(target=webbrowser.open, args=(server.url,), name="open-browser", daemon=True).start()
     try:
         # Wait in short slices: on Windows a plain wait() would not see Ctrl+C.
