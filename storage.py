@@ -32,6 +32,7 @@ import queue
 import sqlite3
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -398,8 +399,10 @@ class Store:
     # --- reading ------------------------------------------------------------------
 
     def _reader(self) -> sqlite3.Connection:
-        conn = sqlite3.connect("file:%s?mode=ro" % self.path.as_posix(), uri=True, timeout=10)
-        return conn
+        # A URI, so the connection can be read-only; quoted, so spaces, '#' and '?' in a
+        # folder name (C:\Users\Jane Doe\...) survive.
+        uri = "file:%s?mode=ro" % urllib.parse.quote(self.path.as_posix())
+        return sqlite3.connect(uri, uri=True, timeout=10)
 
     def _query(self, sql: str, args: Any) -> list:
         conn = self._reader()

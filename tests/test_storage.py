@@ -241,3 +241,12 @@ def test_no_data_dir_means_memory_only(server):
     assert server.server.store is None
     assert server.json("GET", "/api/health")[1]["storage"] == "memory"
     assert os.path.basename(str(server.server.events_epoch))
+
+
+def test_a_data_dir_with_spaces_and_hashes_works(tmp_path):
+    odd = tmp_path / "Jane Doe #1 ?x"
+    store = storage.open_store(odd)
+    log = EventLog(persist=store.insert_event)
+    log.post("info", "hello")
+    assert [e.message for e in store.recent_events(5)] == ["hello"]
+    store.close()
