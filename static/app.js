@@ -160,7 +160,14 @@
   const charts = [];       // {canvas, keys, seconds, format, max, spark}
   let drawPending = false;
 
-  function cssVar(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+  // Colours come from CSS (so themes apply), read once per frame: getComputedStyle for
+  // every line of 60 sparklines would recalculate styles hundreds of times a frame.
+  let frameColors = null;
+  function cssVar(name) {
+    if (!frameColors) frameColors = { style: getComputedStyle(document.documentElement) };
+    if (!(name in frameColors)) frameColors[name] = frameColors.style.getPropertyValue(name).trim();
+    return frameColors[name];
+  }
   const PALETTE = ["--c1", "--c2", "--c3", "--c4", "--c5", "--c6"];
 
   function registerChart(canvas, options) {
@@ -179,6 +186,7 @@
     drawPending = true;
     requestAnimationFrame(() => {
       drawPending = false;
+      frameColors = null;
       for (const chart of charts) if (chart.canvas.isConnected) drawChart(chart);
     });
   }
