@@ -221,8 +221,11 @@ class ServerProcess:
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self):
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode("utf-8", "replace"))
+        try:
+            for raw in self.proc.stdout:
+                self.lines.append(raw.decode("utf-8", "replace"))
+        except ValueError:
+            pass  # stop() closed the pipe
 
     @property
     def output(self):
@@ -237,6 +240,7 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(5)
+        self.proc.stdout.close()
 
 
 @pytest.fixture

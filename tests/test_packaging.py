@@ -82,3 +82,4 @@ def test_installed_command_serves_the_page(wheel, tmp_path):
     finally:
         proc.kill()
         proc.wait(5)
+        proc.stdout.close()

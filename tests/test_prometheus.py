@@ -138,7 +138,7 @@ def test_a_real_prometheus_scrapes_a_counter_we_set(make_server, tmp_path):
     port = free_port()
     proc = subprocess.Popen([binary, "--config.file=%s" % config, "--storage.tsdb.path=%s" % (tmp_path / "data"),
                              "--web.listen-address=127.0.0.1:%d" % port],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def query(expr):
         url = "http://127.0.0.1:%d/api/v1/query?%s" % (port, urllib.parse.urlencode({"query": expr}))
