@@ -308,7 +308,7 @@ def _version(dist: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="N = 100, 1000, 3000 with 10 s windows")
+    parser.add_argument("--quick", action="store_true", help="N = 100, 1000, 3000 with 8 s windows (about 2 minutes)")
     parser.add_argument("--n", type=int, nargs="*", help="only these N")
     parser.add_argument("--servers", nargs="*", default=list(SERVERS), choices=list(SERVERS))
     parser.add_argument("--rate", type=float, default=500.0, help="connections opened per second")
@@ -317,8 +317,8 @@ def main() -> None:
     args = parser.parse_args()
     raise_fd_limit()
     sizes = args.n or ([100, 1000, 3000] if args.quick else [100, 1000, 3000, 5000, 10000])
-    args.window = args.window or (10.0 if args.quick else 30.0)
-    args.idle = 10.0 if args.quick else 60.0
+    args.window = args.window or (8.0 if args.quick else 30.0)
+    args.idle = 5.0 if args.quick else 60.0
     rows = []
     args.round = 0
     plan = [(n, 0.0) for n in sizes] + [(1000, 5.0)]
