@@ -13,16 +13,19 @@ _NAME = {"type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength":
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
 
 
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_FORMAT = _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv")
+
+
 def _errors(*codes: int) -> dict:
     return {str(code): _ERROR for code in codes}
 
 
 def _json(schema: dict) -> dict:
     return {"content": {"application/json": {"schema": schema}}}
-
-
-def _query(name: str, schema: dict, description: str) -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
 _SNAPSHOT = {
@@ -158,7 +161,7 @@ def openapi_spec(version: str) -> dict:
                         _query("seconds", {"type": "integer", "minimum": 1, "default": 300}, "how far back"),
                         _query("from", {"type": "number"}, "start, unix seconds (an export: rows, streamed)"),
                         _query("to", {"type": "number"}, "end, unix seconds (default now)"),
-                        _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv"),
+                        _FORMAT,
                     ],
                     "responses": {
                         "200": {
@@ -193,7 +196,7 @@ def openapi_spec(version: str) -> dict:
                         _query("level", {"type": "string", "enum": ["info", "warning", "error"]}, "only this level"),
                         _query("from", {"type": "number"}, "only events at or after this time (unix seconds)"),
                         _query("to", {"type": "number"}, "only events at or before this time"),
-                        _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv"),
+                        _FORMAT,
                     ],
                     "responses": {
                         "200": {

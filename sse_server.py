@@ -81,6 +81,7 @@ SECURITY_HEADERS = (
 MAX_BODY_BYTES = 64 * 1024
 MAX_EVENTS_LIMIT = 1000
 DEFAULT_EVENTS_LIMIT = 100
+LOG_FRAME_CACHE = 1024  # encoded log frames kept for sharing between streams
 
 STATIC_CONTENT_TYPES = {
     # Explicit, because Windows' registry can make mimetypes say text/plain for
@@ -318,6 +319,7 @@ class DashboardServer(ThreadingHTTPServer):
         self._stream_clients = 0
         self._dropped = 0
         self._frame_cache: tuple = (None, b"")
+        self._log_frames: dict[int, bytes] = {}
         self.post_limiter = RateLimiter(DEFAULT_POST_RATE_PER_S, burst=2 * DEFAULT_POST_RATE_PER_S)
         super().__init__(address, DashboardHandler)
 
@@ -362,6 +364,19 @@ class DashboardServer(ThreadingHTTPServer):
             cached = (body, _metrics_frame(body))
             self._frame_cache = cached  # a race only builds the same bytes twice
         return cached[1]
+
+    def log_frame(self, event: Any) -> bytes:
+        """An event's SSE frame, encoded once and shared by every stream (not once per client)."""
+        frame = self._log_frames.get(event.id)  # a dict read needs no lock
+        if frame is None:
+            frame = _log_frame(event)
+            with self._lock:
+                self._log_frames[event.id] = frame
+                if len(self._log_frames) > 2 * LOG_FRAME_CACHE:
+                    # Keep the newest: streams only ask for recent events, replays are rare.
+                    keep = sorted(self._log_frames)[-LOG_FRAME_CACHE:]
+                    self._log_frames = {i: self._log_frames[i] for i in keep}
+        return frame
 
     def stats(self) -> dict:
         with self._lock:
@@ -816,7 +831,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             elif last_event_id is not None:
                 replay = server.events.replay(last_event_id)
                 if replay.complete:
-                    frames.extend(_log_frame(e) for e in replay.events)
+                    frames.extend(server.log_frame(e) for e in replay.events)
                     cursor = replay.events[-1].id if replay.events else last_event_id
                 else:
                     frames.append(_resync_frame(replay.last_id))
@@ -832,7 +847,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
                 frames = []
                 new_events = server.events.since(cursor)
                 if new_events:
-                    frames.extend(_log_frame(e) for e in new_events)
+                    frames.extend(server.log_frame(e) for e in new_events)
                     cursor = new_events[-1].id
                 snapshot, body = server.sampler.latest()
                 if snapshot["seq"] != last_seq:
