@@ -3,12 +3,15 @@
 import json
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from conftest import SSEReader, wait_until
+import sse_server
+from conftest import ROOT, SSEReader, wait_until
 
 
 def stream_threads():
@@ -193,3 +196,27 @@ def test_shutdown_with_open_streams_is_prompt(make_server):
 def test_head_on_the_stream_sends_headers_only(server):
     status, headers, body = server.request("HEAD", "/api/metrics/stream")
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream") and body == b""
+
+
+FUTEX_PROBE = """
+import ctypes, sys, threading
+sys.path.insert(0, sys.argv[1])
+import sse_server
+prctl = ctypes.CDLL(None).prctl
+worker = threading.Thread(target=lambda: None)
+worker.start(); worker.join()  # the kernel sizes the table at the first thread: 16 buckets on 2 cores
+before = prctl(78, 2, 0, 0, 0)
+server = sse_server.build_app(port=0, psutil=False, data_dir=None)
+print(before, prctl(78, 2, 0, 0, 0))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux kernel setting")
+def test_server_gives_its_stream_threads_a_large_futex_hash():
+    """With thousands of stream threads asleep, a 16-bucket futex hash made every wake-up slow."""
+    probe = subprocess.run([sys.executable, "-c", FUTEX_PROBE, str(ROOT)], capture_output=True, text=True,
+                           timeout=60, check=True)
+    before, after = (int(x) for x in probe.stdout.split())
+    if before < 0:
+        pytest.skip("this kernel has no per-process futex hash (Linux < 6.16)")
+    assert after >= sse_server.FUTEX_HASH_SLOTS > before
