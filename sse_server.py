@@ -38,6 +38,7 @@ import re
 import signal
 import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
@@ -839,7 +840,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             last_event_id = parse_last_event_id(self.query_value("lastEventId"))
         # A reader that stops reading fills its socket buffer; then a write blocks
         # at most this long and the client is dropped (werkzeug#1649).
-        self.connection.settimeout(server.write_timeout_s)
+        set_send_timeout(self.connection, server.write_timeout_s)
         # Frames are small and must go now, not when Nagle's algorithm decides.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if not server.stream_opened():
@@ -894,7 +895,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
                 if frames:
                     self.wfile.write(b"".join(frames))
                     last_write = time.monotonic()
-        except socket.timeout:
+        except (socket.timeout, BlockingIOError):
             dropped = True
             log.debug("stream to %s dropped: not reading for %ss", self.client_address, server.write_timeout_s)
         except ConnectionError as exc:  # BrokenPipe, Reset, Aborted (WinError 10053/10054)
@@ -925,6 +926,23 @@ class _DeadlineReader(io.RawIOBase):
             raise socket.timeout("request not received in time")
         self._sock.settimeout(left)
         return self._sock.recv_into(buffer)
+
+
+def set_send_timeout(sock: socket.socket, seconds: float) -> None:
+    """Make a send block at most ``seconds``, in the kernel (SO_SNDTIMEO).
+
+    Not ``sock.settimeout()``: that makes CPython poll() before every send,
+    one more system call and one more GIL hand-over per frame per client.
+    The socket stays blocking; a send that times out fails with EAGAIN
+    (BlockingIOError) on POSIX, WSAETIMEDOUT (socket.timeout) on Windows.
+    """
+    sock.settimeout(None)
+    if os.name == "nt":
+        value = struct.pack("=L", max(1, int(seconds * 1000)))  # a DWORD of milliseconds
+    else:
+        whole = int(seconds)
+        value = struct.pack("@ll", whole, int((seconds - whole) * 1e6))  # struct timeval
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
 
 def _metrics_frame(body: bytes) -> bytes:
