@@ -283,7 +283,7 @@ def parse_last_event_id(value: str | None) -> int | None:
 # sleeps on a futex, so with thousands of streams each wake-up walked a bucket
 # of hundreds of sleepers under a spin lock: measured at 10,000 streams, 63 %
 # of the server's CPU was futex_wake and delivery collapsed to 23 %
-# (bench/RESULTS.md). 4096 buckets keep about 2 sleepers per bucket there.
+# (README, "Performance"). 4096 buckets keep about 2 sleepers per bucket there.
 FUTEX_HASH_SLOTS = 4096
 _PR_FUTEX_HASH, _PR_FUTEX_HASH_SET_SLOTS, _PR_FUTEX_HASH_GET_SLOTS = 78, 1, 2
 
@@ -326,6 +326,9 @@ class DashboardServer(ThreadingHTTPServer):
     write_timeout_s = STREAM_WRITE_TIMEOUT_S
     request_timeout_s = REQUEST_TIMEOUT_S
     max_clients = DEFAULT_MAX_CLIENTS
+    # From this many open streams on, a thread per stream needs a larger futex
+    # hash (FUTEX_HASH_SLOTS). Not from the start: ctypes costs 0.7 MB at idle.
+    many_streams = 64
     token: str | None = None
     allowed_hosts: tuple = ()
     cors_origin: str | None = None
@@ -357,7 +360,7 @@ class DashboardServer(ThreadingHTTPServer):
         self._frame_cache: tuple = (None, b"")
         self._log_frames: dict[int, bytes] = {}
         self.post_limiter = RateLimiter(DEFAULT_POST_RATE_PER_S, burst=2 * DEFAULT_POST_RATE_PER_S)
-        widen_futex_hash()  # a thread per stream: see FUTEX_HASH_SLOTS
+        self._futex_hash_widened = False
         super().__init__(address, DashboardHandler)
 
     def server_bind(self) -> None:
@@ -387,7 +390,11 @@ class DashboardServer(ThreadingHTTPServer):
             if self._stream_clients >= self.max_clients:
                 return False
             self._stream_clients += 1
-            return True
+            many = self._stream_clients == self.many_streams
+        if many and not self._futex_hash_widened:
+            self._futex_hash_widened = True
+            widen_futex_hash()
+        return True
 
     def stream_closed(self, dropped: bool) -> None:
         with self._lock:
