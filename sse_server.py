@@ -24,6 +24,15 @@ next reconnect asks from the current id instead of an id this run never had.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":
+    # http.server imports http.client, which imports ssl only to offer HTTPS
+    # *client* connections, which this server never makes: OpenSSL cost 2.3 MB
+    # of the idle RSS (29.8 -> 27.5 MB). Only when run as the dashboard, so a
+    # program importing this module keeps its HTTPS.
+    sys.modules.setdefault("ssl", None)  # type: ignore[assignment]
+
 import argparse
 import csv
 import errno
@@ -39,7 +48,6 @@ import signal
 import socket
 import socketserver
 import struct
-import sys
 import threading
 import time
 import urllib.parse
