@@ -368,7 +368,6 @@ class DashboardServer(ThreadingHTTPServer):
         self._frame_cache: tuple = (None, b"")
         self._log_frames: dict[int, bytes] = {}
         self.post_limiter = RateLimiter(DEFAULT_POST_RATE_PER_S, burst=2 * DEFAULT_POST_RATE_PER_S)
-        self._futex_hash_widened = False
         super().__init__(address, DashboardHandler)
 
     def server_bind(self) -> None:
@@ -399,9 +398,8 @@ class DashboardServer(ThreadingHTTPServer):
                 return False
             self._stream_clients += 1
             many = self._stream_clients == self.many_streams
-        if many and not self._futex_hash_widened:
-            self._futex_hash_widened = True
-            widen_futex_hash()
+        if many:
+            widen_futex_hash()  # once it is wide this is one prctl() that changes nothing
         return True
 
     def stream_closed(self, dropped: bool) -> None:
