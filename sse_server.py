@@ -28,8 +28,8 @@ import sys
 
 if __name__ == "__main__":
     # http.server imports http.client, which imports ssl only to offer HTTPS
-    # *client* connections, which this server never makes: OpenSSL cost 2.3 MB
-    # of the idle RSS (29.8 -> 27.5 MB). Only when run as the dashboard, so a
+    # *client* connections, which this server never makes: OpenSSL cost 2.3 MiB
+    # of the idle RSS (29.8 -> 27.5 MiB). Only when run as the dashboard, so a
     # program importing this module keeps its HTTPS.
     sys.modules.setdefault("ssl", None)  # type: ignore[assignment]
 
@@ -335,7 +335,7 @@ class DashboardServer(ThreadingHTTPServer):
     request_timeout_s = REQUEST_TIMEOUT_S
     max_clients = DEFAULT_MAX_CLIENTS
     # From this many open streams on, a thread per stream needs a larger futex
-    # hash (FUTEX_HASH_SLOTS). Not from the start: ctypes costs 0.7 MB at idle.
+    # hash (FUTEX_HASH_SLOTS). Not from the start: ctypes costs 0.7 MiB at idle.
     many_streams = 64
     token: str | None = None
     allowed_hosts: tuple = ()
