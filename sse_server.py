@@ -296,29 +296,38 @@ FUTEX_HASH_SLOTS = 4096
 _PR_FUTEX_HASH, _PR_FUTEX_HASH_SET_SLOTS, _PR_FUTEX_HASH_GET_SLOTS = 78, 1, 2
 
 
+def _prctl() -> Any:
+    import ctypes  # here, not at the top: only Linux needs it, and it costs 0.7 MiB
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+def futex_hash_slots() -> int:
+    """This process's futex hash buckets: 0 before its first thread, -1 where
+    there is no per-process hash (Linux before 6.16, Windows, macOS)."""
+    if not sys.platform.startswith("linux"):
+        return -1
+    try:
+        return _prctl()(_PR_FUTEX_HASH, _PR_FUTEX_HASH_GET_SLOTS, 0, 0, 0)
+    except (OSError, AttributeError):
+        return -1
+
+
 def widen_futex_hash(slots: int = FUTEX_HASH_SLOTS) -> bool:
     """Give this process a futex hash with ``slots`` buckets, if it has fewer.
 
-    Linux 6.16 and later only; elsewhere (older kernels, Windows, macOS) it
-    does nothing and returns False.
+    Linux 6.16 and later only; elsewhere it does nothing and returns False.
     """
-    if not sys.platform.startswith("linux"):
+    current = futex_hash_slots()
+    if current < 0:
         return False
-    try:
-        import ctypes  # here, not at the top: only Linux needs it
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-        prctl.restype = ctypes.c_int
-        current = prctl(_PR_FUTEX_HASH, _PR_FUTEX_HASH_GET_SLOTS, 0, 0, 0)
-        if current < 0:  # EINVAL: a kernel without private futex hashes
-            return False
-        if current >= slots:
-            return True
-        # Set before the first thread too (current is 0 then): the kernel keeps a size set here.
-        return prctl(_PR_FUTEX_HASH, _PR_FUTEX_HASH_SET_SLOTS, slots, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    if current >= slots:
+        return True
+    # Set before the first thread too (current is 0 then): the kernel keeps a size set here.
+    return _prctl()(_PR_FUTEX_HASH, _PR_FUTEX_HASH_SET_SLOTS, slots, 0, 0) == 0
 
 
 class DashboardServer(ThreadingHTTPServer):

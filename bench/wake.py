@@ -69,9 +69,7 @@ def measure(n: int, kind: str, wide: bool) -> str:
     while len([t for t in threads if t.is_alive()]) < n and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.5)  # every thread is asleep in wait()
-    import ctypes
-
-    slots = ctypes.CDLL(None).prctl(78, 2, 0, 0, 0) if sys.platform.startswith("linux") else -1
+    slots = sse_server.futex_hash_slots()
     spans = []
     cpu0 = time.process_time()
     for _ in range(ROUNDS):

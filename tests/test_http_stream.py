@@ -199,10 +199,9 @@ def test_head_on_the_stream_sends_headers_only(server):
 
 
 FUTEX_PROBE = """
-import ctypes, socket, sys, threading
+import socket, sys, threading
 sys.path.insert(0, sys.argv[1])
 import sse_server
-prctl = ctypes.CDLL(None).prctl
 server = sse_server.build_app(port=0, psutil=False, interval_s=0.2)
 server.many_streams = 3
 threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -214,9 +213,9 @@ def open_stream():
     return sock
 
 streams = [open_stream() for _ in range(2)]
-few = prctl(78, 2, 0, 0, 0)  # PR_FUTEX_HASH, GET_SLOTS: the kernel's default for this process
+few = sse_server.futex_hash_slots()  # the kernel's default for this process
 streams.append(open_stream())
-print(few, prctl(78, 2, 0, 0, 0))
+print(few, sse_server.futex_hash_slots())
 """
 
 
