@@ -9,8 +9,9 @@ from __future__ import annotations
 __all__ = ["openapi_spec"]
 
 _ERROR = {"$ref": "#/components/responses/Error"}
-_NAME = {"type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength": 200}
+_NAME = {"type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength": 100}
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
+_MAX_WHOLE = 10 ** 15 - 1  # query numbers: at most 15 digits
 
 
 def _query(name: str, schema: dict, description: str) -> dict:
@@ -137,15 +138,33 @@ def openapi_spec(version: str) -> dict:
                     "summary": "Add to counters and set gauges; all or nothing",
                     "requestBody": {"required": True, **_json(_METRICS_UPDATE)},
                     "responses": {
-                        "200": {"description": "stored", **_json({"type": "object", "required": ["status"]})},
-                        **_errors(400, 401, 403, 413, 415, 429),
+                        "200": {"description": "stored: the values now held for the names it touched "
+                                               "(counter totals, not deltas)",
+                                **_json({"type": "object", "required": ["status", "counters", "gauges"],
+                                         "properties": {"status": {"const": "ok"},
+                                                        "counters": {"type": "object"},
+                                                        "gauges": {"type": "object"}}})},
+                        **_errors(400, 401, 403, 413, 415, 429, 503),
                     },
                 },
             },
+            **{"/api/metrics/%s/{name}" % kind: {
+                "delete": {
+                    "summary": "Delete a %s and its history (live and stored)" % kind[:-1],
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": _NAME}],
+                    "responses": {
+                        "200": {"description": "deleted", **_json({
+                            "type": "object", "required": ["status", "kind", "name"],
+                            "properties": {"status": {"const": "deleted"}, "kind": {"const": kind},
+                                           "name": {"type": "string"}}})},
+                        **_errors(401, 403, 404, 429, 503),
+                    },
+                },
+            } for kind in ("counters", "gauges")},
             "/api/metrics/stream": {
                 "get": {
                     "summary": "Server-sent events: 'metrics' frames each interval, 'log' frames as events are posted",
-                    "parameters": [_query("lastEventId", {"type": "integer", "minimum": 0},
+                    "parameters": [_query("lastEventId", {"type": "integer", "minimum": 0, "maximum": _MAX_WHOLE},
                                           "resume after this event id (or the Last-Event-ID header)")],
                     "responses": {
                         "200": {"description": "an endless text/event-stream",
@@ -158,7 +177,7 @@ def openapi_spec(version: str) -> dict:
                 "get": {
                     "summary": "Recent samples as columns",
                     "parameters": [
-                        _query("seconds", {"type": "integer", "minimum": 1, "default": 300}, "how far back"),
+                        _query("seconds", {"type": "integer", "minimum": 1, "maximum": _MAX_WHOLE, "default": 300}, "how far back"),
                         _query("from", {"type": "number"}, "start, unix seconds (an export: rows, streamed)"),
                         _query("to", {"type": "number"}, "end, unix seconds (default now)"),
                         _FORMAT,
@@ -191,8 +210,8 @@ def openapi_spec(version: str) -> dict:
                 "get": {
                     "summary": "Buffered events, oldest first",
                     "parameters": [
-                        _query("since", {"type": "integer", "minimum": 0}, "only events with a larger id"),
-                        _query("limit", {"type": "integer", "minimum": 1}, "at most this many (the newest)"),
+                        _query("since", {"type": "integer", "minimum": 0, "maximum": _MAX_WHOLE}, "only events with a larger id"),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": _MAX_WHOLE}, "at most this many (the newest)"),
                         _query("level", {"type": "string", "enum": ["info", "warning", "error"]}, "only this level"),
                         _query("from", {"type": "number"}, "only events at or after this time (unix seconds)"),
                         _query("to", {"type": "number"}, "only events at or before this time"),

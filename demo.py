@@ -12,7 +12,8 @@ import threading
 import time
 
 from events import EventLog
-from metrics import MetricsRegistry
+from metrics import MetricsRegistry, RegistrySealed
+from storage import StorageError
 
 __all__ = ["DemoFeeder"]
 
@@ -49,16 +50,21 @@ class DemoFeeder:
         self.events.post("info", "demo mode: these counters, gauges and events are synthetic", source="demo")
         while not self.stop.wait(self.period_s):
             n += 1
-            phase = (time.monotonic() - started) / 20.0
-            self.registry.update(
-                counters={"jobs_done": self._random.randint(0, 4), "bytes_uploaded": self._random.randint(0, 2_000_000)},
-                gauges={
-                    "queue_depth": round(20 + 15 * math.sin(phase) + self._random.uniform(-2, 2), 1),
-                    "active_workers": self._random.randint(2, 8),
-                    "temperature_c": round(45 + 5 * math.cos(phase / 2), 1),
-                },
-            )
-            if n % 6 == 0:
-                level, source, text = self._random.choice(_MESSAGES)
-                self.events.post(level, text.format(n=n, ms=self._random.randint(20, 900)), source=source,
-                                 data={"job": n})
+            try:
+                self._feed(n, (time.monotonic() - started) / 20.0)
+            except (RegistrySealed, StorageError):
+                return  # the dashboard is stopping, or storage refuses: nothing to demonstrate
+
+    def _feed(self, n: int, phase: float) -> None:
+        self.registry.update(
+            counters={"jobs_done": self._random.randint(0, 4), "bytes_uploaded": self._random.randint(0, 2_000_000)},
+            gauges={
+                "queue_depth": round(20 + 15 * math.sin(phase) + self._random.uniform(-2, 2), 1),
+                "active_workers": self._random.randint(2, 8),
+                "temperature_c": round(45 + 5 * math.cos(phase / 2), 1),
+            },
+        )
+        if n % 6 == 0:
+            level, source, text = self._random.choice(_MESSAGES)
+            self.events.post(level, text.format(n=n, ms=self._random.randint(20, 900)), source=source,
+                             data={"job": n})

@@ -5,7 +5,12 @@ One concept: events that an application posts (``info``, ``warning``,
 
 Invariants:
 - ids are strictly increasing, start at 1 and are never reused within a run;
-- the ring holds at most ``maxlen`` events; the oldest fall off first;
+- the ring holds at most ``maxlen`` events and about ``max_chars`` characters
+  of event JSON (a budget in bytes of text, whichever is reached first); the
+  oldest fall off first; an event's ``data`` is kept only as its compact JSON
+  text (a list of 16,000 floats is 64 KB as text, about 520 KB as objects);
+- text that is not valid Unicode (a lone surrogate such as ``"\ud800"``) is
+  refused: it could be neither encoded for a stream nor stored;
 - ``post()`` validates everything before it stores anything, so a rejected
   event leaves the log untouched (its ``ValueError`` message is written for
   the person who sent it: the server passes it through as ``{"error": ...}``);
@@ -28,12 +33,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["LEVELS", "Event", "EventLog", "ChangeBell", "Replay", "make_event"]
+__all__ = ["LEVELS", "Event", "EventLog", "ChangeBell", "Replay", "make_event", "is_unicode_text"]
 
 log = logging.getLogger(__name__)
 
 LEVELS = ("info", "warning", "error")
 DEFAULT_MAXLEN = 1000
+DEFAULT_MAX_CHARS = 32 * 1024 * 1024
 MAX_MESSAGE_CHARS = 4096
 MAX_SOURCE_CHARS = 100
 DEFAULT_SOURCE = "app"
@@ -114,15 +120,20 @@ def _wake_next(chain: list) -> None:
 
 @dataclass(frozen=True)
 class Event:
-    """One posted event. ``json`` is its encoded form, made once at post time."""
+    """One posted event. ``json`` is its encoded form, made once at post time;
+    ``data_json`` is its ``data`` as compact JSON (None when it had none)."""
 
     id: int
     ts: float
     level: str
     source: str
     message: str
-    data: Any = None
+    data_json: str | None = None
     json: str = field(default="", repr=False, compare=False)
+
+    @property
+    def data(self) -> Any:
+        return None if self.data_json is None else json.loads(self.data_json)
 
     def to_dict(self) -> dict:
         return {
@@ -170,14 +181,19 @@ class EventLog:
         persist: Callable[[Event], None] | None = None,
         initial: list[Event] | tuple = (),
         last_id: int = 0,
+        max_chars: int = DEFAULT_MAX_CHARS,
     ) -> None:
         if maxlen < 1:
             raise ValueError("maxlen must be at least 1")
+        self.max_chars = max_chars
         self._lock = threading.Lock()
         # Posts take _post_lock across persist(): writes reach storage in id order, and
         # readers (streams) only ever take _lock, which never waits on a disk.
         self._post_lock = threading.Lock()
-        self._events: deque[Event] = deque(initial, maxlen=maxlen)
+        self._events: deque[Event] = deque(maxlen=maxlen)
+        self._chars = 0
+        for event in initial:
+            self._append(event)
         self._last_id = max([last_id] + [e.id for e in self._events])
         self._on_post = on_post
         self._clock = clock
@@ -207,25 +223,26 @@ class EventLog:
         with self._post_lock:
             event_id = self.last_id + 1
             ts = round(self._clock(), 3)
-            event = Event(
-                id=event_id,
-                ts=ts,
-                level=level,
-                source=source,
-                message=message,
-                data=data,
-                json=_encode(event_id, ts, level, source, message, data_json),
-            )
+            event = make_event(event_id, ts, level, source, message, data_json)
             if self._persist is not None:
                 self._persist(event)  # raises: the id is not used and nothing is stored
             with self._lock:
-                self._events.append(event)
+                self._append(event)
                 self._last_id = event_id
         # Posted events are data, not diagnostics: never re-log them above DEBUG.
         log.debug("event %d posted (%s)", event.id, level)
         if self._on_post is not None:
             self._on_post()
         return event
+
+    def _append(self, event: Event) -> None:
+        events = self._events
+        if len(events) == events.maxlen:
+            self._chars -= len(events.popleft().json)
+        events.append(event)
+        self._chars += len(event.json)
+        while self._chars > self.max_chars and len(events) > 1:
+            self._chars -= len(events.popleft().json)
 
     def since(
         self,
@@ -276,18 +293,32 @@ def _validate(level: Any, message: Any, source: Any, data: Any) -> tuple:
         raise ValueError("source must be a non-empty string")
     if len(source) > MAX_SOURCE_CHARS:
         raise ValueError("source must be at most %d characters" % MAX_SOURCE_CHARS)
-    try:
-        data_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
-        raise ValueError("data must be plain JSON (no NaN or Infinity)") from None
+    if data is None:
+        data_json = None
+    else:
+        try:
+            data_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            raise ValueError("data must be plain JSON (no NaN or Infinity)") from None
+    for what, text in (("message", message), ("source", source), ("data", data_json)):
+        if text is not None and not is_unicode_text(text):
+            raise ValueError("%s must be valid Unicode text (it has a lone surrogate such as \\ud800)" % what)
     return level, message, source, data_json
 
 
-def make_event(event_id: int, ts: float, level: str, source: str, message: str, data: Any) -> Event:
-    """An Event rebuilt from storage (fields already validated when first posted)."""
-    data_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return Event(id=event_id, ts=ts, level=level, source=source, message=message, data=data,
-                 json=_encode(event_id, ts, level, source, message, data_json))
+def is_unicode_text(text: str) -> bool:
+    """False for a str that cannot be UTF-8 encoded (a lone surrogate from a JSON ``\\ud800`` escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def make_event(event_id: int, ts: float, level: str, source: str, message: str, data_json: str | None) -> Event:
+    """An Event from validated fields (a post, or a row read back from storage)."""
+    return Event(id=event_id, ts=ts, level=level, source=source, message=message, data_json=data_json,
+                 json=_encode(event_id, ts, level, source, message, data_json or "null"))
 
 
 def _encode(event_id: int, ts: float, level: str, source: str, message: str, data_json: str) -> str:

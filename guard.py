@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import threading
 import time
+import urllib.parse
 from collections import OrderedDict
 from typing import Callable, Iterable
 
-__all__ = ["token_matches", "host_allowed", "is_loopback", "RateLimiter", "cookie_name"]
+__all__ = ["token_matches", "token_problem", "host_allowed", "is_loopback", "RateLimiter", "cookie_name",
+           "cookie_value", "parse_cookies", "redact_secrets"]
+
+MAX_TOKEN_CHARS = 1000
 
 
 def token_matches(expected: str | None, offered: str | None) -> bool:
@@ -32,15 +37,60 @@ def token_matches(expected: str | None, offered: str | None) -> bool:
     return hmac.compare_digest(expected.encode("utf-8"), offered.encode("utf-8"))
 
 
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be used (said at start), or None. Any text a person can type
+    works: it travels percent-encoded in the cookie and as UTF-8 elsewhere."""
+    if not token.strip():
+        return "the token must not be empty or blank"
+    if len(token) > MAX_TOKEN_CHARS:
+        return "the token must be at most %d characters" % MAX_TOKEN_CHARS
+    if any(ord(c) < 32 or ord(c) == 127 for c in token):
+        return "the token must not contain control characters (tabs, newlines)"
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the token must be valid Unicode text"
+    return None
+
+
 def cookie_name(port: int) -> str:
     # Cookies ignore ports: two dashboards on one host must not overwrite each other's.
     return "sse_dashboard_token_%d" % port
 
 
+def cookie_value(token: str) -> str:
+    """The token as a cookie value: percent-encoded, so spaces, ``;`` and non-ASCII survive."""
+    return urllib.parse.quote(token, safe="")
+
+
+def parse_cookies(header: str | None) -> dict[str, str]:
+    """A Cookie header as {name: value}, leniently: one odd cookie of another app on
+    localhost (``prefs={"a":1}``) must not hide ours, as ``SimpleCookie`` would."""
+    cookies: dict[str, str] = {}
+    for part in (header or "").split(";"):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if sep and name and name not in cookies:  # the first of duplicates is the most specific
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            cookies[name] = urllib.parse.unquote(value)
+    return cookies
+
+
+_SECRET_IN_QUERY = re.compile(r"((?:^|[?&;])token=)[^&\s;]*", re.IGNORECASE)
+
+
+def redact_secrets(text: str) -> str:
+    """A request line or path with the value of any ``token=`` replaced, for logs."""
+    return _SECRET_IN_QUERY.sub(r"\1[redacted]", text)
+
+
 def _split_host(host_header: str) -> str:
     host = host_header.strip().lower()
-    if host.startswith("["):  # [::1]:8080
-        return host[1:host.find("]")] if "]" in host else host
+    if host.startswith("["):  # [::1]:8080; anything else after "]" is not a host
+        inside, bracket, rest = host[1:].partition("]")
+        return inside if bracket and ":" in inside and re.fullmatch(r"(:[0-9]{1,5})?", rest) else host
     if host.count(":") == 1:
         return host.rsplit(":", 1)[0]
     return host

@@ -22,6 +22,7 @@ gives ``system.error`` while the next tick tries again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import deque
@@ -38,6 +39,8 @@ from typing import Any, Callable
 __all__ = [
     "METRIC_NAME_RE",
     "MetricsRegistry",
+    "RegistrySealed",
+    "metric_number",
     "SystemCollector",
     "PsutilCollector",
     "StdlibCollector",
@@ -47,15 +50,22 @@ __all__ = [
     "flatten_snapshot",
     "to_columns",
     "render_prometheus",
+    "prometheus_name",
+    "encode_json",
+    "default_disk_path",
     "PROMETHEUS_CONTENT_TYPE",
 ]
 
 log = logging.getLogger(__name__)
 
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-MAX_NAME_CHARS = 200
+MAX_NAME_CHARS = 100
 MAX_METRICS = 1000  # counters and gauges together: names come from clients
-MAX_COUNTER_DELTA = 1e15  # a petabyte per update: far above real use, and totals cannot overflow to inf
+MAX_COUNTER_DELTA = 1e15  # a petabyte per update: far above real use
+# Integers up to 2**53 are exact as float64, which is what JSON readers in
+# browsers (and SQLite REAL) hold; larger ones are kept as floats.
+MAX_EXACT_INT = 2 ** 53
+DEFAULT_GAUGE_TTL_S = 86400.0  # a gauge nobody set for a day leaves the live snapshot
 
 
 def _finite_number(value: Any) -> bool:
@@ -64,6 +74,33 @@ def _finite_number(value: Any) -> bool:
         and not isinstance(value, bool)
         and math.isfinite(value)
     )
+
+
+def metric_number(value: Any) -> int | float:
+    """One number policy for every counter and gauge (README "Limits").
+
+    An int within +-2**53 stays an int; a larger int becomes the nearest
+    float; anything that is not a finite float64 is refused (``ValueError``).
+
+    >>> metric_number(3), metric_number(2 ** 63), metric_number(1.5)
+    (3, 9.223372036854776e+18, 1.5)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a finite number")
+    if isinstance(value, int):
+        if -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+            return value
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ValueError("is too large (at most about 1.8e308)") from None
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _add(total: int | float, delta: int | float) -> int | float:
+    return metric_number(total + delta)
 
 
 class MetricsRegistry:
@@ -76,13 +113,22 @@ class MetricsRegistry:
 
     A counter counts things that happen (it only goes up); use a gauge for a
     level that goes up and down, and an event for something a person reads.
+    A gauge that nobody has set for ``gauge_ttl_s`` leaves the snapshot (and
+    frees its name); a counter stays until it is deleted. After ``seal()``
+    (a clean stop has written the final state) every update is refused with
+    ``RegistrySealed``, so nothing can be acknowledged and then lost.
     """
 
-    def __init__(self, max_metrics: int = MAX_METRICS) -> None:
+    def __init__(self, max_metrics: int = MAX_METRICS, gauge_ttl_s: float = DEFAULT_GAUGE_TTL_S,
+                 clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
-        self._counters: dict[str, float] = {}
-        self._gauges: dict[str, float] = {}
+        self._counters: dict[str, int | float] = {}
+        self._gauges: dict[str, int | float] = {}
+        self._gauge_set_at: dict[str, float] = {}
         self._max_metrics = max_metrics
+        self._gauge_ttl_s = gauge_ttl_s
+        self._clock = clock
+        self._sealed = False
 
     def inc(self, name: str, delta: float = 1) -> None:
         """Add ``delta`` (>= 0) to counter ``name``."""
@@ -92,34 +138,107 @@ class MetricsRegistry:
         """Set gauge ``name`` to ``value``."""
         self.update(gauges={name: value})
 
-    def update(self, counters: Any = None, gauges: Any = None) -> None:
-        """Apply counter deltas and gauge values together, or raise ``ValueError`` and apply none."""
+    def update(self, counters: Any = None, gauges: Any = None) -> dict:
+        """Apply counter deltas and gauge values together, or raise ``ValueError`` and apply none.
+
+        Returns the stored values of the names it touched:
+        ``{"counters": {name: total}, "gauges": {name: value}}``."""
         counters = _check_mapping("counters", counters)
         gauges = _check_mapping("gauges", gauges)
-        for name, delta in counters.items():
-            _check_name(name)
-            if not _finite_number(delta):
-                raise ValueError("counter %r: delta must be a finite number" % name)
-            if delta < 0:
-                raise ValueError("counter %r: delta must not be negative (counters only go up)" % name)
-            if delta > MAX_COUNTER_DELTA:
-                raise ValueError("counter %r: delta must be at most %g" % (name, MAX_COUNTER_DELTA))
-        for name, value in gauges.items():
-            _check_name(name)
-            if not _finite_number(value):
-                raise ValueError("gauge %r: value must be a finite number" % name)
+        deltas = {name: _counter_delta(name, delta) for name, delta in counters.items()}
+        values = {name: _gauge_value(name, value) for name, value in gauges.items()}
         with self._lock:
-            new_names = (set(counters) - self._counters.keys()) | (set(gauges) - self._gauges.keys())
+            if self._sealed:
+                raise RegistrySealed("the dashboard is stopping: nothing more is accepted")
+            now = self._clock()
+            self._expire(now)
+            new_names = (deltas.keys() - self._counters.keys()) | (values.keys() - self._gauges.keys())
             if len(self._counters) + len(self._gauges) + len(new_names) > self._max_metrics:
-                raise ValueError("too many metrics (at most %d names)" % self._max_metrics)
-            for name, delta in counters.items():
-                self._counters[name] = self._counters.get(name, 0) + delta
-            self._gauges.update(gauges)
+                raise ValueError("too many metrics (at most %d names; delete unused ones with "
+                                 "DELETE /api/metrics/counters/NAME or /gauges/NAME)" % self._max_metrics)
+            totals = {}
+            for name, delta in deltas.items():
+                try:
+                    totals[name] = _add(self._counters.get(name, 0), delta)
+                except ValueError:
+                    raise ValueError("counter %r would pass the largest number" % name) from None
+            self._counters.update(totals)
+            self._gauges.update(values)
+            self._gauge_set_at.update(dict.fromkeys(values, now))
+            return {"counters": totals, "gauges": dict(values)}
+
+    def restore(self, counters: dict, gauges: dict) -> None:
+        """Take back stored state (``{name: total}``, ``{name: (value, set_at)}``) at start.
+
+        Not through ``update``: a total may exceed one update's delta limit."""
+        with self._lock:
+            for name, total in counters.items():
+                self._counters[name] = metric_number(total)
+            for name, (value, set_at) in gauges.items():
+                self._gauges[name] = metric_number(value)
+                self._gauge_set_at[name] = set_at
+
+    def delete(self, kind: str, name: str) -> bool:
+        """Forget counter or gauge ``name`` (``kind`` is "counters" or "gauges"); False if unknown."""
+        with self._lock:
+            if self._sealed:
+                raise RegistrySealed("the dashboard is stopping: nothing more is accepted")
+            table = self._counters if kind == "counters" else self._gauges
+            if name not in table:
+                return False
+            del table[name]
+            if kind == "gauges":
+                del self._gauge_set_at[name]
+            return True
 
     def snapshot(self) -> tuple[dict, dict]:
         """Copies of (counters, gauges), safe to use after the call."""
         with self._lock:
+            self._expire(self._clock())
             return dict(self._counters), dict(self._gauges)
+
+    def state(self) -> tuple[dict, dict]:
+        """(counters, {gauge: (value, set_at)}): what storage keeps across a restart."""
+        with self._lock:
+            return dict(self._counters), {n: (v, self._gauge_set_at.get(n, 0.0)) for n, v in self._gauges.items()}
+
+    def seal(self) -> tuple[dict, dict]:
+        """Refuse every later update and return the final ``state()`` (a clean stop)."""
+        with self._lock:
+            self._sealed = True
+        return self.state()
+
+    def _expire(self, now: float) -> None:
+        if self._gauge_ttl_s is None or self._gauge_ttl_s <= 0:
+            return
+        old = [n for n, at in self._gauge_set_at.items() if now - at > self._gauge_ttl_s]
+        for name in old:
+            del self._gauges[name], self._gauge_set_at[name]
+
+
+class RegistrySealed(Exception):
+    """An update arrived after the final state was written (the server is stopping)."""
+
+
+def _counter_delta(name: Any, delta: Any) -> int | float:
+    _check_name(name)
+    try:
+        delta = metric_number(delta)
+    except ValueError as exc:
+        raise ValueError("counter %r: delta %s" % (name, exc)) from None
+    if delta < 0:
+        raise ValueError("counter %r: delta must not be negative (counters only go up)" % name)
+    if delta > MAX_COUNTER_DELTA:
+        raise ValueError("counter %r: delta must be at most %g" % (name, MAX_COUNTER_DELTA))
+    return delta
+
+
+def _gauge_value(name: Any, value: Any) -> int | float:
+    _check_name(name)
+    try:
+        return metric_number(value)
+    except ValueError as exc:
+        raise ValueError("gauge %r: value %s" % (name, exc)) from None
 
 
 def _check_mapping(what: str, value: Any) -> dict:
@@ -132,9 +251,7 @@ def _check_mapping(what: str, value: Any) -> dict:
 
 def _check_name(name: Any) -> None:
     if not isinstance(name, str) or not METRIC_NAME_RE.fullmatch(name):
-        raise ValueError(
-            "metric name %r must match [a-zA-Z_:][a-zA-Z0-9_:]*" % (name if isinstance(name, str) else str(name)[:40],)
-        )
+        raise ValueError("metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*")
     if len(name) > MAX_NAME_CHARS:
         raise ValueError("metric name must be at most %d characters" % MAX_NAME_CHARS)
 
@@ -572,22 +689,26 @@ MAX_HISTORY_POINTS = 100_000
 
 
 def flatten_snapshot(snapshot: dict) -> dict:
-    """The numeric series of one snapshot as ``{"system.cpu_percent": 3.5, "gauges.q": 7, ...}``."""
+    """The numeric series of one snapshot as ``{"system.cpu_percent": 3.5, "gauges.q": 7, ...}``.
+
+    Series names are interned: every row of the history shares one copy of
+    each name instead of holding its own (1,000 long names times 900 rows).
+    """
     flat: dict[str, float] = {}
     for key, value in (snapshot.get("system") or {}).items():
         if key == "cpu_per_core" and isinstance(value, list):
             for i, core in enumerate(value):
                 if _finite_number(core):
-                    flat["system.cpu_core_%d_percent" % i] = core
+                    flat[sys.intern("system.cpu_core_%d_percent" % i)] = core
         elif _finite_number(value):
-            flat["system." + key] = value
+            flat[sys.intern("system." + key)] = value
     for section in ("counters", "gauges"):
         for name, value in (snapshot.get(section) or {}).items():
-            flat[section + "." + name] = value
+            flat[sys.intern(section + "." + name)] = value
     server = snapshot.get("server") or {}
     for key in ("clients", "rss_bytes"):
         if _finite_number(server.get(key)):
-            flat["server." + key] = server[key]
+            flat[sys.intern("server." + key)] = server[key]
     return flat
 
 
@@ -616,6 +737,13 @@ class History:
     def append(self, ts: float, flat: dict) -> None:
         with self._lock:
             self._rows.append((ts, flat))
+
+    def forget(self, name: str) -> None:
+        """Remove series ``name`` from every row (a deleted counter or gauge); rows are
+        replaced, never mutated, so a reader holding one keeps a consistent row."""
+        with self._lock:
+            self._rows = deque(((ts, {k: v for k, v in flat.items() if k != name}) if name in flat else (ts, flat)
+                                for ts, flat in self._rows), maxlen=self._rows.maxlen)
 
     def between(self, start: float, end: float) -> list[tuple[float, dict]]:
         """The (ts, series) rows with start <= ts <= end, oldest first (rows are never mutated)."""
@@ -668,7 +796,7 @@ class Sampler:
     ``on_sample`` (e.g. ``ChangeBell.ring``) is called after each publish;
     ``server_stats`` returns the ``server`` part (clients, dropped, uptime);
     ``enrich(snapshot)`` returns extra top-level keys (the active alerts);
-    ``record(ts, series, counters)`` hands each sample to storage.
+    ``record(ts, series)`` hands each sample to storage.
     """
 
     def __init__(
@@ -681,7 +809,7 @@ class Sampler:
         extra: dict | None = None,
         history_s: float = DEFAULT_HISTORY_S,
         enrich: Callable[[dict], dict] | None = None,
-        record: Callable[[float, dict, dict], None] | None = None,
+        record: Callable[[float, dict], None] | None = None,
     ) -> None:
         if not (interval_s > 0 and math.isfinite(interval_s)):
             raise ValueError("interval must be a positive number of seconds")
@@ -775,7 +903,7 @@ class Sampler:
         flat = flatten_snapshot(snapshot)
         self.history.append(snapshot["ts"], flat)
         if self._record is not None:
-            self._record(snapshot["ts"], flat, counters)  # must not block: storage queues it
+            self._record(snapshot["ts"], flat)  # must not block: storage queues it
         if self._on_sample is not None:
             self._on_sample()
         return snapshot
@@ -847,10 +975,10 @@ def prometheus_name(name: str, counter: bool) -> str:
     reserved for recording rules (promtool refuses them), so they become ``_``; and
     ``__`` is reserved by Prometheus, so such names get an ``app`` prefix."""
     name = name.replace(":", "_")
-    if name.startswith("__"):
-        name = "app" + name
     if counter and not name.endswith("_total"):
         name += "_total"
+    if name.startswith("__"):
+        name = "app" + name
     return name
 
 
@@ -859,7 +987,8 @@ def render_prometheus(snapshot: dict) -> str:
 
     A family name can be claimed once: system and server families first, then
     counters, then gauges, each in name order. A later application metric that
-    maps to a taken name is left out, so a hostile name cannot break a scrape."""
+    maps to a taken name (``a:b`` and ``a_b``) gets a suffix made from a hash of
+    its own name, so it is neither dropped nor able to break a scrape."""
     lines: list[str] = []
     taken: set[str] = set()
 
@@ -892,8 +1021,17 @@ def render_prometheus(snapshot: dict) -> str:
         family("sse_dashboard_alerts_firing", "gauge", "Alert rules currently firing",
                [((), len(snapshot.get("alerts") or []))])
     family("sse_dashboard_info", "gauge", "The collector in use", [((("source", system.get("source", "")),), 1)])
-    for name, value in sorted((snapshot.get("counters") or {}).items()):
-        family(prometheus_name(name, counter=True), "counter", "Application counter %s" % name, [((), value)])
-    for name, value in sorted((snapshot.get("gauges") or {}).items()):
-        family(prometheus_name(name, counter=False), "gauge", "Application gauge %s" % name, [((), value)])
+    for section, kind in (("counters", "counter"), ("gauges", "gauge")):
+        for name, value in sorted((snapshot.get(section) or {}).items()):
+            exposed = prometheus_name(name, counter=kind == "counter")
+            if exposed in taken:
+                exposed = _disambiguated(exposed, name, kind == "counter")
+            family(exposed, kind, "Application %s %s" % (kind, name), [((), value)])
     return "\n".join(lines) + "\n"
+
+
+def _disambiguated(exposed: str, name: str, counter: bool) -> str:
+    tag = "_%s" % hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    if counter:
+        return exposed[: -len("_total")] + tag + "_total"
+    return exposed + tag

@@ -36,8 +36,8 @@ if __name__ == "__main__":
 import argparse
 import csv
 import errno
-import http.cookies
 import io
+import itertools
 import json
 import logging
 import math
@@ -60,10 +60,11 @@ from typing import Any, Callable
 
 from alerts import AlertEngine, AlertRule, load_rules
 from api_spec import openapi_spec
-from events import LEVELS, ChangeBell, EventLog
-from guard import RateLimiter, cookie_name, host_allowed, is_loopback, token_matches
-from metrics import (PROMETHEUS_CONTENT_TYPE, MetricsRegistry, Sampler, encode_json, make_system_collector,
-                     render_prometheus, to_columns)
+from events import DEFAULT_MAX_CHARS, LEVELS, ChangeBell, EventLog, is_unicode_text
+from guard import (RateLimiter, cookie_name, cookie_value, host_allowed, is_loopback, parse_cookies,
+                   redact_secrets, token_matches, token_problem)
+from metrics import (DEFAULT_GAUGE_TTL_S, PROMETHEUS_CONTENT_TYPE, MetricsRegistry, RegistrySealed, Sampler,
+                     encode_json, make_system_collector, render_prometheus, to_columns)
 from storage import Store, StorageError, open_store
 
 __version__ = "0.1.0"
@@ -88,6 +89,7 @@ SECURITY_HEADERS = (
     ("X-Frame-Options", "DENY"),
 )
 MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32  # nesting of arrays and objects in a request body
 MAX_EVENTS_LIMIT = 1000
 DEFAULT_EVENTS_LIMIT = 100
 LOG_FRAME_CACHE = 1024  # encoded log frames kept for sharing between streams
@@ -198,9 +200,9 @@ def csv_response(header: list, rows: Any, filename: str) -> Response:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(header)
-        for row in rows:
+        for i, row in enumerate(rows):
             writer.writerow([_csv_cell(value) for value in row])
-            if out.tell() > 16384:
+            if out.tell() > 16384 or i == 0:  # the first row at once: a failing query fails before the 200
                 yield out.getvalue().encode("utf-8")
                 out.seek(0)
                 out.truncate()
@@ -229,10 +231,14 @@ def _events_csv(events: Any) -> Response:
 
 def _streamed_json(opening: str, items: Any, closing: str) -> Response:
     def chunks() -> Any:
-        yield opening.encode("utf-8")
+        parts = [opening.encode("utf-8")]
         for i, item in enumerate(items):
-            yield (b"," if i else b"") + item
-        yield closing.encode("utf-8")
+            parts.append(b"," + item if i else item)
+            if i == 0 or len(parts) >= 64:  # the first item at once: a failing query fails before the 200
+                yield b"".join(parts)
+                parts = []
+        parts.append(closing.encode("utf-8"))
+        yield b"".join(parts)
 
     return Response(200, chunks(), JSON_TYPE, (("Cache-Control", "no-store"),))
 
@@ -261,24 +267,50 @@ def _iso_utc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + ".%03dZ" % int(round((ts % 1) * 1000) % 1000)
 
 
+# ASCII digits only: str.isdigit() and int() also take "²" and other scripts' digits.
+# 15 digits keep every number exact as a float and within SQLite's 64-bit integers.
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,15}")
+
+
 def _parse_int(value: str | None, name: str, default: int | None = None, minimum: int = 0) -> int | None:
     if value is None:
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise HTTPError(400, "%s must be a whole number" % name) from None
+    if not _WHOLE_NUMBER.fullmatch(value.strip()):
+        raise HTTPError(400, "%s must be a whole number of at most 15 digits" % name)
+    number = int(value)
     if number < minimum:
         raise HTTPError(400, "%s must be at least %d" % (name, minimum))
     return number
 
 
 def parse_last_event_id(value: str | None) -> int | None:
-    """A Last-Event-ID as an int, or None when absent or not a non-negative integer."""
+    """A Last-Event-ID as an int, or None when absent or not a non-negative integer of at most 15 digits."""
     if value is None:
         return None
     value = value.strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if _WHOLE_NUMBER.fullmatch(value) and not value.startswith("-") else None
+
+
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text (strings skipped), without parsing it:
+    ``json.loads`` of 30,000 ``[`` is a RecursionError, not a 400."""
+    depth = deepest = 0
+    for match in _JSON_TOKENS.finditer(raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def _quoted(text: str, limit: int = 40) -> str:
+    """Client text made safe to put in an error message: short, ASCII, quoted."""
+    return json.dumps(text[:limit])
 
 
 # --------------------------------------------------------------------------
@@ -449,8 +481,11 @@ class DashboardServer(ThreadingHTTPServer):
         super().shutdown()
 
     def server_close(self) -> None:
+        """Stop, writing everything acknowledged: the registry takes no more updates
+        (a request still running gets 503), then storage writes its final state."""
         self.stopping.set()
         self.bell.ring()
+        self.registry.seal()
         if self.sampler is not None:
             self.sampler.stop()
         if self.store is not None:
@@ -496,7 +531,11 @@ class DashboardHandler(BaseHTTPRequestHandler):
         ("GET", "/api/alerts"): "get_alerts",
         ("GET", "/metrics"): "get_prometheus",
     }
-    PREFIX_ROUTES = (("GET", "/static/", "serve_static"),)
+    PREFIX_ROUTES = (  # (method, path prefix, handler method name)
+        ("GET", "/static/", "serve_static"),
+        ("DELETE", "/api/metrics/counters/", "delete_metric"),
+        ("DELETE", "/api/metrics/gauges/", "delete_metric"),
+    )
 
     # --- dispatch ----------------------------------------------------------
 
@@ -532,9 +571,11 @@ class DashboardHandler(BaseHTTPRequestHandler):
             self._check_access(method, parts.path)
             handler = self._find_handler("GET" if head else method, parts.path)
             response = handler()
+            if response is not None and not isinstance(response.body, (bytes, bytearray)):
+                response = _primed(response)
         except _Preflight:
             response = Response(204, b"", "text/plain", (
-                ("Access-Control-Allow-Methods", "GET, POST"),
+                ("Access-Control-Allow-Methods", "GET, POST, DELETE"),
                 ("Access-Control-Allow-Headers", "Content-Type, Authorization, Last-Event-ID"),
                 ("Access-Control-Max-Age", "600"),
             ))
@@ -558,7 +599,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         if (path.startswith("/api/") or path == "/metrics") and not self._authorized():
             raise HTTPError(401, "a valid token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN once)",
                             (("WWW-Authenticate", "Bearer"),))
-        if method == "POST":
+        if method in ("POST", "DELETE"):
             origin = self.headers.get("Origin")
             if origin is not None and origin != self._own_origin() and origin != server.cors_origin:
                 raise HTTPError(403, "cross-site requests are refused (Origin %s)" % origin[:100])
@@ -576,14 +617,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
     def _offered_token(self) -> str | None:
         auth = self.headers.get("Authorization", "")
         if auth[:7].lower() == "bearer ":
-            return auth[7:].strip()
-        cookies = http.cookies.SimpleCookie()
-        try:
-            cookies.load(self.headers.get("Cookie", ""))
-        except http.cookies.CookieError:
-            return None
-        morsel = cookies.get(cookie_name(self.server.server_port))
-        return morsel.value if morsel else None
+            return _header_text(auth[7:].strip())
+        return parse_cookies(self.headers.get("Cookie")).get(cookie_name(self.server.server_port))
 
     def _authorized(self) -> bool:
         return token_matches(self.server.token, self._offered_token())
@@ -614,10 +649,18 @@ class DashboardHandler(BaseHTTPRequestHandler):
         # Reads ran against the request deadline; writes get the write timeout.
         self.connection.settimeout(self.server.write_timeout_s)
         streamed = not isinstance(response.body, (bytes, bytearray))
+        chunked = streamed and self.request_version == "HTTP/1.1"
+        if chunked:
+            # Chunked, so a client can tell an export cut short by a failure (no last
+            # chunk) from a complete one; an HTTP/1.0 client only sees the close.
+            self.protocol_version = "HTTP/1.1"
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         if not streamed:
             self.send_header("Content-Length", str(len(response.body)))
+        elif chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
         self._send_common_headers()
         for name, value in response.headers:
             self.send_header(name, value)
@@ -627,16 +670,31 @@ class DashboardHandler(BaseHTTPRequestHandler):
         if not streamed:
             self.wfile.write(response.body)
             return
-        # An export: chunks from a database cursor, sent in ~64 KiB writes; the
-        # connection closing (HTTP/1.0) marks the end.
+        self._send_streamed(response.body, chunked)
+
+    def _send_streamed(self, chunks: Any, chunked: bool) -> None:
+        """An export: chunks from a database cursor, sent in ~64 KiB writes. A failure on
+        the way ends the connection without the last chunk: never a short "success"."""
         pending, size = [], 0
-        for chunk in response.body:
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= 65536:
-                self.wfile.write(b"".join(pending))
-                pending, size = [], 0
-        self.wfile.write(b"".join(pending))
+
+        def write(data: bytes) -> None:
+            if data:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+
+        try:
+            for chunk in chunks:
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= 65536:
+                    write(b"".join(pending))
+                    pending, size = [], 0
+        except Exception:
+            log.exception("an export failed after its first bytes; the response is cut short")
+            self.close_connection = True
+            return
+        write(b"".join(pending))
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
 
     def _send_common_headers(self) -> None:
         for name, value in SECURITY_HEADERS:
@@ -653,10 +711,11 @@ class DashboardHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         # Not stderr: a Windows console in QuickEdit mode blocks writes and would
         # freeze requests (earthenterprise#1634). Off unless --access-log.
-        access_log.info("%s " + format, self.address_string(), *args)
+        # The request line may carry ?token=: never write it out.
+        access_log.info("%s " + format, self.address_string(), *(redact_secrets(str(a)) for a in args))
 
     def log_error(self, format: str, *args: Any) -> None:
-        access_log.debug("%s " + format, self.address_string(), *args)
+        access_log.debug("%s " + format, self.address_string(), *(redact_secrets(str(a)) for a in args))
 
     # --- request helpers -----------------------------------------------------
 
@@ -670,21 +729,31 @@ class DashboardHandler(BaseHTTPRequestHandler):
         if content_type.split(";")[0].strip().lower() != "application/json":
             raise HTTPError(415, "Content-Type must be application/json")
         length_header = self.headers.get("Content-Length")
-        if length_header is None or not length_header.strip().isdigit():
-            raise HTTPError(400, "Content-Length header is required")
+        if length_header is None or not re.fullmatch(r"[0-9]{1,15}", length_header.strip()):
+            raise HTTPError(400, "Content-Length header is required (a whole number of bytes)")
         length = int(length_header)
         if length > max_bytes:
             raise HTTPError(413, "body must be at most %d bytes" % max_bytes)
         raw = self.rfile.read(length)
         if len(raw) < length:
             raise HTTPError(400, "body is shorter than Content-Length")
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            raise HTTPError(400, "body nests arrays and objects more than %d deep" % MAX_JSON_DEPTH)
         try:
             body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise HTTPError(400, "body must be valid UTF-8 JSON") from None
         if not isinstance(body, dict):
             raise HTTPError(400, "body must be a JSON object")
+        if not all(is_unicode_text(key) for key in body):
+            raise HTTPError(400, "field names must be valid Unicode text (no lone surrogates such as \\ud800)")
         return body
+
+    def check_fields(self, body: dict, expected: tuple) -> None:
+        unknown = sorted(set(body) - set(expected))
+        if unknown:
+            raise HTTPError(400, "unknown field(s): %s (expected %s)" % (
+                ", ".join(_quoted(name) for name in unknown[:5]), ", ".join(expected)))
 
     # --- handlers ------------------------------------------------------------
 
@@ -695,7 +764,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
                 raise HTTPError(401, "wrong token")
             # Trade the token in the URL for an HttpOnly cookie, and drop it from the address bar
             # (and from history); EventSource cannot send an Authorization header.
-            cookie = "%s=%s; HttpOnly; SameSite=Strict; Path=/" % (cookie_name(self.server.server_port), offered)
+            cookie = "%s=%s; HttpOnly; SameSite=Strict; Path=/" % (cookie_name(self.server.server_port),
+                                                                  cookie_value(offered))
             return Response(303, b"", "text/plain", (("Location", "/"), ("Set-Cookie", cookie),
                                                     ("Cache-Control", "no-store")))
         return self._static_file("index.html")
@@ -710,13 +780,17 @@ class DashboardHandler(BaseHTTPRequestHandler):
                 or relative.startswith("/") or any(p in ("", ".", "..") for p in relative.split("/"))):
             raise HTTPError(404, "not found")
         root = self.server.static_dir
-        path = (root / relative).resolve()
-        if root not in path.parents or not path.is_file():
-            raise HTTPError(404, "not found")
+        try:
+            path = (root / relative).resolve()
+            if root not in path.parents or not path.is_file():
+                raise HTTPError(404, "not found")
+            content = path.read_bytes()
+        except (OSError, ValueError):  # a name too long for the OS (ENAMETOOLONG), and the like
+            raise HTTPError(404, "not found") from None
         content_type = STATIC_CONTENT_TYPES.get(path.suffix.lower())
         if content_type is None:
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return Response(200, path.read_bytes(), content_type, (("Cache-Control", "no-cache"),))
+        return Response(200, content, content_type, (("Cache-Control", "no-cache"),))
 
     def get_metrics(self) -> Response:
         _, body = self.server.sampler.latest()
@@ -724,17 +798,45 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def post_metrics(self) -> Response:
         body = self.read_json_body()
-        unknown = set(body) - {"counters", "gauges"}
-        if unknown:
-            raise HTTPError(400, "unknown field(s): %s (expected counters, gauges)" % ", ".join(sorted(unknown)))
+        self.check_fields(body, ("counters", "gauges"))
         for key in ("counters", "gauges"):
             if key in body and not isinstance(body[key], dict):
                 raise HTTPError(400, "%s must be an object of name: number" % key)
+        self.refuse_unless_durable()
         try:
-            self.server.registry.update(counters=body.get("counters"), gauges=body.get("gauges"))
+            stored = self.server.registry.update(counters=body.get("counters"), gauges=body.get("gauges"))
+        except RegistrySealed as exc:
+            raise HTTPError(503, str(exc), (("Retry-After", "5"),)) from None
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
-        return json_response({"status": "ok"})
+        return json_response(dict(status="ok", **stored))
+
+    def refuse_unless_durable(self) -> None:
+        """503 while storage cannot keep what we would acknowledge (file gone, disk full)."""
+        store = self.server.store
+        problem = store.problem() if store is not None else None
+        if problem:
+            raise HTTPError(503, "storage cannot keep this right now: %s" % problem, (("Retry-After", "30"),))
+
+    def delete_metric(self) -> Response:
+        """DELETE /api/metrics/counters/NAME or /gauges/NAME: the metric and its history."""
+        kind, _, name = self.route_path[len("/api/metrics/"):].partition("/")
+        name = urllib.parse.unquote(name)
+        server = self.server
+        self.refuse_unless_durable()
+        try:
+            if server.store is not None:
+                found = server.store.delete_metric(kind, name, server.registry.delete)
+            else:
+                found = server.registry.delete(kind, name)
+        except RegistrySealed as exc:
+            raise HTTPError(503, str(exc), (("Retry-After", "5"),)) from None
+        except StorageError as exc:
+            raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
+        if not found:
+            raise HTTPError(404, "no such %s" % kind[:-1])
+        server.sampler.history.forget("%s.%s" % (kind, name))
+        return json_response({"status": "deleted", "kind": kind, "name": name})
 
     def response_format(self) -> str:
         fmt = self.query_value("format")
@@ -802,9 +904,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def post_event(self) -> Response:
         body = self.read_json_body()
-        unknown = set(body) - {"message", "level", "source", "data"}
-        if unknown:
-            raise HTTPError(400, "unknown field(s): %s (expected message, level, source, data)" % ", ".join(sorted(unknown)))
+        self.check_fields(body, ("message", "level", "source", "data"))
         if "message" not in body:
             raise HTTPError(400, "message is required")
         try:
@@ -833,7 +933,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
             return "unavailable: " + self.server.storage_problem
         if store is None:
             return "memory"
-        return "error: " + store.last_error if store.last_error else "ok"
+        problem = store.problem()
+        return "error: " + problem if problem else "ok"
 
     def get_alerts(self) -> Response:
         engine = self.server.alerts
@@ -983,6 +1084,23 @@ def _reject_constant(name: str) -> None:
     raise ValueError("%s is not valid JSON" % name)
 
 
+def _header_text(value: str) -> str:
+    """A header value as the client meant it: http.server decodes header bytes as
+    Latin-1, so a UTF-8 token (é) arrives as mojibake unless it is decoded again."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def _primed(response: Response) -> Response:
+    """A streamed response whose first chunk is already made: a query that fails at
+    once becomes an error status, not a 200 with an empty body."""
+    chunks = iter(response.body)
+    first = next(chunks, b"")
+    return Response(response.status, itertools.chain((first,), chunks), response.content_type, response.headers)
+
+
 # --------------------------------------------------------------------------
 # Wiring and the command line
 # --------------------------------------------------------------------------
@@ -996,6 +1114,8 @@ def build_app(
     demo: bool = False,
     psutil: Any = "auto",
     max_events: int = 1000,
+    max_event_chars: int = DEFAULT_MAX_CHARS,
+    gauge_ttl_s: float = DEFAULT_GAUGE_TTL_S,
     static_dir: Path | None = None,
     heartbeat_s: float = HEARTBEAT_S,
     write_timeout_s: float = STREAM_WRITE_TIMEOUT_S,
@@ -1017,12 +1137,13 @@ def build_app(
     >>> server.events.post("info", "hello")      # in-process use
     """
     bell = ChangeBell()
-    registry = MetricsRegistry()
-    store, storage_problem = _open_storage(data_dir, storage_options or {})
+    registry = MetricsRegistry(gauge_ttl_s=gauge_ttl_s)
+    store, storage_problem = _open_storage(data_dir, dict({"interval_s": interval_s}, **(storage_options or {})))
     try:
-        events = _event_log(store, storage_problem, max_events, bell)
+        events = _event_log(store, storage_problem, max_events, max_event_chars, bell)
         if store is not None:
-            registry.update(counters=store.counters())  # totals continue where they stopped
+            registry.restore(*store.metric_state())  # totals and gauges continue where they stopped
+            store.state_source = registry.state
         server = DashboardServer((host, port), registry, events, bell, static_dir or find_static_dir())
     except BaseException:
         if store is not None:
@@ -1076,16 +1197,17 @@ def _open_storage(data_dir: str | Path | None, options: dict) -> tuple[Store | N
     return store, None
 
 
-def _event_log(store: Store | None, problem: str | None, max_events: int, bell: ChangeBell) -> EventLog:
+def _event_log(store: Store | None, problem: str | None, max_events: int, max_chars: int,
+               bell: ChangeBell) -> EventLog:
     if store is not None:
-        return EventLog(maxlen=max_events, on_post=bell.ring, persist=store.insert_event,
-                        initial=store.recent_events(max_events), last_id=store.last_event_id())
+        return EventLog(maxlen=max_events, max_chars=max_chars, on_post=bell.ring, persist=store.insert_event,
+                        initial=store.recent_events(max_events, max_chars), last_id=store.last_event_id())
     if problem is not None:
         def refuse(event: Any) -> None:
             raise StorageError("storage is unavailable: %s" % problem)
 
-        return EventLog(maxlen=max_events, on_post=bell.ring, persist=refuse)
-    return EventLog(maxlen=max_events, on_post=bell.ring)
+        return EventLog(maxlen=max_events, max_chars=max_chars, on_post=bell.ring, persist=refuse)
+    return EventLog(maxlen=max_events, max_chars=max_chars, on_post=bell.ring)
 
 
 def default_data_dir() -> Path:
@@ -1140,6 +1262,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-clients", type=int, default=DEFAULT_MAX_CLIENTS, help="most concurrent streams (default %d)" % DEFAULT_MAX_CLIENTS)
     parser.add_argument("--post-rate", type=float, default=DEFAULT_POST_RATE_PER_S,
                         help="POSTs per second per client address (default %g; 0 = unlimited)" % DEFAULT_POST_RATE_PER_S)
+    parser.add_argument("--gauge-ttl", type=float, default=DEFAULT_GAUGE_TTL_S, metavar="SECONDS",
+                        help="a gauge nobody set for this long leaves the live view (default %g, a day; 0 = never)"
+                        % DEFAULT_GAUGE_TTL_S)
     parser.add_argument("--open", action="store_true", help="open the page in the default browser once serving")
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -1152,6 +1277,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--interval must be a number of seconds above 0")
     if not (args.keep_full > 0 and args.keep_rollups > 0):
         parser.error("--keep-full and --keep-rollups must be above 0 seconds")
+    if args.token is not None and token_problem(args.token):
+        parser.error("--token: %s" % token_problem(args.token))
+    if not (args.gauge_ttl >= 0 and math.isfinite(args.gauge_ttl)):
+        parser.error("--gauge-ttl must be 0 or more seconds")
     return args
 
 
@@ -1196,6 +1325,7 @@ def main(argv: list[str] | None = None) -> int:
                            psutil=None if args.no_psutil else "auto", token=args.token,
                            allowed_hosts=tuple(args.allow_host), cors_origin=args.cors_origin,
                            max_clients=args.max_clients, post_rate_per_s=args.post_rate, alert_rules=rules,
+                           gauge_ttl_s=args.gauge_ttl,
                            data_dir=args.data_dir or default_data_dir(),
                            storage_options={"full_s": args.keep_full, "rollup_keep_s": args.keep_rollups})
     except OSError as exc:

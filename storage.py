@@ -8,10 +8,21 @@ Invariants:
 - samples reach the disk from one writer thread through a bounded queue, so a
   slow disk delays storage, never sampling or the streams (when the queue is
   full the oldest waiting sample is dropped and counted);
-- retention is enforced by the writer: full-resolution samples for
-  ``full_s``, roll-ups (min/avg/max per ``rollup_s`` bucket) for
-  ``rollup_keep_s``, and at most ``max_events`` events, so the file stops
-  growing once the windows are full;
+- a clean ``close()`` writes the final counter and gauge state (and the open
+  roll-up bucket) after the registry stopped taking updates: everything
+  acknowledged survives a clean stop; a hard kill loses at most the last
+  sample interval of counter increments and gauge values;
+- the writer thread never dies: any failure is logged once, shown as
+  ``last_error`` (``/api/health``) and retried with the next sample;
+- the database file is checked against the one opened: deleted or replaced
+  while running, every write is refused (``StorageError``), never lost silently;
+- series names are stored once (``series``), points refer to them by id;
+- retention is enforced by the writer by what is stored, not by the wall clock
+  alone (a clock step must not wipe or overwrite history): the newest
+  ``full_s / interval_s`` samples at full resolution, roll-ups (min/avg/max per
+  ``rollup_s`` bucket, merged, never replaced) for ``rollup_keep_s``, and at
+  most ``max_events`` events and ``max_event_bytes`` of event text, so the file
+  stops growing once the windows are full;
 - a data directory is used by one dashboard at a time (an OS file lock,
   released when the process dies, even by kill -9);
 - a file SQLite cannot read is moved aside (``*.corrupt-<time>``) and
@@ -27,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -34,7 +46,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from events import Event, make_event
 
@@ -48,6 +60,8 @@ DEFAULT_FULL_S = 3600.0            # full resolution for an hour
 DEFAULT_ROLLUP_S = 60.0            # one-minute roll-ups ...
 DEFAULT_ROLLUP_KEEP_S = 7 * 86400.0  # ... for a week
 DEFAULT_MAX_STORED_EVENTS = 100_000
+DEFAULT_MAX_STORED_EVENT_BYTES = 256 * 1024 * 1024
+DEFAULT_INTERVAL_S = 1.0
 WRITE_QUEUE_SAMPLES = 600
 PRUNE_EVERY_S = 30.0
 
@@ -63,7 +77,46 @@ MIGRATIONS = [
     CREATE TABLE rollups (bucket REAL NOT NULL, name TEXT NOT NULL, min REAL, avg REAL, max REAL,
                           n INTEGER NOT NULL, PRIMARY KEY (bucket, name));
     """,
+    # 2: names once (series), samples as (tick, series, value), counters and gauges with their
+    # exact type (a column without affinity keeps 1 an integer) and the time a gauge was set.
+    """
+    CREATE TABLE series (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    CREATE TABLE metric_state (kind TEXT NOT NULL, name TEXT NOT NULL, value NOT NULL, set_at REAL NOT NULL,
+                               PRIMARY KEY (kind, name));
+    INSERT INTO metric_state SELECT 'counters', name,
+        CASE WHEN value = CAST(value AS INTEGER) AND abs(value) <= 9007199254740992
+             THEN CAST(value AS INTEGER) ELSE value END, 0 FROM counters;
+    DROP TABLE counters;
+    ALTER TABLE samples RENAME TO samples_v1;
+    CREATE TABLE samples (id INTEGER PRIMARY KEY, ts REAL NOT NULL);
+    CREATE INDEX samples_ts ON samples (ts);
+    CREATE TABLE points (sample INTEGER NOT NULL, series INTEGER NOT NULL, value NOT NULL,
+                         PRIMARY KEY (sample, series)) WITHOUT ROWID;
+    CREATE INDEX points_series ON points (series);
+    INSERT OR IGNORE INTO series (name) SELECT DISTINCT name FROM rollups;
+    ALTER TABLE rollups RENAME TO rollups_v1;
+    CREATE TABLE rollups (bucket REAL NOT NULL, series INTEGER NOT NULL, min REAL, avg REAL, max REAL,
+                          n INTEGER NOT NULL, PRIMARY KEY (bucket, series)) WITHOUT ROWID;
+    CREATE INDEX rollups_series ON rollups (series);
+    INSERT INTO rollups SELECT r.bucket, s.id, r.min, r.avg, r.max, r.n FROM rollups_v1 r JOIN series s ON s.name = r.name;
+    DROP TABLE rollups_v1;
+    """,
 ]
+# Steps that need Python after their SQL, in the same transaction.
+
+
+def _convert_v1_samples(conn: sqlite3.Connection) -> None:
+    ids: dict[str, int] = dict((name, i) for i, name in conn.execute("SELECT id, name FROM series"))
+    for ts, series in conn.execute("SELECT ts, series FROM samples_v1 ORDER BY ts").fetchall():
+        sample = conn.execute("INSERT INTO samples (ts) VALUES (?)", (ts,)).lastrowid
+        for name, value in json.loads(series).items():
+            if name not in ids:
+                ids[name] = conn.execute("INSERT INTO series (name) VALUES (?)", (name,)).lastrowid
+            conn.execute("INSERT INTO points VALUES (?, ?, ?)", (sample, ids[name], value))
+    conn.execute("DROP TABLE samples_v1")
+
+
+AFTER_MIGRATION = {1: _convert_v1_samples}
 
 
 class StorageError(Exception):
@@ -109,14 +162,31 @@ def _migrate(conn: sqlite3.Connection) -> int:
     for step in range(version, len(MIGRATIONS)):
         # One transaction per step: a failed migration leaves the previous version intact.
         try:
-            conn.executescript("BEGIN IMMEDIATE;" + MIGRATIONS[step] +
-                               "DELETE FROM schema_version; INSERT INTO schema_version VALUES (%d); COMMIT;" % (step + 1))
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _statements(MIGRATIONS[step]):
+                conn.execute(statement)
+            if step in AFTER_MIGRATION:
+                AFTER_MIGRATION[step](conn)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version VALUES (?)", (step + 1,))
+            conn.execute("COMMIT")
         except sqlite3.Error:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         log.info("storage schema migrated to version %d", step + 1)
     return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    """A migration script as single statements (executescript would commit on its own)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return [s for s in statements if s]
 
 
 def _open_checked(path: Path) -> sqlite3.Connection:
@@ -171,6 +241,7 @@ class Store:
     """The open database. Create it with ``open_store()``; ``start()`` the writer, ``close()`` at the end.
 
     >>> store = open_store("data")
+    >>> store.state_source = registry.state    # what the writer keeps of counters and gauges
     >>> store.start()
     >>> events = EventLog(persist=store.insert_event, initial=store.recent_events(1000),
     ...                   last_id=store.last_event_id())
@@ -180,23 +251,32 @@ class Store:
                  full_s: float = DEFAULT_FULL_S, rollup_s: float = DEFAULT_ROLLUP_S,
                  rollup_keep_s: float = DEFAULT_ROLLUP_KEEP_S,
                  max_events: int = DEFAULT_MAX_STORED_EVENTS, prune_every_s: float = PRUNE_EVERY_S,
-                 max_bytes: int | None = None) -> None:
+                 max_bytes: int | None = None, interval_s: float = DEFAULT_INTERVAL_S,
+                 max_event_bytes: int = DEFAULT_MAX_STORED_EVENT_BYTES) -> None:
         self.path = path
         self.full_s = full_s
         self.rollup_s = rollup_s
         self.rollup_keep_s = rollup_keep_s
         self.max_events = max_events
+        self.max_event_bytes = max_event_bytes
         self.prune_every_s = prune_every_s
+        self.keep_samples = max(2, int(math.ceil(full_s / interval_s)) + 1)
+        self.keep_buckets = max(2, int(math.ceil(rollup_keep_s / rollup_s)) + 1)
+        self.state_source: Callable[[], tuple[dict, dict]] | None = None
         self._conn = conn               # the one writing connection
         self._write_lock = threading.Lock()
         self._dir_lock = lock
+        self._identity = _file_identity(path)
         self._queue: queue.Queue = queue.Queue(WRITE_QUEUE_SAMPLES)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._bucket: float | None = None
         self._acc: dict[str, list[float]] = {}   # name -> [min, sum, max, n] for the open bucket
+        self._series: dict[str, int] = dict((name, i) for i, name in conn.execute("SELECT id, name FROM series"))
+        self._logged: set[str] = set()
         self.dropped_samples = 0
         self.last_error: str | None = None
+        self.gone: str | None = None    # set once the file on disk is no longer ours
         self.epoch = conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()[0]
         if max_bytes is not None:
             # A hard cap on the file: past it SQLite says "database or disk is full",
@@ -204,29 +284,41 @@ class Store:
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             conn.execute("PRAGMA max_page_count = %d" % max(1, max_bytes // page_size))
 
+    def problem(self) -> str | None:
+        """Why writes fail right now (for /api/health and 503s), or None."""
+        return self.gone or self.last_error
+
     # --- events --------------------------------------------------------------
 
     def insert_event(self, event: Event) -> None:
         """Commit one event; ``StorageError`` if the disk will not take it."""
+        self._check_file()
         try:
             with self._write_lock:
                 self._conn.execute(
                     "INSERT INTO events (id, ts, level, source, message, data) VALUES (?, ?, ?, ?, ?, ?)",
-                    (event.id, event.ts, event.level, event.source, event.message,
-                     None if event.data is None else json.dumps(event.data, ensure_ascii=False)))
+                    (event.id, event.ts, event.level, event.source, event.message, event.data_json))
             self.last_error = None
         except sqlite3.Error as exc:
-            self.last_error = str(exc)
-            log.warning("could not store event %d: %s", event.id, exc)
-            raise StorageError("events cannot be stored right now: %s" % exc) from None
+            self.last_error = _describe(exc)
+            self._log_once("event", "could not store event %d: %s", event.id, self.last_error)
+            raise StorageError("events cannot be stored right now: %s" % self.last_error) from None
 
     def last_event_id(self) -> int:
         return self._read_one("SELECT COALESCE(MAX(id), 0) FROM events")
 
-    def recent_events(self, limit: int) -> list[Event]:
-        rows = self._query("SELECT id, ts, level, source, message, data FROM events ORDER BY id DESC LIMIT ?",
-                           (limit,))
-        return [_event(row) for row in reversed(rows)]
+    def recent_events(self, limit: int, max_chars: int | None = None) -> list[Event]:
+        """The newest events, oldest first: at most ``limit``, and about ``max_chars`` of JSON."""
+        events, chars = [], 0
+        for row in self._iterate("SELECT id, ts, level, source, message, data FROM events ORDER BY id DESC LIMIT ?",
+                                 (limit,), chunk=100):
+            event = _event(row)
+            chars += len(event.json)
+            if max_chars is not None and chars > max_chars and events:
+                break
+            events.append(event)
+        events.reverse()
+        return events
 
     def iter_events(self, after_id: int = 0, start: float | None = None, end: float | None = None,
                     level: str | None = None, limit: int | None = None) -> Iterator[Event]:
@@ -244,14 +336,24 @@ class Store:
         for row in self._iterate(sql, args):
             yield _event(row)
 
-    # --- counters and samples -------------------------------------------------
+    # --- counters, gauges and samples -------------------------------------------
 
-    def counters(self) -> dict[str, float]:
-        return dict(self._query("SELECT name, value FROM counters", ()))
+    def metric_state(self) -> tuple[dict, dict]:
+        """What was kept at the last write: ``({counter: total}, {gauge: (value, set_at)})``."""
+        counters, gauges = {}, {}
+        for kind, name, value, set_at in self._query("SELECT kind, name, value, set_at FROM metric_state", ()):
+            if kind == "counters":
+                counters[name] = value
+            else:
+                gauges[name] = (value, set_at)
+        return counters, gauges
 
-    def enqueue_sample(self, ts: float, flat: dict, counters: dict) -> None:
+    def counters(self) -> dict:
+        return self.metric_state()[0]
+
+    def enqueue_sample(self, ts: float, flat: dict, *_: Any) -> None:
         """Hand a sample to the writer thread without waiting (the sampler calls this)."""
-        item = (ts, flat, counters)
+        item = (ts, flat)
         while True:
             try:
                 self._queue.put_nowait(item)
@@ -259,24 +361,42 @@ class Store:
             except queue.Full:
                 try:
                     self._queue.get_nowait()
+                    self._queue.task_done()
                     self.dropped_samples += 1
                 except queue.Empty:
                     pass
+
+    def delete_metric(self, kind: str, name: str, forget: Callable[[str, str], bool]) -> bool:
+        """Delete counter or gauge ``name`` with its history; ``forget`` removes it from the
+        registry under the same lock, so a write in between cannot bring it back."""
+        self._check_file()
+        series = "%s.%s" % (kind, name)
+        with self._write_lock:
+            found = forget(kind, name)
+            self._acc.pop(series, None)
+            try:
+                self._conn.execute("BEGIN")
+                self._conn.execute("DELETE FROM metric_state WHERE kind = ? AND name = ?", (kind, name))
+                series_id = self._series.pop(series, None)
+                if series_id is not None:
+                    self._conn.execute("DELETE FROM points WHERE series = ?", (series_id,))
+                    self._conn.execute("DELETE FROM rollups WHERE series = ?", (series_id,))
+                    self._conn.execute("DELETE FROM series WHERE id = ?", (series_id,))
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                self.last_error = _describe(exc)
+                raise StorageError("the metric cannot be deleted right now: %s" % self.last_error) from None
+        return found
 
     def history_columns(self, start: float, end: float) -> dict:
         """Columns like ``History.columns()``: full resolution when the window is kept, else roll-ups."""
         # (a second of slack: "the last hour" asked for a moment ago is still the last hour)
         if start >= time.time() - self.full_s - 1.0:
-            rows = [(ts, json.loads(series)) for ts, series in self._query(
-                "SELECT ts, series FROM samples WHERE ts >= ? AND ts <= ? ORDER BY ts", (start, end))]
+            rows = list(self._full_rows(start, end))
             resolution = "full"
         else:
-            by_bucket: dict[float, dict] = {}
-            for bucket, name, avg in self._query(
-                    "SELECT bucket, name, avg FROM rollups WHERE bucket >= ? AND bucket <= ? ORDER BY bucket",
-                    (start - self.rollup_s, end)):
-                by_bucket.setdefault(bucket, {})[name] = avg
-            rows = sorted(by_bucket.items())
+            rows = list(self._rollup_rows(start - self.rollup_s, end + 1e-9))
             resolution = "rollup"
         names = sorted({name for _, flat in rows for name in flat})
         return {"ts": [ts for ts, _ in rows],
@@ -287,20 +407,23 @@ class Store:
         """Full-resolution rows where kept, roll-up averages before that, oldest first, in chunks."""
         full_from = time.time() - self.full_s
         if start < full_from:
-            current: tuple[float, dict] | None = None
-            for bucket, name, avg in self._iterate(
-                    "SELECT bucket, name, avg FROM rollups WHERE bucket >= ? AND bucket < ? ORDER BY bucket",
-                    (start, min(end, full_from))):
-                if current is None or current[0] != bucket:
-                    if current is not None:
-                        yield current
-                    current = (bucket, {})
-                current[1][name] = avg
-            if current is not None:
-                yield current
-        for ts, series in self._iterate("SELECT ts, series FROM samples WHERE ts >= ? AND ts <= ? ORDER BY ts",
-                                        (max(start, full_from), end)):
-            yield ts, json.loads(series)
+            yield from self._rollup_rows(start, min(end, full_from))
+        yield from self._full_rows(max(start, full_from), end)
+
+    def _names(self) -> dict[int, str]:
+        return dict(self._query("SELECT id, name FROM series", ()))
+
+    def _full_rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
+        names = self._names()
+        yield from _group(self._iterate(
+            "SELECT s.id, s.ts, p.series, p.value FROM samples s JOIN points p ON p.sample = s.id "
+            "WHERE s.ts >= ? AND s.ts <= ? ORDER BY s.ts, s.id", (start, end)), names)
+
+    def _rollup_rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
+        names = self._names()
+        yield from _group(self._iterate(
+            "SELECT bucket, bucket, series, avg FROM rollups WHERE bucket >= ? AND bucket < ? ORDER BY bucket",
+            (start, end)), names)
 
     # --- the writer thread ------------------------------------------------------
 
@@ -309,10 +432,17 @@ class Store:
         self._thread.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Write what is queued, stop the writer, and let the data directory go."""
+        """Write what is queued and the final state, stop the writer, let the data directory go.
+
+        Call it after the registry stopped taking updates (``MetricsRegistry.seal``):
+        then everything acknowledged is on disk when this returns."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        try:
+            self._write([], final=True)
+        except Exception as exc:  # the file is gone or full: say so, the stop goes on
+            log.error("could not write the final counters and gauges: %s", _describe(exc))
         with self._write_lock:
             self._conn.close()
         self._dir_lock.release()
@@ -338,43 +468,75 @@ class Store:
                 except queue.Empty:
                     break
             try:
-                self._write_samples(batch)
+                self._write(batch)
                 if time.monotonic() - last_prune > self.prune_every_s:
                     self.prune()
                     last_prune = time.monotonic()
                 self.last_error = None
-            except sqlite3.Error as exc:
-                self.last_error = str(exc)
-                log.warning("could not store %d sample(s): %s", len(batch), exc)
+            except Exception as exc:  # never die: say why, and try again with the next sample
+                self.last_error = _describe(exc)
+                self._log_once(type(exc).__name__ + self.last_error,
+                               "could not store %d sample(s): %s (retrying with the next one)", len(batch),
+                               self.last_error, exc_info=not isinstance(exc, (sqlite3.Error, StorageError)))
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    def _write_samples(self, batch: list) -> None:
-        rollups = []
-        for ts, flat, _ in batch:
-            rollups.extend(self._accumulate(ts, flat))
-        counters = batch[-1][2]
+    def _write(self, batch: list, final: bool = False) -> None:
+        """One transaction: the samples, their roll-ups, and the counters' and gauges' state."""
+        self._check_file()
         with self._write_lock:
+            rollups = []
+            for ts, flat in batch:
+                rollups.extend(self._accumulate(ts, flat))
+            if final:
+                rollups.extend(self._close_bucket())
+            state = self.state_source() if self.state_source is not None else None
             self._conn.execute("BEGIN")
             try:
-                self._conn.executemany("INSERT OR REPLACE INTO samples (ts, series) VALUES (?, ?)",
-                                       [(ts, json.dumps(flat, separators=(",", ":"))) for ts, flat, _ in batch])
-                self._conn.executemany("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)",
-                                       list(counters.items()))
-                self._conn.executemany("INSERT OR REPLACE INTO rollups VALUES (?, ?, ?, ?, ?, ?)", rollups)
+                for ts, flat in batch:
+                    sample = self._conn.execute("INSERT INTO samples (ts) VALUES (?)", (ts,)).lastrowid
+                    self._conn.executemany("INSERT INTO points VALUES (?, ?, ?)",
+                                           [(sample, self._series_id(name), value) for name, value in flat.items()])
+                self._conn.executemany(
+                    "INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, series) DO UPDATE SET "
+                    "min = MIN(min, excluded.min), max = MAX(max, excluded.max), "
+                    "avg = (avg * n + excluded.avg * excluded.n) / (n + excluded.n), n = n + excluded.n",
+                    [(bucket, self._series_id(name), lo, avg, hi, n) for bucket, name, lo, avg, hi, n in rollups])
+                if state is not None:
+                    counters, gauges = state
+                    self._conn.execute("DELETE FROM metric_state")
+                    self._conn.executemany("INSERT INTO metric_state VALUES ('counters', ?, ?, 0)",
+                                           list(counters.items()))
+                    self._conn.executemany("INSERT INTO metric_state VALUES ('gauges', ?, ?, ?)",
+                                           [(name, value, at) for name, (value, at) in gauges.items()])
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
+
+    def _series_id(self, name: str) -> int:
+        series_id = self._series.get(name)
+        if series_id is None:
+            series_id = self._conn.execute("INSERT INTO series (name) VALUES (?)", (name,)).lastrowid
+            self._series[name] = series_id
+        return series_id
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back (a full disk does): a second ROLLBACK would
+        # replace the real reason with "no transaction is active".
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def _accumulate(self, ts: float, flat: dict) -> list:
         """Fold a sample into the open bucket; return the rows of a bucket that just closed."""
         bucket = round(ts - ts % self.rollup_s, 3)
         closed = []
         if self._bucket is not None and bucket != self._bucket:
-            closed = [(self._bucket, name, a[0], a[1] / a[3], a[2], a[3]) for name, a in self._acc.items()]
-            self._acc = {}
+            closed = self._close_bucket()
         self._bucket = bucket
         for name, value in flat.items():
             acc = self._acc.get(name)
@@ -387,14 +549,57 @@ class Store:
                 acc[3] += 1
         return closed
 
+    def _close_bucket(self) -> list:
+        closed = [(self._bucket, name, a[0], a[1] / a[3], a[2], a[3]) for name, a in self._acc.items()]
+        self._acc = {}
+        return closed
+
     def prune(self) -> None:
-        """Enforce retention (the writer does this every ``prune_every_s``)."""
-        now = time.time()
+        """Enforce retention by what is stored (the writer does this every ``prune_every_s``).
+
+        Full-resolution samples: the newest ``keep_samples`` in the order written, so a
+        clock step forward does not wipe them and one backward is not pruned first."""
         with self._write_lock:
-            self._conn.execute("DELETE FROM samples WHERE ts < ?", (now - self.full_s,))
-            self._conn.execute("DELETE FROM rollups WHERE bucket < ?", (now - self.rollup_keep_s,))
-            self._conn.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (self.max_events,))
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                cut = conn.execute("SELECT MAX(id) FROM samples").fetchone()[0]
+                if cut is not None and cut > self.keep_samples:
+                    conn.execute("DELETE FROM points WHERE sample <= ?", (cut - self.keep_samples,))
+                    conn.execute("DELETE FROM samples WHERE id <= ?", (cut - self.keep_samples,))
+                oldest_bucket = conn.execute("SELECT bucket FROM (SELECT DISTINCT bucket FROM rollups) "
+                                             "ORDER BY bucket DESC LIMIT 1 OFFSET ?", (self.keep_buckets,)).fetchone()
+                if oldest_bucket is not None:
+                    conn.execute("DELETE FROM rollups WHERE bucket <= ?", oldest_bucket)
+                conn.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (self.max_events,))
+                over = conn.execute(
+                    "SELECT id FROM (SELECT id, SUM(LENGTH(message) + LENGTH(source) + COALESCE(LENGTH(data), 0) + 80) "
+                    "OVER (ORDER BY id DESC) AS total FROM events) WHERE total > ? ORDER BY id DESC LIMIT 1",
+                    (self.max_event_bytes,)).fetchone()
+                if over is not None:
+                    conn.execute("DELETE FROM events WHERE id <= ?", over)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # --- faults -------------------------------------------------------------------
+
+    def _check_file(self) -> None:
+        """Refuse to write into a file that was deleted or replaced under us: its data
+        would vanish at the next start. (One stat per write: about a microsecond.)"""
+        if self.gone is None and _file_identity(self.path) != self._identity:
+            self.gone = ("the database file %s was deleted or replaced while the dashboard ran; "
+                         "restart the dashboard" % self.path)
+            log.error("%s", self.gone)
+        if self.gone is not None:
+            raise StorageError(self.gone)
+
+    def _log_once(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
+        if key not in self._logged and len(self._logged) < 100:
+            self._logged.add(key)
+            log.error(message, *args, exc_info=exc_info)
 
     # --- reading ------------------------------------------------------------------
 
@@ -402,7 +607,9 @@ class Store:
         # A URI, so the connection can be read-only; quoted, so spaces, '#' and '?' in a
         # folder name (C:\Users\Jane Doe\...) survive.
         uri = "file:%s?mode=ro" % urllib.parse.quote(self.path.as_posix())
-        return sqlite3.connect(uri, uri=True, timeout=10)
+        # Not tied to a thread: an export abandoned mid-way may be closed by the garbage
+        # collector in another thread, and that close must not fail.
+        return sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
 
     def _query(self, sql: str, args: Any) -> list:
         conn = self._reader()
@@ -427,6 +634,38 @@ class Store:
             conn.close()
 
 
+def _group(rows: Iterator[tuple], names: dict[int, str]) -> Iterator[tuple[float, dict]]:
+    """(row key, ts, series id, value) rows, grouped by key, as (ts, {name: value}) rows."""
+    key, current = None, None
+    for row_key, ts, series, value in rows:
+        name = names.get(series)
+        if name is None:
+            continue  # deleted while we read
+        if current is None or key != row_key:
+            if current is not None:
+                yield current
+            key, current = row_key, (ts, {})
+        current[1][name] = value
+    if current is not None:
+        yield current
+
+
+def _file_identity(path: Path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _describe(exc: BaseException) -> str:
+    """A storage error in words a person acts on ("disk full"), not SQLite's alone."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.Error) and "full" in text:
+        return "disk full (%s)" % text
+    return text
+
+
 def _event(row: tuple) -> Event:
     event_id, ts, level, source, message, data = row
-    return make_event(event_id, ts, level, source, message, None if data is None else json.loads(data))
+    return make_event(event_id, ts, level, source, message, data)

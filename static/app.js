@@ -398,6 +398,20 @@
     return names.length;
   }
 
+  // DELETE /api/metrics/{counters|gauges}/NAME: the metric and its stored history.
+  async function deleteMetric(section, name, key, row) {
+    if (!window.confirm("Delete " + section.slice(0, -1) + " \u201c" + name + "\u201d and its history?")) return;
+    const res = await fetch("/api/metrics/" + section + "/" + encodeURIComponent(name), { method: "DELETE" });
+    if (res.ok || res.status === 404) {
+      history.series.delete(key);
+      history.series.delete(key + ":rate");
+      row.remove();
+    } else {
+      const body = await res.json().catch(() => ({}));
+      window.alert("Could not delete " + name + ": " + (body.error || "HTTP " + res.status));
+    }
+  }
+
   function makeMetricRow(tbody, section, name, key, withRate) {
     const row = document.createElement("tr");
     row.dataset.name = name;
@@ -426,6 +440,16 @@
       td.className = cls;
       row.appendChild(td);
     }
+    const actions = document.createElement("td");
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "metric-delete";
+    remove.textContent = "\u00d7";
+    remove.title = "delete " + name + " and its history";
+    remove.setAttribute("aria-label", "delete " + section.slice(0, -1) + " " + name);
+    remove.addEventListener("click", () => deleteMetric(section, name, key, row));
+    actions.appendChild(remove);
+    row.appendChild(actions);
     return row;
   }
 

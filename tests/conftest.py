@@ -27,12 +27,26 @@ FAST_INTERVAL_S = 0.2
 
 
 def require_tool(available: bool, what: str) -> None:
-    """Skip locally when a tool is missing; in CI (CI=true) fail instead (DEVELOPERS.md)."""
+    """Skip locally when a tool is missing; in CI (CI=true) fail instead: a test that needs
+    a tool must not pass in CI by being skipped (README, "The two commands")."""
     if available:
         return
     if IN_CI:
         pytest.fail("%s is required in CI but missing" % what)
     pytest.skip("%s is not installed" % what)
+
+
+def check_public_names(module) -> None:
+    """``__all__`` lists exactly the module's public API: every name in it exists, and every
+    public class or function the module defines is in it."""
+    import inspect
+
+    listed = set(module.__all__)
+    assert all(hasattr(module, name) for name in listed), listed
+    defined = {name for name, obj in vars(module).items()
+               if not name.startswith("_") and (inspect.isclass(obj) or inspect.isfunction(obj))
+               and obj.__module__ == module.__name__}
+    assert defined <= listed, "public but not in __all__: %s" % sorted(defined - listed)
 
 
 def wait_until(predicate, timeout: float = 5.0, message: str = "condition", interval: float = 0.01):

@@ -5,12 +5,12 @@ import threading
 import pytest
 
 import events
+from conftest import check_public_names
 from events import LEVELS, ChangeBell, EventLog
 
 
-def test_all_names_exist():
-    for name in events.__all__:
-        assert hasattr(events, name)
+def test_all_lists_exactly_the_public_names():
+    check_public_names(events)
 
 
 def test_ids_start_at_one_and_only_increase():

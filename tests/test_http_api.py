@@ -56,8 +56,9 @@ def test_get_events_since_limit_and_level(server):
 
 def test_post_metrics_then_the_snapshot_shows_them(server):
     status, body = server.json("POST", "/api/metrics", {"counters": {"jobs_done": 2}, "gauges": {"queue_depth": 7.5}})
-    assert status == 200 and body == {"status": "ok"}
-    server.json("POST", "/api/metrics", {"counters": {"jobs_done": 3}})
+    assert status == 200 and body == {"status": "ok", "counters": {"jobs_done": 2}, "gauges": {"queue_depth": 7.5}}
+    # The answer carries the stored values of the names it touched: the total, not the delta.
+    assert server.json("POST", "/api/metrics", {"counters": {"jobs_done": 3}})[1]["counters"] == {"jobs_done": 5}
 
     def shown():
         snap = server.json("GET", "/api/metrics")[1]

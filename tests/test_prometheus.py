@@ -62,17 +62,26 @@ def test_special_values():
     assert "a +Inf\n" in text and "b -Inf\n" in text and "c NaN\n" in text and "d 100000000000000000000\n" in text
 
 
-def test_names_are_mapped_deterministically_and_collisions_keep_one_family():
+def test_names_are_mapped_deterministically_and_collisions_get_their_own_family():
     assert prometheus_name("jobs", counter=True) == "jobs_total"
     assert prometheus_name("jobs_total", counter=True) == "jobs_total"
     assert prometheus_name("__name__", counter=False) == "app__name__"
     assert prometheus_name("ns:requests", counter=True) == "ns_requests_total"
     assert prometheus_name(":_x", counter=False) == "app__x"
-    text = render_prometheus({"counters": {"jobs": 1, "jobs_total": 2}, "gauges": {"jobs_total": 3, "__x": 4,
-                              "sse_dashboard_stream_clients": 99}, "server": {"clients": 5}})
-    assert text.count("# TYPE jobs_total ") == 1 and "jobs_total 1\n" in text
-    assert "sse_dashboard_stream_clients 5\n" in text and "99" not in text
+    assert prometheus_name(":", counter=True) == "app__total"  # not the reserved "__total"
+    snapshot = {"counters": {"jobs": 1, "jobs_total": 2}, "gauges": {"jobs_total": 3, "__x": 4,
+                "sse_dashboard_stream_clients": 99}, "server": {"clients": 5}}
+    text = render_prometheus(snapshot)
+    assert text == render_prometheus(snapshot)  # deterministic
+    assert text.count("# TYPE jobs_total ") == 1 and "\njobs_total 1\n" in text
+    assert "\nsse_dashboard_stream_clients 5\n" in text
     assert "app__x 4\n" in text
+    samples = [line.split() for line in text.splitlines()
+               if line and not line.startswith(("#", "sse_dashboard_info"))]
+    names = [name for name, _ in samples]
+    assert len(names) == len(set(names))  # every family once
+    assert sorted(v for _, v in samples) == ["1", "2", "3", "4", "5", "99"]  # nothing dropped
+    assert all(name.startswith(("jobs_", "sse_dashboard_stream_clients", "app__x")) for name in names)
 
 
 def test_every_family_has_help_and_type_before_its_samples():
