@@ -120,20 +120,26 @@ def _wake_next(chain: list) -> None:
 
 @dataclass(frozen=True)
 class Event:
-    """One posted event. ``json`` is its encoded form, made once at post time;
-    ``data_json`` is its ``data`` as compact JSON (None when it had none)."""
+    """One posted event. ``json`` is its encoded form, made once at post time, and
+    the only copy of its ``data``: ``data_json`` is a slice of it, ``data`` is parsed
+    from it when asked (a 64 KB list of numbers is 64 KB as text, 520 KB as objects)."""
 
     id: int
     ts: float
     level: str
     source: str
     message: str
-    data_json: str | None = None
     json: str = field(default="", repr=False, compare=False)
+    data_at: int = field(default=-1, repr=False, compare=False)  # where data starts in json; -1: none
+
+    @property
+    def data_json(self) -> str | None:
+        return None if self.data_at < 0 else self.json[self.data_at:-1]
 
     @property
     def data(self) -> Any:
-        return None if self.data_json is None else json.loads(self.data_json)
+        text = self.data_json
+        return None if text is None else json.loads(text)
 
     def to_dict(self) -> dict:
         return {
@@ -317,8 +323,9 @@ def is_unicode_text(text: str) -> bool:
 
 def make_event(event_id: int, ts: float, level: str, source: str, message: str, data_json: str | None) -> Event:
     """An Event from validated fields (a post, or a row read back from storage)."""
-    return Event(id=event_id, ts=ts, level=level, source=source, message=message, data_json=data_json,
-                 json=_encode(event_id, ts, level, source, message, data_json or "null"))
+    encoded = _encode(event_id, ts, level, source, message, data_json or "null")
+    data_at = -1 if data_json is None else len(encoded) - len(data_json) - 1
+    return Event(id=event_id, ts=ts, level=level, source=source, message=message, json=encoded, data_at=data_at)
 
 
 def _encode(event_id: int, ts: float, level: str, source: str, message: str, data_json: str) -> str:
