@@ -475,9 +475,10 @@ class Store:
                 self.last_error = None
             except Exception as exc:  # never die: say why, and try again with the next sample
                 self.last_error = _describe(exc)
-                self._log_once(type(exc).__name__ + self.last_error,
-                               "could not store %d sample(s): %s (retrying with the next one)", len(batch),
-                               self.last_error, exc_info=not isinstance(exc, (sqlite3.Error, StorageError)))
+                if self.gone is None:  # a vanished file was said once already
+                        self._log_once(type(exc).__name__ + self.last_error,
+                                   "could not store %d sample(s): %s (retrying with the next one)", len(batch),
+                                   self.last_error, exc_info=not isinstance(exc, (sqlite3.Error, StorageError)))
             finally:
                 for _ in batch:
                     self._queue.task_done()
