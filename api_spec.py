@@ -210,8 +210,9 @@ def openapi_spec(version: str) -> dict:
                 "get": {
                     "summary": "Buffered events, oldest first",
                     "parameters": [
-                        _query("since", {"type": "integer", "minimum": 0, "maximum": _MAX_WHOLE}, "only events with a larger id"),
-                        _query("limit", {"type": "integer", "minimum": 1, "maximum": _MAX_WHOLE}, "at most this many (the newest)"),
+                        _query("since", {"type": "integer", "minimum": 0, "maximum": _MAX_WHOLE}, "a cursor: the oldest events with a larger id, up to `limit`; "
+                               "continue from `next` while `more` is true"),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": _MAX_WHOLE}, "at most this many (without `since`: the newest)"),
                         _query("level", {"type": "string", "enum": ["info", "warning", "error"]}, "only this level"),
                         _query("from", {"type": "number"}, "only events at or after this time (unix seconds)"),
                         _query("to", {"type": "number"}, "only events at or before this time"),
@@ -224,6 +225,11 @@ def openapi_spec(version: str) -> dict:
                                 "application/json": {"schema": {
                                     "type": "object", "required": ["events"],
                                     "properties": {"events": {"type": "array", "items": _EVENT},
+                                                   "more": {"type": "boolean", "description":
+                                                            "more events remain after (with since) or before "
+                                                            "(without) these"},
+                                                   "next": {"type": "integer",
+                                                            "description": "the cursor for the next page (since=next)"},
                                                    "last_id": {"type": "integer"}, "epoch": {"type": "string"}},
                                 }},
                                 "text/csv": {"schema": {"type": "string"}},

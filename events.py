@@ -256,7 +256,8 @@ class EventLog:
         limit: int | None = None,
         level: str | None = None,
     ) -> list[Event]:
-        """Events with ``id > after_id``, oldest first; ``limit`` keeps the newest ones."""
+        """Events with ``id > after_id``, oldest first; ``limit`` keeps the oldest of them, so
+        ``after_id`` works as a cursor: the next page starts after the last event returned."""
         if level is not None and level not in LEVELS:
             raise ValueError(_level_message())
         if self._last_id <= after_id:
@@ -270,8 +271,19 @@ class EventLog:
         if level is not None:
             selected = [e for e in selected if e.level == level]
         if limit is not None:
-            selected = selected[-limit:] if limit > 0 else []
+            selected = selected[:max(0, limit)]
         return selected
+
+    def newest(self, limit: int, level: str | None = None) -> list[Event]:
+        """The newest ``limit`` events (of ``level``), oldest first."""
+        selected = self.since(0, level=level)
+        return selected[-limit:] if limit > 0 else []
+
+    @property
+    def first_id(self) -> int:
+        """The oldest id still held (``last_id + 1`` when empty)."""
+        with self._lock:
+            return self._events[0].id if self._events else self._last_id + 1
 
     def replay(self, after_id: int) -> Replay:
         """What a reader that last saw ``after_id`` missed, or that it cannot be told."""

@@ -876,6 +876,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
         return Response(200, encode_json(columns), JSON_TYPE, (("Cache-Control", "no-store"),))
 
     def get_events(self) -> Response:
+        """Paging (``since`` is a cursor: oldest first, ``more`` and ``next``), the newest
+        ``limit`` (no ``since``), or an export (``from``/``to``, ``format=csv``)."""
         since = _parse_int(self.query_value("since"), "since", default=0)
         fmt = self.response_format()
         level = self.query_value("level")
@@ -897,9 +899,24 @@ class DashboardHandler(BaseHTTPRequestHandler):
             return _streamed_json('{"events":[', (e.json.encode("utf-8") for e in events), "]}")
         limit = _parse_int(self.query_value("limit"), "limit", default=DEFAULT_EVENTS_LIMIT, minimum=1)
         limit = min(limit, max(MAX_EVENTS_LIMIT, self.server.events.maxlen))
-        events = self.server.events.since(since, limit=limit, level=level)
-        body = '{"events":[%s],"last_id":%d,"epoch":"%s"}' % (
-            ",".join(e.json for e in events), self.server.events.last_id, self.server.events_epoch)
+        log_ = self.server.events
+        known = log_.last_id  # read before the query: every event up to it is in the answer
+        if self.query_value("since") is None:  # the newest `limit`; `more`: older ones exist
+            events = log_.newest(limit + 1, level)
+            more = len(events) > limit
+            events = events[-limit:]
+            cursor = max(known, events[-1].id if events else 0)
+        else:  # a page: the oldest `limit` after the cursor
+            if store is not None and since < log_.first_id - 1:
+                events = list(store.iter_events(since, level=level, limit=limit + 1))  # older than memory holds
+            else:
+                events = log_.since(since, limit=limit + 1, level=level)
+            more = len(events) > limit
+            events = events[:limit]
+            cursor = events[-1].id if more else max(since, known, events[-1].id if events else 0)
+        body = '{"events":[%s],"more":%s,"next":%d,"last_id":%d,"epoch":"%s"}' % (
+            ",".join(e.json for e in events), "true" if more else "false", cursor, log_.last_id,
+            self.server.events_epoch)
         return Response(200, body.encode("utf-8"), JSON_TYPE, (("Cache-Control", "no-store"),))
 
     def post_event(self) -> Response:

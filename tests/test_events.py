@@ -34,7 +34,8 @@ def test_since_limit_and_level():
     for i, level in enumerate(["info", "warning", "error", "info", "error"]):
         log.post(level, "m%d" % i)
     assert [e.id for e in log.since(2)] == [3, 4, 5]
-    assert [e.id for e in log.since(0, limit=2)] == [4, 5]
+    assert [e.id for e in log.since(0, limit=2)] == [1, 2]  # a cursor: the oldest after it
+    assert [e.id for e in log.newest(2)] == [4, 5]
     assert [e.id for e in log.since(0, level="error")] == [3, 5]
     assert log.since(5) == []
     assert log.since(99) == []

@@ -51,7 +51,32 @@ def test_get_events_since_limit_and_level(server):
     assert ids("?since=2") == [3, 4]
     assert ids("?limit=2") == [3, 4]
     assert ids("?level=error") == [2, 4]
-    assert ids("?since=1&level=error&limit=1") == [4]
+    assert ids("?since=1&level=error&limit=1") == [2]  # a cursor: the oldest after it
+    _, page = server.json("GET", "/api/events?since=0&limit=3")
+    assert [e["id"] for e in page["events"]] == [1, 2, 3] and page["more"] is True and page["next"] == 3
+    _, page = server.json("GET", "/api/events?since=3&limit=3")
+    assert [e["id"] for e in page["events"]] == [4] and page["more"] is False and page["next"] == 4
+    _, newest = server.json("GET", "/api/events?limit=2")
+    assert newest["more"] is True and newest["next"] == 4
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_paging_with_since_sees_every_event_once_while_more_arrive(make_server, tmp_path, stored):
+    running = make_server(data_dir=tmp_path if stored else None, max_events=25, post_rate_per_s=0)
+    for i in range(33):
+        running.server.events.post("info", "e%d" % i)
+    seen, cursor, pages = [], 0, 0
+    while True:
+        if 0 < pages <= 3:  # new events keep arriving while the client pages
+            running.server.events.post("info", "late%d" % pages)
+        _, page = running.json("GET", "/api/events?since=%d&limit=10" % cursor)
+        seen += [e["id"] for e in page["events"]]
+        cursor, pages = page["next"], pages + 1
+        if not page["more"]:
+            break
+    # Every event is seen exactly once, in order; from memory, only those the ring still held.
+    last = running.server.events.last_id
+    assert last > 33 and seen == list(range(1 if stored else seen[0], last + 1)) and seen[0] <= 9
 
 
 def test_post_metrics_then_the_snapshot_shows_them(server):
