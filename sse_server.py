@@ -792,9 +792,15 @@ class DashboardHandler(BaseHTTPRequestHandler):
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return Response(200, content, content_type, (("Cache-Control", "no-cache"),))
 
+    def current_snapshot(self) -> dict:
+        """The latest sample with the application's counters and gauges as they are now:
+        a script that posts and then reads sees what it posted (the system part stays the sample)."""
+        snapshot, _ = self.server.sampler.latest()
+        counters, gauges = self.server.registry.snapshot()
+        return dict(snapshot, counters=counters, gauges=gauges)
+
     def get_metrics(self) -> Response:
-        _, body = self.server.sampler.latest()
-        return Response(200, body, JSON_TYPE, (("Cache-Control", "no-store"),))
+        return Response(200, encode_json(self.current_snapshot()), JSON_TYPE, (("Cache-Control", "no-store"),))
 
     def post_metrics(self) -> Response:
         body = self.read_json_body()
@@ -958,7 +964,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         return json_response({"alerts": engine.active(), "rules": [rule.to_dict() for rule in engine.rules]})
 
     def get_prometheus(self) -> Response:
-        snapshot, _ = self.server.sampler.latest()
+        snapshot = self.current_snapshot()
         return Response(200, render_prometheus(snapshot).encode("utf-8"), PROMETHEUS_CONTENT_TYPE,
                         (("Cache-Control", "no-store"),))
 

@@ -79,6 +79,15 @@ def test_paging_with_since_sees_every_event_once_while_more_arrive(make_server, 
     assert last > 33 and seen == list(range(1 if stored else seen[0], last + 1)) and seen[0] <= 9
 
 
+def test_a_write_is_visible_to_the_next_read(make_server):
+    running = make_server(interval_s=3600)  # no sample will come: the read must not wait for one
+    assert running.json("POST", "/api/metrics", {"counters": {"jobs": 2}, "gauges": {"depth": 7}})[0] == 200
+    snapshot = running.json("GET", "/api/metrics")[1]
+    assert snapshot["counters"] == {"jobs": 2} and snapshot["gauges"] == {"depth": 7}
+    text = running.request("GET", "/metrics")[2].decode()
+    assert "\njobs_total 2\n" in text and "\ndepth 7\n" in text
+
+
 def test_post_metrics_then_the_snapshot_shows_them(server):
     status, body = server.json("POST", "/api/metrics", {"counters": {"jobs_done": 2}, "gauges": {"queue_depth": 7.5}})
     assert status == 200 and body == {"status": "ok", "counters": {"jobs_done": 2}, "gauges": {"queue_depth": 7.5}}
