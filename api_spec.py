@@ -48,6 +48,8 @@ _SNAPSHOT = {
                 "cpu_percent": _NUMBER_OR_NULL,
                 "cpu_per_core": {"type": ["array", "null"], "items": _NUMBER_OR_NULL},
                 "memory_percent": _NUMBER_OR_NULL,
+                "disk_percent": dict(_NUMBER_OR_NULL, description="used / (used + available) * 100 for the "
+                                     "filesystem at disk_path, as df and psutil report it"),
             },
         },
         "counters": {"type": "object", "additionalProperties": {"type": "number"}},

@@ -362,7 +362,10 @@ class SystemCollector:
             "disk_total_bytes": usage.total,
             "disk_used_bytes": usage.used,
             "disk_free_bytes": usage.free,
-            "disk_percent": _percent(usage.used, usage.total),
+            # As df and psutil: used / (used + available to ordinary users). The blocks
+            # reserved for root (5 % on ext4) count as neither, so the disk is "100 %"
+            # when ordinary users can no longer write; used / total never reaches it.
+            "disk_percent": _percent(usage.used, usage.used + usage.free),
         }
 
     def _load(self) -> dict:

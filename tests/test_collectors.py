@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from metrics import SYSTEM_FIELDS, PsutilCollector, StdlibCollector, make_system_collector
+from metrics import SYSTEM_FIELDS, PsutilCollector, StdlibCollector, default_disk_path, make_system_collector
 
 FIXTURE_PROC = Path(__file__).parent / "fixtures" / "proc"
 
@@ -136,3 +136,28 @@ def test_make_system_collector_falls_back_without_psutil():
     assert make_system_collector(psutil=None).source == "stdlib"
     module, _ = fake_psutil()
     assert make_system_collector(psutil=module).source == "psutil"
+
+
+@pytest.mark.parametrize("use_psutil", [False, True])
+def test_disk_percent_is_used_over_used_plus_available_as_df_says(monkeypatch, tmp_path, use_psutil):
+    import collections
+
+    import metrics
+
+    usage = collections.namedtuple("usage", "total used free")
+    # 100 GB disk, 20 GB used, 75 GB available to users, 5 GB reserved for root:
+    monkeypatch.setattr(metrics.shutil, "disk_usage", lambda path: usage(100e9, 20e9, 75e9))
+    if use_psutil:
+        import psutil  # the [test] extra
+
+        collector = metrics.PsutilCollector(psutil, disk_path=str(tmp_path))
+    else:
+        collector = StdlibCollector(proc_root=tmp_path / "missing", disk_path=str(tmp_path), platform="posix")
+    assert collector.collect()["disk_percent"] == pytest.approx(100 * 20 / 95, abs=0.01)
+
+
+def test_disk_percent_matches_psutil_on_this_machine(tmp_path):
+    import psutil  # the [test] extra
+
+    ours = StdlibCollector(proc_root=tmp_path / "missing", platform="posix").collect()["disk_percent"]
+    assert ours == pytest.approx(psutil.disk_usage(default_disk_path()).percent, abs=0.2)
