@@ -507,15 +507,23 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     server: DashboardServer
     server_version = "sse-dashboard/" + __version__
-    protocol_version = "HTTP/1.0"  # the connection closes after each response and when a stream ends
+    # Keep-alive for ordinary requests (the polling page and scripts reuse a connection); a
+    # stream, an export, an error before the body was read and any HTTP/1.0 client close it.
+    protocol_version = "HTTP/1.1"
     wbufsize = 0  # every wfile.write() is one sendall: an SSE frame goes out whole, at once
 
     def setup(self) -> None:
         super().setup()
-        # One deadline for the request line, headers and body together: a client that
-        # sends a byte at a time (slowloris) is dropped instead of holding a thread.
-        deadline = time.monotonic() + self.server.request_timeout_s
-        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
+        self._reader = _DeadlineReader(self.connection, time.monotonic())
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        # One deadline for the wait, the request line, headers and body together: a client
+        # that sends a byte at a time (slowloris), or keeps a connection idle, is dropped
+        # after request_timeout_s instead of holding a thread.
+        self._reader.deadline = time.monotonic() + self.server.request_timeout_s
+        self._body_pending = False
+        super().handle_one_request()
 
     ROUTES = {  # (method, exact path) -> handler method name
         ("GET", "/"): "serve_index",
@@ -567,6 +575,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self.route_path = parts.path
         self.query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
         head = method == "HEAD"
+        length = self.headers.get("Content-Length", "0").strip()
+        self._body_pending = length not in ("", "0") or "Transfer-Encoding" in self.headers
         try:
             self._check_access(method, parts.path)
             handler = self._find_handler("GET" if head else method, parts.path)
@@ -587,6 +597,10 @@ class DashboardHandler(BaseHTTPRequestHandler):
             log.exception("error handling %s %s", method, parts.path)
             response = json_response({"error": "internal server error"}, HTTPStatus.INTERNAL_SERVER_ERROR)
         if response is not None:
+            if self._body_pending:
+                # A body we did not read would be taken for the next request: close instead.
+                response = Response(response.status, response.body, response.content_type,
+                                    tuple(response.headers) + (("Connection", "close"),))
             self._send(response, head)
 
     def _check_access(self, method: str, path: str) -> None:
@@ -735,6 +749,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         if length > max_bytes:
             raise HTTPError(413, "body must be at most %d bytes" % max_bytes)
         raw = self.rfile.read(length)
+        self._body_pending = False
         if len(raw) < length:
             raise HTTPError(400, "body is shorter than Content-Length")
         if json_depth(raw) > MAX_JSON_DEPTH:
@@ -998,6 +1013,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
             self.send_header("Cache-Control", "no-cache, no-transform")
             self.send_header("X-Accel-Buffering", "no")  # nginx: do not buffer (sse-starlette#5)
+            self.send_header("Connection", "close")  # the body ends when the connection does
             self._send_common_headers()
             self.end_headers()
             if self.command == "HEAD":
@@ -1061,13 +1077,13 @@ class _DeadlineReader(io.RawIOBase):
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self._sock = sock
-        self._deadline = deadline
+        self.deadline = deadline
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        left = self._deadline - time.monotonic()
+        left = self.deadline - time.monotonic()
         if left <= 0:
             raise socket.timeout("request not received in time")
         self._sock.settimeout(left)

@@ -42,7 +42,12 @@ class BufferingProxy:
                 return
             path = head.split(b" ", 2)[1].decode("latin-1")
             upstream = self._track(socket.create_connection(self.upstream))
-            upstream.sendall(head)
+            # One request per connection (as nginx talks to an upstream by default): the
+            # server closes after answering, so the browser's next request, perhaps the
+            # stream, comes on a new connection that this proxy sees from its start.
+            request_head, _, rest = head.partition(b"\r\n\r\n")
+            lines = [line for line in request_head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+            upstream.sendall(b"\r\n".join(lines + [b"Connection: close"]) + b"\r\n\r\n" + rest)
             if self.holding and path.startswith(self.hold_prefix):
                 self._hold(upstream, client)
             else:

@@ -79,7 +79,7 @@ def test_non_ascii_requests_and_events_never_break_logging_on_a_strict_cp1252_co
     # characters that cp1252 cannot encode.
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall("GET /api/\U0001F680caf\u00e9 HTTP/1.0\r\n\r\n".encode("utf-8"))
-        assert sock.recv(100).startswith(b"HTTP/1.0 404")
+        assert sock.recv(100).split(b" ")[1] == b"404"
     body = json.dumps({"message": "\u2713 na\u00efve \U0001F680 \u05e9\u05dc\u05d5\u05dd"}).encode()
     req = urllib.request.Request("http://127.0.0.1:%d/api/events" % port, data=body,
                                  headers={"Content-Type": "application/json"})

@@ -157,7 +157,7 @@ def test_declared_length_over_the_cap_is_refused_without_sending_a_body(server):
     # Only headers are sent: the server must answer from Content-Length alone.
     reply = server.raw(b"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                        b"Content-Length: 10000000\r\n\r\n", half_close=False)
-    assert reply.startswith(b"HTTP/1.0 413")
+    assert reply.startswith(b"HTTP/1.1 413") and b"Connection: close" in reply
 
 
 def test_wrong_content_type_is_415(server):
@@ -169,13 +169,13 @@ def test_wrong_content_type_is_415(server):
 def test_truncated_body_is_400(server):
     reply = server.raw(b"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                        b"Content-Length: 100\r\n\r\n{\"message\": \"x\"}")
-    assert reply.startswith(b"HTTP/1.0 400") and b"shorter" in reply
+    assert reply.startswith(b"HTTP/1.1 400") and b"shorter" in reply
     assert server.server.events.last_id == 0
 
 
 def test_missing_content_length_is_400(server):
     reply = server.raw(b"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\r\n")
-    assert reply.startswith(b"HTTP/1.0 400") and b"Content-Length" in reply
+    assert reply.startswith(b"HTTP/1.1 400") and b"Content-Length" in reply
 
 
 @pytest.mark.parametrize("method, path, allow", [
@@ -266,3 +266,55 @@ def test_events_csv_download_quotes_formulas(server):
 def test_bad_history_queries_are_400(server, query):
     status, body = server.json("GET", "/api/metrics/history" + query)
     assert status == 400 and "error" in body
+
+
+def test_http_1_1_keeps_the_connection_for_ordinary_requests(server):
+    import http.client
+
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        conn.request("GET", "/api/health")
+        assert conn.getresponse().read() and conn.sock is not None
+        sock = conn.sock
+        conn.request("POST", "/api/events", body=b'{"message": "on the same connection"}',
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 201 and resp.read() and conn.sock is sock
+        conn.request("GET", "/api/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read()) and conn.sock is sock
+    finally:
+        conn.close()
+
+
+def test_an_unread_body_closes_the_connection_instead_of_being_parsed(server):
+    import socket
+
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        body = b'GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'  # would look like a request
+        sock.sendall(b"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        reply = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 415") and reply.count(b"HTTP/1.1 ") == 1
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_request_timeout(make_server):
+    import socket
+    import time
+
+    running = make_server(request_timeout_s=0.5)
+    with socket.create_connection((running.host, running.port), timeout=5) as sock:
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        started = time.monotonic()
+        reply = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200") and 0.3 < time.monotonic() - started < 3

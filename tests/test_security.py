@@ -153,7 +153,7 @@ def test_security_headers_on_the_stream(server, sse_reader):
 def test_protocol_errors_are_json_too(server):
     reply = server.raw(b"GARBAGE\r\n\r\n")
     head, _, body = reply.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.0 400") and b"GARBAGE" not in head
+    assert head.split(b" ")[1] == b"400" and b"GARBAGE" not in head
     assert "error" in json.loads(body)
     reply = server.raw(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Big: " + b"a" * 70000 + b"\r\n\r\n")
     assert reply.split(b" ")[1] in (b"400", b"431")
