@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from metrics import flatten_snapshot
+from metrics import SYSTEM_FIELDS, flatten_snapshot
 
 __all__ = ["AlertRule", "AlertEngine", "load_rules", "parse_rules"]
 
@@ -43,6 +43,10 @@ _RATE_RE = re.compile(r"rate\((counters\.[a-zA-Z_:][a-zA-Z0-9_:]*)\)")
 _METRIC_RE = re.compile(r"(system|gauges|counters|server)\.[a-zA-Z_:][a-zA-Z0-9_:]*")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _FIELDS = {"name", "metric", "op", "threshold", "for", "clear", "level", "message"}
+# The numeric series a sample has: a mistyped one (system.cpu_percnt) could never fire.
+SYSTEM_SERIES = tuple("system." + f for f in SYSTEM_FIELDS if f not in ("cpu_per_core", "disk_path"))
+SERVER_SERIES = ("server.clients", "server.rss_bytes")
+_CORE_RE = re.compile(r"system\.cpu_core_[0-9]{1,4}_percent")
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,10 @@ def _parse_rule(index: int, raw: Any) -> AlertRule:
     metric = raw.get("metric")
     if not isinstance(metric, str) or not (_METRIC_RE.fullmatch(metric) or _RATE_RE.fullmatch(metric)):
         raise fail("metric", "must be like system.cpu_percent, gauges.NAME, counters.NAME or rate(counters.NAME)")
+    if metric.startswith(("system.", "server.")) and not (
+            metric in SYSTEM_SERIES or metric in SERVER_SERIES or _CORE_RE.fullmatch(metric)):
+        raise fail("metric", "%s is not a series the dashboard has; the system and server ones are: %s, "
+                   "system.cpu_core_N_percent" % (metric, ", ".join(SYSTEM_SERIES + SERVER_SERIES)))
     op = raw.get("op")
     if op not in OPERATORS:
         raise fail("op", "must be one of %s" % " ".join(OPERATORS))
@@ -159,6 +167,7 @@ class AlertEngine:
         self._pending: dict[str, float] = {}    # rule -> monotonic time first breached
         self._firing: dict[str, dict] = {}      # rule -> the active alert
         self._previous: dict[str, tuple[float, float]] = {}  # counter -> (ts, value), for rates
+        self._seen: set[str] = set()  # rules whose metric has had a value at least once
 
     def evaluate(self, snapshot: dict) -> dict:
         """Update every rule from one snapshot; return ``{"alerts": [active ...]}``."""
@@ -170,11 +179,20 @@ class AlertEngine:
                 value = values.get(rule.metric)
                 if value is None:
                     continue
+                self._seen.add(rule.name)
                 to_post.extend(self._step(rule, value, now, snapshot.get("ts", time.time())))
             active = [dict(alert) for alert in self._firing.values()]
+            waiting = [{"rule": r.name, "metric": r.metric} for r in self.rules if r.name not in self._seen]
         for level, message, data in to_post:
             self._post(level, message, source="alerts", data=data)
-        return {"alerts": active}
+        return {"alerts": active, "alerts_waiting": waiting} if waiting else {"alerts": active}
+
+    def rule_states(self) -> list[dict]:
+        """Every rule, with ``seen``: whether its metric has had a value yet (a rule on a
+        gauge nobody posts, or a misspelt one, can never fire and says so)."""
+        with self._lock:
+            seen = set(self._seen)
+        return [dict(rule.to_dict(), seen=rule.name in seen) for rule in self.rules]
 
     def active(self) -> list[dict]:
         with self._lock:

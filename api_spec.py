@@ -36,6 +36,9 @@ _SNAPSHOT = {
         "boot_id": {"type": "string"},
         "events_epoch": {"type": "string"},
         "alerts": {"type": "array", "items": {"type": "object"}},
+        "alerts_waiting": {"type": "array", "items": {"type": "object"},
+                           "description": "rules whose metric has never had a value (absent when none)"},
+        "demo": {"const": True, "description": "present when started with --demo: synthetic data"},
         "seq": {"type": "integer", "minimum": 1},
         "ts": {"type": "number"},
         "interval": {"type": "number", "exclusiveMinimum": 0},
@@ -269,7 +272,10 @@ def openapi_spec(version: str) -> dict:
                             "type": "object", "required": ["alerts", "rules"],
                             "properties": {"alerts": {"type": "array", "items": {"type": "object", "required": [
                                 "rule", "level", "metric", "value", "threshold", "since"]}},
-                                "rules": {"type": "array", "items": {"type": "object"}}},
+                                "rules": {"type": "array", "items": {
+                                    "type": "object", "required": ["name", "metric", "seen"],
+                                    "properties": {"seen": {"type": "boolean", "description":
+                                                            "whether its metric has had a value yet"}}}}},
                         })},
                         **_errors(401),
                     },

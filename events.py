@@ -223,14 +223,18 @@ class EventLog:
         message: str,
         source: str = DEFAULT_SOURCE,
         data: Any = None,
+        durable: bool = True,
     ) -> Event:
-        """Validate and store one event; raise ``ValueError`` (storing nothing) on bad input."""
+        """Validate and store one event; raise ``ValueError`` (storing nothing) on bad input.
+
+        ``durable=False`` keeps it in memory only (the dashboard's own notices, such as
+        alerts, when storage is failing: they must still reach the page)."""
         level, message, source, data_json = _validate(level, message, source, data)
         with self._post_lock:
             event_id = self.last_id + 1
             ts = round(self._clock(), 3)
             event = make_event(event_id, ts, level, source, message, data_json)
-            if self._persist is not None:
+            if self._persist is not None and durable:
                 self._persist(event)  # raises: the id is not used and nothing is stored
             with self._lock:
                 self._append(event)

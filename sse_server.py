@@ -36,6 +36,7 @@ if __name__ == "__main__":
 import argparse
 import csv
 import errno
+import functools
 import io
 import itertools
 import json
@@ -65,7 +66,7 @@ from guard import (RateLimiter, cookie_name, cookie_value, host_allowed, is_loop
                    redact_secrets, token_matches, token_problem)
 from metrics import (DEFAULT_GAUGE_TTL_S, PROMETHEUS_CONTENT_TYPE, MetricsRegistry, RegistrySealed, Sampler,
                      encode_json, make_system_collector, render_prometheus, to_columns)
-from storage import Store, StorageError, open_store
+from storage import DataDirInUse, Store, StorageError, open_store
 
 __version__ = "0.1.0"
 
@@ -976,7 +977,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def get_alerts(self) -> Response:
         engine = self.server.alerts
-        return json_response({"alerts": engine.active(), "rules": [rule.to_dict() for rule in engine.rules]})
+        return json_response({"alerts": engine.active(), "rules": engine.rule_states()})
 
     def get_prometheus(self) -> Response:
         snapshot = self.current_snapshot()
@@ -1189,6 +1190,8 @@ def build_app(
             store.close()
         raise
     server.store = store
+    if store is not None:
+        store.announce(server.url)
     server.storage_problem = storage_problem
     server.events_epoch = store.epoch if store is not None else server.boot_id
     server.heartbeat_s = heartbeat_s
@@ -1199,14 +1202,14 @@ def build_app(
     server.cors_origin = cors_origin.rstrip("/") if cors_origin else None
     server.max_clients = max_clients
     server.post_limiter = RateLimiter(post_rate_per_s, burst=max(10.0, 2 * post_rate_per_s))
-    server.alerts = AlertEngine(list(alert_rules), post=events.post)
+    server.alerts = AlertEngine(list(alert_rules), post=functools.partial(_post_notice, events))
     sampler = Sampler(
         registry,
         make_system_collector(psutil),
         interval_s=interval_s,
         on_sample=bell.ring,
         server_stats=server.stats,
-        extra={"boot_id": server.boot_id, "events_epoch": server.events_epoch},
+        extra=dict({"boot_id": server.boot_id, "events_epoch": server.events_epoch}, **({"demo": True} if demo else {})),
         enrich=server.alerts.evaluate,
         record=store.enqueue_sample if store is not None else None,
     )
@@ -1228,12 +1231,24 @@ def _open_storage(data_dir: str | Path | None, options: dict) -> tuple[Store | N
         return None, None
     try:
         store = open_store(data_dir, **options)
+    except DataDirInUse:
+        raise  # not a fault to run around: the user has two dashboards on one folder (main() says so)
     except StorageError as exc:
         # The live page still works from memory; POST /api/events answers 503 (nothing durable).
         log.error("storage unavailable, events will be refused until restarted: %s", exc)
         return None, str(exc)
     log.info("storing events and history in %s", store.path)
     return store, None
+
+
+def _post_notice(events: EventLog, level: str, message: str, **fields: Any) -> None:
+    """Post one of the dashboard's own events (an alert firing): durably when storage can,
+    else in memory only, so the page still hears of it."""
+    try:
+        events.post(level, message, **fields)
+    except StorageError as exc:
+        log.warning("storage failing (%s): alert event kept in memory only", exc)
+        events.post(level, message, durable=False, **fields)
 
 
 def _event_log(store: Store | None, problem: str | None, max_events: int, max_chars: int,
@@ -1259,6 +1274,42 @@ def default_data_dir() -> Path:
     else:
         base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "sse-dashboard"
+
+
+def _in_use(exc: OSError) -> bool:
+    return exc.errno == errno.EADDRINUSE or getattr(exc, "winerror", None) == 10048
+
+
+def _dashboard_at(host: str, port: int) -> str | None:
+    """The URL of the sse-dashboard answering on host:port, or None (something else, or nothing)."""
+    import http.client  # only on this error path
+
+    address = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    conn = http.client.HTTPConnection(address, port, timeout=2)
+    try:
+        conn.request("GET", "/api/health")
+        response = conn.getresponse()
+        server = response.getheader("Server", "")
+        response.read(4096)
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    if not server.startswith("sse-dashboard/"):
+        return None
+    return "http://%s:%d/" % ("[%s]" % address if ":" in address else address, port)
+
+
+def _another_dashboard(url: str | None, open_browser: bool, message: str) -> int:
+    """A second start where one dashboard already runs: with --open (the .bat), show that one."""
+    if open_browser and url:
+        import webbrowser
+
+        log.info("a dashboard already runs at %s: opening it in the browser", url)
+        webbrowser.open(url)
+        return 0
+    log.error("%s", message)
+    return 2
 
 
 def port_error_message(exc: OSError, host: str, port: int) -> str:
@@ -1359,15 +1410,26 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         log.error("alert rules not loaded, not starting: %s", exc)
         return 2
+    data_dir = args.data_dir or (":memory:" if args.demo else default_data_dir())
+    if args.demo and not args.data_dir:
+        log.info("demo: synthetic counters, gauges and events, kept in memory only (not in %s)", default_data_dir())
     try:
         server = build_app(args.host, args.port, args.interval, demo=args.demo,
                            psutil=None if args.no_psutil else "auto", token=args.token,
                            allowed_hosts=tuple(args.allow_host), cors_origin=args.cors_origin,
                            max_clients=args.max_clients, post_rate_per_s=args.post_rate, alert_rules=rules,
                            gauge_ttl_s=args.gauge_ttl,
-                           data_dir=args.data_dir or default_data_dir(),
+                           data_dir=data_dir,
                            storage_options={"full_s": args.keep_full, "rollup_keep_s": args.keep_rollups})
+    except DataDirInUse as exc:
+        return _another_dashboard(exc.url, args.open, "the data folder %s is in use by another dashboard%s; use that one, "
+                                  "or start this one with --data-dir DIR (another folder) or --data-dir :memory: "
+                                  "(keep nothing)" % (exc.directory, " (%s)" % exc.url if exc.url else ""))
     except OSError as exc:
+        url = _dashboard_at(args.host, args.port) if _in_use(exc) else None
+        if url:
+            return _another_dashboard(url, args.open, "a dashboard already runs at %s; use that one, or start "
+                                      "this one with another --port" % url)
         log.error("%s", port_error_message(exc, args.host, args.port))
         return 2
     collector = server.sampler.collector

@@ -50,12 +50,13 @@ from typing import Any, Callable, Iterator
 
 from events import Event, make_event
 
-__all__ = ["Store", "StorageError", "open_store", "DB_FILENAME"]
+__all__ = ["Store", "StorageError", "DataDirInUse", "open_store", "DB_FILENAME"]
 
 log = logging.getLogger(__name__)
 
 DB_FILENAME = "dashboard.sqlite3"
 LOCK_FILENAME = "dashboard.lock"
+URL_FILENAME = "dashboard.url"  # where the dashboard holding the lock can be reached
 DEFAULT_FULL_S = 3600.0            # full resolution for an hour
 DEFAULT_ROLLUP_S = 60.0            # one-minute roll-ups ...
 DEFAULT_ROLLUP_KEEP_S = 7 * 86400.0  # ... for a week
@@ -123,6 +124,16 @@ class StorageError(Exception):
     """Storage cannot do what was asked; the message is for a person."""
 
 
+class DataDirInUse(StorageError):
+    """Another dashboard holds the data directory; ``url`` is where it runs, when it said."""
+
+    def __init__(self, directory: Path, url: str | None) -> None:
+        where = " at %s" % url if url else ""
+        super().__init__("the data folder %s is in use by another dashboard%s" % (directory, where))
+        self.directory = directory
+        self.url = url
+
+
 class _DirLock:
     """An exclusive lock on a file in the data directory, released when the process ends."""
 
@@ -140,10 +151,33 @@ class _DirLock:
                 fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self._file.close()
-            raise StorageError("the data directory %s is in use by another dashboard" % path.parent) from None
+            raise DataDirInUse(path.parent, _read_url(path.parent / URL_FILENAME)) from None
+        self._url_file = path.parent / URL_FILENAME
+
+    def announce(self, url: str) -> None:
+        """Say where this dashboard runs, for a second one started on the same folder.
+        (A file of its own: on Windows the locked byte cannot be read by others.)"""
+        try:
+            temporary = self._url_file.with_suffix(".url.tmp")
+            temporary.write_text(url, encoding="utf-8")
+            temporary.replace(self._url_file)
+        except OSError as exc:
+            log.warning("could not write %s: %s", self._url_file, exc)
 
     def release(self) -> None:
+        try:
+            self._url_file.unlink()
+        except OSError:
+            pass
         self._file.close()
+
+
+def _read_url(path: Path) -> str | None:
+    try:
+        url = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return url if url.startswith("http://") and len(url) < 300 else None
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -283,6 +317,10 @@ class Store:
             # exactly as a full disk would.
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             conn.execute("PRAGMA max_page_count = %d" % max(1, max_bytes // page_size))
+
+    def announce(self, url: str) -> None:
+        """Record this dashboard's URL beside the lock (see ``DataDirInUse``)."""
+        self._dir_lock.announce(url)
 
     def problem(self) -> str | None:
         """Why writes fail right now (for /api/health and 503s), or None."""

@@ -518,6 +518,14 @@
     }));
   }
 
+  // Rules whose metric has never had a value (nobody posts it, or it is misspelt): they cannot fire.
+  function renderWaiting(waiting) {
+    const note = $("alerts-waiting");
+    note.hidden = waiting.length === 0;
+    note.textContent = waiting.length === 0 ? "" : "Alert rules waiting for data (their metric has no value yet): " +
+      waiting.map((w) => String(w.rule || "") + " (" + String(w.metric || "") + ")").join(", ");
+  }
+
   function renderAlerts() {
     const badge = $("alert-badge");
     badge.hidden = state.unseenAlerts === 0;
@@ -547,6 +555,8 @@
     $("no-metrics").hidden = n > 0;
     renderServer(snap.server);
     renderFiring(Array.isArray(snap.alerts) ? snap.alerts : []);
+    renderWaiting(Array.isArray(snap.alerts_waiting) ? snap.alerts_waiting : []);
+    $("demo-note").hidden = snap.demo !== true;
     flashUpdated(snap.ts);
     scheduleDraw();
   }

@@ -365,3 +365,48 @@ def test_a_firing_alert_shows_as_banner_and_badge_until_resolved(make_server, pa
     server.json("POST", "/api/metrics", {"gauges": {"q": 1}})
     wait_until(lambda: page.locator("#alerts-banner").is_hidden(), timeout=3, message="resolved")
     assert page.locator("#firing-badge").is_hidden()
+
+
+def test_the_delete_button_removes_a_metric_after_asking(make_server, browser):
+    server = make_server(interval_s=0.2)
+    server.json("POST", "/api/metrics", {"counters": {"jobs": 3}, "gauges": {"depth": 5}})
+    context = browser.new_context()
+    page = context.new_page()
+    answers = iter([False, True])  # first "Cancel", then "OK"
+    asked = []
+
+    def on_dialog(dialog):
+        asked.append(dialog.message)
+        dialog.accept() if next(answers) else dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    try:
+        page.goto(server.url + "/")
+        button = page.locator('#gauges tr[data-name="depth"] button.metric-delete')
+        button.wait_for(timeout=3000)
+        assert button.get_attribute("aria-label") == "delete gauge depth"
+        button.click()
+        wait_until(lambda: asked, message="the question")
+        assert "depth" in asked[0] and server.server.registry.snapshot()[1] == {"depth": 5}  # cancelled: kept
+        button.click()
+        wait_until(lambda: server.server.registry.snapshot()[1] == {}, message="deleted on the server")
+        wait_until(lambda: page.locator('#gauges tr[data-name="depth"]').count() == 0, message="row gone")
+        assert page.locator('#counters tr[data-name="jobs"]').count() == 1
+    finally:
+        context.close()
+
+
+def test_the_page_says_demo_and_lists_rules_waiting_for_data(make_server, page):
+    from alerts import AlertRule
+
+    server = make_server(interval_s=0.2, demo=True,
+                         alert_rules=[AlertRule(name="slow_queue", metric="gauges.never_posted", op=">", threshold=1)])
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=3)
+    wait_until(lambda: page.is_visible("#demo-note"), message="demo note")
+    wait_until(lambda: "slow_queue (gauges.never_posted)" in (page.text_content("#alerts-waiting") or ""),
+               message="waiting rule")
+    plain = make_server(interval_s=0.2)
+    page.goto(plain.url + "/")
+    wait_status(page, "LIVE", timeout=3)
+    assert not page.is_visible("#demo-note") and not page.is_visible("#alerts-waiting")

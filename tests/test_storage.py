@@ -178,14 +178,6 @@ def test_an_unusable_data_dir_says_so_and_the_page_keeps_working(spawn, tmp_path
     assert "Traceback" not in p.output
 
 
-def test_a_second_dashboard_on_the_same_data_dir_is_told_it_is_in_use(spawn, tmp_path):
-    first = spawn("--port", "0", "--data-dir", str(tmp_path))
-    first.wait_for_url()
-    second = spawn("--port", "0", "--data-dir", str(tmp_path))
-    second.wait_for_url()
-    assert "in use by another dashboard" in second.output
-
-
 def test_a_full_disk_gives_503_on_post_and_storage_recovers_nothing_half_written(make_server, tmp_path):
     server = make_server(data_dir=tmp_path, post_rate_per_s=0, storage_options={"max_bytes": 200 * 1024})
     statuses = []
