@@ -197,8 +197,13 @@ def openapi_spec(version: str) -> dict:
                                          "ts": {"type": "array", "items": {"type": "number"}},
                                          "series": {"type": "object", "additionalProperties": {
                                              "type": "array", "items": _NUMBER_OR_NULL}},
-                                         "interval": {"type": "number"},
+                                         "interval": {"type": "number",
+                                                      "description": "seconds between the points returned"},
                                          "resolution": {"type": "string", "enum": ["full", "rollup"]},
+                                         "min": {"type": "object", "description": "rollup only: each "
+                                                 "bucket's minimum, aligned with ts (series holds the average)"},
+                                         "max": {"type": "object", "description": "rollup only: each "
+                                                 "bucket's maximum"},
                                      }},
                                     {"type": "object", "required": ["rows"],
                                      "properties": {"rows": {"type": "array", "items": {

@@ -894,7 +894,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             columns = store.history_columns(start, end)
         else:
             columns = to_columns(sampler.history.between(start, end))
-        columns["interval"] = sampler.interval_s
+        columns.setdefault("interval", sampler.interval_s)  # the spacing of the points returned
         return Response(200, encode_json(columns), JSON_TYPE, (("Cache-Control", "no-store"),))
 
     def get_events(self) -> Response:

@@ -428,18 +428,50 @@ class Store:
         return found
 
     def history_columns(self, start: float, end: float) -> dict:
-        """Columns like ``History.columns()``: full resolution when the window is kept, else roll-ups."""
+        """Columns like ``History.columns()``: full resolution when the window is kept, else
+        one point per roll-up bucket with ``min``/``max`` beside the averages in ``series``.
+
+        ``interval`` is the spacing of the points returned. Buckets not rolled up yet (the
+        open minute, or the first minute of a new file) are made from the full-resolution
+        samples, so the newest data is never missing from a long window."""
         # (a second of slack: "the last hour" asked for a moment ago is still the last hour)
         if start >= time.time() - self.full_s - 1.0:
             rows = list(self._full_rows(start, end))
-            resolution = "full"
-        else:
-            rows = list(self._rollup_rows(start - self.rollup_s, end + 1e-9))
-            resolution = "rollup"
-        names = sorted({name for _, flat in rows for name in flat})
-        return {"ts": [ts for ts, _ in rows],
-                "series": {name: [flat.get(name) for _, flat in rows] for name in names},
-                "resolution": resolution}
+            names = sorted({name for _, flat in rows for name in flat})
+            return {"ts": [ts for ts, _ in rows],
+                    "series": {name: [flat.get(name) for _, flat in rows] for name in names},
+                    "resolution": "full"}
+        names_by_id = self._names()
+        buckets: dict[float, dict[str, tuple]] = {}
+        for bucket, series, lo, avg, hi in self._query(
+                "SELECT bucket, series, min, avg, max FROM rollups WHERE bucket >= ? AND bucket <= ? ORDER BY bucket",
+                (start - self.rollup_s, end)):
+            name = names_by_id.get(series)
+            if name is not None:
+                buckets.setdefault(bucket, {})[name] = (lo, avg, hi)
+        stored_until = max(buckets) + self.rollup_s if buckets else start - self.rollup_s
+        recent: dict[float, dict[str, list]] = {}
+        for ts, flat in self._full_rows(max(start - self.rollup_s, stored_until), end):
+            acc = recent.setdefault(round(ts - ts % self.rollup_s, 3), {})
+            for name, value in flat.items():
+                a = acc.get(name)
+                if a is None:
+                    acc[name] = [value, value, value, 1]
+                else:
+                    a[0], a[1], a[2], a[3] = min(a[0], value), a[1] + value, max(a[2], value), a[3] + 1
+        for bucket, acc in recent.items():
+            if bucket not in buckets:
+                buckets[bucket] = {name: (a[0], a[1] / a[3], a[2]) for name, a in acc.items()}
+        order = sorted(buckets)
+        names = sorted({name for values in buckets.values() for name in values})
+
+        def column(i: int, name: str) -> list:
+            return [buckets[b][name][i] if name in buckets[b] else None for b in order]
+
+        return {"ts": order, "series": {name: column(1, name) for name in names},
+                "min": {name: column(0, name) for name in names},
+                "max": {name: column(2, name) for name in names},
+                "resolution": "rollup", "interval": self.rollup_s}
 
     def iter_history_rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
         """Full-resolution rows where kept, roll-up averages before that, oldest first, in chunks."""

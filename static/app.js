@@ -227,8 +227,10 @@
       let top = chart.max || 0;
       if (!chart.max) {
         for (const key of keys) {
-          const arr = data.series.get(key) || [];
-          for (let i = range.first; i < range.n; i++) if (isNum(arr[i]) && arr[i] > top) top = arr[i];
+          const band = data.bands && data.bands[key];
+          for (const arr of [data.series.get(key) || [], band ? band.max : []]) {
+            for (let i = range.first; i < range.n; i++) if (isNum(arr[i]) && arr[i] > top) top = arr[i];
+          }
         }
         top = top > 0 ? top * 1.1 : 1;
       }
@@ -246,6 +248,8 @@
       keys.forEach((key, k) => {
         const arr = data.series.get(key);
         if (!arr) return;
+        const band = data.bands && data.bands[key];
+        if (band) drawBand(ctx, band, data.ts, range, x, y, cssVar(PALETTE[k % PALETTE.length]));
         ctx.strokeStyle = cssVar(chart.colors ? chart.colors[k] : PALETTE[k % PALETTE.length]);
         ctx.lineWidth = chart.spark ? 1.25 : (keys.length > 4 && k > 0 ? 1 : 1.75);
         ctx.beginPath();
@@ -261,7 +265,31 @@
       });
     }
     canvas.dataset.points = String(points);
+    canvas.dataset.band = range && keys.some((key) => data.bands && data.bands[key]) ? "1" : "0";
     if (chart.hoverIndex != null) drawHover(chart, ctx, w, h);
+  }
+
+  // The min-max band of rolled-up history: one filled polygon per run of known values.
+  function drawBand(ctx, band, ts, range, x, y, color) {
+    ctx.save();
+    ctx.fillStyle = color;
+    ctx.globalAlpha = 0.18;
+    let run = [];
+    const flush = () => {
+      if (run.length > 1) {
+        ctx.beginPath();
+        run.forEach((i, j) => (j ? ctx.lineTo(x(ts[i]), y(band.max[i])) : ctx.moveTo(x(ts[i]), y(band.max[i]))));
+        for (let j = run.length - 1; j >= 0; j--) ctx.lineTo(x(ts[run[j]]), y(band.min[run[j]]));
+        ctx.closePath();
+        ctx.fill();
+      }
+      run = [];
+    };
+    for (let i = range.first; i < range.n; i++) {
+      if (isNum(band.min[i]) && isNum(band.max[i])) run.push(i); else flush();
+    }
+    flush();
+    ctx.restore();
   }
 
   function attachHover(chart) {
@@ -343,9 +371,16 @@
         if (key.endsWith(":rate")) {
           source.series.set(key, values.map((v, i) => (i && isNum(v) && isNum(values[i - 1]) && v >= values[i - 1] ?
             (v - values[i - 1]) / (source.ts[i] - source.ts[i - 1]) : null)));
-        } else source.series.set(key, values);
+        } else {
+          source.series.set(key, values);
+          // Roll-ups carry each bucket's min and max: drawn as a band around the average.
+          if (body.min && body.max && body.min[base] && body.max[base]) {
+            source.bands = { [key]: { min: body.min[base], max: body.max[base] } };
+          }
+        }
         if (detailChart.seconds === seconds) detailChart.source = source;
-        $("detail-note").textContent = body.resolution === "rollup" ? "one-minute averages" : "";
+        $("detail-note").textContent = body.resolution === "rollup" ?
+          "averages per " + formatDuration(body.interval) + (source.bands ? ", with the min–max band" : "") : "";
       } catch (e) {
         $("detail-note").textContent = "could not load the history";
       }

@@ -208,6 +208,11 @@ def test_clicking_a_metric_opens_a_larger_chart(make_server, page, tmp_path):
                message="1 hour selected")
     wait_until(lambda: int(page.get_attribute("#detail-canvas", "data-points") or 0) > 0, timeout=3,
                message="points over the hour")
+    page.click("[data-range='86400']")  # a day: one-minute roll-ups, with their min-max band
+    wait_until(lambda: "min\u2013max band" in (page.text_content("#detail-note") or ""), timeout=3,
+               message="the roll-up note")
+    assert "averages per 1m" in page.text_content("#detail-note")
+    wait_until(lambda: page.get_attribute("#detail-canvas", "data-band") == "1", timeout=3, message="band drawn")
     page.click("#detail-close")
     wait_until(lambda: not dialog.is_visible(), timeout=2, message="dialog closed")
 

@@ -243,3 +243,48 @@ def test_a_data_dir_with_spaces_and_hashes_works(tmp_path):
     log.post("info", "hello")
     assert [e.message for e in store.recent_events(5)] == ["hello"]
     store.close()
+
+
+def rollup_store(tmp_path):
+    store = storage.open_store(tmp_path, full_s=60.0, rollup_s=10.0)
+    store.state_source = lambda: ({}, {})
+    return store
+
+
+def test_rollup_answers_say_their_spacing_and_carry_min_and_max(tmp_path):
+    store = rollup_store(tmp_path)
+    now = time.time()
+    base = now - now % 10 - 300  # five minutes ago, on a bucket boundary
+    for i in range(30):  # three buckets of ten samples: 0..9, 10..19, 20..29
+        store._write([(base + i, {"g": i})])
+    store._write([(base + 40, {"g": 0})])  # closes the third bucket
+    body = store.history_columns(now - 3600, now)
+    assert body["resolution"] == "rollup" and body["interval"] == 10.0
+    assert body["ts"][:3] == [base, base + 10, base + 20]
+    assert body["min"]["g"][:3] == [0, 10, 20] and body["max"]["g"][:3] == [9, 19, 29]
+    assert body["series"]["g"][:3] == [4.5, 14.5, 24.5]
+    store.close()
+
+
+def test_a_long_window_in_the_first_minute_still_has_the_recent_samples(tmp_path):
+    store = rollup_store(tmp_path)
+    now = time.time()
+    for i in range(5):  # a few seconds of full-resolution samples, no bucket closed yet
+        store._write([(now - 5 + i, {"g": 2 * i})])
+    body = store.history_columns(now - 61 - 3600, now)
+    assert body["resolution"] == "rollup" and body["ts"], body
+    assert min(v for v in body["min"]["g"] if v is not None) == 0
+    assert max(v for v in body["max"]["g"] if v is not None) == 8
+    store.close()
+
+
+def test_the_history_route_passes_interval_min_and_max_through(make_server, tmp_path):
+    server = make_server(interval_s=0.05, data_dir=tmp_path, storage_options={"full_s": 1.0, "rollup_s": 0.5})
+    server.json("POST", "/api/metrics", {"gauges": {"g": 3}})
+    wait_until(lambda: server.server.sampler.seq >= 30, timeout=10, message="30 ticks")
+    server.server.store.flush()
+    body = server.json("GET", "/api/metrics/history?seconds=30")[1]
+    assert body["resolution"] == "rollup" and body["interval"] == 0.5
+    assert 3 in body["min"]["gauges.g"] and 3 in body["max"]["gauges.g"]
+    full = server.json("GET", "/api/metrics/history?seconds=1")[1]
+    assert full["resolution"] == "full" and full["interval"] == 0.05 and "min" not in full
