@@ -1,4 +1,4 @@
-"""The application event log, and the bell that wakes the streams.
+"""The application event log.
 
 One concept: events that an application posts (``info``, ``warning``,
 ``error``), kept in a bounded ring with integer ids.
@@ -16,10 +16,6 @@ Invariants:
   the person who sent it: the server passes it through as ``{"error": ...}``);
 - every event's JSON is encoded once, when it is posted, and shared by every
   stream that sends it.
-
-Intentional choices: ``ChangeBell`` is a ``Condition`` plus a generation
-counter, not a ``threading.Event``. With many waiters, ``set()``/``clear()``
-loses wake-ups; a generation that each waiter remembers cannot.
 """
 
 from __future__ import annotations
@@ -33,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["LEVELS", "Event", "EventLog", "ChangeBell", "Replay", "make_event", "is_unicode_text"]
+__all__ = ["LEVELS", "Event", "EventLog", "Replay", "make_event", "is_unicode_text"]
 
 log = logging.getLogger(__name__)
 
@@ -43,79 +39,6 @@ DEFAULT_MAX_CHARS = 32 * 1024 * 1024
 MAX_MESSAGE_CHARS = 4096
 MAX_SOURCE_CHARS = 100
 DEFAULT_SOURCE = "app"
-
-
-class _Waiter:
-    __slots__ = ("lock", "chain")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.lock.acquire()
-        self.chain: list | None = None  # set by ring(): the waiters still to wake after this one
-
-
-class ChangeBell:
-    """A wake-up primitive for any number of waiting threads.
-
-    >>> bell = ChangeBell()
-    >>> seen = bell.generation
-    >>> bell.ring(); bell.wait(seen, timeout=0) > seen
-    True
-
-    A waiter passes the last generation it saw, so a ring that happens between
-    two waits is never lost.
-
-    Intentional choice: ``ring()`` wakes the first waiter only, and each woken
-    waiter wakes the next before it does its own work, passing a baton down the
-    line. Waking thousands of threads at once (``Condition.notify_all``) makes
-    them all fight for the GIL, which costs far more than the wake-ups
-    themselves: at 5000 threads, 127 us of CPU per wake-up and 0.41 s until
-    the last one ran, against 24 us and 0.11 s for the chain
-    (``python bench/wake.py``, bench/RESULTS-wake.md).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._generation = 0
-        self._waiters: list[_Waiter] = []
-
-    @property
-    def generation(self) -> int:
-        return self._generation  # an int read is atomic; writers hold _lock
-
-    def ring(self) -> None:
-        """Wake every waiter (one after another)."""
-        with self._lock:
-            self._generation += 1
-            chain, self._waiters = self._waiters, []
-            for waiter in chain:  # under the lock: a waiter timing out now must see it was taken
-                waiter.chain = chain
-        chain.reverse()  # pop() from the end wakes them in the order they came
-        _wake_next(chain)
-
-    def wait(self, seen: int, timeout: float | None = None) -> int:
-        """Block until the generation differs from ``seen`` or ``timeout`` passes; return it."""
-        waiter = _Waiter()
-        with self._lock:
-            if self._generation != seen:
-                return self._generation
-            self._waiters.append(waiter)
-        if not waiter.lock.acquire(True, -1 if timeout is None else max(0.0, timeout)):
-            with self._lock:
-                if waiter.chain is None:  # no ring took us: just leave
-                    self._waiters.remove(waiter)
-                    return self._generation
-            waiter.lock.acquire()  # a ring took us as we timed out: our turn is coming, take it
-        _wake_next(waiter.chain)
-        return self._generation
-
-
-def _wake_next(chain: list) -> None:
-    try:
-        waiter = chain.pop()  # atomic: one waker per waiter
-    except IndexError:
-        return
-    waiter.lock.release()
 
 
 @dataclass(frozen=True)
@@ -171,7 +94,7 @@ class EventLog:
     >>> [e.message for e in events.since(0)]
     ['disk almost full']
 
-    ``on_post`` (for example ``ChangeBell.ring``) is called after each post,
+    ``on_post`` (for example ``StreamHub.wake``) is called after each post,
     outside the lock. ``persist(event)``, when given, stores the event durably
     before it becomes visible; if it raises, the post fails and nothing is
     stored. ``initial`` (oldest first) and ``last_id`` resume a log kept
@@ -201,7 +124,7 @@ class EventLog:
         for event in initial:
             self._append(event)
         self._last_id = max([last_id] + [e.id for e in self._events])
-        self._on_post = on_post
+        self.on_post = on_post  # settable: the stream hub is made after the log
         self._clock = clock
         self._persist = persist
 
@@ -241,8 +164,8 @@ class EventLog:
                 self._last_id = event_id
         # Posted events are data, not diagnostics: never re-log them above DEBUG.
         log.debug("event %d posted (%s)", event.id, level)
-        if self._on_post is not None:
-            self._on_post()
+        if self.on_post is not None:
+            self.on_post()
         return event
 
     def _append(self, event: Event) -> None:

@@ -1,25 +1,17 @@
-"""The dashboard's HTTP server: the page, the JSON API and the server-sent event stream.
+"""The dashboard's HTTP server: the page, the JSON API and the opening of the event stream.
 
 One concept: HTTP. ``build_app()`` wires a ``MetricsRegistry``, an
-``EventLog``, a ``Sampler``, a ``ChangeBell``, the ``AlertEngine`` and (with a
+``EventLog``, a ``Sampler``, the ``StreamHub``, the ``AlertEngine`` and (with a
 data directory) the ``Store`` into a ``DashboardServer``; ``DashboardHandler``
 answers requests from one route table, after ``guard``'s access checks.
 
 Invariants:
 - nothing runs at import: no threads, no logging set-up, no global state;
 - handlers return a ``Response`` (bytes, or an iterator of bytes for a streamed
-  export) and ``_dispatch`` writes it; only ``stream_metrics`` writes to the
-  socket itself, one ``write()`` per wake-up (``wbufsize = 0`` makes that one
-  ``sendall``), so frames never interleave;
-- a stream keeps only a cursor (last event id, last snapshot seq) and reads
-  shared, bounded state when the bell rings: a slow or vanished client costs
-  its own thread and nothing else;
+  export) and ``_dispatch`` writes it; ``stream_metrics`` writes only the
+  stream's opening, then hands the socket to the hub (``streams.py``), which
+  alone writes to it from then on;
 - errors to clients are ``{"error": "..."}`` and never carry exception text.
-
-Intentional choices: the ``resync`` frame carries an ``id:`` although only
-``log`` frames otherwise do. An ``id:`` line sets the browser's last-event-ID
-buffer (WHATWG HTML, "server-sent events", dispatch), so after a resync the
-next reconnect asks from the current id instead of an id this run never had.
 """
 
 from __future__ import annotations
@@ -48,7 +40,6 @@ import re
 import signal
 import socket
 import socketserver
-import struct
 import threading
 import time
 import urllib.parse
@@ -61,12 +52,13 @@ from typing import Any, Callable
 
 from alerts import AlertEngine, AlertRule, load_rules
 from api_spec import openapi_spec
-from events import DEFAULT_MAX_CHARS, LEVELS, ChangeBell, EventLog, is_unicode_text
+from events import DEFAULT_MAX_CHARS, LEVELS, EventLog, is_unicode_text
 from guard import (RateLimiter, cookie_name, cookie_value, host_allowed, is_loopback, parse_cookies,
                    redact_secrets, token_matches, token_problem)
 from metrics import (DEFAULT_GAUGE_TTL_S, PROMETHEUS_CONTENT_TYPE, MetricsRegistry, RegistrySealed, Sampler,
                      encode_json, make_system_collector, render_prometheus, to_columns)
 from storage import DataDirInUse, Store, StorageError, open_store
+from streams import StreamHub, format_sse, metrics_frame, resync_frame
 
 __version__ = "0.1.0"
 
@@ -93,7 +85,6 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32  # nesting of arrays and objects in a request body
 MAX_EVENTS_LIMIT = 1000
 DEFAULT_EVENTS_LIMIT = 100
-LOG_FRAME_CACHE = 1024  # encoded log frames kept for sharing between streams
 
 STATIC_CONTENT_TYPES = {
     # Explicit, because Windows' registry can make mimetypes say text/plain for
@@ -118,49 +109,6 @@ def find_static_dir() -> Path:
         if installed.is_dir():
             return installed.resolve()
     return beside
-
-
-# --------------------------------------------------------------------------
-# SSE frames
-# --------------------------------------------------------------------------
-
-_NEWLINES = re.compile(r"\r\n|\r|\n")
-
-
-def format_sse(
-    *,
-    data: str | None = None,
-    event: str | None = None,
-    id: int | str | None = None,
-    retry: int | None = None,
-    comment: str | None = None,
-) -> bytes:
-    """Encode one server-sent event frame (WHATWG HTML, "Parsing an event stream").
-
-    >>> format_sse(event="metrics", data='{"seq":1}')
-    b'event: metrics\\ndata: {"seq":1}\\n\\n'
-    """
-    lines = []
-    if comment is not None:
-        lines.extend(": " + part for part in _NEWLINES.split(comment))
-    if retry is not None:
-        if not isinstance(retry, int) or isinstance(retry, bool):
-            raise TypeError("retry must be an int (milliseconds)")
-        lines.append("retry: %d" % retry)
-    if id is not None:
-        lines.append("id: " + _NEWLINES.sub("", str(id)))
-    if event is not None:
-        event = _NEWLINES.sub("", event)
-        if event == "error":
-            # EventSource fires its own "error" event; a server one is indistinguishable.
-            raise ValueError("an SSE event must not be named 'error'")
-        lines.append("event: " + event)
-    if data is not None:
-        lines.extend("data: " + part for part in _NEWLINES.split(data))
-    return ("\n".join(lines) + "\n\n").encode("utf-8")
-
-
-HEARTBEAT_FRAME = format_sse(comment="ping")
 
 
 # --------------------------------------------------------------------------
@@ -319,50 +267,6 @@ def _quoted(text: str, limit: int = 40) -> str:
 # --------------------------------------------------------------------------
 
 
-# Linux 6.16+ gives each process its own futex hash table, sized for its CPU
-# count (16 buckets on 2 cores), not its thread count. Every stream thread
-# sleeps on a futex, so with thousands of streams each wake-up walked a bucket
-# of hundreds of sleepers under a spin lock: measured at 10,000 streams, 63 %
-# of the server's CPU was futex_wake and delivery collapsed to 23 %
-# (README, "Performance"). 4096 buckets keep about 2 sleepers per bucket there.
-FUTEX_HASH_SLOTS = 4096
-_PR_FUTEX_HASH, _PR_FUTEX_HASH_SET_SLOTS, _PR_FUTEX_HASH_GET_SLOTS = 78, 1, 2
-
-
-def _prctl() -> Any:
-    import ctypes  # here, not at the top: only Linux needs it, and it costs 0.7 MiB
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    return prctl
-
-
-def futex_hash_slots() -> int:
-    """This process's futex hash buckets: 0 before its first thread, -1 where
-    there is no per-process hash (Linux before 6.16, Windows, macOS)."""
-    if not sys.platform.startswith("linux"):
-        return -1
-    try:
-        return _prctl()(_PR_FUTEX_HASH, _PR_FUTEX_HASH_GET_SLOTS, 0, 0, 0)
-    except (OSError, AttributeError):
-        return -1
-
-
-def widen_futex_hash(slots: int = FUTEX_HASH_SLOTS) -> bool:
-    """Give this process a futex hash with ``slots`` buckets, if it has fewer.
-
-    Linux 6.16 and later only; elsewhere it does nothing and returns False.
-    """
-    current = futex_hash_slots()
-    if current < 0:
-        return False
-    if current >= slots:
-        return True
-    # Set before the first thread too (current is 0 then): the kernel keeps a size set here.
-    return _prctl()(_PR_FUTEX_HASH, _PR_FUTEX_HASH_SET_SLOTS, slots, 0, 0) == 0
-
-
 class DashboardServer(ThreadingHTTPServer):
     """The HTTP server holding the wired application state.
 
@@ -376,9 +280,6 @@ class DashboardServer(ThreadingHTTPServer):
     write_timeout_s = STREAM_WRITE_TIMEOUT_S
     request_timeout_s = REQUEST_TIMEOUT_S
     max_clients = DEFAULT_MAX_CLIENTS
-    # From this many open streams on, a thread per stream needs a larger futex
-    # hash (FUTEX_HASH_SLOTS). Not from the start: ctypes costs 0.7 MiB at idle.
-    many_streams = 64
     token: str | None = None
     allowed_hosts: tuple = ()
     cors_origin: str | None = None
@@ -390,11 +291,10 @@ class DashboardServer(ThreadingHTTPServer):
     # SO_REUSEADDR on Windows lets a second server share the port silently (cpython#85307).
     allow_reuse_address = os.name != "nt"
 
-    def __init__(self, address: tuple, registry: MetricsRegistry, events: EventLog,
-                 bell: ChangeBell, static_dir: Path) -> None:
+    def __init__(self, address: tuple, registry: MetricsRegistry, events: EventLog, static_dir: Path) -> None:
         self.registry = registry
         self.events = events
-        self.bell = bell
+        self.hub: StreamHub | None = None
         self.static_dir = static_dir.resolve()
         self.sampler: Sampler | None = None
         self.alerts: AlertEngine | None = None
@@ -404,11 +304,7 @@ class DashboardServer(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self.started_monotonic = time.monotonic()
         self.boot_id = uuid.uuid4().hex[:12]
-        self._lock = threading.Lock()
-        self._stream_clients = 0
-        self._dropped = 0
-        self._frame_cache: tuple = (None, b"")
-        self._log_frames: dict[int, bytes] = {}
+        self._handed_off: set[int] = set()  # ids of sockets the stream hub now owns
         self.post_limiter = RateLimiter(DEFAULT_POST_RATE_PER_S, burst=2 * DEFAULT_POST_RATE_PER_S)
         super().__init__(address, DashboardHandler)
 
@@ -433,59 +329,31 @@ class DashboardServer(ThreadingHTTPServer):
     def uptime_s(self) -> float:
         return round(time.monotonic() - self.started_monotonic, 3)
 
-    def stream_opened(self) -> bool:
-        """Count a new stream, or return False when ``max_clients`` are already open."""
-        with self._lock:
-            if self._stream_clients >= self.max_clients:
-                return False
-            self._stream_clients += 1
-            many = self._stream_clients == self.many_streams
-        if many:
-            widen_futex_hash()  # once it is wide this is one prctl() that changes nothing
-        return True
-
-    def stream_closed(self, dropped: bool) -> None:
-        with self._lock:
-            self._stream_clients -= 1
-            self._dropped += int(dropped)
-
-    def metrics_frame(self, body: bytes) -> bytes:
-        """The SSE frame for a snapshot's JSON, built once per tick and shared by every stream."""
-        cached = self._frame_cache
-        if cached[0] is not body:
-            cached = (body, _metrics_frame(body))
-            self._frame_cache = cached  # a race only builds the same bytes twice
-        return cached[1]
-
-    def log_frame(self, event: Any) -> bytes:
-        """An event's SSE frame, encoded once and shared by every stream (not once per client)."""
-        frame = self._log_frames.get(event.id)  # a dict read needs no lock
-        if frame is None:
-            frame = _log_frame(event)
-            with self._lock:
-                self._log_frames[event.id] = frame
-                if len(self._log_frames) > 2 * LOG_FRAME_CACHE:
-                    # Keep the newest: streams only ask for recent events, replays are rare.
-                    keep = sorted(self._log_frames)[-LOG_FRAME_CACHE:]
-                    self._log_frames = {i: self._log_frames[i] for i in keep}
-        return frame
-
     def stats(self) -> dict:
-        with self._lock:
-            clients, dropped = self._stream_clients, self._dropped
-        return {"clients": clients, "dropped": dropped, "uptime": self.uptime_s()}
+        hub = self.hub
+        return {"clients": hub.clients if hub else 0, "dropped": hub.dropped if hub else 0, "uptime": self.uptime_s()}
+
+    def hand_off(self, sock: socket.socket) -> None:
+        """``sock`` belongs to the stream hub now: the request's end must not close it."""
+        self._handed_off.add(id(sock))
+
+    def shutdown_request(self, request: Any) -> None:
+        if id(request) in self._handed_off:
+            self._handed_off.discard(id(request))
+            return
+        super().shutdown_request(request)
 
     def shutdown(self) -> None:
-        """Stop serving; wake every stream so it ends now rather than at its next heartbeat."""
+        """Stop serving (streams are closed by ``server_close``)."""
         self.stopping.set()
-        self.bell.ring()
         super().shutdown()
 
     def server_close(self) -> None:
         """Stop, writing everything acknowledged: the registry takes no more updates
         (a request still running gets 503), then storage writes its final state."""
         self.stopping.set()
-        self.bell.ring()
+        if self.hub is not None:
+            self.hub.stop()
         self.registry.seal()
         if self.sampler is not None:
             self.sampler.stop()
@@ -990,25 +858,18 @@ class DashboardHandler(BaseHTTPRequestHandler):
     # --- the stream ----------------------------------------------------------
 
     def stream_metrics(self) -> None:
-        """Send ``text/event-stream`` until the client leaves or the server stops.
-
-        Flow: open (headers, ``retry:``, the current snapshot, replay after
-        Last-Event-ID), then wait on the bell and send what is new, with a
-        ``: ping`` after ``HEARTBEAT_S`` of silence. See README "How the stream works".
-        """
+        """Open ``text/event-stream``: headers, ``retry:``, the current snapshot (and a
+        ``resync`` if the client's last id means nothing here), then hand the socket to
+        the stream hub, which sends everything after (README "How the stream works")."""
         server = self.server
         last_event_id = parse_last_event_id(self.headers.get("Last-Event-ID"))
         if last_event_id is None:
             last_event_id = parse_last_event_id(self.query_value("lastEventId"))
-        # A reader that stops reading fills its socket buffer; then a write blocks
-        # at most this long and the client is dropped (werkzeug#1649).
-        set_send_timeout(self.connection, server.write_timeout_s)
-        # Frames are small and must go now, not when Nagle's algorithm decides.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if not server.stream_opened():
+        hub = server.hub
+        if not hub.reserve(server.max_clients):
             raise HTTPError(503, "too many stream clients (at most %d); poll /api/metrics instead" % server.max_clients,
                             (("Retry-After", "10"),))
-        dropped = False
+        added = False
         try:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -1017,55 +878,33 @@ class DashboardHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")  # the body ends when the connection does
             self._send_common_headers()
             self.end_headers()
+            self.close_connection = True
             if self.command == "HEAD":
                 return None
-            seen = server.bell.generation
             snapshot, body = server.sampler.latest()
-            last_seq = snapshot["seq"]
-            frames = [format_sse(retry=RETRY_MS), server.metrics_frame(body)]
+            frames = [format_sse(retry=RETRY_MS), metrics_frame(body)]
             cursor = server.events.last_id
             epoch = self.query_value("epoch")
-            if epoch is not None and epoch != server.events_epoch and last_event_id is not None:
-                # The client's ids come from another run of the server: none of them mean anything here.
-                frames.append(_resync_frame(cursor))
-            elif last_event_id is not None:
-                replay = server.events.replay(last_event_id)
-                if replay.complete:
-                    frames.extend(server.log_frame(e) for e in replay.events)
-                    cursor = replay.events[-1].id if replay.events else last_event_id
+            if last_event_id is not None:
+                if (epoch is not None and epoch != server.events_epoch) or not (
+                        server.events.first_id - 1 <= last_event_id <= cursor):
+                    # From another run of the server, from the future, or already evicted.
+                    frames.append(resync_frame(cursor))
                 else:
-                    frames.append(_resync_frame(replay.last_id))
-                    cursor = replay.last_id
+                    cursor = last_event_id  # the hub replays what came after it
                 log.debug("stream from %s resumed after id %s", self.client_address, last_event_id)
+            # Frames are small and must go now, not when Nagle's algorithm decides.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.connection.settimeout(server.write_timeout_s)
             self.wfile.write(b"".join(frames))
-            last_write = time.monotonic()
-            while not server.stopping.is_set():
-                wait_s = max(0.0, last_write + server.heartbeat_s - time.monotonic())
-                seen = server.bell.wait(seen, timeout=wait_s)
-                if server.stopping.is_set():
-                    break
-                frames = []
-                new_events = server.events.since(cursor)
-                if new_events:
-                    frames.extend(server.log_frame(e) for e in new_events)
-                    cursor = new_events[-1].id
-                snapshot, body = server.sampler.latest()
-                if snapshot["seq"] != last_seq:
-                    last_seq = snapshot["seq"]
-                    frames.append(server.metrics_frame(body))
-                if not frames and time.monotonic() - last_write >= server.heartbeat_s:
-                    frames.append(HEARTBEAT_FRAME)
-                if frames:
-                    self.wfile.write(b"".join(frames))
-                    last_write = time.monotonic()
-        except (socket.timeout, BlockingIOError):
-            dropped = True
-            log.debug("stream to %s dropped: not reading for %ss", self.client_address, server.write_timeout_s)
-        except ConnectionError as exc:  # BrokenPipe, Reset, Aborted (WinError 10053/10054)
-            log.debug("stream to %s closed by client: %s", self.client_address, exc)
+            server.hand_off(self.connection)
+            hub.add(self.connection, cursor=cursor, seq=snapshot["seq"])
+            added = True
+        except (socket.timeout, ConnectionError) as exc:  # gone during the handshake
+            log.debug("stream to %s ended before it started: %s", self.client_address, exc)
         finally:
-            server.stream_closed(dropped)
-            self.close_connection = True
+            if not added:
+                hub.release()
         return None
 
 
@@ -1089,35 +928,6 @@ class _DeadlineReader(io.RawIOBase):
             raise socket.timeout("request not received in time")
         self._sock.settimeout(left)
         return self._sock.recv_into(buffer)
-
-
-def set_send_timeout(sock: socket.socket, seconds: float) -> None:
-    """Make a send block at most ``seconds``, in the kernel (SO_SNDTIMEO).
-
-    Not ``sock.settimeout()``: that makes CPython poll() before every send,
-    one more system call and one more GIL hand-over per frame per client.
-    The socket stays blocking; a send that times out fails with EAGAIN
-    (BlockingIOError) on POSIX, WSAETIMEDOUT (socket.timeout) on Windows.
-    """
-    sock.settimeout(None)
-    if os.name == "nt":
-        value = struct.pack("=L", max(1, int(seconds * 1000)))  # a DWORD of milliseconds
-    else:
-        whole = int(seconds)
-        value = struct.pack("@ll", whole, int((seconds - whole) * 1e6))  # struct timeval
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
-
-
-def _metrics_frame(body: bytes) -> bytes:
-    return b"event: metrics\ndata: " + body + b"\n\n"
-
-
-def _log_frame(event: Any) -> bytes:
-    return format_sse(id=event.id, event="log", data=event.json)
-
-
-def _resync_frame(last_id: int) -> bytes:
-    return format_sse(id=last_id, event="resync", data='{"last_id":%d}' % last_id)
 
 
 def _reject_constant(name: str) -> None:
@@ -1176,15 +986,14 @@ def build_app(
     >>> threading.Thread(target=server.serve_forever, daemon=True).start()
     >>> server.events.post("info", "hello")      # in-process use
     """
-    bell = ChangeBell()
     registry = MetricsRegistry(gauge_ttl_s=gauge_ttl_s)
     store, storage_problem = _open_storage(data_dir, dict({"interval_s": interval_s}, **(storage_options or {})))
     try:
-        events = _event_log(store, storage_problem, max_events, max_event_chars, bell)
+        events = _event_log(store, storage_problem, max_events, max_event_chars)
         if store is not None:
             registry.restore(*store.metric_state())  # totals and gauges continue where they stopped
             store.state_source = registry.state
-        server = DashboardServer((host, port), registry, events, bell, static_dir or find_static_dir())
+        server = DashboardServer((host, port), registry, events, static_dir or find_static_dir())
     except BaseException:
         if store is not None:
             store.close()
@@ -1203,11 +1012,14 @@ def build_app(
     server.max_clients = max_clients
     server.post_limiter = RateLimiter(post_rate_per_s, burst=max(10.0, 2 * post_rate_per_s))
     server.alerts = AlertEngine(list(alert_rules), post=functools.partial(_post_notice, events))
+    hub = server.hub = StreamHub(events, lambda: server.sampler.latest(), heartbeat_s=heartbeat_s,
+                                 write_timeout_s=write_timeout_s)
+    events.on_post = hub.wake  # an event goes out the moment it is posted
     sampler = Sampler(
         registry,
         make_system_collector(psutil),
         interval_s=interval_s,
-        on_sample=bell.ring,
+        on_sample=hub.wake,
         server_stats=server.stats,
         extra=dict({"boot_id": server.boot_id, "events_epoch": server.events_epoch}, **({"demo": True} if demo else {})),
         enrich=server.alerts.evaluate,
@@ -1218,6 +1030,7 @@ def build_app(
         if store is not None:
             store.start()
         sampler.start()
+        hub.start()
         if demo:
             from demo import DemoFeeder
 
@@ -1251,17 +1064,16 @@ def _post_notice(events: EventLog, level: str, message: str, **fields: Any) -> N
         events.post(level, message, durable=False, **fields)
 
 
-def _event_log(store: Store | None, problem: str | None, max_events: int, max_chars: int,
-               bell: ChangeBell) -> EventLog:
+def _event_log(store: Store | None, problem: str | None, max_events: int, max_chars: int) -> EventLog:
     if store is not None:
-        return EventLog(maxlen=max_events, max_chars=max_chars, on_post=bell.ring, persist=store.insert_event,
+        return EventLog(maxlen=max_events, max_chars=max_chars, persist=store.insert_event,
                         initial=store.recent_events(max_events, max_chars), last_id=store.last_event_id())
     if problem is not None:
         def refuse(event: Any) -> None:
             raise StorageError("storage is unavailable: %s" % problem)
 
-        return EventLog(maxlen=max_events, max_chars=max_chars, on_post=bell.ring, persist=refuse)
-    return EventLog(maxlen=max_events, max_chars=max_chars, on_post=bell.ring)
+        return EventLog(maxlen=max_events, max_chars=max_chars, persist=refuse)
+    return EventLog(maxlen=max_events, max_chars=max_chars)
 
 
 def default_data_dir() -> Path:

@@ -1,12 +1,10 @@
-"""EventLog and ChangeBell: ids, bounds, queries, validation, wake-ups."""
-
-import threading
+"""EventLog: ids, bounds, queries, validation."""
 
 import pytest
 
 import events
 from conftest import check_public_names
-from events import LEVELS, ChangeBell, EventLog
+from events import LEVELS, EventLog
 
 
 def test_all_lists_exactly_the_public_names():
@@ -106,67 +104,3 @@ def test_levels_are_the_documented_three():
     assert LEVELS == ("info", "warning", "error")
 
 
-def test_bell_wait_returns_at_once_when_a_ring_happened_since_seen():
-    bell = ChangeBell()
-    seen = bell.generation
-    bell.ring()
-    assert bell.wait(seen, timeout=0) == seen + 1
-
-
-def test_bell_wait_times_out_without_a_ring():
-    bell = ChangeBell()
-    assert bell.wait(bell.generation, timeout=0.01) == bell.generation
-
-
-def test_bell_wakes_every_waiter():
-    bell = ChangeBell()
-    seen = bell.generation
-    woke = []
-    ready = threading.Barrier(6)
-
-    def waiter():
-        ready.wait()
-        woke.append(bell.wait(seen, timeout=5))
-
-    threads = [threading.Thread(target=waiter) for _ in range(5)]
-    for t in threads:
-        t.start()
-    ready.wait()
-    bell.ring()
-    for t in threads:
-        t.join(5)
-    assert woke == [seen + 1] * 5
-
-
-def test_bell_wakes_thousands_of_waiters_in_turn_and_none_is_left_behind():
-    bell = ChangeBell()
-    seen = bell.generation
-    woke = []
-    threads = [threading.Thread(target=lambda: woke.append(bell.wait(seen, timeout=10))) for _ in range(500)]
-    for t in threads:
-        t.start()
-    from conftest import wait_until
-
-    wait_until(lambda: len(bell._waiters) == 500, message="500 waiters")
-    bell.ring()
-    for t in threads:
-        t.join(10)
-    assert woke == [seen + 1] * 500
-
-
-def test_bell_waiters_that_time_out_around_a_ring_never_break_the_chain():
-    bell = ChangeBell()
-    results = []
-
-    def waiter(timeout):
-        results.append(bell.wait(bell.generation, timeout=timeout))
-
-    for _ in range(20):  # short timeouts race the ring
-        threads = [threading.Thread(target=waiter, args=(0.001 * (i % 5),)) for i in range(50)]
-        for t in threads:
-            t.start()
-        bell.ring()
-        for t in threads:
-            t.join(5)
-            assert not t.is_alive()
-    assert len(results) == 1000

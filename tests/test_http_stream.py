@@ -3,15 +3,12 @@
 import json
 import logging
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-import sse_server
-from conftest import ROOT, SSEReader, wait_until
+from conftest import SSEReader, wait_until
 
 
 def stream_threads():
@@ -196,35 +193,3 @@ def test_shutdown_with_open_streams_is_prompt(make_server):
 def test_head_on_the_stream_sends_headers_only(server):
     status, headers, body = server.request("HEAD", "/api/metrics/stream")
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream") and body == b""
-
-
-FUTEX_PROBE = """
-import socket, sys, threading
-sys.path.insert(0, sys.argv[1])
-import sse_server
-server = sse_server.build_app(port=0, psutil=False, interval_s=0.2)
-server.many_streams = 3
-threading.Thread(target=server.serve_forever, daemon=True).start()
-
-def open_stream():
-    sock = socket.create_connection(server.server_address[:2])
-    sock.sendall(b"GET /api/metrics/stream HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
-    sock.recv(1)  # the headers: the stream is counted
-    return sock
-
-streams = [open_stream() for _ in range(2)]
-few = sse_server.futex_hash_slots()  # the kernel's default for this process
-streams.append(open_stream())
-print(few, sse_server.futex_hash_slots())
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux kernel setting")
-def test_many_streams_get_a_large_futex_hash():
-    """With thousands of stream threads asleep, the kernel's 16-bucket futex hash made every wake-up slow."""
-    probe = subprocess.run([sys.executable, "-c", FUTEX_PROBE, str(ROOT)], capture_output=True, text=True,
-                           timeout=60, check=True)
-    few, many = (int(x) for x in probe.stdout.split())
-    if few < 0:
-        pytest.skip("this kernel has no per-process futex hash (Linux < 6.16)")
-    assert few < sse_server.FUTEX_HASH_SLOTS <= many

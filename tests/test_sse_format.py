@@ -2,7 +2,7 @@
 
 import pytest
 
-from sse_server import HEARTBEAT_FRAME, format_sse
+from streams import HEARTBEAT_FRAME, format_sse
 
 
 @pytest.mark.parametrize(

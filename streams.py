@@ -1,0 +1,336 @@
+"""The stream hub: one thread writes every open ``text/event-stream``.
+
+One concept: fan-out. A request handler checks access, sends the headers, the
+``retry:`` line and the current snapshot, then hands the socket to the hub with
+the id of the last event the client has; its thread goes back to the pool.
+
+Invariants:
+- one thread (``stream-hub``) owns every handed-over socket, and only it writes
+  to them, with non-blocking sends, so frames never interleave and no stream
+  can hold up another;
+- each new frame is encoded once and the same bytes go to every stream that is
+  caught up;
+- a stream's backlog (what its kernel buffer would not take yet) is small:
+  events are queued for it only while its backlog is under ``LOW_WATER``, the
+  rest wait in the event log behind its cursor. So a replay after
+  ``Last-Event-ID`` is written incrementally, and memory per client is bounded;
+- metrics frames are latest-wins: a stream that is behind skips stale
+  snapshots; events are never skipped silently: a stream whose cursor falls
+  out of the log gets ``event: resync``, exactly as a reconnect would;
+- a stream that accepts nothing for ``write_timeout_s``, or whose backlog passes
+  ``max_backlog_bytes``, is dropped (counted in ``dropped``); one that was
+  closed is forgotten at its next write (at the latest the heartbeat);
+- ``select()`` watches only backlogged sockets, in groups below Windows' limit
+  of 512 per call: the code path is the same on every OS.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+from events import EventLog
+
+__all__ = ["StreamHub", "format_sse", "HEARTBEAT_FRAME", "metrics_frame", "log_frame", "resync_frame"]
+
+log = logging.getLogger(__name__)
+
+LOW_WATER = 64 * 1024            # queue more events for a stream only below this backlog
+DEFAULT_MAX_BACKLOG = 1024 * 1024
+SELECT_GROUP = 500               # Windows' select() takes at most 512 sockets per call
+EVENT_BATCH = 64                 # events read from the log per step of a catch-up
+FRAME_CACHE = 1024               # encoded frames of the newest events, shared by catch-ups
+
+
+def format_sse(*, data: str | None = None, event: str | None = None, id: int | str | None = None,
+               retry: int | None = None, comment: str | None = None) -> bytes:
+    """Encode one server-sent event frame (WHATWG HTML, "Parsing an event stream").
+
+    >>> format_sse(event="metrics", data='{"seq":1}')
+    b'event: metrics\\ndata: {"seq":1}\\n\\n'
+    """
+    lines = []
+    if comment is not None:
+        lines.extend(": " + part for part in _split_lines(comment))
+    if retry is not None:
+        if not isinstance(retry, int) or isinstance(retry, bool):
+            raise TypeError("retry must be an int (milliseconds)")
+        lines.append("retry: %d" % retry)
+    if id is not None:
+        lines.append("id: " + "".join(_split_lines(str(id))))
+    if event is not None:
+        event = "".join(_split_lines(event))
+        if event == "error":
+            # EventSource fires its own "error" event; a server one is indistinguishable.
+            raise ValueError("an SSE event must not be named 'error'")
+        lines.append("event: " + event)
+    if data is not None:
+        lines.extend("data: " + part for part in _split_lines(data))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def _split_lines(text: str) -> list[str]:
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+HEARTBEAT_FRAME = format_sse(comment="ping")
+
+
+def metrics_frame(body: bytes) -> bytes:
+    return b"event: metrics\ndata: " + body + b"\n\n"
+
+
+def log_frame(event: Any) -> bytes:
+    return format_sse(id=event.id, event="log", data=event.json)
+
+
+def resync_frame(last_id: int) -> bytes:
+    # It carries an id: that sets the browser's last-event-ID buffer (WHATWG HTML,
+    # "dispatch"), so the next reconnect asks from the current id.
+    return format_sse(id=last_id, event="resync", data='{"last_id":%d}' % last_id)
+
+
+class _Stream:
+    __slots__ = ("sock", "cursor", "seq", "backlog", "backlog_bytes", "pending_metrics", "last_write",
+                 "last_progress")
+
+    def __init__(self, sock: socket.socket, cursor: int, seq: int, now: float) -> None:
+        self.sock = sock
+        self.cursor = cursor            # the last event id queued for it
+        self.seq = seq                  # the last snapshot seq queued for it
+        self.backlog: deque[bytes] = deque()
+        self.backlog_bytes = 0
+        self.pending_metrics: bytes | None = None  # latest-wins, queued when the backlog is empty
+        self.last_write = now
+        self.last_progress = now
+
+    def queue(self, frame: bytes) -> None:
+        self.backlog.append(frame)
+        self.backlog_bytes += len(frame)
+
+
+class StreamHub:
+    """Every open stream, written by one thread.
+
+    >>> hub = StreamHub(events, sampler.latest)
+    >>> hub.start()
+    >>> events = EventLog(on_post=hub.wake)        # and Sampler(on_sample=hub.wake)
+    >>> hub.add(sock, cursor=events.last_id, seq=snapshot["seq"])   # from a request handler
+    """
+
+    def __init__(self, events: EventLog, latest: Callable[[], tuple[dict, bytes]], *,
+                 heartbeat_s: float = 15.0, write_timeout_s: float = 10.0,
+                 max_backlog_bytes: int = DEFAULT_MAX_BACKLOG, select_group: int = SELECT_GROUP,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.events = events
+        self._latest = latest
+        self.heartbeat_s = heartbeat_s
+        self.write_timeout_s = write_timeout_s
+        self.max_backlog_bytes = max_backlog_bytes
+        self.select_group = select_group
+        self._clock = clock
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._incoming: deque[_Stream] = deque()
+        self._streams: list[_Stream] = []
+        self._count_lock = threading.Lock()
+        self._count = 0
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._cursor = events.last_id
+        self._seq: int | None = None
+        self._metrics: bytes | None = None
+        self._frames: dict[int, bytes] = {}
+
+    # --- called from other threads ---------------------------------------------------
+
+    @property
+    def clients(self) -> int:
+        return self._count
+
+    def reserve(self, limit: int) -> bool:
+        """Count a stream about to be added, or False when ``limit`` are open."""
+        with self._count_lock:
+            if self._count >= limit:
+                return False
+            self._count += 1
+            return True
+
+    def release(self) -> None:
+        """Give back a reservation that was not added (the client left during the handshake)."""
+        with self._count_lock:
+            self._count -= 1
+
+    def add(self, sock: socket.socket, cursor: int, seq: int) -> None:
+        """Take over ``sock`` (reserved first): events after ``cursor`` and snapshots after
+        ``seq`` are the hub's to send. The caller must not close the socket."""
+        sock.setblocking(False)
+        self._incoming.append(_Stream(sock, cursor, seq, self._clock()))
+        self.wake()
+
+    def wake(self) -> None:
+        """Something new to send (a sample, an event): safe from any thread, never blocks."""
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # the pipe is full (a wake-up is pending anyway) or closed (stopping)
+            pass
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="stream-hub", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Close every stream and end the thread."""
+        self._stop.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        for sock in (self._wake_r, self._wake_w):
+            sock.close()
+
+    # --- the hub thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._wait()
+                if self._stop.is_set():
+                    break
+                self._step()
+        except Exception:  # a bug here must not leave streams open and silent
+            log.exception("the stream hub failed; closing every stream")
+        finally:
+            for stream in list(self._streams) + list(self._incoming):
+                self._close(stream)
+            self._streams, self._incoming = [], deque()
+
+    def _wait(self) -> None:
+        backlogged = [s.sock for s in self._streams if s.backlog or s.pending_metrics or s.cursor < self._cursor]
+        timeout = 0.5 if not backlogged else min(0.5, self.write_timeout_s / 4)
+        groups = [backlogged[i:i + self.select_group] for i in range(0, len(backlogged), self.select_group)]
+        try:
+            select.select([self._wake_r], groups[0] if groups else [], [], timeout)
+        except (OSError, ValueError):
+            pass  # a socket closed under us: the sends below find out which
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            pass
+
+    def _step(self) -> None:
+        now = self._clock()
+        while self._incoming:
+            self._streams.append(self._incoming.popleft())
+        snapshot, body = self._latest()
+        if snapshot["seq"] != self._seq:
+            self._seq, self._metrics = snapshot["seq"], metrics_frame(body)
+        before = self._cursor
+        first = self.events.first_id
+        new_events = self.events.since(before)
+        # If events came and went before this step saw them, no stream may take the
+        # shared frames as "everything new": each catches up, and so learns of the gap.
+        in_order = before >= first - 1  # (and a burst larger than LOW_WATER is sent by catching up too)
+        shared = b""
+        if new_events:
+            for event in new_events:
+                self._frames[event.id] = log_frame(event)
+            shared = b"".join(self._frames[e.id] for e in new_events)
+            self._cursor = new_events[-1].id
+            if len(self._frames) > 2 * FRAME_CACHE:
+                for old in sorted(self._frames)[:-FRAME_CACHE]:
+                    del self._frames[old]
+        kept = []
+        for stream in self._streams:
+            if in_order and stream.cursor == before and stream.backlog_bytes + len(shared) <= LOW_WATER:
+                if shared:
+                    stream.queue(shared)
+                stream.cursor = self._cursor
+            if stream.seq != self._seq:
+                stream.seq = self._seq
+                stream.pending_metrics = self._metrics
+            if (not stream.backlog and stream.pending_metrics is None and stream.cursor >= self._cursor
+                    and now - stream.last_write >= self.heartbeat_s):
+                stream.queue(HEARTBEAT_FRAME)
+            if self._send(stream, now):
+                kept.append(stream)
+        self._streams = kept
+
+    def _send(self, stream: _Stream, now: float) -> bool:
+        """Queue and send until the socket is full or the stream has everything; False once it is gone."""
+        while True:
+            if stream.cursor < self._cursor:
+                self._catch_up(stream)
+            if not self._flush(stream, now):
+                return False
+            if stream.backlog or stream.cursor >= self._cursor:
+                return True  # its kernel buffer is full (select says when it drains), or it is caught up
+
+    def _catch_up(self, stream: _Stream) -> None:
+        """Queue the events after a stream's cursor, a batch at a time while its backlog is small."""
+        while stream.backlog_bytes < LOW_WATER and stream.cursor < self._cursor:
+            if stream.cursor < self.events.first_id - 1:
+                # What it has not seen is gone from the log: tell it, as a reconnect would be told.
+                stream.queue(resync_frame(self._cursor))
+                stream.cursor = self._cursor
+                return
+            batch = self.events.since(stream.cursor, limit=EVENT_BATCH)
+            if not batch:
+                stream.cursor = self._cursor
+                return
+            for event in batch:
+                if stream.backlog_bytes >= LOW_WATER:
+                    return  # the rest waits in the log: a replay is written as the client reads
+                frame = self._frames.get(event.id)
+                stream.queue(frame if frame is not None else log_frame(event))
+                stream.cursor = event.id
+
+    def _flush(self, stream: _Stream, now: float) -> bool:
+        """Send what the socket takes now; False when the stream is finished (closed or dropped)."""
+        try:
+            while True:
+                if not stream.backlog:
+                    if stream.pending_metrics is None:
+                        break
+                    stream.queue(stream.pending_metrics)
+                    stream.pending_metrics = None
+                data = stream.backlog[0]
+                sent = stream.sock.send(data)
+                stream.last_write = stream.last_progress = now
+                stream.backlog_bytes -= sent
+                if sent < len(data):
+                    stream.backlog[0] = data[sent:]
+                    break
+                stream.backlog.popleft()
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:  # reset, broken pipe, aborted (WinError 10053/10054)
+            log.debug("stream closed by the client: %s", exc)
+            self._close(stream)
+            return False
+        if not stream.backlog:
+            stream.last_progress = now
+        elif now - stream.last_progress > self.write_timeout_s or stream.backlog_bytes > self.max_backlog_bytes:
+            log.debug("stream dropped: it took nothing for %.0f s or fell %d bytes behind",
+                      now - stream.last_progress, stream.backlog_bytes)
+            self.dropped += 1
+            self._close(stream)
+            return False
+        return True
+
+    def _close(self, stream: _Stream) -> None:
+        try:
+            stream.sock.close()
+        except OSError:
+            pass
+        with self._count_lock:
+            self._count -= 1
