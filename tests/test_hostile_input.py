@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from conftest import SSEReader, wait_until
+from conftest import wait_until
 
 
 @pytest.fixture
