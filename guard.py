@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
+import math
 import re
 import threading
 import time
 import urllib.parse
 from collections import OrderedDict
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
 
 __all__ = ["token_matches", "token_problem", "host_allowed", "is_loopback", "RateLimiter", "cookie_name",
-           "cookie_value", "parse_cookies", "redact_secrets"]
+           "cookie_value", "parse_cookies", "redact_secrets", "Policy", "Decision", "check_access", "offered_token"]
 
 MAX_TOKEN_CHARS = 1000
 
@@ -156,3 +159,75 @@ class RateLimiter:
             while len(self._buckets) > self._max_clients:
                 self._buckets.popitem(last=False)
         return wait
+
+
+# --------------------------------------------------------------------------
+# The access decision for one request
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Policy:
+    """Who may do what: from the dashboard's configuration, fixed for its run."""
+
+    port: int
+    token: str | None = None
+    allowed_hosts: tuple = ()
+    cors_origin: str | None = None
+    writes: RateLimiter | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Not allowed (``status`` 4xx with ``message``), or a CORS preflight answered (204)."""
+
+    status: int
+    message: str = ""
+    headers: tuple = ()
+
+
+PREFLIGHT = Decision(204, headers=(
+    ("Access-Control-Allow-Methods", "GET, POST, DELETE"),
+    ("Access-Control-Allow-Headers", "Content-Type, Authorization, Last-Event-ID"),
+    ("Access-Control-Max-Age", "600"),
+))
+
+
+def check_access(policy: Policy, method: str, path: str, headers: Mapping[str, str],
+                 client: str) -> Decision | None:
+    """None when the request may go on to its handler; else what to answer instead.
+
+    In order: the Host header (DNS rebinding), a CORS preflight from the one allowed
+    origin, the token for the API, then for writes the Origin (CSRF) and the rate."""
+    if not host_allowed(headers.get("Host"), policy.allowed_hosts):
+        return Decision(421, "this server does not answer to that Host name (see --allow-host)")
+    origin = headers.get("Origin")
+    if method == "OPTIONS" and policy.cors_origin and origin == policy.cors_origin:
+        return PREFLIGHT
+    if (path.startswith("/api/") or path == "/metrics") and not token_matches(policy.token, offered_token(policy, headers)):
+        return Decision(401, "a valid token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN once)",
+                        (("WWW-Authenticate", "Bearer"),))
+    if method in ("POST", "DELETE"):
+        own = "http://" + (headers.get("Host") or "").lower()
+        if origin is not None and origin != own and origin != policy.cors_origin:
+            return Decision(403, "cross-site requests are refused (Origin %s)" % json.dumps(origin[:100]))
+        wait_s = policy.writes.allow(client) if policy.writes is not None else 0.0
+        if wait_s > 0:
+            return Decision(429, "too many requests: slow down", (("Retry-After", str(max(1, math.ceil(wait_s)))),))
+    return None
+
+
+def offered_token(policy: Policy, headers: Mapping[str, str]) -> str | None:
+    """The token a request offers: ``Authorization: Bearer``, else this dashboard's cookie."""
+    auth = headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return _header_text(auth[7:].strip())
+    return parse_cookies(headers.get("Cookie")).get(cookie_name(policy.port))
+
+
+def _header_text(value: str) -> str:
+    """A header value as the client meant it: http.server decodes header bytes as
+    Latin-1, so a UTF-8 token (é) arrives as mojibake unless it is decoded again."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value

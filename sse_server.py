@@ -26,7 +26,7 @@ if __name__ == "__main__":
     sys.modules.setdefault("ssl", None)  # type: ignore[assignment]
 
 import argparse
-import csv
+import dataclasses
 import errno
 import functools
 import io
@@ -50,10 +50,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-from alerts import AlertEngine, AlertRule, load_rules
+from alerts import AlertEngine, load_rules
 from api_spec import openapi_spec
 from events import DEFAULT_MAX_CHARS, LEVELS, EventLog, is_unicode_text
-from guard import (RateLimiter, cookie_name, cookie_value, host_allowed, is_loopback, parse_cookies,
+from exports import EVENTS_CSV_NAME, HISTORY_CSV_NAME, events_csv, history_csv, json_array_chunks
+from guard import (Decision, Policy, RateLimiter, check_access, cookie_name, cookie_value, is_loopback,
                    redact_secrets, token_matches, token_problem)
 from metrics import (DEFAULT_GAUGE_TTL_S, PROMETHEUS_CONTENT_TYPE, MetricsRegistry, RegistrySealed, Sampler,
                      encode_json, make_system_collector, render_prometheus, to_columns)
@@ -141,55 +142,13 @@ def json_response(obj: Any, status: int = HTTPStatus.OK) -> Response:
     return Response(status, encode_json(obj), JSON_TYPE)
 
 
-def csv_response(header: list, rows: Any, filename: str) -> Response:
-    """A streamed CSV download. Cells that a spreadsheet would run as a formula are quoted
-    with ``'`` (OWASP "CSV injection"): event text comes from clients."""
-
-    def lines() -> Any:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(header)
-        for i, row in enumerate(rows):
-            writer.writerow([_csv_cell(value) for value in row])
-            if out.tell() > 16384 or i == 0:  # the first row at once: a failing query fails before the 200
-                yield out.getvalue().encode("utf-8")
-                out.seek(0)
-                out.truncate()
-        yield out.getvalue().encode("utf-8")
-
-    return Response(200, lines(), "text/csv; charset=utf-8", (
-        ("Content-Disposition", 'attachment; filename="%s"' % filename),
-        ("Cache-Control", "no-store"),
-    ))
+def csv_download(chunks: Any, filename: str) -> Response:
+    return Response(200, chunks, "text/csv; charset=utf-8", (
+        ("Content-Disposition", 'attachment; filename="%s"' % filename), ("Cache-Control", "no-store")))
 
 
-def _history_csv(rows: Callable[[], Any]) -> Response:
-    """Wide CSV (one column per series): a first pass finds the series, a second writes the rows."""
-    names = sorted({name for _, flat in rows() for name in flat})
-    return csv_response(["ts", "time_utc"] + names,
-                        ([ts, _iso_utc(ts)] + [flat.get(n) for n in names] for ts, flat in rows()),
-                        "sse-dashboard-history.csv")
-
-
-def _events_csv(events: Any) -> Response:
-    rows = ([e.id, e.ts, _iso_utc(e.ts), e.level, e.source, e.message,
-             "" if e.data is None else json.dumps(e.data, ensure_ascii=False)] for e in events)
-    return csv_response(["id", "ts", "time_utc", "level", "source", "message", "data"], rows,
-                        "sse-dashboard-events.csv")
-
-
-def _streamed_json(opening: str, items: Any, closing: str) -> Response:
-    def chunks() -> Any:
-        parts = [opening.encode("utf-8")]
-        for i, item in enumerate(items):
-            parts.append(b"," + item if i else item)
-            if i == 0 or len(parts) >= 64:  # the first item at once: a failing query fails before the 200
-                yield b"".join(parts)
-                parts = []
-        parts.append(closing.encode("utf-8"))
-        yield b"".join(parts)
-
-    return Response(200, chunks(), JSON_TYPE, (("Cache-Control", "no-store"),))
+def json_stream(chunks: Any) -> Response:
+    return Response(200, chunks, JSON_TYPE, (("Cache-Control", "no-store"),))
 
 
 def _parse_time(value: str | None, name: str) -> float | None:
@@ -202,18 +161,6 @@ def _parse_time(value: str | None, name: str) -> float | None:
     if not math.isfinite(number):
         raise HTTPError(400, "%s must be a time in unix seconds" % name)
     return number
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def _iso_utc(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + ".%03dZ" % int(round((ts % 1) * 1000) % 1000)
 
 
 # ASCII digits only: str.isdigit() and int() also take "²" and other scripts' digits.
@@ -270,19 +217,10 @@ def _quoted(text: str, limit: int = 40) -> str:
 class DashboardServer(ThreadingHTTPServer):
     """The HTTP server holding the wired application state.
 
-    Attributes: ``registry``, ``events``, ``sampler``, ``bell``,
-    ``stopping`` (set on shutdown; every stream loop checks it), ``static_dir``.
-    Class variables that may be overridden (or set per instance by
-    ``build_app``): ``heartbeat_s``, ``write_timeout_s``.
+    Attributes: ``config`` (a frozen ``Config``), ``policy`` (``guard.Policy``),
+    ``registry``, ``events``, ``sampler``, ``hub``, ``alerts``, ``store``,
+    ``stopping`` (set on shutdown), ``static_dir``. ``build_app`` wires them.
     """
-
-    heartbeat_s = HEARTBEAT_S
-    write_timeout_s = STREAM_WRITE_TIMEOUT_S
-    request_timeout_s = REQUEST_TIMEOUT_S
-    max_clients = DEFAULT_MAX_CLIENTS
-    token: str | None = None
-    allowed_hosts: tuple = ()
-    cors_origin: str | None = None
 
     daemon_threads = True
     # A listen backlog of 5 (the socketserver default) refuses connections when
@@ -291,11 +229,12 @@ class DashboardServer(ThreadingHTTPServer):
     # SO_REUSEADDR on Windows lets a second server share the port silently (cpython#85307).
     allow_reuse_address = os.name != "nt"
 
-    def __init__(self, address: tuple, registry: MetricsRegistry, events: EventLog, static_dir: Path) -> None:
+    def __init__(self, config: Config, registry: MetricsRegistry, events: EventLog) -> None:
+        self.config = config
         self.registry = registry
         self.events = events
         self.hub: StreamHub | None = None
-        self.static_dir = static_dir.resolve()
+        self.static_dir = (config.static_dir or find_static_dir()).resolve()
         self.sampler: Sampler | None = None
         self.alerts: AlertEngine | None = None
         self.store: Store | None = None
@@ -305,8 +244,10 @@ class DashboardServer(ThreadingHTTPServer):
         self.started_monotonic = time.monotonic()
         self.boot_id = uuid.uuid4().hex[:12]
         self._handed_off: set[int] = set()  # ids of sockets the stream hub now owns
-        self.post_limiter = RateLimiter(DEFAULT_POST_RATE_PER_S, burst=2 * DEFAULT_POST_RATE_PER_S)
-        super().__init__(address, DashboardHandler)
+        super().__init__((config.host, config.port), DashboardHandler)
+        self.policy = Policy(port=self.server_port, token=config.token, allowed_hosts=config.allowed_hosts,
+                             cors_origin=config.cors_origin,
+                             writes=RateLimiter(config.post_rate_per_s, burst=max(10.0, 2 * config.post_rate_per_s)))
 
     def server_bind(self) -> None:
         # Not HTTPServer.server_bind: its getfqdn() can stall ~30 s on reverse DNS (pip#13742).
@@ -390,7 +331,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         # One deadline for the wait, the request line, headers and body together: a client
         # that sends a byte at a time (slowloris), or keeps a connection idle, is dropped
         # after request_timeout_s instead of holding a thread.
-        self._reader.deadline = time.monotonic() + self.server.request_timeout_s
+        self._reader.deadline = time.monotonic() + self.server.config.request_timeout_s
         self._body_pending = False
         super().handle_one_request()
 
@@ -416,12 +357,34 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     # --- dispatch ----------------------------------------------------------
 
-    def __getattr__(self, name: str) -> Any:
-        # BaseHTTPRequestHandler looks up do_<METHOD>; every method goes to the one
-        # dispatcher, so an unlisted one (TRACE, FOO) gets 405 with Allow, not 501.
-        if name.startswith("do_"):
-            return lambda: self._dispatch(name[3:])
-        raise AttributeError(name)
+    # BaseHTTPRequestHandler calls do_<METHOD>: every standard method goes to the one
+    # dispatcher (a method a path does not take gets 405 with Allow); any other gets 501.
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch("OPTIONS")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_TRACE(self) -> None:
+        self._dispatch("TRACE")
+
+    def do_CONNECT(self) -> None:
+        self._dispatch("CONNECT")
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors that http.server finds itself (bad request line, headers too long): JSON too."""
@@ -446,25 +409,11 @@ class DashboardHandler(BaseHTTPRequestHandler):
         head = method == "HEAD"
         length = self.headers.get("Content-Length", "0").strip()
         self._body_pending = length not in ("", "0") or "Transfer-Encoding" in self.headers
-        try:
-            self._check_access(method, parts.path)
-            handler = self._find_handler("GET" if head else method, parts.path)
-            response = handler()
-            if response is not None and not isinstance(response.body, (bytes, bytearray)):
-                response = _primed(response)
-        except _Preflight:
-            response = Response(204, b"", "text/plain", (
-                ("Access-Control-Allow-Methods", "GET, POST, DELETE"),
-                ("Access-Control-Allow-Headers", "Content-Type, Authorization, Last-Event-ID"),
-                ("Access-Control-Max-Age", "600"),
-            ))
-        except HTTPError as exc:
-            response = Response(exc.status, encode_json({"error": exc.message}), JSON_TYPE, exc.headers)
-        except (ConnectionError, socket.timeout):
-            raise  # the client left; handle_error logs it at DEBUG
-        except Exception:
-            log.exception("error handling %s %s", method, parts.path)
-            response = json_response({"error": "internal server error"}, HTTPStatus.INTERNAL_SERVER_ERROR)
+        decision = check_access(self.server.policy, method, parts.path, self.headers, self.client_address[0])
+        if decision is not None:  # refused, or a CORS preflight answered
+            response = _decided(decision)
+        else:
+            response = self._handle(method, parts.path)
         if response is not None:
             if self._body_pending:
                 # A body we did not read would be taken for the next request: close instead.
@@ -472,39 +421,20 @@ class DashboardHandler(BaseHTTPRequestHandler):
                                     tuple(response.headers) + (("Connection", "close"),))
             self._send(response, head)
 
-    def _check_access(self, method: str, path: str) -> None:
-        """Host, token, Origin and rate checks, before any handler runs (README "Security")."""
-        server = self.server
-        if not host_allowed(self.headers.get("Host"), server.allowed_hosts):
-            raise HTTPError(421, "this server does not answer to that Host name (see --allow-host)")
-        if method == "OPTIONS" and self._is_cors_preflight():
-            raise _Preflight()
-        if (path.startswith("/api/") or path == "/metrics") and not self._authorized():
-            raise HTTPError(401, "a valid token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN once)",
-                            (("WWW-Authenticate", "Bearer"),))
-        if method in ("POST", "DELETE"):
-            origin = self.headers.get("Origin")
-            if origin is not None and origin != self._own_origin() and origin != server.cors_origin:
-                raise HTTPError(403, "cross-site requests are refused (Origin %s)" % origin[:100])
-            wait_s = server.post_limiter.allow(self.client_address[0])
-            if wait_s > 0:
-                raise HTTPError(429, "too many requests: slow down", (("Retry-After", str(max(1, math.ceil(wait_s)))),))
-
-    def _own_origin(self) -> str:
-        return "http://" + (self.headers.get("Host") or "").lower()
-
-    def _is_cors_preflight(self) -> bool:
-        origin = self.headers.get("Origin")
-        return bool(self.server.cors_origin) and origin == self.server.cors_origin
-
-    def _offered_token(self) -> str | None:
-        auth = self.headers.get("Authorization", "")
-        if auth[:7].lower() == "bearer ":
-            return _header_text(auth[7:].strip())
-        return parse_cookies(self.headers.get("Cookie")).get(cookie_name(self.server.server_port))
-
-    def _authorized(self) -> bool:
-        return token_matches(self.server.token, self._offered_token())
+    def _handle(self, method: str, path: str) -> Response | None:
+        """The route's response, or the error it raised as a JSON response."""
+        try:
+            response = self._find_handler("GET" if method == "HEAD" else method, path)()
+            if response is not None and not isinstance(response.body, (bytes, bytearray)):
+                response = _primed(response)
+            return response
+        except HTTPError as exc:
+            return Response(exc.status, encode_json({"error": exc.message}), JSON_TYPE, exc.headers)
+        except (ConnectionError, socket.timeout):
+            raise  # the client left; handle_error logs it at DEBUG
+        except Exception:
+            log.exception("error handling %s %s", method, path)
+            return json_response({"error": "internal server error"}, HTTPStatus.INTERNAL_SERVER_ERROR)
 
     def _find_handler(self, method: str, path: str) -> Callable[[], Response | None]:
         name = self.ROUTES.get((method, path))
@@ -530,7 +460,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def _send(self, response: Response, head: bool = False) -> None:
         # Reads ran against the request deadline; writes get the write timeout.
-        self.connection.settimeout(self.server.write_timeout_s)
+        self.connection.settimeout(self.server.config.write_timeout_s)
         streamed = not isinstance(response.body, (bytes, bytearray))
         chunked = streamed and self.request_version == "HTTP/1.1"
         if chunked:
@@ -584,7 +514,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         headers = getattr(self, "headers", None)  # absent when the request line itself was bad
         origin = headers.get("Origin") if headers is not None else None
-        if self.server.cors_origin and origin == self.server.cors_origin:
+        if self.server.config.cors_origin and origin == self.server.config.cors_origin:
             # Only the one origin named with --cors-origin; never "*" (glances CVE-2026-34839).
             self.send_header("Access-Control-Allow-Origin", origin)
             self.send_header("Vary", "Origin")
@@ -643,8 +573,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def serve_index(self) -> Response:
         offered = self.query_value("token")
-        if offered is not None and self.server.token:
-            if not token_matches(self.server.token, offered):
+        if offered is not None and self.server.config.token:
+            if not token_matches(self.server.config.token, offered):
                 raise HTTPError(401, "wrong token")
             # Trade the token in the URL for an HttpOnly cookie, and drop it from the address bar
             # (and from history); EventSource cannot send an Authorization header.
@@ -752,12 +682,13 @@ class DashboardHandler(BaseHTTPRequestHandler):
         start, end, explicit = self.time_window(300)
         if self.response_format() == "csv":
             if store is not None:
-                return _history_csv(lambda: store.iter_history_rows(start, end))
+                return csv_download(history_csv(lambda: store.iter_history_rows(start, end)), HISTORY_CSV_NAME)
             rows = sampler.history.between(start, end)
-            return _history_csv(lambda: iter(rows))
+            return csv_download(history_csv(lambda: iter(rows)), HISTORY_CSV_NAME)
         if explicit:  # an export: rows, streamed, so a week never sits in memory at once
             rows = store.iter_history_rows(start, end) if store is not None else iter(sampler.history.between(start, end))
-            return _streamed_json('{"rows":[', (encode_json({"ts": ts, "series": flat}) for ts, flat in rows), "]}")
+            return json_stream(json_array_chunks('{"rows":[', (encode_json({"ts": ts, "series": flat})
+                                                               for ts, flat in rows), "]}"))
         if store is not None:
             columns = store.history_columns(start, end)
         else:
@@ -785,8 +716,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
                 events = iter([e for e in self.server.events.since(since, limit=limit, level=level)
                                if start <= e.ts <= end])
             if fmt == "csv":
-                return _events_csv(events)
-            return _streamed_json('{"events":[', (e.json.encode("utf-8") for e in events), "]}")
+                return csv_download(events_csv(events), EVENTS_CSV_NAME)
+            return json_stream(json_array_chunks('{"events":[', (e.json.encode("utf-8") for e in events), "]}"))
         limit = _parse_int(self.query_value("limit"), "limit", default=DEFAULT_EVENTS_LIMIT, minimum=1)
         limit = min(limit, max(MAX_EVENTS_LIMIT, self.server.events.maxlen))
         log_ = self.server.events
@@ -866,8 +797,9 @@ class DashboardHandler(BaseHTTPRequestHandler):
         if last_event_id is None:
             last_event_id = parse_last_event_id(self.query_value("lastEventId"))
         hub = server.hub
-        if not hub.reserve(server.max_clients):
-            raise HTTPError(503, "too many stream clients (at most %d); poll /api/metrics instead" % server.max_clients,
+        max_clients = server.config.max_clients
+        if not hub.reserve(max_clients):
+            raise HTTPError(503, "too many stream clients (at most %d); poll /api/metrics instead" % max_clients,
                             (("Retry-After", "10"),))
         added = False
         try:
@@ -895,7 +827,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
                 log.debug("stream from %s resumed after id %s", self.client_address, last_event_id)
             # Frames are small and must go now, not when Nagle's algorithm decides.
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.connection.settimeout(server.write_timeout_s)
+            self.connection.settimeout(server.config.write_timeout_s)
             self.wfile.write(b"".join(frames))
             server.hand_off(self.connection)
             hub.add(self.connection, cursor=cursor, seq=snapshot["seq"])
@@ -906,10 +838,6 @@ class DashboardHandler(BaseHTTPRequestHandler):
             if not added:
                 hub.release()
         return None
-
-
-class _Preflight(Exception):
-    """A CORS preflight from the --cors-origin: answered with 204 and the allowed methods."""
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -934,13 +862,11 @@ def _reject_constant(name: str) -> None:
     raise ValueError("%s is not valid JSON" % name)
 
 
-def _header_text(value: str) -> str:
-    """A header value as the client meant it: http.server decodes header bytes as
-    Latin-1, so a UTF-8 token (é) arrives as mojibake unless it is decoded again."""
-    try:
-        return value.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return value
+def _decided(decision: Decision) -> Response:
+    """An access decision as a response: 204 for a preflight, else the JSON error."""
+    if decision.status == 204:
+        return Response(204, b"", "text/plain", decision.headers)
+    return Response(decision.status, encode_json({"error": decision.message}), JSON_TYPE, decision.headers)
 
 
 def _primed(response: Response) -> Response:
@@ -956,44 +882,60 @@ def _primed(response: Response) -> Response:
 # --------------------------------------------------------------------------
 
 
-def build_app(
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    interval_s: float = DEFAULT_INTERVAL_S,
-    *,
-    demo: bool = False,
-    psutil: Any = "auto",
-    max_events: int = 1000,
-    max_event_chars: int = DEFAULT_MAX_CHARS,
-    gauge_ttl_s: float = DEFAULT_GAUGE_TTL_S,
-    static_dir: Path | None = None,
-    heartbeat_s: float = HEARTBEAT_S,
-    write_timeout_s: float = STREAM_WRITE_TIMEOUT_S,
-    request_timeout_s: float = REQUEST_TIMEOUT_S,
-    token: str | None = None,
-    allowed_hosts: tuple = (),
-    cors_origin: str | None = None,
-    max_clients: int = DEFAULT_MAX_CLIENTS,
-    post_rate_per_s: float = DEFAULT_POST_RATE_PER_S,
-    alert_rules: list[AlertRule] | tuple = (),
-    data_dir: str | Path | None = None,
-    storage_options: dict | None = None,
-    start: bool = True,
-) -> DashboardServer:
+@dataclass(frozen=True)
+class Config:
+    """Everything a dashboard is started with; ``parse_args`` builds one from the command
+    line, ``build_app`` takes one (or its fields as keywords). Fixed for the run."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    interval_s: float = DEFAULT_INTERVAL_S
+    demo: bool = False
+    psutil: Any = "auto"                  # "auto", None (the stdlib collector) or the module
+    max_events: int = 1000
+    max_event_chars: int = DEFAULT_MAX_CHARS
+    gauge_ttl_s: float = DEFAULT_GAUGE_TTL_S
+    static_dir: Path | None = None
+    heartbeat_s: float = HEARTBEAT_S
+    write_timeout_s: float = STREAM_WRITE_TIMEOUT_S
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+    token: str | None = None
+    allowed_hosts: tuple = ()
+    cors_origin: str | None = None
+    max_clients: int = DEFAULT_MAX_CLIENTS
+    post_rate_per_s: float = DEFAULT_POST_RATE_PER_S
+    alert_rules: tuple = ()
+    data_dir: str | Path | None = None    # None or ":memory:": keep nothing
+    storage_options: tuple = ()           # (name, value) pairs for storage.open_store
+
+    def __post_init__(self) -> None:
+        # Normalised once, so nothing downstream has to.
+        object.__setattr__(self, "token", self.token or None)
+        object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
+        object.__setattr__(self, "cors_origin", self.cors_origin.rstrip("/") if self.cors_origin else None)
+        object.__setattr__(self, "alert_rules", tuple(self.alert_rules))
+        options = self.storage_options
+        object.__setattr__(self, "storage_options", tuple(sorted((options.items() if isinstance(options, dict)
+                                                                  else options or ()))))
+
+
+def build_app(config: Config | None = None, *, start: bool = True, **fields: Any) -> DashboardServer:
     """Create, connect and (with ``start=True``) start everything but ``serve_forever``.
 
-    >>> server = build_app(port=0)
+    >>> server = build_app(port=0)                 # or build_app(Config(port=0))
     >>> threading.Thread(target=server.serve_forever, daemon=True).start()
     >>> server.events.post("info", "hello")      # in-process use
     """
-    registry = MetricsRegistry(gauge_ttl_s=gauge_ttl_s)
-    store, storage_problem = _open_storage(data_dir, dict({"interval_s": interval_s}, **(storage_options or {})))
+    config = Config(**fields) if config is None else dataclasses.replace(config, **fields)
+    registry = MetricsRegistry(gauge_ttl_s=config.gauge_ttl_s)
+    store, storage_problem = _open_storage(config.data_dir,
+                                           dict({"interval_s": config.interval_s}, **dict(config.storage_options)))
     try:
-        events = _event_log(store, storage_problem, max_events, max_event_chars)
+        events = _event_log(store, storage_problem, config.max_events, config.max_event_chars)
         if store is not None:
             registry.restore(*store.metric_state())  # totals and gauges continue where they stopped
             store.state_source = registry.state
-        server = DashboardServer((host, port), registry, events, static_dir or find_static_dir())
+        server = DashboardServer(config, registry, events)
     except BaseException:
         if store is not None:
             store.close()
@@ -1003,25 +945,18 @@ def build_app(
         store.announce(server.url)
     server.storage_problem = storage_problem
     server.events_epoch = store.epoch if store is not None else server.boot_id
-    server.heartbeat_s = heartbeat_s
-    server.write_timeout_s = write_timeout_s
-    server.request_timeout_s = request_timeout_s
-    server.token = token or None
-    server.allowed_hosts = tuple(allowed_hosts)
-    server.cors_origin = cors_origin.rstrip("/") if cors_origin else None
-    server.max_clients = max_clients
-    server.post_limiter = RateLimiter(post_rate_per_s, burst=max(10.0, 2 * post_rate_per_s))
-    server.alerts = AlertEngine(list(alert_rules), post=functools.partial(_post_notice, events))
-    hub = server.hub = StreamHub(events, lambda: server.sampler.latest(), heartbeat_s=heartbeat_s,
-                                 write_timeout_s=write_timeout_s)
+    server.alerts = AlertEngine(list(config.alert_rules), post=functools.partial(_post_notice, events))
+    hub = server.hub = StreamHub(events, lambda: server.sampler.latest(), heartbeat_s=config.heartbeat_s,
+                                 write_timeout_s=config.write_timeout_s)
     events.on_post = hub.wake  # an event goes out the moment it is posted
     sampler = Sampler(
         registry,
-        make_system_collector(psutil),
-        interval_s=interval_s,
+        make_system_collector(config.psutil),
+        interval_s=config.interval_s,
         on_sample=hub.wake,
         server_stats=server.stats,
-        extra=dict({"boot_id": server.boot_id, "events_epoch": server.events_epoch}, **({"demo": True} if demo else {})),
+        extra=dict({"boot_id": server.boot_id, "events_epoch": server.events_epoch},
+                   **({"demo": True} if config.demo else {})),
         enrich=server.alerts.evaluate,
         record=store.enqueue_sample if store is not None else None,
     )
@@ -1031,7 +966,7 @@ def build_app(
             store.start()
         sampler.start()
         hub.start()
-        if demo:
+        if config.demo:
             from demo import DemoFeeder
 
             DemoFeeder(registry, events, stop=server.stopping).start()
@@ -1186,6 +1121,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def config_from_args(args: argparse.Namespace, rules: list, data_dir: str | Path) -> Config:
+    return Config(host=args.host, port=args.port, interval_s=args.interval, demo=args.demo,
+                  psutil=None if args.no_psutil else "auto", token=args.token, allowed_hosts=tuple(args.allow_host),
+                  cors_origin=args.cors_origin, max_clients=args.max_clients, post_rate_per_s=args.post_rate,
+                  alert_rules=tuple(rules), gauge_ttl_s=args.gauge_ttl, data_dir=data_dir,
+                  storage_options={"full_s": args.keep_full, "rollup_keep_s": args.keep_rollups})
+
+
 def _configure_console() -> None:
     # A cp1252 console, or output redirected to a file on Windows, must not turn a
     # non-ASCII event message into a UnicodeEncodeError (waku-agent#140).
@@ -1226,13 +1169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo and not args.data_dir:
         log.info("demo: synthetic counters, gauges and events, kept in memory only (not in %s)", default_data_dir())
     try:
-        server = build_app(args.host, args.port, args.interval, demo=args.demo,
-                           psutil=None if args.no_psutil else "auto", token=args.token,
-                           allowed_hosts=tuple(args.allow_host), cors_origin=args.cors_origin,
-                           max_clients=args.max_clients, post_rate_per_s=args.post_rate, alert_rules=rules,
-                           gauge_ttl_s=args.gauge_ttl,
-                           data_dir=data_dir,
-                           storage_options={"full_s": args.keep_full, "rollup_keep_s": args.keep_rollups})
+        server = build_app(config_from_args(args, rules, data_dir))
     except DataDirInUse as exc:
         return _another_dashboard(exc.url, args.open, "the data folder %s is in use by another dashboard%s; use that one, "
                                   "or start this one with --data-dir DIR (another folder) or --data-dir :memory: "

@@ -1,10 +1,12 @@
-"""Fan-out benchmark: sse-dashboard against sse-starlette on uvicorn, same machine, same run.
+"""Fan-out benchmark: sse-dashboard against sse-starlette on uvicorn and against nginx + nchan
+(the floor: a C pub/sub server), same machine, same run.
 
     pip install -e ".[bench]"
-    python bench/run.py            # the full run (about 15 minutes), writes bench/RESULTS.md
-    python bench/run.py --quick    # about 2 minutes
+    apt-get install -y nginx-light libnginx-mod-nchan
+    python bench/run.py            # the full run (about 25 minutes), writes bench/RESULTS.md
+    python bench/run.py --quick    # about 3 minutes
 
-For each N the two servers run one after the other; each gets N stream connections opened at
+For each N the servers run one after the other; each gets N stream connections opened at
 --rate per second by load-client processes (bench/loadclient.py), then a measured window. The
 server's CPU time and peak RSS come from the OS (psutil). Also measured: idle cost, time from
 start to the first served byte, and POST /api/events throughput.
@@ -25,6 +27,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -65,6 +68,9 @@ SERVERS = {
                                              "--max-clients", "100000", "--post-rate", "0"],
     "sse-starlette": lambda port, interval: [PY, str(ROOT / "bench" / "reference_server.py"), "--port", str(port),
                                              "--interval", str(interval)],
+    # The feed is a Python publisher; only the nginx processes are measured (Server.processes).
+    "nginx+nchan": lambda port, interval: [PY, str(ROOT / "bench" / "nchan_server.py"), "--port", str(port),
+                                           "--interval", str(interval)],
 }
 
 
@@ -89,19 +95,34 @@ class Server:
                 time.sleep(0.005)
         raise RuntimeError("%s did not start" % self.name)
 
+    def processes(self) -> list:
+        """The processes doing the fan-out: the server, or for nchan its nginx master and worker."""
+        if self.name != "nginx+nchan":
+            return [self.ps]
+        return [p for p in self.ps.children(recursive=True) if p.name() == "nginx"]
+
     def cpu_s(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
+        total = 0.0
+        for proc in self.processes():
+            t = proc.cpu_times()
+            total += t.user + t.system
+        return total
+
+    def threads(self) -> int:
+        return sum(proc.num_threads() for proc in self.processes())
+
+    def rss(self) -> int:
+        return sum(proc.memory_info().rss for proc in self.processes())
 
     def peak_rss(self) -> int:
-        try:
-            with open("/proc/%d/status" % self.proc.pid) as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return self.ps.memory_info().rss
+        total = 0
+        for proc in self.processes():
+            try:
+                with open("/proc/%d/status" % proc.pid) as f:
+                    total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+            except (OSError, StopIteration):
+                total += proc.memory_info().rss
+        return total
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -164,6 +185,7 @@ def measure(name: str, n: int, args: argparse.Namespace, events_per_s: float = 0
     t0 = time.monotonic()
     time.sleep(args.window)
     cpu1 = server.cpu_s()
+    threads = server.threads()
     elapsed = time.monotonic() - t0
     for w in workers:
         w.wait(args.window + ramp_s + 60)
@@ -201,7 +223,7 @@ def measure(name: str, n: int, args: argparse.Namespace, events_per_s: float = 0
         "lag": {p: pct(lags, p) for p in (50, 95, 99, 100)},
         "first_frame_p99": pct([x for r in results for x in r["first_frame_ms"]], 99),
         "event": {p: pct(event_ms, p) for p in (50, 99)}, "events_posted": len(posted), "events_lost": lost,
-        "cpu_percent": 100.0 * (cpu1 - cpu0) / elapsed, "peak_rss": peak,
+        "cpu_percent": 100.0 * (cpu1 - cpu0) / elapsed, "peak_rss": peak, "threads": threads,
         "client_loop_delay_p99": pct(loop, 99), "client_loop_delay_max": pct(loop, 100),
     }
 
@@ -220,10 +242,11 @@ def idle_cost(name: str, seconds: float) -> dict:
             except socket.timeout:
                 pass
         cpu = 100.0 * (server.cpu_s() - cpu0) / (time.monotonic() - t0)
-    rss = server.ps.memory_info().rss
+    rss = server.rss()
+    threads = server.threads()
     first_byte = server.first_byte_s
     server.stop()
-    return {"cpu_percent": cpu, "rss": rss, "first_byte_ms": first_byte * 1000}
+    return {"cpu_percent": cpu, "rss": rss, "first_byte_ms": first_byte * 1000, "threads": threads}
 
 
 def post_throughput(name: str, seconds: float = 5.0, clients: int = 4) -> float:
@@ -259,11 +282,12 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def write_results(rows: list, extra: dict, args: argparse.Namespace, path: Path) -> str:
     lines = [
-        "# Fan-out benchmark: sse-dashboard vs sse-starlette",
+        "# Fan-out benchmark: sse-dashboard vs sse-starlette and nginx + nchan",
         "",
         "`python bench/run.py%s` on %s: %d cores, Python %s, %s; interval 1 s, %g s windows, connections "
         "opened at %g/s by %d load-client processes (asyncio%s). The reference is sse-starlette %s on uvicorn %s "
-        "(uvloop, httptools) with a queue per client (`bench/reference_server.py`)." % (
+        "(uvloop, httptools) with a queue per client (`bench/reference_server.py`); the floor is nginx + nchan "
+        "(`bench/nchan_server.py`: only its nginx processes are measured, not the Python feed)." % (
             " --quick" if args.quick else "", time.strftime("%Y-%m-%d"), os.cpu_count(), sys.version.split()[0],
             sys.platform, args.window, args.rate, WORKERS, ", uvloop" if _has("uvloop") else "",
             _version("sse-starlette"), _version("uvicorn")),
@@ -273,33 +297,44 @@ def write_results(rows: list, extra: dict, args: argparse.Namespace, path: Path)
         "start from compiled bytecode (`compile_ours()`), as pip leaves the reference.",
         "",
         "| N | events/s | server | connected | delivered | lag p50 / p95 / p99 / max (ms) | event fan-out p50 / p99 (ms) "
-        "| events lost | CPU (% of a core) | peak RSS (MB) | client loop delay p99 (ms) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| events lost | CPU (% of a core) | peak RSS (MB) | threads | client loop delay p99 (ms) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        lines.append("| %d | %g | %s | %d/%d | %.2f %% | %s / %s / %s / %s | %s | %s | %.1f | %.0f | %s |" % (
+        lines.append("| %d | %g | %s | %d/%d | %.2f %% | %s / %s / %s / %s | %s | %s | %.1f | %.0f | %d | %s |" % (
             r["n"], r["events_per_s"], r["server"], r["connected"], r["n"], 100 * r["delivery"],
             fmt_ms(r["lag"][50]), fmt_ms(r["lag"][95]), fmt_ms(r["lag"][99]), fmt_ms(r["lag"][100]),
             "%s / %s" % (fmt_ms(r["event"][50]), fmt_ms(r["event"][99])) if r["events_per_s"] else "-",
-            r["events_lost"] if r["events_per_s"] else "-", r["cpu_percent"], r["peak_rss"] / MB,
+            r["events_lost"] if r["events_per_s"] else "-", r["cpu_percent"], r["peak_rss"] / MB, r["threads"],
             fmt_ms(r["client_loop_delay_p99"])))
-    lines += ["", "Ratios, ours / reference (targets: lag p99 ≤ 0.33, CPU ≤ 0.5, RSS ≤ 1.0):", "",
-              "| N | events/s | lag p99 | event p99 | CPU | peak RSS |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "Ratios, ours / sse-starlette and ours / nchan (issue #13's targets: N = 1,000 and 5,000: CPU ≤ 2× "
+              "nchan and ≤ ⅓ sse-starlette, lag p99 ≤ 1.3× nchan, peak RSS ≤ ½ sse-starlette; 1,000 with 5 events/s: "
+              "CPU and event p99 ≤ ½ sse-starlette; 10,000 and 20,000: lag p99 ≤ 1.5× nchan):", "",
+              "| N | events/s | lag p99 / starlette | lag p99 / nchan | event p99 / starlette | CPU / starlette "
+              "| CPU / nchan | peak RSS / starlette |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     by = {(r["server"], r["n"], r["events_per_s"]): r for r in rows}
     for (server, n, eps), ours in by.items():
-        if server != "sse-dashboard" or ("sse-starlette", n, eps) not in by:
+        if server != "sse-dashboard":
             continue
-        ref = by[("sse-starlette", n, eps)]
-        lines.append("| %d | %g | %s | %s | %s | %s |" % (
-            n, eps, ratio(ours["lag"][99], ref["lag"][99]),
-            ratio(ours["event"][99], ref["event"][99]) if eps else "-",
-            ratio(ours["cpu_percent"], ref["cpu_percent"]), ratio(ours["peak_rss"], ref["peak_rss"])))
+        ref = by.get(("sse-starlette", n, eps), {})
+        floor = by.get(("nginx+nchan", n, eps), {})
+
+        def of(row: dict, *keys: Any) -> Any:
+            for key in keys:
+                row = row.get(key) if isinstance(row, dict) else None
+            return row
+
+        lines.append("| %d | %g | %s | %s | %s | %s | %s | %s |" % (
+            n, eps, ratio(ours["lag"][99], of(ref, "lag", 99)), ratio(ours["lag"][99], of(floor, "lag", 99)),
+            ratio(ours["event"][99], of(ref, "event", 99)) if eps else "-",
+            ratio(ours["cpu_percent"], of(ref, "cpu_percent")), ratio(ours["cpu_percent"], of(floor, "cpu_percent")),
+            ratio(ours["peak_rss"], of(ref, "peak_rss"))))
     lines += ["", "Idle (1 client, %g s), start to first byte, and POST /api/events throughput (4 clients, 5 s):" %
-              args.idle, "", "| server | idle CPU (% of a core) | idle RSS (MB) | start to first byte (ms) | POSTs/s |",
-              "| --- | --- | --- | --- | --- |"]
+              args.idle, "", "| server | idle CPU (% of a core) | idle RSS (MB) | idle threads | start to first byte (ms) "
+              "| POSTs/s |", "| --- | --- | --- | --- | --- | --- |"]
     for name, e in extra.items():
-        lines.append("| %s | %.2f | %.1f | %.0f | %.0f |" % (name, e["cpu_percent"], e["rss"] / MB,
-                                                           e["first_byte_ms"], e["posts_per_s"]))
+        lines.append("| %s | %.2f | %.1f | %d | %.0f | %.0f |" % (name, e["cpu_percent"], e["rss"] / MB, e["threads"],
+                                                                e["first_byte_ms"], e["posts_per_s"]))
     text = "\n".join(lines) + "\n"
     path.write_text(text, encoding="utf-8")
     return text
@@ -333,7 +368,7 @@ def main() -> None:
     args = parser.parse_args()
     raise_fd_limit()
     compile_ours()
-    sizes = args.n or ([100, 1000, 3000] if args.quick else [100, 1000, 3000, 5000, 10000])
+    sizes = args.n or ([100, 1000, 3000] if args.quick else [100, 1000, 3000, 5000, 10000, 20000])
     args.window = args.window or (8.0 if args.quick else 30.0)
     args.idle = 5.0 if args.quick else 60.0
     rows = []

@@ -29,6 +29,11 @@ def open_silent(running, path="/api/metrics/stream", headers=b"", rcvbuf=4096):
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)
     assert head.startswith(b"HTTP/1.1 200"), head
+    port = sock.getsockname()[1]
+    # The headers come before the stream's cursor is taken: wait until the hub has it, so the
+    # events a test posts next are all "after it connected".
+    wait_until(lambda: any(s.sock.getpeername()[1] == port for s in list(running.server.hub._streams)
+                           if s.sock.fileno() >= 0), message="the stream with the hub")
     return sock
 
 
