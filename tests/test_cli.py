@@ -179,3 +179,18 @@ def test_the_example_alert_file_starts(spawn):
     p = spawn("--port", "0", "--config", str(ROOT / "alerts.example.json"))
     p.wait_for_url()
     assert "alert rule(s)" in p.output
+
+
+def test_the_stream_cap_fits_the_open_file_limit():
+    resource = pytest.importorskip("resource")  # POSIX only: Windows has no such limit for sockets
+    import sse_server
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, hard))
+        assert sse_server.fit_open_file_limit(100) == 100  # fits as it is
+        if hard != resource.RLIM_INFINITY and hard < 100_000:
+            assert sse_server.fit_open_file_limit(100_000) == hard - sse_server.SPARE_FILES  # capped
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= min(hard, 100_000)  # raised toward it
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
