@@ -288,33 +288,16 @@ def test_http_1_1_keeps_the_connection_for_ordinary_requests(server):
 
 
 def test_an_unread_body_closes_the_connection_instead_of_being_parsed(server):
-    import socket
-
-    with socket.create_connection((server.host, server.port), timeout=5) as sock:
-        body = b'GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'  # would look like a request
-        sock.sendall(b"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        reply = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
+    body = b'GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'  # would look like a request
+    reply = server.raw(b"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body), half_close=False)
     assert reply.startswith(b"HTTP/1.1 415") and reply.count(b"HTTP/1.1 ") == 1
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_the_request_timeout(make_server):
-    import socket
     import time
 
     running = make_server(request_timeout_s=0.5)
-    with socket.create_connection((running.host, running.port), timeout=5) as sock:
-        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        started = time.monotonic()
-        reply = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
+    started = time.monotonic()
+    reply = running.raw(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", half_close=False)
     assert reply.startswith(b"HTTP/1.1 200") and 0.3 < time.monotonic() - started < 3
