@@ -14,8 +14,8 @@ Invariants:
   events are queued for it only while its backlog is under ``LOW_WATER``, the
   rest wait in the event log behind its cursor. So a replay after
   ``Last-Event-ID`` is written incrementally, and memory per client is bounded;
-- metrics frames are latest-wins: a stream that is behind skips stale
-  snapshots; events are never skipped silently: a stream whose cursor falls
+- metrics frames are latest-wins for a stream whose backlog is past
+  ``LOW_WATER``: it skips stale snapshots (one a little behind gets them all); events are never skipped silently: a stream whose cursor falls
   out of the log gets ``event: resync``, exactly as a reconnect would;
 - a stream that accepts nothing for ``write_timeout_s``, or whose backlog passes
   ``max_backlog_bytes``, is dropped (counted in ``dropped``); one that was
@@ -257,7 +257,11 @@ class StreamHub:
                 stream.cursor = self._cursor
             if stream.seq != self._seq:
                 stream.seq = self._seq
-                stream.pending_metrics = self._metrics
+                if stream.backlog_bytes + len(self._metrics) <= LOW_WATER:
+                    stream.queue(self._metrics)  # a reader a little behind still gets every snapshot
+                    stream.pending_metrics = None
+                else:
+                    stream.pending_metrics = self._metrics  # far behind: only the newest waits
             if (not stream.backlog and stream.pending_metrics is None and stream.cursor >= self._cursor
                     and now - stream.last_write >= self.heartbeat_s):
                 stream.queue(HEARTBEAT_FRAME)

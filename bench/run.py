@@ -56,10 +56,14 @@ def compile_ours() -> None:
         py_compile.compile(str(path), doraise=True)
 
 
-def raise_fd_limit() -> None:
+def raise_fd_limit(wanted: int = 65536) -> None:
+    """Room for 20,000 streams on each side (children inherit it). Above the hard limit only
+    root may go; otherwise the soft limit goes up to the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), max(hard, wanted)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 SERVERS = {
