@@ -45,6 +45,7 @@ DEFAULT_MAX_BACKLOG = 1024 * 1024
 SELECT_GROUP = 500               # Windows' select() takes at most 512 sockets per call
 EVENT_BATCH = 64                 # events read from the log per step of a catch-up
 FRAME_CACHE = 1024               # encoded frames of the newest events, shared by catch-ups
+RECENT_SNAPSHOTS = 8             # snapshots kept for streams that missed a step
 
 
 def format_sse(*, data: str | None = None, event: str | None = None, id: int | str | None = None,
@@ -147,6 +148,9 @@ class StreamHub:
         self._cursor = events.last_id
         self._seq: int | None = None
         self._metrics: bytes | None = None
+        # Every snapshot the sampler published, not only the latest: if two ticks land
+        # between two steps (the hub was slow, or starved of CPU), neither is lost.
+        self._published: deque[tuple[int, bytes]] = deque(maxlen=RECENT_SNAPSHOTS)
         self._frames: dict[int, bytes] = {}
 
     # --- called from other threads ---------------------------------------------------
@@ -173,6 +177,11 @@ class StreamHub:
         ``seq`` are the hub's to send. The caller must not close the socket."""
         sock.setblocking(False)
         self._incoming.append(_Stream(sock, cursor, seq, self._clock()))
+        self.wake()
+
+    def published(self, snapshot: dict, body: bytes) -> None:
+        """A new sample (the sampler calls this after each publish): queue its frame, wake."""
+        self._published.append((snapshot["seq"], metrics_frame(body)))
         self.wake()
 
     def wake(self) -> None:
@@ -232,8 +241,10 @@ class StreamHub:
         while self._incoming:
             self._streams.append(self._incoming.popleft())
         snapshot, body = self._latest()
-        if snapshot["seq"] != self._seq:
-            self._seq, self._metrics = snapshot["seq"], metrics_frame(body)
+        recent = [item for item in list(self._published) if item[0] <= snapshot["seq"]]
+        if not recent or recent[-1][0] != snapshot["seq"]:  # (a sampler that does not tell us)
+            recent.append((snapshot["seq"], metrics_frame(body)))
+        self._seq, self._metrics = recent[-1]
         before = self._cursor
         first = self.events.first_id
         new_events = self.events.since(before)
@@ -256,12 +267,16 @@ class StreamHub:
                     stream.queue(shared)
                 stream.cursor = self._cursor
             if stream.seq != self._seq:
+                for seq, frame in recent:
+                    if seq <= stream.seq:
+                        continue
+                    if stream.backlog_bytes + len(frame) <= LOW_WATER:
+                        stream.queue(frame)  # a reader a little behind still gets every snapshot
+                        stream.pending_metrics = None
+                    else:
+                        stream.pending_metrics = self._metrics  # far behind: only the newest waits
+                        break
                 stream.seq = self._seq
-                if stream.backlog_bytes + len(self._metrics) <= LOW_WATER:
-                    stream.queue(self._metrics)  # a reader a little behind still gets every snapshot
-                    stream.pending_metrics = None
-                else:
-                    stream.pending_metrics = self._metrics  # far behind: only the newest waits
             if (not stream.backlog and stream.pending_metrics is None and stream.cursor >= self._cursor
                     and now - stream.last_write >= self.heartbeat_s):
                 stream.queue(HEARTBEAT_FRAME)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 import socket
 
 import pytest
@@ -243,3 +244,9 @@ def test_the_server_stays_healthy_after_all_of_it(server):
         sock.sendall(b"POST /api/events HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n")
         sock.recv(100)
     wait_until(lambda: server.json("GET", "/api/health")[0] == 200, message="healthy")
+
+
+@pytest.mark.parametrize("line", [b"GET /api/health", b"GET /api/health HTTP/0.9", b"GET  HTTP/1.0"])
+def test_a_request_line_without_a_version_still_gets_a_status_line(server, line):
+    reply = server.raw(line + b"\r\nHost: 127.0.0.1\r\n\r\n")
+    assert re.match(rb"HTTP/1\.[01] (200|404) ", reply), reply[:60]
