@@ -16,15 +16,6 @@ Invariants:
 
 from __future__ import annotations
 
-import sys
-
-if __name__ == "__main__":
-    # http.server imports http.client, which imports ssl only to offer HTTPS
-    # *client* connections, which this server never makes: OpenSSL cost 2.3 MiB
-    # of the idle RSS (29.8 -> 27.5 MiB). Only when run as the dashboard, so a
-    # program importing this module keeps its HTTPS.
-    sys.modules.setdefault("ssl", None)  # type: ignore[assignment]
-
 import argparse
 import dataclasses
 import errno
@@ -40,6 +31,7 @@ import re
 import signal
 import socket
 import socketserver
+import sys
 import threading
 import time
 import urllib.parse
@@ -52,6 +44,7 @@ from typing import Any, Callable
 
 from alerts import AlertEngine, load_rules
 from api_spec import openapi_spec
+from demo import DemoFeeder
 from events import DEFAULT_MAX_CHARS, LEVELS, EventLog, is_unicode_text
 from exports import EVENTS_CSV_NAME, HISTORY_CSV_NAME, events_csv, history_csv, json_array_chunks
 from guard import (Decision, Policy, RateLimiter, check_access, cookie_name, cookie_value, is_loopback,
@@ -105,15 +98,8 @@ STATIC_CONTENT_TYPES = {
 
 
 def find_static_dir() -> Path:
-    """``static/`` beside this file, or where ``pip install`` put it (share/sse-dashboard/static)."""
-    beside = Path(__file__).resolve().parent / "static"
-    if beside.is_dir():
-        return beside
-    for prefix in (sys.prefix, sys.base_prefix, getattr(sys, "exec_prefix", sys.prefix)):
-        installed = Path(prefix) / "share" / "sse-dashboard" / "static"
-        if installed.is_dir():
-            return installed.resolve()
-    return beside
+    """``static/`` beside this file: the checkout's, or the installed package's own data."""
+    return Path(__file__).resolve().parent / "static"
 
 
 # --------------------------------------------------------------------------
@@ -330,6 +316,15 @@ class DashboardHandler(BaseHTTPRequestHandler):
         super().setup()
         self._reader = _DeadlineReader(self.connection, time.monotonic())
         self.rfile = io.BufferedReader(self._reader)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        if ok and self.request_version == "HTTP/0.9":
+            # A request line without a version is HTTP/0.9, whose answers have no status line:
+            # nobody speaks it any more, and a bare body would look like a successful reply.
+            self.request_version = "HTTP/1.0"
+            self.close_connection = True
+        return ok
 
     def handle_one_request(self) -> None:
         # One deadline for the wait, the request line, headers and body together: a client
@@ -957,7 +952,7 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         registry,
         make_system_collector(config.psutil),
         interval_s=config.interval_s,
-        on_sample=hub.wake,
+        on_sample=lambda: hub.published(*server.sampler.latest()),
         server_stats=server.stats,
         extra=dict({"boot_id": server.boot_id, "events_epoch": server.events_epoch},
                    **({"demo": True} if config.demo else {})),
@@ -971,8 +966,6 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         sampler.start()
         hub.start()
         if config.demo:
-            from demo import DemoFeeder
-
             DemoFeeder(registry, events, stop=server.stopping).start()
     return server
 
@@ -1016,9 +1009,10 @@ def _event_log(store: Store | None, problem: str | None, max_events: int, max_ch
 
 
 def default_data_dir() -> Path:
-    """``data/`` beside the script in a source checkout; a per-user folder once installed."""
+    """``data/`` beside the script in a checkout (or an unpacked zip: it has pyproject.toml);
+    the per-user data folder once installed."""
     here = Path(__file__).resolve().parent
-    if (here / "static").is_dir():
+    if (here / "pyproject.toml").is_file():
         return here / "data"
     if os.name == "nt":
         base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
@@ -1109,6 +1103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--open", action="store_true", help="open the page in the default browser once serving")
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version="sse-dashboard " + __version__)
     args = parser.parse_args(argv)
     if args.port is None:
         args.port = args.port_arg if args.port_arg is not None else DEFAULT_PORT

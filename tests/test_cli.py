@@ -194,3 +194,24 @@ def test_the_stream_cap_fits_the_open_file_limit():
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= min(hard, 100_000)  # raised toward it
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_readme_embedding_example_runs_from_a_checkout(tmp_path):
+    """The README's "Embedding in your application" block, run as written (on a free port)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Embedding in your application"):]
+    code = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 9)]
+    code = code.replace("port=8080", "port=0").replace("...\n", "assert server.events.last_id == 1\n")
+    script = tmp_path / "embed.py"
+    script.write_text("import sys\nsys.path.insert(0, %r)\n" % str(ROOT) + code, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+
+
+def test_version_comes_from_one_place():
+    import sse_server
+
+    done = subprocess.run([sys.executable, str(ROOT / "sse_server.py"), "--version"], capture_output=True, text=True,
+                          timeout=30)
+    assert done.stdout.strip() == "sse-dashboard " + sse_server.__version__
+    assert 'version = { attr = "sse_dashboard.sse_server.__version__" }' in (ROOT / "pyproject.toml").read_text()

@@ -1,4 +1,6 @@
-"""`pip install .` gives a working `sse-dashboard` command that serves the page (static files shipped)."""
+"""Installed, sse-dashboard is one package, `sse_dashboard`, that lives beside anything on PyPI:
+the wheel's only top-level name is sse_dashboard, and the PyPI packages `Events` and `guard`
+(whose import names our modules used to take) neither break it nor, uninstalled, remove it."""
 
 import json
 import os
@@ -6,6 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import threading
 import urllib.request
 import zipfile
 
@@ -13,14 +17,13 @@ import pytest
 
 from conftest import ROOT, require_tool, wait_until
 
-# The modules pyproject.toml ships, read from it: a new module cannot be forgotten here.
-MODULES = [name + ".py" for name in re.findall(
-    r'"(\w+)"', re.search(r"py-modules = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(encoding="utf-8")).group(1))]
-SHIPPED = MODULES + ["pyproject.toml", "README.md", "static"]
+# What a build needs from the checkout: every module at the root, the page, the metadata.
+SHIPPED = [p.name for p in ROOT.glob("*.py")] + ["pyproject.toml", "README.md", "static"]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
+def dist(tmp_path_factory):
+    """The wheel and the sdist, built from a copy of what ships (no build/ leftovers)."""
     try:
         import setuptools  # noqa: F401
         import wheel as _wheel  # noqa: F401
@@ -33,57 +36,95 @@ def wheel(tmp_path_factory):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, src / name)
     out = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(out), str(src)], check=True, timeout=120)
-    return next(out.glob("sse_dashboard-*.whl"))
+                    "-w", str(out), str(src)], check=True, timeout=180)
+    subprocess.run([sys.executable, "-c", "from setuptools import build_meta as b; b.build_sdist(%r)" % str(out)],
+                   check=True, timeout=180, cwd=str(src), capture_output=True)
+    return next(out.glob("sse_dashboard-*.whl")), next(out.glob("sse[-_]dashboard-*.tar.gz"))
 
 
-def test_wheel_has_the_modules_the_page_and_the_command(wheel):
+def test_the_wheel_has_one_top_level_name_the_page_and_the_command(dist):
+    wheel, sdist = dist
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
-        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "sse-dashboard = sse_server:main" in zf.read(entry_points).decode()
+        entry_points = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
         metadata = zf.read(next(n for n in names if n.endswith("METADATA"))).decode()
-    assert "streams.py" in MODULES and "sse_server.py" in MODULES
-    for module in MODULES:
-        assert module in names
+        record = zf.read(next(n for n in names if n.endswith("RECORD"))).decode()
+    tops = {line.split(",")[0].split("/")[0] for line in record.splitlines() if line}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"sse_dashboard"}, tops
+    for module in ("sse_server.py", "streams.py", "events.py", "client.py", "__init__.py", "__main__.py"):
+        assert "sse_dashboard/" + module in names
     for asset in ("index.html", "app.js", "style.css", "favicon.svg"):
-        assert any(n.endswith("/data/share/sse-dashboard/static/" + asset) for n in names), asset
-    # No runtime dependency: only extras may require anything.
+        assert "sse_dashboard/static/" + asset in names
+    assert not any(n.startswith("sse_dashboard/tests/") or n.startswith("sse_dashboard/bench/") for n in names)
+    assert "sse-dashboard = sse_dashboard.sse_server:main" in entry_points
+    import sse_server
+
+    assert "Version: %s" % sse_server.__version__ in metadata  # one source for the version
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
-    assert requires and all("extra ==" in line for line in requires), requires
+    assert requires and all("extra ==" in line for line in requires), requires  # no runtime dependency
+    with tarfile.open(sdist) as tf:
+        members = tf.getnames()
+    assert any(m.endswith("/sse_server.py") for m in members) and any(m.endswith("/static/app.js") for m in members)
 
 
-def test_installed_command_serves_the_page(wheel, tmp_path):
+def venv_with(tmp_path, wheel, *packages):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
     python = bindir / ("python.exe" if os.name == "nt" else "python")
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                   check=True, timeout=120)
-    command = bindir / ("sse-dashboard.exe" if os.name == "nt" else "sse-dashboard")
-    # Run from an unrelated folder so static/ beside the source cannot be found by accident.
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel), *packages],
+                   check=True, timeout=300)
+    return python, bindir / ("sse-dashboard.exe" if os.name == "nt" else "sse-dashboard")
+
+
+def serve_and_check(command, tmp_path, *args):
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"), LOCALAPPDATA=str(tmp_path / "xdg"))
-    proc = subprocess.Popen([str(command), "--port", "0"], cwd=str(tmp_path), env=env,
+    data = tmp_path / "xdg" / "sse-dashboard"
+    proc = subprocess.Popen([str(command), "--port", "0", *args], cwd=str(tmp_path), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = []
     try:
-        import threading
-
-        threading.Thread(target=lambda: lines.extend(l.decode() for l in proc.stdout), daemon=True).start()
-        match = wait_until(lambda: re.search(r"http://127\.0\.0\.1:(\d+)/", "".join(lines)), timeout=15,
-                           message="the installed server to start")
+        threading.Thread(target=lambda: lines.extend(line.decode() for line in proc.stdout), daemon=True).start()
+        match = wait_until(lambda: re.search(r"dashboard at http://127\.0\.0\.1:(\d+)/", "".join(lines)), timeout=20,
+                           message="the installed server to start: %s" % "".join(lines)[-500:])
         base = "http://127.0.0.1:%s" % match.group(1)
         with urllib.request.urlopen(base + "/", timeout=5) as resp:
             assert resp.status == 200 and b"sse-dashboard" in resp.read()
         with urllib.request.urlopen(base + "/static/app.js", timeout=5) as resp:
             assert resp.headers["Content-Type"].startswith("text/javascript")
-        with urllib.request.urlopen(base + "/api/metrics", timeout=5) as resp:
-            assert json.load(resp)["system"]["source"] == "stdlib"  # no psutil in this venv
         with urllib.request.urlopen(base + "/api/health", timeout=5) as resp:
-            assert json.load(resp)["storage"] == "ok"
+            health = json.load(resp)
+        assert health["storage"] == "ok"
         # Installed, the data lives in the per-user folder, not beside the code.
-        assert (tmp_path / "xdg" / "sse-dashboard" / "dashboard.sqlite3").exists()
+        assert (data / "dashboard.sqlite3").exists()
+        return health
     finally:
-        proc.kill()
-        proc.wait(5)
+        proc.terminate()
+        proc.wait(10)
         proc.stdout.close()
+        assert "Traceback" not in "".join(lines), "".join(lines)
+
+
+def test_installed_beside_events_and_guard_from_pypi_it_works_and_survives_their_removal(dist, tmp_path):
+    wheel, _ = dist
+    try:
+        python, command = venv_with(tmp_path, wheel, "Events", "guard")
+    except subprocess.CalledProcessError:
+        require_tool(False, "the PyPI packages Events and guard (a package index)")
+    health = serve_and_check(command, tmp_path)
+    import sse_server
+
+    assert health["version"] == sse_server.__version__
+    version = subprocess.run([str(command), "--version"], capture_output=True, text=True, timeout=30)
+    assert version.stdout.strip() == "sse-dashboard " + sse_server.__version__
+    # The other projects' modules are still theirs after importing ours, and ours import cleanly.
+    check = ("import events, guard, sse_dashboard; from sse_dashboard.client import Dashboard; "
+             "import sys; assert 'sse_dashboard' not in events.__file__ and 'sse_dashboard' not in guard.__file__; "
+             "assert sys.modules['events'] is events")
+    subprocess.run([str(python), "-c", check], check=True, timeout=60, cwd=str(tmp_path))
+    subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", "Events", "guard"], check=True, timeout=120)
+    serve_and_check(command, tmp_path)
+    # python -m sse_dashboard is the same command
+    version = subprocess.run([str(python), "-m", "sse_dashboard", "--version"], capture_output=True, text=True,
+                             timeout=30, cwd=str(tmp_path))
+    assert version.stdout.strip() == "sse-dashboard " + sse_server.__version__
