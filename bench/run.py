@@ -196,6 +196,13 @@ def measure(name: str, n: int, args: argparse.Namespace, events_per_s: float = 0
     if poster:
         poster.join()
     peak = server.peak_rss()
+    dropped = None
+    if name == "sse-dashboard":  # the streams it dropped itself (too slow to read)
+        with urllib.request.urlopen("http://127.0.0.1:%d/api/health" % server.port, timeout=10) as r:
+            dropped = json.load(r).get("dropped")
+        if dropped is None:
+            with urllib.request.urlopen("http://127.0.0.1:%d/api/metrics" % server.port, timeout=10) as r:
+                dropped = json.load(r)["server"]["dropped"]
     server.stop()
     results = [json.load(open(o)) for o in outs]
     connected = sum(r["connected"] for r in results)
@@ -221,7 +228,7 @@ def measure(name: str, n: int, args: argparse.Namespace, events_per_s: float = 0
     return {
         "server": name, "n": n, "events_per_s": events_per_s,
         "connected": connected, "failed": sum(r["failed"] for r in results),
-        "closed_early": sum(r["closed_early"] for r in results),
+        "closed_early": sum(r["closed_early"] for r in results), "server_dropped": dropped,
         "delivery": frames / (connected * ticks) if connected and ticks else 0.0,
         "missed": connected * ticks - frames,
         "lag": {p: pct(lags, p) for p in (50, 95, 99, 100)},
@@ -384,9 +391,10 @@ def main() -> None:
             row = measure(name, n, args, eps)
             rows.append(row)
             print("%-14s N=%-6d ev/s=%-3g connected=%-6d delivered=%.2f%% lag p99=%s ms cpu=%.0f%% rss=%.0f MB"
-                  " loop p99=%s ms" % (name, n, eps, row["connected"], 100 * row["delivery"], fmt_ms(row["lag"][99]),
-                                       row["cpu_percent"], row["peak_rss"] / MB,
-                                       fmt_ms(row["client_loop_delay_p99"])), flush=True)
+                  " loop p99=%s ms closed early=%d dropped=%s" % (
+                      name, n, eps, row["connected"], 100 * row["delivery"], fmt_ms(row["lag"][99]),
+                      row["cpu_percent"], row["peak_rss"] / MB, fmt_ms(row["client_loop_delay_p99"]),
+                      row["closed_early"], row["server_dropped"]), flush=True)
     extra = {}
     for name in args.servers:
         extra[name] = idle_cost(name, args.idle)
