@@ -796,7 +796,7 @@ class Sampler:
     >>> snapshot, body = sampler.latest()
     >>> recent = sampler.history.columns(seconds=300)
 
-    ``on_sample`` (e.g. ``ChangeBell.ring``) is called after each publish;
+    ``on_sample`` (e.g. the stream hub's) is called after each publish;
     ``server_stats`` returns the ``server`` part (clients, dropped, uptime);
     ``enrich(snapshot)`` returns extra top-level keys (the active alerts);
     ``record(ts, series)`` hands each sample to storage.

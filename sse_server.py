@@ -177,6 +177,9 @@ def parse_last_event_id(value: str | None) -> int | None:
     return int(value) if _WHOLE_NUMBER.fullmatch(value) and not value.startswith("-") else None
 
 
+parse_length = parse_last_event_id  # a Content-Length follows the same rule: 0-15 ASCII digits
+
+
 _JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
@@ -540,10 +543,9 @@ class DashboardHandler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
             raise HTTPError(415, "Content-Type must be application/json")
-        length_header = self.headers.get("Content-Length")
-        if length_header is None or not re.fullmatch(r"[0-9]{1,15}", length_header.strip()):
+        length = parse_length(self.headers.get("Content-Length"))
+        if length is None:
             raise HTTPError(400, "Content-Length header is required (a whole number of bytes)")
-        length = int(length_header)
         if length > max_bytes:
             raise HTTPError(413, "body must be at most %d bytes" % max_bytes)
         raw = self.rfile.read(length)

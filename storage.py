@@ -386,10 +386,7 @@ class Store:
                 gauges[name] = (value, set_at)
         return counters, gauges
 
-    def counters(self) -> dict:
-        return self.metric_state()[0]
-
-    def enqueue_sample(self, ts: float, flat: dict, *_: Any) -> None:
+    def enqueue_sample(self, ts: float, flat: dict) -> None:
         """Hand a sample to the writer thread without waiting (the sampler calls this)."""
         item = (ts, flat)
         while True:
