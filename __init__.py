@@ -18,8 +18,8 @@ import importlib
 import sys
 
 # Each module only imports the ones before it.
-_MODULES = ("events", "metrics", "guard", "storage", "exports", "streams", "alerts", "api_spec", "demo",
-            "sse_server")  # client.py imports none of them: a plain submodule
+_MODULES = ("events", "metrics", "guard", "storage", "exports", "streams", "alerts", "heartbeats", "pushgateway",
+            "statsd_listener", "api_spec", "demo", "sse_server")  # client.py imports none of them: a plain submodule
 
 
 def _load() -> None:

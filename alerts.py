@@ -33,12 +33,13 @@ from typing import Any, Callable
 
 from metrics import SYSTEM_FIELDS, flatten_snapshot
 
-__all__ = ["AlertRule", "AlertEngine", "load_rules", "parse_rules"]
+__all__ = ["AlertRule", "AlertEngine", "load_rules", "load_document", "parse_rules"]
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
 }
 ALERT_LEVELS = ("warning", "error")
+CONFIG_KEYS = ("rules", "heartbeats")  # the config file's top level
 _RATE_RE = re.compile(r"rate\((counters\.[a-zA-Z_:][a-zA-Z0-9_:]*)\)")
 _METRIC_RE = re.compile(r"(system|gauges|counters|server)\.[a-zA-Z_:][a-zA-Z0-9_:]*")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
@@ -76,6 +77,11 @@ class AlertRule:
 
 def load_rules(path: str | Path) -> list[AlertRule]:
     """Read and check a rule file; raise ``ValueError`` with the rule and field at fault."""
+    return parse_rules(load_document(path))
+
+
+def load_document(path: str | Path) -> Any:
+    """The config file's JSON (rules, heartbeats), or ``ValueError`` saying why not."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -84,13 +90,16 @@ def load_rules(path: str | Path) -> list[AlertRule]:
         document = json.loads(text)
     except ValueError as exc:
         raise ValueError("%s is not valid JSON: %s" % (path, exc)) from None
-    return parse_rules(document)
+    return document
 
 
 def parse_rules(document: Any) -> list[AlertRule]:
-    if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
-        raise ValueError('the alert file must be an object with a "rules" list')
-    rules = [_parse_rule(i, raw) for i, raw in enumerate(document["rules"], start=1)]
+    if not isinstance(document, dict) or not isinstance(document.get("rules", []), list):
+        raise ValueError('the config file must be an object with a "rules" list (and "heartbeats", if any)')
+    unknown = sorted(set(document) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError('the config file has %s; it takes a "rules" list and "heartbeats"' % json.dumps(unknown[0][:40]))
+    rules = [_parse_rule(i, raw) for i, raw in enumerate(document.get("rules", []), start=1)]
     names = [r.name for r in rules]
     for name in names:
         if names.count(name) > 1:
@@ -184,7 +193,7 @@ class AlertEngine:
             active = [dict(alert) for alert in self._firing.values()]
             waiting = [{"rule": r.name, "metric": r.metric} for r in self.rules if r.name not in self._seen]
         for level, message, data in to_post:
-            self._post(level, message, source="alerts", data=data)
+            self._post(level, message, source="alerts", data=data, type="alert." + data["state"])
         return {"alerts": active, "alerts_waiting": waiting} if waiting else {"alerts": active}
 
     def rule_states(self) -> list[dict]:

@@ -1,7 +1,8 @@
 """The application event log.
 
 One concept: events that an application posts (``info``, ``warning``,
-``error``), kept in a bounded ring with integer ids.
+``error``, optionally with a ``type`` such as ``record.created``), kept in a
+bounded ring with integer ids, and the filters a reader narrows them with.
 
 Invariants:
 - ids are strictly increasing, start at 1 and are never reused within a run;
@@ -20,16 +21,18 @@ Invariants:
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["LEVELS", "Event", "EventLog", "Replay", "make_event", "is_unicode_text"]
+__all__ = ["LEVELS", "Event", "EventFilter", "EventLog", "Replay", "make_event", "is_unicode_text", "check_type"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,11 @@ DEFAULT_MAX_CHARS = 32 * 1024 * 1024
 MAX_MESSAGE_CHARS = 4096
 MAX_SOURCE_CHARS = 100
 DEFAULT_SOURCE = "app"
+TYPE_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+# Names a stream already uses for its own frames (and "error", which EventSource fires
+# itself): a typed event goes out as ``event: <type>``, so it must not be mistaken for one.
+RESERVED_TYPES = ("log", "metrics", "resync", "error", "message")
+UNTYPED = "log"  # what an event without a type is called on the wire, and in a filter
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class Event:
     source: str
     message: str
     json: str = field(default="", repr=False, compare=False)
+    type: str | None = None
     data_at: int = field(default=-1, repr=False, compare=False)  # where data starts in json; -1: none
 
     @property
@@ -69,6 +78,7 @@ class Event:
             "id": self.id,
             "ts": self.ts,
             "level": self.level,
+            "type": self.type,
             "source": self.source,
             "message": self.message,
             "data": self.data,
@@ -147,16 +157,18 @@ class EventLog:
         source: str = DEFAULT_SOURCE,
         data: Any = None,
         durable: bool = True,
+        type: str | None = None,
     ) -> Event:
         """Validate and store one event; raise ``ValueError`` (storing nothing) on bad input.
 
         ``durable=False`` keeps it in memory only (the dashboard's own notices, such as
         alerts, when storage is failing: they must still reach the page)."""
         level, message, source, data_json = _validate(level, message, source, data)
+        check_type(type)
         with self._post_lock:
             event_id = self.last_id + 1
             ts = round(self._clock(), 3)
-            event = make_event(event_id, ts, level, source, message, data_json)
+            event = make_event(event_id, ts, level, source, message, data_json, type)
             if self._persist is not None and durable:
                 self._persist(event)  # raises: the id is not used and nothing is stored
             with self._lock:
@@ -182,9 +194,11 @@ class EventLog:
         after_id: int = 0,
         limit: int | None = None,
         level: str | None = None,
+        only: "EventFilter | None" = None,
     ) -> list[Event]:
         """Events with ``id > after_id``, oldest first; ``limit`` keeps the oldest of them, so
-        ``after_id`` works as a cursor: the next page starts after the last event returned."""
+        ``after_id`` works as a cursor: the next page starts after the last event returned.
+        ``level`` and ``only`` (an ``EventFilter``) narrow them before the limit applies."""
         if level is not None and level not in LEVELS:
             raise ValueError(_level_message())
         if self._last_id <= after_id:
@@ -197,13 +211,15 @@ class EventLog:
             selected = [self._events[-i] for i in range(wanted, 0, -1)]
         if level is not None:
             selected = [e for e in selected if e.level == level]
+        if only is not None:
+            selected = [e for e in selected if only.matches(e)]
         if limit is not None:
             selected = selected[:max(0, limit)]
         return selected
 
-    def newest(self, limit: int, level: str | None = None) -> list[Event]:
-        """The newest ``limit`` events (of ``level``), oldest first."""
-        selected = self.since(0, level=level)
+    def newest(self, limit: int, level: str | None = None, only: "EventFilter | None" = None) -> list[Event]:
+        """The newest ``limit`` events (of ``level``, matching ``only``), oldest first."""
+        selected = self.since(0, level=level, only=only)
         return selected[-limit:] if limit > 0 else []
 
     @property
@@ -260,21 +276,35 @@ def is_unicode_text(text: str) -> bool:
     return True
 
 
-def make_event(event_id: int, ts: float, level: str, source: str, message: str, data_json: str | None) -> Event:
+def check_type(event_type: Any) -> None:
+    """``ValueError`` unless ``event_type`` is None or a usable type name."""
+    if event_type is None:
+        return
+    if not isinstance(event_type, str) or not TYPE_RE.fullmatch(event_type):
+        raise ValueError("type must be 1-100 letters, digits or _ . : - (like record.created)")
+    if event_type in RESERVED_TYPES:
+        raise ValueError("type must not be %s: the stream uses those names itself"
+                         % ", ".join(repr(t) for t in RESERVED_TYPES))
+
+
+def make_event(event_id: int, ts: float, level: str, source: str, message: str, data_json: str | None,
+               type: str | None = None) -> Event:
     """An Event from validated fields (a post, or a row read back from storage)."""
-    encoded = _encode(event_id, ts, level, source, message, data_json or "null")
+    encoded = _encode(event_id, ts, level, type, source, message, data_json or "null")
     data_at = -1 if data_json is None else len(encoded) - len(data_json) - 1
-    return Event(id=event_id, ts=ts, level=level, source=source, message=message, json=encoded, data_at=data_at)
+    return Event(id=event_id, ts=ts, level=level, source=source, message=message, json=encoded, data_at=data_at,
+                 type=type)
 
 
-def _encode(event_id: int, ts: float, level: str, source: str, message: str, data_json: str) -> str:
-    def text(value: str) -> str:
+def _encode(event_id: int, ts: float, level: str, event_type: str | None, source: str, message: str,
+            data_json: str) -> str:
+    def text(value: str | None) -> str:
         return json.dumps(value, ensure_ascii=False)
 
-    # Built by hand so ``data`` is encoded once (already checked in _validate).
+    # Built by hand so ``data`` is encoded once (already checked in _validate); it stays last.
     return (
-        '{"id":%d,"ts":%s,"level":%s,"source":%s,"message":%s,"data":%s}'
-        % (event_id, _number(ts), text(level), text(source), text(message), data_json)
+        '{"id":%d,"ts":%s,"level":%s,"type":%s,"source":%s,"message":%s,"data":%s}'
+        % (event_id, _number(ts), text(level), text(event_type), text(source), text(message), data_json)
     )
 
 
@@ -282,3 +312,80 @@ def _number(value: float) -> str:
     if not math.isfinite(value):
         raise ValueError("timestamp must be finite")
     return repr(value)
+
+
+# --------------------------------------------------------------------------
+# Filters: what a subscriber (a narrowed stream, a page of GET /api/events) asked for
+# --------------------------------------------------------------------------
+
+MAX_FILTER_TERMS = 20
+_PATTERN_RE = re.compile(r"[A-Za-z0-9_.:*?-]{1,100}")  # a type, with * and ? as wildcards
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Events whose type matches one of ``types`` (globs: ``record.*``; an untyped event's
+    type is ``log`` here), whose level is in ``levels`` and whose source is in ``sources``;
+    an empty tuple means any. Frozen and hashable: the stream hub groups streams by filter.
+
+    >>> only = EventFilter.parse(types="record.*,deploy", levels="warning,error")
+    >>> only.matches(make_event(1, 0.0, "error", "app", "x", None, "record.created"))
+    True
+    """
+
+    types: tuple = ()
+    levels: tuple = ()
+    sources: tuple = ()
+    _types_re: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.types:
+            pattern = "|".join(fnmatch.translate(t) for t in self.types)
+            object.__setattr__(self, "_types_re", re.compile(pattern))
+
+    @classmethod
+    def parse(cls, types: str | None = None, levels: str | None = None,
+              sources: str | None = None) -> "EventFilter | None":
+        """From comma-separated query values; None when nothing narrows; ``ValueError`` if bad."""
+        type_terms = _terms("types", types)
+        for term in type_terms:
+            if not _PATTERN_RE.fullmatch(term):
+                raise ValueError("types: %s is not a type pattern (letters, digits, _ . : - and * ?)"
+                                 % json.dumps(term[:40]))
+        level_terms = _terms("levels", levels)
+        for term in level_terms:
+            if term not in LEVELS:
+                raise ValueError("levels: each must be one of " + ", ".join(LEVELS))
+        source_terms = _terms("sources", sources)
+        for term in source_terms:
+            if len(term) > MAX_SOURCE_CHARS or not is_unicode_text(term):
+                raise ValueError("sources: each must be a source name of at most %d characters" % MAX_SOURCE_CHARS)
+        if not (type_terms or level_terms or source_terms):
+            return None
+        return cls(tuple(type_terms), tuple(level_terms), tuple(source_terms))
+
+    def matches(self, event: Event) -> bool:
+        if self.levels and event.level not in self.levels:
+            return False
+        if self.sources and event.source not in self.sources:
+            return False
+        return self._types_re is None or self._types_re.match(event.type or UNTYPED) is not None
+
+    def sql(self) -> tuple[str, list]:
+        """The same test as an SQL condition on the events table (GLOB has fnmatch's * and ?)."""
+        clauses, args = [], []
+        if self.types:
+            clauses.append("(%s)" % " OR ".join(["COALESCE(type, 'log') GLOB ?"] * len(self.types)))
+            args.extend(self.types)
+        for column, values in (("level", self.levels), ("source", self.sources)):
+            if values:
+                clauses.append("%s IN (%s)" % (column, ",".join("?" * len(values))))
+                args.extend(values)
+        return " AND ".join(clauses) or "1", args
+
+
+def _terms(name: str, value: str | None) -> list[str]:
+    terms = [t.strip() for t in (value or "").split(",") if t.strip()]
+    if len(terms) > MAX_FILTER_TERMS:
+        raise ValueError("%s: at most %d, separated by commas" % (name, MAX_FILTER_TERMS))
+    return list(dict.fromkeys(terms))

@@ -29,6 +29,8 @@ __all__ = ["token_matches", "token_problem", "host_allowed", "is_loopback", "Rat
            "cookie_value", "parse_cookies", "redact_secrets", "Policy", "Decision", "check_access", "offered_token"]
 
 MAX_TOKEN_CHARS = 1000
+# Paths where a GET writes (heartbeats: cron jobs and push monitors send GET): treated as writes.
+WRITES_BY_GET = ("/api/push/",)
 
 
 def token_matches(expected: str | None, offered: str | None) -> bool:
@@ -186,30 +188,38 @@ class Decision:
 
 
 PREFLIGHT = Decision(204, headers=(
-    ("Access-Control-Allow-Methods", "GET, POST, DELETE"),
+    ("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE"),
     ("Access-Control-Allow-Headers", "Content-Type, Authorization, Last-Event-ID"),
     ("Access-Control-Max-Age", "600"),
 ))
 
 
 def check_access(policy: Policy, method: str, path: str, headers: Mapping[str, str],
-                 client: str) -> Decision | None:
+                 client: str, query_token: str | None = None) -> Decision | None:
     """None when the request may go on to its handler; else what to answer instead.
 
     In order: the Host header (DNS rebinding), a CORS preflight from the one allowed
-    origin, the token for the API, then for writes the Origin (CSRF) and the rate."""
+    origin, the token for the API, then for writes the Origin (CSRF) and the rate.
+    ``query_token`` (``?token=``) counts only on ``WRITES_BY_GET`` paths: a heartbeat URL
+    pasted into a tool that cannot send headers."""
     if not host_allowed(headers.get("Host"), policy.allowed_hosts):
         return Decision(421, "this server does not answer to that Host name (see --allow-host)")
     origin = headers.get("Origin")
     if method == "OPTIONS" and policy.cors_origin and origin == policy.cors_origin:
         return PREFLIGHT
-    if (path.startswith("/api/") or path == "/metrics") and not token_matches(policy.token, offered_token(policy, headers)):
+    offered = offered_token(policy, headers)
+    if offered is None and path.startswith(WRITES_BY_GET):
+        offered = query_token
+    if (path.startswith(("/api/", "/metrics/")) or path == "/metrics") and not token_matches(policy.token, offered):
         return Decision(401, "a valid token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN once)",
                         (("WWW-Authenticate", "Bearer"),))
-    if method in ("POST", "DELETE"):
+    if method in ("POST", "PUT", "DELETE") or path.startswith(WRITES_BY_GET):
         own = "http://" + (headers.get("Host") or "").lower()
         if origin is not None and origin != own and origin != policy.cors_origin:
             return Decision(403, "cross-site requests are refused (Origin %s)" % json.dumps(origin[:100]))
+        if origin is None and headers.get("Sec-Fetch-Site") == "cross-site":
+            # A GET from another site's <img> or link carries no Origin; browsers still say so here.
+            return Decision(403, "cross-site requests are refused")
         wait_s = policy.writes.allow(client) if policy.writes is not None else 0.0
         if wait_s > 0:
             return Decision(429, "too many requests: slow down", (("Retry-After", str(max(1, math.ceil(wait_s)))),))

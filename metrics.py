@@ -39,6 +39,9 @@ from typing import Any, Callable
 __all__ = [
     "METRIC_NAME_RE",
     "MetricsRegistry",
+    "split_name",
+    "labeled_name",
+    "canonical_name",
     "RegistrySealed",
     "metric_number",
     "SystemCollector",
@@ -60,6 +63,12 @@ log = logging.getLogger(__name__)
 
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 MAX_NAME_CHARS = 100
+# A name may carry labels in Prometheus' own notation, ``jobs{queue="mail"}`` (labels sorted,
+# empty values dropped): pushed metrics, StatsD tags. /metrics shows them as real labels.
+LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)', re.S)
+MAX_LABELS = 10
+MAX_LABELED_NAME_CHARS = 250
 MAX_METRICS = 1000  # counters and gauges together: names come from clients
 MAX_COUNTER_DELTA = 1e15  # a petabyte per update: far above real use
 # Integers up to 2**53 are exact as float64, which is what JSON readers in
@@ -138,34 +147,70 @@ class MetricsRegistry:
         """Set gauge ``name`` to ``value``."""
         self.update(gauges={name: value})
 
-    def update(self, counters: Any = None, gauges: Any = None) -> dict:
+    def update(self, counters: Any = None, gauges: Any = None, gauge_deltas: Any = None) -> dict:
         """Apply counter deltas and gauge values together, or raise ``ValueError`` and apply none.
 
+        ``gauge_deltas`` move gauges relative to their value (StatsD's ``+3|g``).
         Returns the stored values of the names it touched:
         ``{"counters": {name: total}, "gauges": {name: value}}``."""
-        counters = _check_mapping("counters", counters)
-        gauges = _check_mapping("gauges", gauges)
-        deltas = {name: _counter_delta(name, delta) for name, delta in counters.items()}
-        values = {name: _gauge_value(name, value) for name, value in gauges.items()}
+        deltas: dict[str, int | float] = {}
+        for name, delta in _check_mapping("counters", counters).items():
+            name = canonical_name(name)
+            deltas[name] = _counter_delta(name, delta) + deltas.get(name, 0)
+        values = {canonical_name(n): _gauge_value(n, v) for n, v in _check_mapping("gauges", gauges).items()}
+        moves = {canonical_name(n): _gauge_value(n, v) for n, v in _check_mapping("gauges", gauge_deltas).items()}
         with self._lock:
-            if self._sealed:
-                raise RegistrySealed("the dashboard is stopping: nothing more is accepted")
+            self._check_open()
             now = self._clock()
             self._expire(now)
-            new_names = (deltas.keys() - self._counters.keys()) | (values.keys() - self._gauges.keys())
-            if len(self._counters) + len(self._gauges) + len(new_names) > self._max_metrics:
-                raise ValueError("too many metrics (at most %d names; delete unused ones with "
-                                 "DELETE /api/metrics/counters/NAME or /gauges/NAME)" % self._max_metrics)
+            self._check_room(deltas.keys() | values.keys() | moves.keys())
             totals = {}
             for name, delta in deltas.items():
                 try:
                     totals[name] = _add(self._counters.get(name, 0), delta)
                 except ValueError:
                     raise ValueError("counter %r would pass the largest number" % name) from None
+            for name, move in moves.items():
+                try:
+                    values[name] = _add(values.get(name, self._gauges.get(name, 0)), move)
+                except ValueError:
+                    raise ValueError("gauge %r would pass the largest number" % name) from None
             self._counters.update(totals)
             self._gauges.update(values)
             self._gauge_set_at.update(dict.fromkeys(values, now))
             return {"counters": totals, "gauges": dict(values)}
+
+    def push(self, counters: dict, gauges: dict, remove: Any = ()) -> None:
+        """Replace metrics pushed as a group (Prometheus push): drop ``remove`` (``(kind, name)``
+        pairs), then set counter totals and gauge values, all or none. Pushed gauges never
+        expire (a daily job's result must last the day): they are "set" at infinity."""
+        totals = {canonical_name(n): _gauge_value(n, v) for n, v in counters.items()}
+        values = {canonical_name(n): _gauge_value(n, v) for n, v in gauges.items()}
+        with self._lock:
+            self._check_open()
+            gone = [(kind, name) for kind, name in remove if name not in (totals if kind == "counters" else values)]
+            room = self._max_metrics + sum(1 for kind, name in gone
+                                           if name in (self._counters if kind == "counters" else self._gauges))
+            new_names = (totals.keys() - self._counters.keys()) | (values.keys() - self._gauges.keys())
+            if len(self._counters) + len(self._gauges) + len(new_names) > room:
+                raise ValueError("too many metrics (at most %d names)" % self._max_metrics)
+            for kind, name in gone:
+                (self._counters if kind == "counters" else self._gauges).pop(name, None)
+                if kind == "gauges":
+                    self._gauge_set_at.pop(name, None)
+            self._counters.update(totals)
+            self._gauges.update(values)
+            self._gauge_set_at.update(dict.fromkeys(values, math.inf))
+
+    def _check_open(self) -> None:
+        if self._sealed:
+            raise RegistrySealed("the dashboard is stopping: nothing more is accepted")
+
+    def _check_room(self, names: Any) -> None:
+        new_names = [n for n in names if n not in self._counters and n not in self._gauges]
+        if len(self._counters) + len(self._gauges) + len(new_names) > self._max_metrics:
+            raise ValueError("too many metrics (at most %d names; delete unused ones with "
+                             "DELETE /api/metrics/counters/NAME or /gauges/NAME)" % self._max_metrics)
 
     def restore(self, counters: dict, gauges: dict) -> None:
         """Take back stored state (``{name: total}``, ``{name: (value, set_at)}``) at start.
@@ -181,8 +226,7 @@ class MetricsRegistry:
     def delete(self, kind: str, name: str) -> bool:
         """Forget counter or gauge ``name`` (``kind`` is "counters" or "gauges"); False if unknown."""
         with self._lock:
-            if self._sealed:
-                raise RegistrySealed("the dashboard is stopping: nothing more is accepted")
+            self._check_open()
             table = self._counters if kind == "counters" else self._gauges
             if name not in table:
                 return False
@@ -221,7 +265,6 @@ class RegistrySealed(Exception):
 
 
 def _counter_delta(name: Any, delta: Any) -> int | float:
-    _check_name(name)
     try:
         delta = metric_number(delta)
     except ValueError as exc:
@@ -234,7 +277,6 @@ def _counter_delta(name: Any, delta: Any) -> int | float:
 
 
 def _gauge_value(name: Any, value: Any) -> int | float:
-    _check_name(name)
     try:
         return metric_number(value)
     except ValueError as exc:
@@ -249,11 +291,69 @@ def _check_mapping(what: str, value: Any) -> dict:
     return value
 
 
-def _check_name(name: Any) -> None:
-    if not isinstance(name, str) or not METRIC_NAME_RE.fullmatch(name):
-        raise ValueError("metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*")
-    if len(name) > MAX_NAME_CHARS:
+def canonical_name(name: Any) -> str:
+    """``name`` checked, with its labels (if any) in canonical order; ``ValueError`` if bad.
+
+    >>> canonical_name('jobs{queue="mail",host="a"}')
+    'jobs{host="a",queue="mail"}'
+    """
+    if isinstance(name, str) and len(name) <= MAX_NAME_CHARS and METRIC_NAME_RE.fullmatch(name):
+        return name  # the common case: no labels
+    base, labels = split_name(name)
+    return labeled_name(base, labels)
+
+
+def split_name(name: Any) -> tuple[str, dict]:
+    """``'jobs{queue="mail"}'`` -> ``('jobs', {'queue': 'mail'})``; ``ValueError`` if bad."""
+    if not isinstance(name, str):
+        raise ValueError("metric names must be strings")
+    base, brace, rest = name.partition("{")
+    if not METRIC_NAME_RE.fullmatch(base):
+        raise ValueError("metric names must match [a-zA-Z_:][a-zA-Z0-9_:]* (labels may follow: name{key=\"value\"})")
+    if len(base) > MAX_NAME_CHARS:
         raise ValueError("metric name must be at most %d characters" % MAX_NAME_CHARS)
+    labels: dict[str, str] = {}
+    if brace:
+        if not rest.endswith("}") or len(name) > MAX_LABELED_NAME_CHARS:
+            raise ValueError("labels must be {key=\"value\",...} and the whole name at most %d characters"
+                             % MAX_LABELED_NAME_CHARS)
+        inside, at = rest[:-1], 0
+        while at < len(inside.rstrip()):
+            match = _LABEL_RE.match(inside, at)
+            if match is None or match.end() == at:
+                raise ValueError("labels must be {key=\"value\",...} (a value in double quotes, \\ \" and \\n escaped)")
+            if match.group(1) in labels:
+                raise ValueError("label %s is given twice" % match.group(1))
+            labels[match.group(1)] = _unescape_label(match.group(2))
+            at = match.end()
+    return base, labels
+
+
+def labeled_name(base: str, labels: dict) -> str:
+    """The canonical name of ``base`` with ``labels``: sorted, empty values dropped (as in
+    Prometheus, where an empty label is no label); ``ValueError`` when a label is unusable."""
+    labels = {k: v for k, v in labels.items() if v != ""}
+    for key, value in labels.items():
+        if not LABEL_NAME_RE.fullmatch(key) or key.startswith("__"):
+            raise ValueError("label names must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __")
+        if not isinstance(value, str):
+            raise ValueError("label values must be text")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("label values must be valid Unicode text") from None
+    if len(labels) > MAX_LABELS:
+        raise ValueError("at most %d labels per metric" % MAX_LABELS)
+    if not labels:
+        return base
+    name = "%s{%s}" % (base, ",".join('%s="%s"' % (k, _escape_label(labels[k])) for k in sorted(labels)))
+    if len(name) > MAX_LABELED_NAME_CHARS:
+        raise ValueError("a metric name with its labels must be at most %d characters" % MAX_LABELED_NAME_CHARS)
+    return name
+
+
+def _unescape_label(text: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), text, flags=re.S)
 
 
 # --------------------------------------------------------------------------
@@ -799,7 +899,8 @@ class Sampler:
     ``on_sample`` (e.g. the stream hub's) is called after each publish;
     ``server_stats`` returns the ``server`` part (clients, dropped, uptime);
     ``enrich(snapshot)`` returns extra top-level keys (the active alerts);
-    ``record(ts, series)`` hands each sample to storage.
+    ``record(ts, series)`` hands each sample to storage; ``prepare()`` runs first
+    (StatsD turns the interval's timings into gauges).
     """
 
     def __init__(
@@ -813,6 +914,7 @@ class Sampler:
         history_s: float = DEFAULT_HISTORY_S,
         enrich: Callable[[dict], dict] | None = None,
         record: Callable[[float, dict], None] | None = None,
+        prepare: Callable[[], None] | None = None,
     ) -> None:
         if not (interval_s > 0 and math.isfinite(interval_s)):
             raise ValueError("interval must be a positive number of seconds")
@@ -824,6 +926,7 @@ class Sampler:
         self._extra = dict(extra or {})
         self._enrich = enrich
         self._record = record
+        self.prepare = prepare  # settable: e.g. StatsD's flush of the interval's timings
         self.history = History(min(MAX_HISTORY_POINTS, max(10, int(math.ceil(history_s / interval_s)) + 1)))
         self._lock = threading.Lock()
         self._latest: tuple[dict, bytes] | None = None
@@ -874,6 +977,11 @@ class Sampler:
 
     def tick(self) -> dict:
         """Take, encode and publish one snapshot (the sampler thread's job)."""
+        if self.prepare is not None:
+            try:
+                self.prepare()
+            except Exception:  # a feeder's bug must not stop sampling
+                log.exception("preparing the sample failed; taking it anyway")
         try:
             system = self.collector.collect()
         except Exception as exc:  # a broken collector must not kill the sampler
@@ -947,6 +1055,9 @@ _SERVER_FAMILIES = (
     ("sse_dashboard_dropped_clients_total", "counter", "Streams dropped for not reading", "dropped"),
     ("sse_dashboard_resident_memory_bytes", "gauge", "Resident memory of the dashboard process", "rss_bytes"),
     ("sse_dashboard_uptime_seconds", "gauge", "Time since the dashboard started", "uptime"),
+    ("sse_dashboard_statsd_lines_total", "counter", "StatsD lines received", "statsd_lines"),
+    ("sse_dashboard_statsd_malformed_total", "counter", "StatsD lines skipped as malformed", "statsd_malformed"),
+    ("sse_dashboard_statsd_dropped_total", "counter", "StatsD lines refused by the metric limits", "statsd_dropped"),
 )
 
 
@@ -1023,13 +1134,23 @@ def render_prometheus(snapshot: dict) -> str:
     if "alerts" in snapshot:
         family("sse_dashboard_alerts_firing", "gauge", "Alert rules currently firing",
                [((), len(snapshot.get("alerts") or []))])
+    beats = [b for b in snapshot.get("heartbeats") or [] if isinstance(b, dict)]
+    family("sse_dashboard_heartbeat_last_seen_seconds", "gauge", "When each heartbeat was last received (unix time)",
+           [((("name", b["name"]),), b.get("last_seen")) for b in beats])
+    family("sse_dashboard_heartbeat_up", "gauge", "1 while a heartbeat is up and on time, 0 when down or silent",
+           [((("name", b["name"]),), 0 if b.get("firing") or b.get("status") == "down" else 1) for b in beats])
     family("sse_dashboard_info", "gauge", "The collector in use", [((("source", system.get("source", "")),), 1)])
     for section, kind in (("counters", "counter"), ("gauges", "gauge")):
+        # Names with labels (jobs{queue="mail"}) are samples of one family (jobs).
+        families: dict[str, list] = {}
         for name, value in sorted((snapshot.get(section) or {}).items()):
-            exposed = prometheus_name(name, counter=kind == "counter")
+            base, labels = split_name(name) if "{" in name else (name, {})
+            families.setdefault(base, []).append((tuple(sorted(labels.items())), value))
+        for base, samples in families.items():
+            exposed = prometheus_name(base, counter=kind == "counter")
             if exposed in taken:
-                exposed = _disambiguated(exposed, name, kind == "counter")
-            family(exposed, kind, "Application %s %s" % (kind, name), [((), value)])
+                exposed = _disambiguated(exposed, base, kind == "counter")
+            family(exposed, kind, "Application %s %s" % (kind, base), samples)
     return "\n".join(lines) + "\n"
 
 

@@ -42,15 +42,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-from alerts import AlertEngine, load_rules
+from alerts import AlertEngine, load_document, parse_rules
+from heartbeats import Heartbeats, parse_heartbeats
 from api_spec import openapi_spec
 from demo import DemoFeeder
-from events import DEFAULT_MAX_CHARS, LEVELS, EventLog, is_unicode_text
+from events import DEFAULT_MAX_CHARS, LEVELS, EventFilter, EventLog, is_unicode_text
 from exports import EVENTS_CSV_NAME, HISTORY_CSV_NAME, events_csv, history_csv, json_array_chunks
 from guard import (Decision, Policy, RateLimiter, check_access, cookie_name, cookie_value, is_loopback,
                    redact_secrets, token_matches, token_problem)
+from pushgateway import MAX_PUSH_BYTES, PushError, PushGroups, parse_exposition, parse_grouping
 from metrics import (DEFAULT_GAUGE_TTL_S, PROMETHEUS_CONTENT_TYPE, MetricsRegistry, RegistrySealed, Sampler,
                      encode_json, make_system_collector, render_prometheus, to_columns)
+from statsd_listener import StatsdAggregator, StatsdListener, parse_address
 from storage import DataDirInUse, Store, StorageError, open_store
 from streams import StreamHub, format_sse, metrics_frame, resync_frame
 
@@ -230,6 +233,8 @@ class DashboardServer(ThreadingHTTPServer):
         self.static_dir = (config.static_dir or find_static_dir()).resolve()
         self.sampler: Sampler | None = None
         self.alerts: AlertEngine | None = None
+        self.heartbeats: Heartbeats | None = None
+        self.statsd: StatsdListener | None = None
         self.store: Store | None = None
         self.storage_problem: str | None = None
         self.events_epoch = ""
@@ -265,7 +270,20 @@ class DashboardServer(ThreadingHTTPServer):
 
     def stats(self) -> dict:
         hub = self.hub
-        return {"clients": hub.clients if hub else 0, "dropped": hub.dropped if hub else 0, "uptime": self.uptime_s()}
+        stats = {"clients": hub.clients if hub else 0, "dropped": hub.dropped if hub else 0, "uptime": self.uptime_s()}
+        if self.statsd is not None:
+            stats.update(self.statsd.aggregator.stats())
+        return stats
+
+    def enrich(self, snapshot: dict) -> dict:
+        """What a sample adds to the system part: active alerts (rules and heartbeats), heartbeats."""
+        extra = self.alerts.evaluate(snapshot)
+        extra["alerts"] = extra["alerts"] + self.heartbeats.check()
+        extra["heartbeats"] = self.heartbeats.listing()
+        return extra
+
+    def active_alerts(self) -> list[dict]:
+        return self.alerts.active() + self.heartbeats.active()
 
     def hand_off(self, sock: socket.socket) -> None:
         """``sock`` belongs to the stream hub now: the request's end must not close it."""
@@ -288,6 +306,9 @@ class DashboardServer(ThreadingHTTPServer):
         self.stopping.set()
         if self.hub is not None:
             self.hub.stop()
+        if self.statsd is not None:
+            self.statsd.stop()
+            self.statsd.aggregator.flush()  # the last interval's timings, before the final state
         self.registry.seal()
         if self.sampler is not None:
             self.sampler.stop()
@@ -355,6 +376,12 @@ class DashboardHandler(BaseHTTPRequestHandler):
         ("GET", "/static/", "serve_static"),
         ("DELETE", "/api/metrics/counters/", "delete_metric"),
         ("DELETE", "/api/metrics/gauges/", "delete_metric"),
+        ("GET", "/api/push/", "push_heartbeat"),      # a GET that writes: guard.WRITES_BY_GET
+        ("POST", "/api/push/", "push_heartbeat"),
+        ("DELETE", "/api/push/", "delete_heartbeat"),
+        ("PUT", "/metrics/job", "push_metrics"),       # the Pushgateway's API
+        ("POST", "/metrics/job", "push_metrics"),
+        ("DELETE", "/metrics/job", "delete_push_group"),
     )
 
     # --- dispatch ----------------------------------------------------------
@@ -411,7 +438,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
         head = method == "HEAD"
         length = self.headers.get("Content-Length", "0").strip()
         self._body_pending = length not in ("", "0") or "Transfer-Encoding" in self.headers
-        decision = check_access(self.server.policy, method, parts.path, self.headers, self.client_address[0])
+        decision = check_access(self.server.policy, method, parts.path, self.headers, self.client_address[0],
+                                self.query_value("token"))
         if decision is not None:  # refused, or a CORS preflight answered
             response = _decided(decision)
         else:
@@ -538,11 +566,11 @@ class DashboardHandler(BaseHTTPRequestHandler):
         values = self.query.get(name)
         return values[-1] if values else None
 
-    def read_json_body(self, max_bytes: int = MAX_BODY_BYTES) -> dict:
-        """The request body as a JSON object, or HTTPError 400/413/415 (nothing read past the cap)."""
-        content_type = self.headers.get("Content-Type", "")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            raise HTTPError(415, "Content-Type must be application/json")
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+    def read_body(self, max_bytes: int) -> bytes:
+        """The request body, or HTTPError 400/413 (nothing read past the cap)."""
         length = parse_length(self.headers.get("Content-Length"))
         if length is None:
             raise HTTPError(400, "Content-Length header is required (a whole number of bytes)")
@@ -552,6 +580,13 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self._body_pending = False
         if len(raw) < length:
             raise HTTPError(400, "body is shorter than Content-Length")
+        return raw
+
+    def read_json_body(self, max_bytes: int = MAX_BODY_BYTES) -> dict:
+        """The request body as a JSON object, or HTTPError 400/413/415 (nothing read past the cap)."""
+        if self.content_type() != "application/json":
+            raise HTTPError(415, "Content-Type must be application/json")
+        raw = self.read_body(max_bytes)
         if json_depth(raw) > MAX_JSON_DEPTH:
             raise HTTPError(400, "body nests arrays and objects more than %d deep" % MAX_JSON_DEPTH)
         try:
@@ -705,6 +740,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         level = self.query_value("level")
         if level is not None and level not in LEVELS:
             raise HTTPError(400, "level must be one of " + ", ".join(LEVELS))
+        only = self.event_filter()
         explicit = self.query_value("from") is not None or self.query_value("to") is not None
         store = self.server.store
         if fmt == "csv" or explicit:
@@ -712,9 +748,9 @@ class DashboardHandler(BaseHTTPRequestHandler):
             start, end, _ = self.time_window(10 * 365 * 86400)
             limit = _parse_int(self.query_value("limit"), "limit", default=None, minimum=1)
             if store is not None:
-                events = store.iter_events(since, start, end, level, limit)
+                events = store.iter_events(since, start, end, level, limit, only=only)
             else:
-                events = iter([e for e in self.server.events.since(since, limit=limit, level=level)
+                events = iter([e for e in self.server.events.since(since, limit=limit, level=level, only=only)
                                if start <= e.ts <= end])
             if fmt == "csv":
                 return csv_download(events_csv(events), EVENTS_CSV_NAME)
@@ -724,15 +760,18 @@ class DashboardHandler(BaseHTTPRequestHandler):
         log_ = self.server.events
         known = log_.last_id  # read before the query: every event up to it is in the answer
         if self.query_value("since") is None:  # the newest `limit`; `more`: older ones exist
-            events = log_.newest(limit + 1, level)
+            events = log_.newest(limit + 1, level, only)
+            if store is not None and len(events) <= limit and log_.first_id > 1 and (level or only):
+                # Memory holds fewer matches than asked for: the older ones are on disk.
+                events = list(store.iter_events(level=level, limit=limit + 1, only=only, newest=True))[::-1]
             more = len(events) > limit
             events = events[-limit:]
             cursor = max(known, events[-1].id if events else 0)
         else:  # a page: the oldest `limit` after the cursor
             if store is not None and since < log_.first_id - 1:
-                events = list(store.iter_events(since, level=level, limit=limit + 1))  # older than memory holds
+                events = list(store.iter_events(since, level=level, limit=limit + 1, only=only))  # older than memory
             else:
-                events = log_.since(since, limit=limit + 1, level=level)
+                events = log_.since(since, limit=limit + 1, level=level, only=only)
             more = len(events) > limit
             events = events[:limit]
             cursor = events[-1].id if more else max(since, known, events[-1].id if events else 0)
@@ -741,14 +780,22 @@ class DashboardHandler(BaseHTTPRequestHandler):
             self.server.events_epoch)
         return Response(200, body.encode("utf-8"), JSON_TYPE, (("Cache-Control", "no-store"),))
 
+    def event_filter(self) -> EventFilter | None:
+        """``types``, ``levels`` and ``sources`` from the query (comma-separated), or None."""
+        try:
+            return EventFilter.parse(self.query_value("types"), self.query_value("levels"), self.query_value("sources"))
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from None
+
     def post_event(self) -> Response:
         body = self.read_json_body()
-        self.check_fields(body, ("message", "level", "source", "data"))
+        self.check_fields(body, ("message", "level", "source", "data", "type"))
         if "message" not in body:
             raise HTTPError(400, "message is required")
         try:
             event = self.server.events.post(
                 body.get("level", "info"), body["message"], source=body.get("source", "app"), data=body.get("data"),
+                type=body.get("type"),
             )
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
@@ -777,12 +824,79 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def get_alerts(self) -> Response:
         engine = self.server.alerts
-        return json_response({"alerts": engine.active(), "rules": engine.rule_states()})
+        return json_response({"alerts": self.server.active_alerts(), "rules": engine.rule_states(),
+                              "heartbeats": self.server.heartbeats.listing()})
+
+    def push_heartbeat(self) -> Response:
+        """GET or POST /api/push/NAME?status=up|down&msg=...&ping=...&every=SECONDS: a heartbeat."""
+        name = urllib.parse.unquote(self.route_path[len("/api/push/"):])
+        self.refuse_unless_durable()
+        try:
+            beat = self.server.heartbeats.beat(name, status=self.query_value("status") or "up",
+                                               message=self.query_value("msg") or "", ping=self.query_value("ping"),
+                                               every=self.query_value("every"))
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from None
+        except StorageError as exc:
+            raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
+        return json_response(dict(beat, ok=True))
+
+    def delete_heartbeat(self) -> Response:
+        name = urllib.parse.unquote(self.route_path[len("/api/push/"):])
+        try:
+            found = self.server.heartbeats.forget(name)
+        except StorageError as exc:
+            raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
+        if not found:
+            raise HTTPError(404, "no such heartbeat")
+        return json_response({"status": "deleted", "name": name})
 
     def get_prometheus(self) -> Response:
         snapshot = self.current_snapshot()
         return Response(200, render_prometheus(snapshot).encode("utf-8"), PROMETHEUS_CONTENT_TYPE,
                         (("Cache-Control", "no-store"),))
+
+    def push_metrics(self) -> Response:
+        """PUT or POST /metrics/job/JOB{/LABEL/VALUE}: a Pushgateway push (see pushgateway.py)."""
+        grouping = self._grouping()
+        if self.content_type() not in ("", "text/plain", "application/openmetrics-text"):
+            raise HTTPError(415, "the body must be Prometheus text (text/plain; version=0.0.4) or OpenMetrics text")
+        raw = self.read_body(MAX_PUSH_BYTES)
+        try:
+            samples = parse_exposition(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise HTTPError(400, "the body must be UTF-8 text") from None
+        except PushError as exc:
+            raise HTTPError(400, str(exc)) from None
+        self.refuse_unless_durable()
+        try:
+            stored = self.server.pushes.push(grouping, samples, replace=self.command == "PUT")
+        except RegistrySealed as exc:
+            raise HTTPError(503, str(exc), (("Retry-After", "5"),)) from None
+        except StorageError as exc:
+            raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from None
+        return json_response({"status": "ok", "group": grouping, "samples": stored})
+
+    def delete_push_group(self) -> Response:
+        """DELETE /metrics/job/JOB{/LABEL/VALUE}: the group and its metrics (200 even if absent, as
+        the Pushgateway answers)."""
+        grouping = self._grouping()
+        self.refuse_unless_durable()
+        try:
+            found = self.server.pushes.delete(grouping)
+        except RegistrySealed as exc:
+            raise HTTPError(503, str(exc), (("Retry-After", "5"),)) from None
+        except StorageError as exc:
+            raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
+        return json_response({"status": "deleted" if found else "absent", "group": grouping})
+
+    def _grouping(self) -> dict:
+        try:
+            return parse_grouping(self.route_path[len("/metrics/"):])
+        except PushError as exc:
+            raise HTTPError(400, str(exc)) from None
 
     def get_openapi(self) -> Response:
         return json_response(openapi_spec(__version__))
@@ -797,6 +911,9 @@ class DashboardHandler(BaseHTTPRequestHandler):
         last_event_id = parse_last_event_id(self.headers.get("Last-Event-ID"))
         if last_event_id is None:
             last_event_id = parse_last_event_id(self.query_value("lastEventId"))
+        only = self.event_filter()
+        with_metrics = self._flag("metrics", True)
+        typed = self._stream_names()
         hub = server.hub
         max_clients = server.config.max_clients
         if not hub.reserve(max_clients):
@@ -815,7 +932,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             if self.command == "HEAD":
                 return None
             snapshot, body = server.sampler.latest()
-            frames = [format_sse(retry=RETRY_MS), metrics_frame(body)]
+            frames = [format_sse(retry=RETRY_MS)] + ([metrics_frame(body)] if with_metrics else [])
             cursor = server.events.last_id
             epoch = self.query_value("epoch")
             if last_event_id is not None:
@@ -831,7 +948,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             self.connection.settimeout(server.config.write_timeout_s)
             self.wfile.write(b"".join(frames))
             server.hand_off(self.connection)
-            hub.add(self.connection, cursor=cursor, seq=snapshot["seq"])
+            hub.add(self.connection, cursor=cursor, seq=snapshot["seq"], only=only, typed=typed, metrics=with_metrics)
             added = True
         except (socket.timeout, ConnectionError) as exc:  # gone during the handshake
             log.debug("stream to %s ended before it started: %s", self.client_address, exc)
@@ -839,6 +956,22 @@ class DashboardHandler(BaseHTTPRequestHandler):
             if not added:
                 hub.release()
         return None
+
+
+    def _flag(self, name: str, default: bool) -> bool:
+        value = self.query_value(name)
+        if value is None:
+            return default
+        if value not in ("0", "1", "true", "false"):
+            raise HTTPError(400, "%s must be 0 or 1" % name)
+        return value in ("1", "true")
+
+    def _stream_names(self) -> bool:
+        """True: typed events go out under their type; ``names=log`` (the page) names them all ``log``."""
+        names = self.query_value("names")
+        if names not in (None, "type", "log"):
+            raise HTTPError(400, "names must be type (typed events under their type, the default) or log")
+        return names != "log"
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -908,6 +1041,8 @@ class Config:
     alert_rules: tuple = ()
     data_dir: str | Path | None = None    # None or ":memory:": keep nothing
     storage_options: tuple = ()           # (name, value) pairs for storage.open_store
+    statsd: str | None = None             # "[HOST:]PORT" to take StatsD on (UDP and TCP); None: off
+    heartbeats: tuple = ()                # (name, {"every": s, "level": ...}) expected from the start
 
     def __post_init__(self) -> None:
         # Normalised once, so nothing downstream has to.
@@ -915,6 +1050,8 @@ class Config:
         object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
         object.__setattr__(self, "cors_origin", self.cors_origin.rstrip("/") if self.cors_origin else None)
         object.__setattr__(self, "alert_rules", tuple(self.alert_rules))
+        beats = self.heartbeats
+        object.__setattr__(self, "heartbeats", tuple(sorted(beats.items() if isinstance(beats, dict) else beats)))
         options = self.storage_options
         object.__setattr__(self, "storage_options", tuple(sorted((options.items() if isinstance(options, dict)
                                                                   else options or ()))))
@@ -937,6 +1074,8 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
             registry.restore(*store.metric_state())  # totals and gauges continue where they stopped
             store.state_source = registry.state
         server = DashboardServer(config, registry, events)
+        server.pushes = PushGroups(registry, functools.partial(store.write_meta, "push_groups") if store else None,
+                                   store.read_meta("push_groups") if store is not None else None)
     except BaseException:
         if store is not None:
             store.close()
@@ -946,7 +1085,11 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         store.announce(server.url)
     server.storage_problem = storage_problem
     server.events_epoch = store.epoch if store is not None else server.boot_id
-    server.alerts = AlertEngine(list(config.alert_rules), post=functools.partial(_post_notice, events))
+    notice = functools.partial(_post_notice, events)
+    server.alerts = AlertEngine(list(config.alert_rules), post=notice)
+    server.heartbeats = Heartbeats(notice, dict(config.heartbeats),
+                                   persist=functools.partial(store.write_meta, "heartbeats") if store else None,
+                                   state=store.read_meta("heartbeats") if store is not None else None)
     hub = server.hub = StreamHub(events, lambda: server.sampler.latest(), heartbeat_s=config.heartbeat_s,
                                  write_timeout_s=config.write_timeout_s)
     events.on_post = hub.wake  # an event goes out the moment it is posted
@@ -958,18 +1101,40 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         server_stats=server.stats,
         extra=dict({"boot_id": server.boot_id, "events_epoch": server.events_epoch},
                    **({"demo": True} if config.demo else {})),
-        enrich=server.alerts.evaluate,
+        enrich=server.enrich,
         record=store.enqueue_sample if store is not None else None,
     )
     server.sampler = sampler
+    if config.statsd:
+        server.statsd = _statsd_listener(server, config.statsd)
+        sampler.prepare = server.statsd.aggregator.flush
     if start:
         if store is not None:
             store.start()
         sampler.start()
         hub.start()
+        if server.statsd is not None:
+            server.statsd.start()
+            log.info("StatsD on %s:%d (UDP and TCP)", *server.statsd.address)
         if config.demo:
             DemoFeeder(registry, events, stop=server.stopping).start()
     return server
+
+
+class ListenerUnavailable(OSError):
+    """A second listener (StatsD) could not take its port: the message says what to do."""
+
+
+def _statsd_listener(server: DashboardServer, address: str) -> StatsdListener:
+    host, port = parse_address(address)
+    try:
+        return StatsdListener(StatsdAggregator(server.registry), host, port)
+    except OSError as exc:
+        server.server_close()
+        why = ("UDP or TCP port %d on %s is taken (a local Netdata, Telegraf or statsd agent often listens on 8125); "
+               "stop it or use --statsd %s:OTHER_PORT" % (port, host, host) if _in_use(exc)
+               else "cannot listen on %s:%d: %s" % (host, port, exc.strerror or exc))
+        raise ListenerUnavailable("StatsD: " + why) from None
 
 
 def _open_storage(data_dir: str | Path | None, options: dict) -> tuple[Store | None, str | None]:
@@ -1088,6 +1253,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-rollups", type=float, default=7 * 86400.0, metavar="SECONDS",
                         help="keep one-minute min/avg/max this long (default 7 days)")
     parser.add_argument("--config", metavar="FILE", help="alert rules (JSON; see alerts.example.json)")
+    parser.add_argument("--statsd", metavar="[HOST:]PORT", default=None,
+                        help="take StatsD lines on this UDP and TCP port (off by default; 8125 is usual)")
     parser.add_argument("--demo", action="store_true", help="feed synthetic counters, gauges and events")
     parser.add_argument("--no-psutil", action="store_true", help="use the standard-library collector even if psutil is installed")
     parser.add_argument("--token", default=os.environ.get("SSE_DASHBOARD_TOKEN") or None,
@@ -1117,6 +1284,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--keep-full and --keep-rollups must be above 0 seconds")
     if args.token is not None and token_problem(args.token):
         parser.error("--token: %s" % token_problem(args.token))
+    if args.statsd is not None:
+        try:
+            parse_address(args.statsd)
+        except ValueError as exc:
+            parser.error(str(exc))
     if not (args.gauge_ttl >= 0 and math.isfinite(args.gauge_ttl)):
         parser.error("--gauge-ttl must be 0 or more seconds")
     return args
@@ -1152,7 +1324,7 @@ def config_from_args(args: argparse.Namespace, rules: list, data_dir: str | Path
                   psutil=None if args.no_psutil else "auto", token=args.token, allowed_hosts=tuple(args.allow_host),
                   cors_origin=args.cors_origin, max_clients=fit_open_file_limit(args.max_clients),
                   post_rate_per_s=args.post_rate,
-                  alert_rules=tuple(rules), gauge_ttl_s=args.gauge_ttl, data_dir=data_dir,
+                  alert_rules=tuple(rules), gauge_ttl_s=args.gauge_ttl, data_dir=data_dir, statsd=args.statsd,
                   storage_options={"full_s": args.keep_full, "rollup_keep_s": args.keep_rollups})
 
 
@@ -1188,19 +1360,24 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("listening on %s: reachable from other machines%s", args.host,
                     "" if args.token else " and open to anyone (--insecure)")
     try:
-        rules = load_rules(args.config) if args.config else []
+        document = load_document(args.config) if args.config else {}
+        rules = parse_rules(document)
+        heartbeats = parse_heartbeats(document.get("heartbeats"))
     except ValueError as exc:
-        log.error("alert rules not loaded, not starting: %s", exc)
+        log.error("config not loaded, not starting: %s", exc)
         return 2
     data_dir = args.data_dir or (":memory:" if args.demo else default_data_dir())
     if args.demo and not args.data_dir:
         log.info("demo: synthetic counters, gauges and events, kept in memory only (not in %s)", default_data_dir())
     try:
-        server = build_app(config_from_args(args, rules, data_dir))
+        server = build_app(config_from_args(args, rules, data_dir), heartbeats=heartbeats)
     except DataDirInUse as exc:
         return _another_dashboard(exc.url, args.open, "the data folder %s is in use by another dashboard%s; use that one, "
                                   "or start this one with --data-dir DIR (another folder) or --data-dir :memory: "
                                   "(keep nothing)" % (exc.directory, " (%s)" % exc.url if exc.url else ""))
+    except ListenerUnavailable as exc:
+        log.error("%s", exc)
+        return 2
     except OSError as exc:
         url = _dashboard_at(args.host, args.port) if _in_use(exc) else None
         if url:

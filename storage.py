@@ -48,7 +48,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from events import Event, make_event
+from events import Event, EventFilter, make_event
 
 __all__ = ["Store", "StorageError", "DataDirInUse", "open_store", "DB_FILENAME"]
 
@@ -101,6 +101,10 @@ MIGRATIONS = [
     CREATE INDEX rollups_series ON rollups (series);
     INSERT INTO rollups SELECT r.bucket, s.id, r.min, r.avg, r.max, r.n FROM rollups_v1 r JOIN series s ON s.name = r.name;
     DROP TABLE rollups_v1;
+    """,
+    # 3: an event's type (record.created), NULL for the untyped ones.
+    """
+    ALTER TABLE events ADD COLUMN type TEXT;
     """,
 ]
 # Steps that need Python after their SQL, in the same transaction.
@@ -334,8 +338,8 @@ class Store:
         try:
             with self._write_lock:
                 self._conn.execute(
-                    "INSERT INTO events (id, ts, level, source, message, data) VALUES (?, ?, ?, ?, ?, ?)",
-                    (event.id, event.ts, event.level, event.source, event.message, event.data_json))
+                    "INSERT INTO events (id, ts, level, source, message, data, type) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (event.id, event.ts, event.level, event.source, event.message, event.data_json, event.type))
             self.last_error = None
         except sqlite3.Error as exc:
             self.last_error = _describe(exc)
@@ -348,7 +352,7 @@ class Store:
     def recent_events(self, limit: int, max_chars: int | None = None) -> list[Event]:
         """The newest events, oldest first: at most ``limit``, and about ``max_chars`` of JSON."""
         events, chars = [], 0
-        for row in self._iterate("SELECT id, ts, level, source, message, data FROM events ORDER BY id DESC LIMIT ?",
+        for row in self._iterate("SELECT %s FROM events ORDER BY id DESC LIMIT ?" % EVENT_COLUMNS,
                                  (limit,), chunk=100):
             event = _event(row)
             chars += len(event.json)
@@ -359,20 +363,43 @@ class Store:
         return events
 
     def iter_events(self, after_id: int = 0, start: float | None = None, end: float | None = None,
-                    level: str | None = None, limit: int | None = None) -> Iterator[Event]:
-        """Events oldest first, read in chunks from a connection of the caller's own."""
-        sql = "SELECT id, ts, level, source, message, data FROM events WHERE id > ?"
+                    level: str | None = None, limit: int | None = None,
+                    only: EventFilter | None = None, newest: bool = False) -> Iterator[Event]:
+        """Events oldest first, read in chunks from a connection of the caller's own;
+        ``newest``: the newest ``limit`` of them, newest first."""
+        sql = "SELECT %s FROM events WHERE id > ?" % EVENT_COLUMNS
         args: list[Any] = [after_id]
         for clause, value in (("ts >= ?", start), ("ts <= ?", end), ("level = ?", level)):
             if value is not None:
                 sql += " AND " + clause
                 args.append(value)
-        sql += " ORDER BY id"
+        if only is not None:
+            clause, more = only.sql()
+            sql += " AND " + clause
+            args.extend(more)
+        sql += " ORDER BY id DESC" if newest else " ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
         for row in self._iterate(sql, args):
             yield _event(row)
+
+    # --- small named values (the push groups' members) -------------------------
+
+    def read_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def write_meta(self, key: str, value: str) -> None:
+        """Commit one named value; ``StorageError`` if the disk will not take it."""
+        self._check_file()
+        try:
+            with self._write_lock:
+                self._conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                   (key, value))
+        except sqlite3.Error as exc:
+            self.last_error = _describe(exc)
+            raise StorageError("cannot be stored right now: %s" % self.last_error) from None
 
     # --- counters, gauges and samples -------------------------------------------
 
@@ -734,6 +761,9 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
+EVENT_COLUMNS = "id, ts, level, source, message, data, type"
+
+
 def _event(row: tuple) -> Event:
-    event_id, ts, level, source, message, data = row
-    return make_event(event_id, ts, level, source, message, data)
+    event_id, ts, level, source, message, data, event_type = row
+    return make_event(event_id, ts, level, source, message, data, event_type)

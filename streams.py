@@ -21,7 +21,11 @@ Invariants:
   ``max_backlog_bytes``, is dropped (counted in ``dropped``); one that was
   closed is forgotten at its next write (at the latest the heartbeat);
 - ``select()`` watches only backlogged sockets, in groups below Windows' limit
-  of 512 per call: the code path is the same on every OS.
+  of 512 per call: the code path is the same on every OS;
+- a narrowed stream (an ``EventFilter``, ``metrics=False``) is sent exactly the
+  events its filter matches, live and in a catch-up alike; its cursor moves past
+  the others, and its heartbeat carries ``id:`` so a reconnect resumes from there.
+  Streams with the same filter share one encoding of each step's frames.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-from events import EventLog
+from events import Event, EventFilter, EventLog
 
 __all__ = ["StreamHub", "format_sse", "HEARTBEAT_FRAME", "metrics_frame", "log_frame", "resync_frame"]
 
@@ -90,6 +94,12 @@ def log_frame(event: Any) -> bytes:
     return format_sse(id=event.id, event="log", data=event.json)
 
 
+def typed_frame(event: Any) -> bytes:
+    """A typed event under its own name (``event: record.created``), so a page can
+    ``addEventListener`` for it; an untyped one is ``event: log`` either way."""
+    return format_sse(id=event.id, event=event.type, data=event.json) if event.type else log_frame(event)
+
+
 def resync_frame(last_id: int) -> bytes:
     # It carries an id: that sets the browser's last-event-ID buffer (WHATWG HTML,
     # "dispatch"), so the next reconnect asks from the current id.
@@ -98,11 +108,16 @@ def resync_frame(last_id: int) -> bytes:
 
 class _Stream:
     __slots__ = ("sock", "cursor", "seq", "backlog", "backlog_bytes", "pending_metrics", "last_write",
-                 "last_progress")
+                 "last_progress", "only", "typed", "metrics", "told")
 
-    def __init__(self, sock: socket.socket, cursor: int, seq: int, now: float) -> None:
+    def __init__(self, sock: socket.socket, cursor: int, seq: int, now: float, only: EventFilter | None = None,
+                 typed: bool = True, metrics: bool = True) -> None:
         self.sock = sock
-        self.cursor = cursor            # the last event id queued for it
+        self.cursor = cursor            # the last event id queued for it, or passed over by its filter
+        self.told = cursor              # the last id the client has been sent in an ``id:`` line
+        self.only = only                # None: every event
+        self.typed = typed              # typed events under their type's name (False: all as "log")
+        self.metrics = metrics          # False: an events-only stream
         self.seq = seq                  # the last snapshot seq queued for it
         self.backlog: deque[bytes] = deque()
         self.backlog_bytes = 0
@@ -151,7 +166,8 @@ class StreamHub:
         # Every snapshot the sampler published, not only the latest: if two ticks land
         # between two steps (the hub was slow, or starved of CPU), neither is lost.
         self._published: deque[tuple[int, bytes]] = deque(maxlen=RECENT_SNAPSHOTS)
-        self._frames: dict[int, bytes] = {}
+        self._frames: dict[int, bytes] = {}  # log-named frames of the newest events
+        self._typed: dict[int, bytes] = {}   # type-named ones, for typed events only
 
     # --- called from other threads ---------------------------------------------------
 
@@ -172,11 +188,13 @@ class StreamHub:
         with self._count_lock:
             self._count -= 1
 
-    def add(self, sock: socket.socket, cursor: int, seq: int) -> None:
-        """Take over ``sock`` (reserved first): events after ``cursor`` and snapshots after
-        ``seq`` are the hub's to send. The caller must not close the socket."""
+    def add(self, sock: socket.socket, cursor: int, seq: int, only: EventFilter | None = None,
+            typed: bool = True, metrics: bool = True) -> None:
+        """Take over ``sock`` (reserved first): events after ``cursor`` (those ``only`` matches)
+        and, with ``metrics``, snapshots after ``seq`` are the hub's to send. ``typed=False``
+        names every event ``log`` (the page's one listener). The caller must not close the socket."""
         sock.setblocking(False)
-        self._incoming.append(_Stream(sock, cursor, seq, self._clock()))
+        self._incoming.append(_Stream(sock, cursor, seq, self._clock(), only, typed, metrics))
         self.wake()
 
     def published(self, snapshot: dict, body: bytes) -> None:
@@ -251,22 +269,32 @@ class StreamHub:
         # If events came and went before this step saw them, no stream may take the
         # shared frames as "everything new": each catches up, and so learns of the gap.
         in_order = before >= first - 1  # (and a burst larger than LOW_WATER is sent by catching up too)
-        shared = b""
         if new_events:
             for event in new_events:
                 self._frames[event.id] = log_frame(event)
-            shared = b"".join(self._frames[e.id] for e in new_events)
+                if event.type:
+                    self._typed[event.id] = typed_frame(event)
             self._cursor = new_events[-1].id
             if len(self._frames) > 2 * FRAME_CACHE:
                 for old in sorted(self._frames)[:-FRAME_CACHE]:
                     del self._frames[old]
+                    self._typed.pop(old, None)
+        shared: dict[tuple, bytes] = {}  # (filter, typed) -> this step's frames, joined once
         kept = []
         for stream in self._streams:
-            if in_order and stream.cursor == before and stream.backlog_bytes + len(shared) <= LOW_WATER:
-                if shared:
-                    stream.queue(shared)
-                stream.cursor = self._cursor
-            if stream.seq != self._seq:
+            if in_order and stream.cursor == before:
+                key = (stream.only, stream.typed)
+                frames = shared.get(key)
+                if frames is None:
+                    frames = shared[key] = b"".join(self._frame(e, stream.typed) for e in new_events
+                                                    if stream.only is None or stream.only.matches(e))
+                if stream.backlog_bytes + len(frames) <= LOW_WATER:
+                    if frames:
+                        stream.queue(frames)
+                    stream.cursor = self._cursor
+            if not stream.metrics:
+                stream.seq = self._seq
+            elif stream.seq != self._seq:
                 for seq, frame in recent:
                     if seq <= stream.seq:
                         continue
@@ -279,10 +307,27 @@ class StreamHub:
                 stream.seq = self._seq
             if (not stream.backlog and stream.pending_metrics is None and stream.cursor >= self._cursor
                     and now - stream.last_write >= self.heartbeat_s):
-                stream.queue(HEARTBEAT_FRAME)
+                self._heartbeat(stream)
             if self._send(stream, now):
                 kept.append(stream)
         self._streams = kept
+
+    def _frame(self, event: Event, typed: bool) -> bytes:
+        if typed and event.type:
+            frame = self._typed.get(event.id)
+            return frame if frame is not None else typed_frame(event)
+        frame = self._frames.get(event.id)
+        return frame if frame is not None else log_frame(event)
+
+    def _heartbeat(self, stream: _Stream) -> None:
+        if stream.only is not None and stream.cursor > stream.told:
+            # Its filter passed over events since the last one it was sent: an ``id:`` line
+            # (no data, so no event fires) moves the client's Last-Event-ID up to its cursor,
+            # and a reconnect need not replay, or lose to eviction, what it never wanted.
+            stream.queue(format_sse(comment="ping", id=stream.cursor))
+            stream.told = stream.cursor
+        else:
+            stream.queue(HEARTBEAT_FRAME)
 
     def _send(self, stream: _Stream, now: float) -> bool:
         """Queue and send until the socket is full or the stream has everything; False once it is gone."""
@@ -309,8 +354,8 @@ class StreamHub:
             for event in batch:
                 if stream.backlog_bytes >= LOW_WATER:
                     return  # the rest waits in the log: a replay is written as the client reads
-                frame = self._frames.get(event.id)
-                stream.queue(frame if frame is not None else log_frame(event))
+                if stream.only is None or stream.only.matches(event):
+                    stream.queue(self._frame(event, stream.typed))
                 stream.cursor = event.id
 
     def _flush(self, stream: _Stream, now: float) -> bool:

@@ -653,7 +653,8 @@
     state.reconnectTimer = null;
     if (!window.EventSource) { startPolling(); return; }
     closeStream();
-    const params = new URLSearchParams({ lastEventId: String(state.lastEventId) });
+    // names=log: typed events (record.created) come as "log" too, so one listener sees them all.
+    const params = new URLSearchParams({ lastEventId: String(state.lastEventId), names: "log" });
     if (state.epoch) params.set("epoch", state.epoch);
     const source = new EventSource(STREAM_URL + "?" + params);
     state.source = source;

@@ -67,6 +67,17 @@ class BufferingProxy:
             pass
         client.close()
 
+    def cut(self) -> None:
+        """Drop every connection passing through now (a network cut); new ones still pass."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+
     def close(self) -> None:
         self._listener.close()
         with self._lock:

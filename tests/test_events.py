@@ -45,7 +45,7 @@ def test_event_json_matches_its_fields():
     log = EventLog(clock=lambda: 1700000000.1234)
     event = log.post("warning", "disk <b>full</b> \u2603", source="backup", data={"free": 3})
     assert json.loads(event.json) == {
-        "id": 1, "ts": 1700000000.123, "level": "warning", "source": "backup",
+        "id": 1, "ts": 1700000000.123, "level": "warning", "type": None, "source": "backup",
         "message": "disk <b>full</b> \u2603", "data": {"free": 3},
     }
     assert event.to_dict() == json.loads(event.json)

@@ -1,0 +1,224 @@
+"""Heartbeats (push monitors): jobs that say "I ran", and an alert when one goes quiet.
+
+One concept: the last word from each named job. ``GET`` or ``POST
+/api/push/<name>?status=up|down&msg=...&ping=...&every=SECONDS``, the shape cron
+jobs, backup tools and Uptime Kuma-style push monitors already send.
+
+Invariants:
+- ``down`` fires an alert at once; with ``every`` (from the beat or the config
+  file), no beat for longer than ``every`` fires one (``backup silent for 1 h``);
+  a later ``up`` resolves it. One event each way, never one per tick, and a job
+  that is down and then also silent is still one alert;
+- a heartbeat named in the config file is expected from the start: it gets one
+  full ``every`` after the dashboard starts before it counts as silent;
+- names, messages and the number of heartbeats are bounded; a refused beat
+  changes nothing;
+- ``persist(state)`` keeps every heartbeat after each beat, so a restart knows
+  when each last beat was (and a job that died while the dashboard was down
+  is still noticed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = ["Heartbeats", "parse_heartbeats", "HEARTBEAT_NAME_RE"]
+
+HEARTBEAT_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+MAX_HEARTBEATS = 1000
+MAX_MESSAGE_CHARS = 1000
+MAX_EVERY_S = 366 * 86400.0
+STATUSES = ("up", "down")
+LEVELS = ("warning", "error")
+
+
+@dataclass
+class _Beat:
+    name: str
+    every: float | None = None
+    level: str = "error"
+    status: str = "waiting"          # up, down, or waiting (configured, never heard from)
+    message: str = ""
+    ping: float | None = None
+    last_seen: float | None = None
+    since: float = 0.0               # when it was configured or first heard of (the grace period's start)
+    alert: dict | None = field(default=None)
+
+    def to_dict(self, now: float) -> dict:
+        return {"name": self.name, "status": self.status, "message": self.message, "ping": self.ping,
+                "last_seen": self.last_seen, "age": None if self.last_seen is None else round(now - self.last_seen, 3),
+                "every": self.every, "level": self.level, "firing": self.alert is not None}
+
+    def state(self) -> dict:
+        return {"status": self.status, "message": self.message, "ping": self.ping, "last_seen": self.last_seen,
+                "every": self.every, "since": self.since}
+
+
+def parse_heartbeats(document: Any) -> dict[str, dict]:
+    """The config file's ``"heartbeats": {"backup": {"every": 86400, "level": "error"}}``."""
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ValueError('"heartbeats" must be an object of name: {"every": SECONDS}')
+    parsed = {}
+    for name, entry in document.items():
+        if not HEARTBEAT_NAME_RE.fullmatch(name):
+            raise ValueError("heartbeat %r: the name must be 1-100 letters, digits or _ . : -" % name[:40])
+        if not isinstance(entry, dict) or set(entry) - {"every", "level"}:
+            raise ValueError('heartbeat %s: must be {"every": SECONDS, "level": "warning"|"error"}' % name)
+        every = entry.get("every")
+        if every is not None:
+            every = _every(every, name)
+        level = entry.get("level", "error")
+        if level not in LEVELS:
+            raise ValueError("heartbeat %s: level must be warning or error" % name)
+        parsed[name] = {"every": every, "level": level}
+    return parsed
+
+
+def _every(value: Any, name: str) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            value = None
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+            or not 1 <= value <= MAX_EVERY_S):
+        raise ValueError("heartbeat %s: every must be a number of seconds from 1 to %d" % (name, MAX_EVERY_S))
+    return float(value)
+
+
+class Heartbeats:
+    """Every heartbeat, checked on each sample.
+
+    >>> beats = Heartbeats(post=event_log.post, configured={"backup": {"every": 3600, "level": "error"}})
+    >>> beats.beat("backup", status="up", message="42 files")
+    >>> beats.check()            # the sampler calls this: fires or resolves, returns the active alerts
+
+    ``post(level, message, source=..., data=..., type=...)`` is called outside the lock.
+    """
+
+    def __init__(self, post: Callable[..., Any], configured: dict | None = None,
+                 clock: Callable[[], float] = time.time, persist: Callable[[str], None] | None = None,
+                 state: str | None = None) -> None:
+        self._post = post
+        self._clock = clock
+        self._persist = persist
+        self._lock = threading.Lock()
+        self._beats: dict[str, _Beat] = {}
+        now = clock()
+        for name, kept in (json.loads(state) if state else {}).items():
+            self._beats[name] = _Beat(name, every=kept.get("every"), status=kept.get("status", "up"),
+                                      message=kept.get("message", ""), ping=kept.get("ping"),
+                                      last_seen=kept.get("last_seen"), since=kept.get("since", now))
+        for name, entry in (configured or {}).items():
+            beat = self._beats.setdefault(name, _Beat(name, since=now))
+            beat.every, beat.level = entry["every"], entry["level"]
+
+    def beat(self, name: str, status: str = "up", message: str = "", ping: Any = None, every: Any = None) -> dict:
+        """Record one beat; ``ValueError`` (changing nothing) when any part is unusable."""
+        if not isinstance(name, str) or not HEARTBEAT_NAME_RE.fullmatch(name):
+            raise ValueError("the heartbeat name must be 1-100 letters, digits or _ . : -")
+        if status not in STATUSES:
+            raise ValueError("status must be up or down")
+        if not isinstance(message, str) or len(message) > MAX_MESSAGE_CHARS:
+            raise ValueError("msg must be at most %d characters" % MAX_MESSAGE_CHARS)
+        try:
+            message.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("msg must be valid Unicode text") from None
+        if ping is not None:
+            try:
+                ping = float(ping)
+            except (TypeError, ValueError):
+                ping = math.nan
+            if not math.isfinite(ping):
+                raise ValueError("ping must be a number (milliseconds)")
+        if every is not None:
+            every = _every(every, name)
+        now = self._clock()
+        with self._lock:
+            old = self._beats.get(name)
+            if old is None and len(self._beats) >= MAX_HEARTBEATS:
+                raise ValueError("too many heartbeats (at most %d names)" % MAX_HEARTBEATS)
+            beat = dataclasses.replace(old) if old is not None else _Beat(name, since=now)
+            beat.status, beat.message, beat.ping, beat.last_seen = status, message, ping, now
+            if every is not None:
+                beat.every = every
+            self._save(dict(self._beats, **{name: beat}))  # kept first: a failure changes nothing
+            self._beats[name] = beat
+            return beat.to_dict(now)
+
+    def forget(self, name: str) -> bool:
+        """Remove a heartbeat (and resolve its alert silently); False if unknown."""
+        with self._lock:
+            if name not in self._beats:
+                return False
+            self._save({n: b for n, b in self._beats.items() if n != name})
+            del self._beats[name]
+            return True
+
+    def check(self) -> list[dict]:
+        """Fire and resolve as the beats say; return the active heartbeat alerts."""
+        now = self._clock()
+        to_post = []
+        with self._lock:
+            for beat in self._beats.values():
+                to_post.extend(self._step(beat, now))
+            active = [dict(b.alert) for b in self._beats.values() if b.alert is not None]
+        for level, message, data, kind in to_post:
+            self._post(level, message, source="heartbeats", data=data, type=kind)
+        return active
+
+    def active(self) -> list[dict]:
+        with self._lock:
+            return [dict(b.alert) for b in self._beats.values() if b.alert is not None]
+
+    def listing(self) -> list[dict]:
+        now = self._clock()
+        with self._lock:
+            return [b.to_dict(now) for b in sorted(self._beats.values(), key=lambda b: b.name)]
+
+    def _step(self, beat: _Beat, now: float) -> list:
+        reference = beat.last_seen if beat.last_seen is not None else beat.since
+        silent = beat.every is not None and now - reference > beat.every
+        wrong = beat.status == "down" or silent
+        if beat.alert is not None and not wrong:
+            alert, beat.alert = beat.alert, None
+            return [("info", "resolved: %s is up again%s" % (beat.name, _said(beat.message)),
+                     {"heartbeat": beat.name, "state": "resolved", "since": alert["since"]}, "alert.resolved")]
+        if beat.alert is not None or not wrong:
+            if beat.alert is not None:
+                beat.alert["value"] = round(now - reference, 3)
+            return []
+        if beat.status == "down":
+            message = "%s is down%s" % (beat.name, _said(beat.message))
+        else:
+            message = "%s silent for %s" % (beat.name, _duration(beat.every))
+        beat.alert = {"rule": "heartbeat:" + beat.name, "level": beat.level, "metric": "heartbeat." + beat.name,
+                      "op": ">", "threshold": beat.every, "value": round(now - reference, 3), "since": round(now, 3),
+                      "message": message}
+        return [(beat.level, message, {"heartbeat": beat.name, "state": "firing", "status": beat.status,
+                                       "last_seen": beat.last_seen}, "alert.firing")]
+
+    def _save(self, beats: dict) -> None:
+        if self._persist is not None:
+            self._persist(json.dumps({name: b.state() for name, b in beats.items()}))
+
+
+def _said(message: str) -> str:
+    return ": " + message if message else ""
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return "%d %s" % (seconds // size, unit)
+    return "%g s" % seconds

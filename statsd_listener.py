@@ -1,0 +1,367 @@
+"""StatsD in: the line protocol over UDP, and newline-delimited over TCP on the same port.
+
+One concept: turning StatsD lines into the registry's counters and gauges.
+
+    name:value|c[|@rate]       a counter; the value is divided by the sample rate
+    name:value|g               a gauge; "+3" and "-3" move it instead of setting it
+    name:value|ms, |h, |d      timings (histograms, distributions): per interval,
+                               name_count, _min, _max, _mean, _p50, _p90, _p99 gauges
+    name:value|s               a set: name = distinct values seen in the interval
+    ...|#key:value,flag        DogStatsD tags: labels, name{key="value",flag="true"}
+
+Invariants:
+- names become Prometheus-valid: any character but ``[a-zA-Z0-9_:]`` becomes
+  ``_`` (``api.latency`` -> ``api_latency``), as the Prometheus statsd_exporter does;
+- a malformed line is counted (``server.statsd_malformed``) and skipped, logged
+  at most once a minute; a line refused by the registry's limits is counted in
+  ``statsd_dropped``; nothing a sender does raises out of this module;
+- memory is bounded: timing values and set members kept per name and interval,
+  names waiting for a flush, TCP connections and line length all have caps.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from metrics import MetricsRegistry, RegistrySealed, labeled_name
+
+__all__ = ["StatsdAggregator", "StatsdListener", "parse_address", "DEFAULT_STATSD_PORT"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATSD_PORT = 8125
+MAX_VALUES_PER_TIMER = 10_000   # per interval; past it a uniform sample is kept (count, min, max stay exact)
+MAX_SET_MEMBERS = 10_000
+MAX_PENDING_NAMES = 1000        # timers and sets waiting for the next flush
+MAX_TCP_CONNECTIONS = 64
+MAX_LINE_BYTES = 8192
+WARN_EVERY_S = 60.0
+TIMER_STATS = ("count", "min", "max", "mean", "p50", "p90", "p99")
+_BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_:]")
+_BAD_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+
+
+class Malformed(ValueError):
+    pass
+
+
+def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``"8125"``, ``":8125"``, ``"0.0.0.0:8125"`` or ``"[::1]:8125"`` -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = default_host, text
+    host = host.strip("[]") or default_host
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("--statsd takes [HOST:]PORT, e.g. 8125 or 127.0.0.1:8125")
+    return host, int(port)
+
+
+def _metric_name(raw: str) -> str:
+    name = _BAD_NAME_CHARS.sub("_", raw.strip())
+    if not name:
+        raise Malformed("empty name")
+    return "_" + name if name[0].isdigit() else name
+
+
+def _labels(tags: str) -> dict:
+    labels = {}
+    for tag in tags.split(","):
+        key, sep, value = tag.strip().partition(":")
+        key = _BAD_LABEL_CHARS.sub("_", key)
+        if not key:
+            continue
+        if key[0].isdigit() or key.startswith("__"):
+            key = "tag_" + key
+        labels[key] = value if sep else "true"
+    return labels
+
+
+class StatsdAggregator:
+    """Lines in, registry updates out; timings and sets summed up at each ``flush()``.
+
+    >>> agg = StatsdAggregator(registry)
+    >>> agg.feed(b"jobs:1|c\\nlatency:12|ms|#route:home")
+    >>> agg.flush()      # the sampler calls this before each sample
+    """
+
+    def __init__(self, registry: MetricsRegistry, clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
+        self.registry = registry
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        # (base, labels) -> [count, min, max, sum, seen, values]
+        self._timers: dict[tuple, list] = {}
+        self._sets: dict[tuple, set] = {}
+        self._last_timers: set[tuple] = set()  # keys that had values in the interval before
+        self._last_sets: set[tuple] = set()
+        self.lines = 0
+        self.malformed = 0
+        self.dropped = 0
+        self._warned_at: dict[str, float] = {}
+
+    def stats(self) -> dict:
+        return {"statsd_lines": self.lines, "statsd_malformed": self.malformed, "statsd_dropped": self.dropped}
+
+    def feed(self, data: bytes) -> None:
+        for line in data.splitlines():
+            if line.strip():
+                self.line(line)
+
+    def line(self, raw: bytes) -> None:
+        self.lines += 1
+        try:
+            self._apply(raw.decode("utf-8").strip())
+        except (Malformed, UnicodeDecodeError) as exc:
+            self.malformed += 1
+            self._warn("malformed", "StatsD: skipped a malformed line (%s): %r; more are only counted for a "
+                       "minute (server.statsd_malformed)", exc, raw[:100])
+        except RegistrySealed:
+            pass  # stopping
+        except ValueError as exc:  # the registry's limits: too many names, a number too large
+            self.dropped += 1
+            self._warn("dropped", "StatsD: a line was refused (%s); more are only counted for a minute "
+                       "(server.statsd_dropped)", exc)
+
+    def _apply(self, line: str) -> None:
+        name_part, sep, rest = line.partition(":")
+        if not sep:
+            raise Malformed("no ':' after the name")
+        sections = rest.split("|")
+        if len(sections) < 2:
+            raise Malformed("no '|type'")
+        values, kind = sections[0].split(":"), sections[1].strip()
+        rate, labels = 1.0, {}
+        for section in sections[2:]:
+            if section.startswith("@"):
+                rate = _number(section[1:])
+                if not 0 < rate <= 1:
+                    raise Malformed("sample rate must be in (0, 1]")
+            elif section.startswith("#"):
+                labels = _labels(section[1:])
+            # other DogStatsD sections (|c:container, |T timestamp) are ignored
+        base = _metric_name(name_part)
+        if kind == "c":
+            total = sum(_number(v) for v in values) / rate
+            if total < 0:
+                raise Malformed("a counter only goes up")
+            self.registry.update(counters={labeled_name(base, labels): total})
+        elif kind == "g":
+            for value in values:
+                value = value.strip()
+                name = labeled_name(base, labels)
+                if value[:1] in "+-" and value[:1]:
+                    self.registry.update(gauge_deltas={name: _number(value)})
+                else:
+                    self.registry.update(gauges={name: _number(value)})
+        elif kind in ("ms", "h", "d"):
+            self._time(base, labels, [_number(v) for v in values], rate)
+        elif kind == "s":
+            self._set(base, labels, [v.strip() for v in values])
+        else:
+            raise Malformed("unknown type %r" % kind[:10])
+
+    def _time(self, base: str, labels: dict, values: list, rate: float) -> None:
+        key = (base, tuple(sorted(labels.items())))
+        labeled_name(base, labels)  # a bad label fails now, not at the flush
+        with self._lock:
+            timer = self._timers.get(key)
+            if timer is None:
+                self._check_room(key)
+                timer = self._timers[key] = [0.0, math.inf, -math.inf, 0.0, 0, []]
+            for value in values:
+                timer[0] += 1 / rate
+                timer[1] = min(timer[1], value)
+                timer[2] = max(timer[2], value)
+                timer[3] += value
+                timer[4] += 1
+                kept = timer[5]
+                if len(kept) < MAX_VALUES_PER_TIMER:
+                    kept.append(value)
+                else:  # reservoir sampling: every value seen has the same chance to be kept
+                    slot = self._rng.randrange(timer[4])
+                    if slot < MAX_VALUES_PER_TIMER:
+                        kept[slot] = value
+
+    def _set(self, base: str, labels: dict, members: list) -> None:
+        key = (base, tuple(sorted(labels.items())))
+        labeled_name(base, labels)
+        with self._lock:
+            seen = self._sets.get(key)
+            if seen is None:
+                self._check_room(key)
+                seen = self._sets[key] = set()
+            for member in members:
+                if len(seen) < MAX_SET_MEMBERS:
+                    seen.add(member[:200])
+
+    def _check_room(self, key: tuple) -> None:
+        if len(self._timers) + len(self._sets) >= MAX_PENDING_NAMES:
+            raise ValueError("too many timers and sets in one interval (at most %d)" % MAX_PENDING_NAMES)
+
+    def flush(self) -> None:
+        """Turn the interval's timings and sets into gauges (the sampler calls this each tick).
+
+        A timer or set that had values last interval and none now reports a count of zero
+        once (its other statistics keep their last values), then is left alone."""
+        with self._lock:
+            timers, sets = self._timers, self._sets
+            self._timers, self._sets = {}, {}
+            quiet_timers, self._last_timers = self._last_timers - timers.keys(), set(timers)
+            quiet_sets, self._last_sets = self._last_sets - sets.keys(), set(sets)
+        gauges: dict[str, Any] = {}
+        for (base, labels), (count, low, high, total, seen, kept) in timers.items():
+            kept.sort()
+            stats = {"count": _rounded(count), "min": low, "max": high, "mean": total / seen,
+                     "p50": _quantile(kept, 0.5), "p90": _quantile(kept, 0.9), "p99": _quantile(kept, 0.99)}
+            for stat in TIMER_STATS:
+                gauges[labeled_name("%s_%s" % (base, stat), dict(labels))] = stats[stat]
+        for base, labels in quiet_timers:
+            gauges[labeled_name(base + "_count", dict(labels))] = 0
+        for (base, labels), members in sets.items():
+            gauges[labeled_name(base, dict(labels))] = len(members)
+        for base, labels in quiet_sets:
+            gauges[labeled_name(base, dict(labels))] = 0
+        if not gauges:
+            return
+        try:
+            self.registry.update(gauges=gauges)
+        except RegistrySealed:
+            pass
+        except ValueError as exc:
+            self.dropped += len(timers) + len(sets)
+            self._warn("dropped", "StatsD: the interval's timings and sets were refused (%s)", exc)
+
+    def _warn(self, what: str, message: str, *args: Any) -> None:
+        now = self._clock()
+        if now - self._warned_at.get(what, -math.inf) >= WARN_EVERY_S:
+            self._warned_at[what] = now
+            log.warning(message, *args)
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise Malformed("%r is not a number" % text[:20]) from None
+    if not math.isfinite(value):
+        raise Malformed("values must be finite")
+    return _rounded(value)
+
+
+def _rounded(value: float) -> float | int:
+    """3.0 -> 3, so a count or a whole value reads as one (within float's exact range)."""
+    return int(value) if float(value).is_integer() and abs(value) <= 2 ** 53 else value
+
+
+def _quantile(values: list, q: float) -> float:
+    """The nearest-rank quantile of sorted ``values``."""
+    return values[max(0, math.ceil(q * len(values)) - 1)]
+
+
+class StatsdListener:
+    """UDP and TCP sockets on one port, read by two threads, fed to an aggregator.
+
+    The sockets are bound in the constructor, so a taken port is an ``OSError`` at once."""
+
+    def __init__(self, aggregator: StatsdAggregator, host: str, port: int) -> None:
+        self.aggregator = aggregator
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.udp = socket.socket(family, socket.SOCK_DGRAM)
+        self.tcp = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows: no silent sharing of the port
+                self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+                self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+            self.udp.bind((host, port))
+            port = self.udp.getsockname()[1]  # port 0: the TCP side takes the same one
+            self.tcp.bind((host, port))
+            self.tcp.listen(16)
+        except OSError:
+            self.udp.close()
+            self.tcp.close()
+            raise
+        self.address = (host, port)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._connections: set[socket.socket] = set()
+        self._conn_lock = threading.Lock()
+
+    def start(self) -> None:
+        for target, name in ((self._serve_udp, "statsd-udp"), (self._serve_tcp, "statsd-tcp")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        with self._conn_lock:
+            for conn in list(self._connections):
+                conn.close()
+        self.udp.close()
+        self.tcp.close()
+
+    def _serve_udp(self) -> None:
+        self.udp.settimeout(0.5)
+        while not self._stop.is_set():
+            try:
+                data = self.udp.recv(65535)
+            except socket.timeout:
+                continue
+            except OSError:  # Windows reports an earlier ICMP "port unreachable" here (WSAECONNRESET)
+                if self._stop.is_set():
+                    return
+                continue
+            self.aggregator.feed(data)
+
+    def _serve_tcp(self) -> None:
+        self.tcp.settimeout(0.5)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.tcp.accept()
+            except (socket.timeout, OSError):
+                continue
+            with self._conn_lock:
+                if len(self._connections) >= MAX_TCP_CONNECTIONS:
+                    log.warning("StatsD: more than %d TCP senders at once; closing the newest", MAX_TCP_CONNECTIONS)
+                    conn.close()
+                    continue
+                self._connections.add(conn)
+            threading.Thread(target=self._read_tcp, args=(conn,), name="statsd-tcp-conn", daemon=True).start()
+
+    def _read_tcp(self, conn: socket.socket) -> None:
+        buffered = b""
+        try:
+            conn.settimeout(0.5)
+            while not self._stop.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    break
+                buffered += chunk
+                *lines, buffered = buffered.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        self.aggregator.line(line)
+                if len(buffered) > MAX_LINE_BYTES:
+                    self.aggregator.line(b"\xff")  # counted as malformed
+                    buffered = b""
+            if buffered.strip():
+                self.aggregator.line(buffered)
+        except OSError:
+            pass
+        finally:
+            with self._conn_lock:
+                self._connections.discard(conn)
+            conn.close()
