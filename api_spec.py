@@ -9,7 +9,12 @@ from __future__ import annotations
 __all__ = ["openapi_spec"]
 
 _ERROR = {"$ref": "#/components/responses/Error"}
-_NAME = {"type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength": 100}
+_NAME = {"type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength": 100,
+         "description": "a metric name; labels may follow in Prometheus notation, name{key=\"value\"} "
+                        "(at most 10, 250 characters in all)"}
+_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$", "not": {"enum": ["log", "metrics", "resync",
+                                                                                 "error", "message"]}}
+_HEARTBEAT_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$"}
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
 _MAX_WHOLE = 10 ** 15 - 1  # query numbers: at most 15 digits
 
@@ -19,6 +24,14 @@ def _query(name: str, schema: dict, description: str) -> dict:
 
 
 _FORMAT = _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv")
+_FILTERS = [
+    _query("types", {"type": "string", "pattern": "^([A-Za-z0-9_.:*?-]{1,100}(,[A-Za-z0-9_.:*?-]{1,100}){0,19})?$"},
+           "comma-separated type globs (record.*); an untyped event's type is 'log'"),
+    _query("levels", {"type": "string", "pattern": "^((info|warning|error)(,(info|warning|error)){0,19})?$"},
+           "comma-separated levels"),
+    _query("sources", {"type": "string", "pattern": "^([^,]{1,100}(,[^,]{1,100}){0,19})?$"},
+           "comma-separated sources"),
+]
 
 
 def _errors(*codes: int) -> dict:
@@ -39,6 +52,7 @@ _SNAPSHOT = {
         "alerts_waiting": {"type": "array", "items": {"type": "object"},
                            "description": "rules whose metric has never had a value (absent when none)"},
         "demo": {"const": True, "description": "present when started with --demo: synthetic data"},
+        "heartbeats": {"type": "array", "items": {"type": "object", "required": ["name", "status", "last_seen"]}},
         "seq": {"type": "integer", "minimum": 1},
         "ts": {"type": "number"},
         "interval": {"type": "number", "exclusiveMinimum": 0},
@@ -65,6 +79,9 @@ _SNAPSHOT = {
                 "dropped": {"type": "integer", "minimum": 0},
                 "uptime": {"type": "number", "minimum": 0},
                 "rss_bytes": {"type": ["integer", "null"]},
+                "statsd_lines": {"type": "integer", "description": "with --statsd: lines received"},
+                "statsd_malformed": {"type": "integer", "description": "with --statsd: lines skipped as malformed"},
+                "statsd_dropped": {"type": "integer", "description": "with --statsd: lines refused by the limits"},
             },
         },
     },
@@ -77,6 +94,7 @@ _EVENT = {
         "id": {"type": "integer", "minimum": 1},
         "ts": {"type": "number"},
         "level": {"type": "string", "enum": ["info", "warning", "error"]},
+        "type": {"type": ["string", "null"]},
         "source": {"type": "string"},
         "message": {"type": "string"},
         "data": {},
@@ -92,6 +110,7 @@ _NEW_EVENT = {
         "level": {"type": "string", "enum": ["info", "warning", "error"], "default": "info"},
         "source": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S", "default": "app"},
         "data": {"description": "any JSON value"},
+        "type": dict(_TYPE, description="e.g. record.created: streams send it as 'event: record.created'"),
     },
 }
 
@@ -170,7 +189,13 @@ def openapi_spec(version: str) -> dict:
                 "get": {
                     "summary": "Server-sent events: 'metrics' frames each interval, 'log' frames as events are posted",
                     "parameters": [_query("lastEventId", {"type": "integer", "minimum": 0, "maximum": _MAX_WHOLE},
-                                          "resume after this event id (or the Last-Event-ID header)")],
+                                          "resume after this event id (or the Last-Event-ID header)"),
+                                   *_FILTERS,
+                                   _query("metrics", {"type": "string", "enum": ["0", "1", "true", "false"]},
+                                          "0: events only, no 'metrics' frames"),
+                                   _query("names", {"type": "string", "enum": ["type", "log"]},
+                                          "type (default): a typed event is 'event: <type>'; log: every event "
+                                          "is 'event: log' (one listener for all, as the page uses)")],
                     "responses": {
                         "200": {"description": "an endless text/event-stream",
                                 "content": {"text/event-stream": {"schema": {"type": "string"}}}},
@@ -224,6 +249,7 @@ def openapi_spec(version: str) -> dict:
                                "continue from `next` while `more` is true"),
                         _query("limit", {"type": "integer", "minimum": 1, "maximum": _MAX_WHOLE}, "at most this many (without `since`: the newest)"),
                         _query("level", {"type": "string", "enum": ["info", "warning", "error"]}, "only this level"),
+                        *_FILTERS,
                         _query("from", {"type": "number"}, "only events at or after this time (unix seconds)"),
                         _query("to", {"type": "number"}, "only events at or before this time"),
                         _FORMAT,
@@ -277,6 +303,7 @@ def openapi_spec(version: str) -> dict:
                             "type": "object", "required": ["alerts", "rules"],
                             "properties": {"alerts": {"type": "array", "items": {"type": "object", "required": [
                                 "rule", "level", "metric", "value", "threshold", "since"]}},
+                                "heartbeats": {"type": "array", "items": {"type": "object"}},
                                 "rules": {"type": "array", "items": {
                                     "type": "object", "required": ["name", "metric", "seen"],
                                     "properties": {"seen": {"type": "boolean", "description":
@@ -284,6 +311,53 @@ def openapi_spec(version: str) -> dict:
                         })},
                         **_errors(401),
                     },
+                },
+            },
+            "/api/push/{name}": {
+                method: {
+                    "summary": "A heartbeat (push monitor): job NAME ran. GET works too, for tools that only "
+                               "take a URL (with --token, ?token= is accepted here)",
+                    "parameters": [
+                        {"name": "name", "in": "path", "required": True, "schema": _HEARTBEAT_NAME},
+                        _query("status", {"type": "string", "enum": ["up", "down"], "default": "up"},
+                               "down fires an alert at once"),
+                        _query("msg", {"type": "string", "maxLength": 1000}, "a message shown with it"),
+                        _query("ping", {"type": "number"}, "a duration in milliseconds, if the job measures one"),
+                        _query("every", {"type": "number", "minimum": 1, "maximum": 366 * 86400},
+                               "seconds: no heartbeat for longer fires an alert"),
+                    ],
+                    "responses": {"200": {"description": "recorded", **_json({
+                        "type": "object", "required": ["ok", "name", "status"],
+                        "properties": {"ok": {"const": True}}})}, **_errors(400, 401, 403, 429, 503)},
+                } for method in ("get", "post")
+            } | {
+                "delete": {
+                    "summary": "Forget a heartbeat",
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": _HEARTBEAT_NAME}],
+                    "responses": {"200": {"description": "deleted", **_json({"type": "object"})},
+                                  **_errors(401, 403, 404, 429, 503)},
+                },
+            },
+            "/metrics/job/{job}": {
+                **{method: {
+                    "summary": summary + " (Pushgateway-compatible; more grouping labels may follow as "
+                               "/LABEL/VALUE, a name ending in @base64 takes URL-safe base64)",
+                    "parameters": [{"name": "job", "in": "path", "required": True,
+                                    "schema": {"type": "string", "minLength": 1}}],
+                    "requestBody": {"required": True, "content": {
+                        "text/plain": {"schema": {"type": "string"}},
+                        "application/openmetrics-text": {"schema": {"type": "string"}}}},
+                    "responses": {"200": {"description": "stored", **_json({
+                        "type": "object", "required": ["status", "group", "samples"]})},
+                        **_errors(400, 401, 403, 413, 415, 429, 503)},
+                } for method, summary in (("put", "Replace the group's metrics"),
+                                          ("post", "Replace the metric families sent, keep the group's others"))},
+                "delete": {
+                    "summary": "Delete the group and its metrics",
+                    "parameters": [{"name": "job", "in": "path", "required": True,
+                                    "schema": {"type": "string", "minLength": 1}}],
+                    "responses": {"200": {"description": "deleted (or there was none)", **_json({
+                        "type": "object", "required": ["status", "group"]})}, **_errors(400, 401, 403, 429, 503)},
                 },
             },
             "/metrics": {

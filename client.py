@@ -8,6 +8,7 @@
     dash.set("queue_depth", 17)
     with dash.timer("upload_seconds"):
         upload()
+    dash.heartbeat("nightly-backup", every=86400)   # "I ran"; silent for a day fires an alert
 
 One concept: reporting without risk to the caller. Every call returns at once and
 never raises into the caller: items go to a bounded queue that one background
@@ -27,6 +28,7 @@ import random
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import deque
 from typing import Any
@@ -53,7 +55,7 @@ class Dashboard:
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._events: deque[dict] = deque()
+        self._events: deque[tuple] = deque()  # (path, body): events and heartbeats, in order
         self._max_queue = max_queue
         self._counters: dict[str, float] = {}
         self._gauges: dict[str, float] = {}
@@ -76,11 +78,24 @@ class Dashboard:
             body["data"] = data
         if type is not None:
             body["type"] = type
+        self._queue("/api/events", body)
+
+    def heartbeat(self, name: str, status: str = "up", msg: str = "", ping: float | None = None,
+                  every: float | None = None) -> None:
+        """Say that job ``name`` ran (``status="down"``: it failed). With ``every`` (seconds),
+        the dashboard fires an alert if no heartbeat follows within that time."""
+        query = {"status": status}
+        for key, value in (("msg", msg), ("ping", ping), ("every", every)):
+            if value not in (None, ""):
+                query[key] = str(value)
+        self._queue("/api/push/%s?%s" % (urllib.parse.quote(name, safe=""), urllib.parse.urlencode(query)), None)
+
+    def _queue(self, path: str, body: dict | None) -> None:
         with self._lock:
             if self._closed or len(self._events) >= self._max_queue:
                 self.dropped += 1
                 return
-            self._events.append(body)
+            self._events.append((path, body))
         self._wake.set()
 
     def inc(self, name: str, delta: float = 1) -> None:
@@ -155,10 +170,10 @@ class Dashboard:
             with self._lock:
                 if not self._events:
                     break
-                body = self._events[0]
+                path, body = self._events[0]
                 self._in_flight = 1
             try:
-                self._post("/api/events", body)
+                self._post(path, body)
             finally:
                 with self._lock:
                     self._in_flight = 0
@@ -183,13 +198,14 @@ class Dashboard:
             with self._lock:
                 self._in_flight = 0
 
-    def _post(self, path: str, body: dict) -> None:
-        """One POST. 2xx: sent. 429/503: raise (retried with backoff). Other 4xx: the item is
-        bad and retrying cannot help: dropped and counted."""
-        headers = {"Content-Type": "application/json"}
+    def _post(self, path: str, body: dict | None) -> None:
+        """One POST (``body`` None: an empty one). 2xx: sent. 429/503: raise (retried with
+        backoff). Other 4xx: the item is bad and retrying cannot help: dropped and counted."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
         if self._token:
             headers["Authorization"] = "Bearer " + self._token
-        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode("utf-8"), headers=headers)
+        data = json.dumps(body).encode("utf-8") if body is not None else b""
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 response.read()

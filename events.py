@@ -385,7 +385,13 @@ class EventFilter:
 
 
 def _terms(name: str, value: str | None) -> list[str]:
-    terms = [t.strip() for t in (value or "").split(",") if t.strip()]
+    """The comma-separated terms of a query value, exactly as sent (no trimming): an empty
+    value means none; an empty term (``a,,b``) is refused, as the OpenAPI pattern says."""
+    if not value:
+        return []
+    terms = value.split(",")
     if len(terms) > MAX_FILTER_TERMS:
         raise ValueError("%s: at most %d, separated by commas" % (name, MAX_FILTER_TERMS))
+    if not all(terms):
+        raise ValueError("%s: an empty term (two commas in a row, or one at an end)" % name)
     return list(dict.fromkeys(terms))

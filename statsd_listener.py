@@ -118,6 +118,8 @@ class StatsdAggregator:
     def line(self, raw: bytes) -> None:
         self.lines += 1
         try:
+            if len(raw) > MAX_LINE_BYTES:
+                raise Malformed("longer than %d bytes" % MAX_LINE_BYTES)
             self._apply(raw.decode("utf-8").strip())
         except (Malformed, UnicodeDecodeError) as exc:
             self.malformed += 1
@@ -354,8 +356,8 @@ class StatsdListener:
                 for line in lines:
                     if line.strip():
                         self.aggregator.line(line)
-                if len(buffered) > MAX_LINE_BYTES:
-                    self.aggregator.line(b"\xff")  # counted as malformed
+                if len(buffered) > MAX_LINE_BYTES:  # no newline in sight: count it, drop what came
+                    self.aggregator.line(buffered)
                     buffered = b""
             if buffered.strip():
                 self.aggregator.line(buffered)

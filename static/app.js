@@ -561,6 +561,27 @@
       waiting.map((w) => String(w.rule || "") + " (" + String(w.metric || "") + ")").join(", ");
   }
 
+  // One row per heartbeat, rebuilt each sample: a handful of jobs, and every cell is text.
+  function renderHeartbeats(beats) {
+    $("heartbeats-section").hidden = beats.length === 0;
+    const rows = beats.map((b) => {
+      const row = document.createElement("tr");
+      row.dataset.name = String(b.name);
+      const status = b.status === "up" && b.firing ? "silent" : String(b.status);
+      const cells = [String(b.name), status, isNum(b.age) ? formatDuration(b.age) + " ago" : "never",
+        isNum(b.every) ? formatDuration(b.every) : "\u2014", String(b.message || "")];
+      cells.forEach((text, i) => {
+        const cell = document.createElement(i === 0 ? "th" : "td");
+        if (i === 0) cell.scope = "row";
+        cell.textContent = text;
+        if (i === 1) cell.className = b.firing || status === "down" ? "beat-bad" : status === "up" ? "beat-ok" : "muted";
+        row.append(cell);
+      });
+      return row;
+    });
+    $("heartbeats").replaceChildren(...rows);
+  }
+
   function renderAlerts() {
     const badge = $("alert-badge");
     badge.hidden = state.unseenAlerts === 0;
@@ -591,6 +612,7 @@
     renderServer(snap.server);
     renderFiring(Array.isArray(snap.alerts) ? snap.alerts : []);
     renderWaiting(Array.isArray(snap.alerts_waiting) ? snap.alerts_waiting : []);
+    renderHeartbeats(Array.isArray(snap.heartbeats) ? snap.heartbeats : []);
     $("demo-note").hidden = snap.demo !== true;
     flashUpdated(snap.ts);
     scheduleDraw();

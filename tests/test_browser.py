@@ -415,3 +415,21 @@ def test_the_page_says_demo_and_lists_rules_waiting_for_data(make_server, page):
     page.goto(plain.url + "/")
     wait_status(page, "LIVE", timeout=3)
     assert not page.is_visible("#demo-note") and not page.is_visible("#alerts-waiting")
+
+
+def test_the_page_lists_heartbeats_with_their_age(make_server, page):
+    server = make_server(interval_s=0.3)
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=3)
+    assert page.locator("#heartbeats-section").is_hidden()
+    server.json("GET", "/api/push/backup?every=3600&msg=%3Cb%3E42%20files%3C%2Fb%3E")
+    server.json("GET", "/api/push/deploy?status=down&msg=exit%203")
+    row = page.locator("#heartbeats tr[data-name=backup]")
+    row.wait_for(timeout=3000)
+    assert row.locator("td").nth(0).text_content() == "up"
+    assert row.locator("td").nth(1).text_content().endswith("ago")
+    assert row.locator("td").nth(2).text_content() == "1h 0m"
+    assert row.locator("td").nth(3).text_content() == "<b>42 files</b>"
+    down = page.locator("#heartbeats tr[data-name=deploy] td").nth(0)
+    wait_until(lambda: down.get_attribute("class") == "beat-bad", timeout=3, message="down shown as bad")
+    assert page.console_errors == []

@@ -23,7 +23,7 @@ def documented_routes() -> set:
 def test_readme_documents_every_route():
     documented = documented_routes()
     expected = {(method, path) for (method, path) in DashboardHandler.ROUTES if path != "/index.html"}
-    expected |= {(method, prefix + ("<file>" if method == "GET" else "<name>"))
+    expected |= {(method, prefix.rstrip("/") + "/" + ("<file>" if prefix == "/static/" else "<name>"))
                  for method, prefix, _ in DashboardHandler.PREFIX_ROUTES}
     assert documented == expected, (documented ^ expected)
 
@@ -32,4 +32,4 @@ def test_handlers_are_named_verb_resource():
     for name in DashboardHandler.ROUTES.values():
         assert name.split("_")[0] in ("get", "post", "stream", "serve"), name
     for _, _, name in DashboardHandler.PREFIX_ROUTES:
-        assert name.split("_")[0] in ("serve", "delete"), name
+        assert name.split("_")[0] in ("serve", "delete", "push"), name

@@ -198,8 +198,18 @@ def _in_ci() -> bool:
     return IN_CI
 
 
+def npm_install() -> None:
+    """tests/js's packages, as pinned by its package-lock.json (once; the README's test command
+    is all a newcomer runs)."""
+    npm = shutil.which("npm")
+    if npm is not None and not (JS_DIR / "node_modules" / "eventsource").is_dir():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True, timeout=300,
+                       capture_output=True)
+
+
 def test_the_npm_eventsource_package_subscribes_and_resumes_after_a_cut(server):
     node = shutil.which("node")
+    npm_install()
     require_tool(node is not None and (JS_DIR / "node_modules" / "eventsource").is_dir(),
                  "node with tests/js/node_modules (npm install --prefix tests/js)")
     from proxy import BufferingProxy
