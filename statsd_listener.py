@@ -131,6 +131,10 @@ class StatsdAggregator:
             self.dropped += 1
             self._warn("dropped", "StatsD: a line was refused (%s); more are only counted for a minute "
                        "(server.statsd_dropped)", exc)
+        except Exception:  # a bug here must not stop the listener: count the line, say it once a minute
+            self.malformed += 1
+            if self._should_warn("bug"):
+                log.exception("StatsD: a line could not be handled: %r", raw[:100])
 
     def _apply(self, line: str) -> None:
         name_part, sep, rest = line.partition(":")
@@ -242,10 +246,15 @@ class StatsdAggregator:
             self._warn("dropped", "StatsD: the interval's timings and sets were refused (%s)", exc)
 
     def _warn(self, what: str, message: str, *args: Any) -> None:
+        if self._should_warn(what):
+            log.warning(message, *args)
+
+    def _should_warn(self, what: str) -> bool:
         now = self._clock()
         if now - self._warned_at.get(what, -math.inf) >= WARN_EVERY_S:
             self._warned_at[what] = now
-            log.warning(message, *args)
+            return True
+        return False
 
 
 def _number(text: str) -> float:

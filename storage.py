@@ -531,6 +531,10 @@ class Store:
         Call it after the registry stopped taking updates (``MetricsRegistry.seal``):
         then everything acknowledged is on disk when this returns."""
         self._stop.set()
+        try:
+            self._queue.put_nowait(None)  # wake the writer now, not at its next timeout
+        except queue.Full:
+            pass  # it is busy writing, and sees the stop when it is done
         if self._thread is not None:
             self._thread.join(timeout_s)
         try:
@@ -561,6 +565,13 @@ class Store:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            if None in batch:  # close()'s wake-up: the samples before it are still written
+                self._queue.task_done()
+                batch.remove(None)
+                if not batch:
+                    if self._stop.is_set():
+                        return
+                    continue
             try:
                 self._write(batch)
                 if time.monotonic() - last_prune > self.prune_every_s:
@@ -576,6 +587,8 @@ class Store:
             finally:
                 for _ in batch:
                     self._queue.task_done()
+            if self._stop.is_set() and self._queue.empty():
+                return
 
     def _write(self, batch: list, final: bool = False) -> None:
         """One transaction: the samples, their roll-ups, and the counters' and gauges' state."""

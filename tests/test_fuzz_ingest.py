@@ -1,0 +1,103 @@
+"""Property-based fuzzing of the ingest surfaces over real sockets: StatsD packets (UDP and
+TCP), Prometheus push bodies and paths, heartbeat queries. Never a 5xx, never a dead listener,
+never a traceback; a refusal stores nothing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import urllib.parse
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sse_server
+from conftest import RunningServer, wait_until
+
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "sse-dashboard-hypothesis"))
+
+FUZZ = settings(max_examples=int(os.environ.get("SSE_FUZZ_EXAMPLES") or 60), deadline=None, database=None,
+                suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(scope="module")
+def running():
+    server = RunningServer(sse_server.build_app(host="127.0.0.1", port=0, interval_s=0.1, data_dir=":memory:",
+                                                psutil=None, post_rate_per_s=0, statsd="127.0.0.1:0"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_tracebacks(caplog):
+    with caplog.at_level(logging.WARNING):
+        yield
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
+
+
+statsd_words = st.sampled_from([b"c", b"g", b"ms", b"h", b"d", b"s", b"x", b"", b"@0.5", b"@0", b"#a:b,c", b"#",
+                                b"+1", b"-1", b"1e308", b"1e999", b"nan", b"inf", b"0x10", b"\xff", b"\x00"])
+statsd_lines = st.one_of(
+    st.binary(max_size=120),
+    st.builds(lambda name, parts: name + b":" + b"|".join(parts),
+              st.from_regex(rb"[a-z.\-_0-9]{0,12}", fullmatch=True), st.lists(statsd_words, max_size=4)),
+)
+
+
+@FUZZ
+@given(lines=st.lists(statsd_lines, min_size=1, max_size=20), tcp=st.booleans())
+def test_statsd_takes_anything_and_keeps_listening(running, lines, tcp):
+    payload = b"\n".join(lines).replace(b"sentinel", b"x")
+    address = running.server.statsd.address
+    before = running.server.registry.snapshot()[0].get("sentinel", 0)
+    if tcp:
+        with socket.create_connection(address) as sock:
+            sock.sendall(payload + b"\nsentinel:1|c\n")
+    else:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(payload[:60000], address)
+            sock.sendto(b"sentinel:1|c", address)
+    wait_until(lambda: running.server.registry.snapshot()[0].get("sentinel", 0) == before + 1,
+               message="the sentinel after the fuzz")
+    assert all(t.is_alive() for t in running.server.statsd._threads)
+    assert running.json("GET", "/api/health")[0] == 200
+
+
+exposition_lines = st.one_of(
+    st.text(max_size=60),
+    st.from_regex(r'[a-z_]{1,8}(\{[a-z_]{1,4}="[^"\n]{0,6}"(,[a-z_]{1,4}="[^"\n]{0,6}")?\})? '
+                  r'(-?[0-9]{1,6}(\.[0-9]{1,3})?|NaN|\+Inf|1e999)( [0-9]{1,13})?', fullmatch=True),
+    st.sampled_from(["# TYPE a counter", "# TYPE a histogram", "# HELP a x", "# EOF", "#", ""]),
+)
+
+
+@FUZZ
+@given(lines=st.lists(exposition_lines, max_size=8), method=st.sampled_from(["PUT", "POST"]),
+       job=st.text(min_size=0, max_size=10), content_type=st.sampled_from(["text/plain", "", "application/json"]))
+def test_a_push_is_stored_whole_or_not_at_all(running, lines, method, job, content_type):
+    before = running.server.registry.snapshot()
+    path = "/metrics/job/" + urllib.parse.quote(job, safe="")
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, _, body = running.request(method, path, "\n".join(lines).encode("utf-8", "surrogatepass"), headers=headers)
+    assert status in (200, 400, 415), (status, body)
+    if status != 200:
+        assert running.server.registry.snapshot() == before
+    running.request("DELETE", path)
+
+
+@FUZZ
+@given(name=st.text(max_size=30), query=st.dictionaries(st.sampled_from(["status", "msg", "ping", "every", "x"]),
+                                                       st.text(max_size=20), max_size=4),
+       method=st.sampled_from(["GET", "POST"]))
+def test_a_heartbeat_is_recorded_or_refused_cleanly(running, name, query, method):
+    before = running.server.heartbeats.listing()
+    path = "/api/push/" + urllib.parse.quote(name, safe="") + "?" + urllib.parse.urlencode(query)
+    status, _, body = running.request(method, path)
+    assert status in (200, 400, 404), (status, body)
+    if status != 200:
+        assert [b["name"] for b in running.server.heartbeats.listing()] == [b["name"] for b in before]
+    else:
+        running.request("DELETE", "/api/push/" + urllib.parse.quote(name, safe=""))
