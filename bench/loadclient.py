@@ -31,17 +31,19 @@ class Stats:
         self.by_seq: dict[int, list] = {}  # seq -> [snapshot ts, lags in ms ...]
         self.event_ms: list[float] = []
         self.event_ids: dict[int, int] = {}
+        self.by_path: dict[str, dict] = {}  # path -> {"streams": n, "events": {id: count}}
         self.loop_delay_ms: list[float] = []
 
     def in_window(self, now: float) -> bool:
         return self.window[0] <= now <= self.window[1]
 
 
-async def client(host: str, port: int, source: str, stats: Stats, stop_at: float) -> None:
+async def client(host: str, port: int, source: str, stats: Stats, stop_at: float,
+                 path: str = "/api/metrics/stream") -> None:
     started = time.time()
     try:
         reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
-        writer.write(b"GET /api/metrics/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+        writer.write(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n" % path.encode())
         head = await reader.readuntil(b"\r\n\r\n")
         if b" 200 " not in head.split(b"\r\n", 1)[0]:
             raise ConnectionError(head[:40])
@@ -49,6 +51,8 @@ async def client(host: str, port: int, source: str, stats: Stats, stop_at: float
         stats.failed += 1
         return
     stats.connected += 1
+    mine = stats.by_path.setdefault(path, {"streams": 0, "events": {}})
+    mine["streams"] += 1
     buffer = b""
     first = True
     try:
@@ -72,11 +76,12 @@ async def client(host: str, port: int, source: str, stats: Stats, stop_at: float
                     if entry is None:
                         entry = stats.by_seq[seq] = [float(TS_RE.search(frame).group(1))]
                     entry.append(round((now - entry[0]) * 1000, 2))
-                elif b"event: log" in frame:
+                elif b"data: " in frame and b"event: resync" not in frame:  # an event, typed or "log"
                     event_id = int(ID_RE.search(frame).group(1))
                     ts = float(TS_RE.search(frame).group(1))
                     stats.event_ms.append((now - ts) * 1000)
                     stats.event_ids[event_id] = stats.event_ids.get(event_id, 0) + 1
+                    mine["events"][event_id] = mine["events"].get(event_id, 0) + 1
     except (OSError, asyncio.IncompleteReadError):
         stats.closed_early += 1
     finally:
@@ -98,8 +103,9 @@ async def run(args: argparse.Namespace) -> Stats:
     await asyncio.sleep(max(0.0, args.start_at - time.time()))
     batch = max(1, int(args.rate / 20))  # open in 50 ms batches at the given rate
     for i in range(0, args.conns, batch):
-        for _ in range(min(batch, args.conns - i)):
-            tasks.append(asyncio.ensure_future(client(args.host, args.port, args.source, stats, stop_at)))
+        for k in range(min(batch, args.conns - i)):
+            path = args.path[(i + k) % len(args.path)]  # the paths, in turn
+            tasks.append(asyncio.ensure_future(client(args.host, args.port, args.source, stats, stop_at, path)))
         await asyncio.sleep(batch / args.rate)
     await asyncio.gather(*tasks)
     return stats
@@ -116,7 +122,9 @@ def main() -> None:
     parser.add_argument("--window-start", type=float, required=True)
     parser.add_argument("--window", type=float, required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--path", action="append", help="stream path(s), used in turn (default /api/metrics/stream)")
     args = parser.parse_args()
+    args.path = args.path or ["/api/metrics/stream"]
     try:
         import uvloop
 
@@ -128,7 +136,7 @@ def main() -> None:
         json.dump({
             "connected": stats.connected, "failed": stats.failed, "closed_early": stats.closed_early,
             "first_frame_ms": stats.first_frame_ms, "by_seq": stats.by_seq, "event_ms": stats.event_ms,
-            "event_ids": stats.event_ids, "loop_delay_ms": stats.loop_delay_ms,
+            "event_ids": stats.event_ids, "loop_delay_ms": stats.loop_delay_ms, "by_path": stats.by_path,
         }, f)
 
 
