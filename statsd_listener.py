@@ -285,20 +285,28 @@ class StatsdListener:
     def __init__(self, aggregator: StatsdAggregator, host: str, port: int) -> None:
         self.aggregator = aggregator
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.udp = socket.socket(family, socket.SOCK_DGRAM)
-        self.tcp = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows: no silent sharing of the port
-                self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
-                self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
-            self.udp.bind((host, port))
-            port = self.udp.getsockname()[1]  # port 0: the TCP side takes the same one
-            self.tcp.bind((host, port))
-            self.tcp.listen(16)
-        except OSError:
-            self.udp.close()
-            self.tcp.close()
-            raise
+        # Port 0 (tests): a free UDP port whose TCP twin may be taken; try a few.
+        for attempt in range(50 if port == 0 else 1):
+            self.udp = socket.socket(family, socket.SOCK_DGRAM)
+            self.tcp = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows: no silent sharing of the port
+                    self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+                    self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+                else:  # POSIX: restart at once despite connections in TIME_WAIT (TCP only: on UDP
+                    # it would let a second listener share the port)
+                    self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                self.udp.bind((host, port))
+                bound = self.udp.getsockname()[1]
+                self.tcp.bind((host, bound))
+                self.tcp.listen(16)
+                port = bound
+                break
+            except OSError:
+                self.udp.close()
+                self.tcp.close()
+                if attempt == 49 or port != 0:
+                    raise
         self.address = (host, port)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -171,3 +171,11 @@ def test_promtool_accepts_statsd_names_and_labels(statsd_server):
     problems = [line for line in result.stderr.decode().splitlines() if line.strip()]
     assert result.returncode in (0, 3) and all("should not" in p for p in problems), result.stderr.decode()
     assert 'a_b_c_total{env="prod",tag_9lives="true"} 1' in body.decode()
+
+
+def test_a_second_dashboard_cannot_share_the_statsd_port(statsd_server):
+    host, port = statsd_server.server.statsd.address
+    with pytest.raises(ListenerUnavailable, match="taken"):
+        build_app(port=0, statsd="%s:%d" % (host, port), data_dir=":memory:", psutil=None, start=False)
+    send_udp(statsd_server, b"still_mine:1|c")
+    assert wait_for(statsd_server, "counters", "still_mine", 1) == 1
