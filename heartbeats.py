@@ -13,21 +13,24 @@ Invariants:
   full ``every`` after the dashboard starts before it counts as silent;
 - names, messages and the number of heartbeats are bounded; a refused beat
   changes nothing;
-- ``persist(state)`` keeps every heartbeat after each beat, so a restart knows
-  when each last beat was (and a job that died while the dashboard was down
-  is still noticed).
+- ``persist(state)`` keeps every heartbeat after each beat and each alert change,
+  so a restart knows when each last beat was (a job that died while the
+  dashboard was down is still noticed) and what is firing (not announced twice).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Heartbeats", "parse_heartbeats", "HEARTBEAT_NAME_RE"]
 
@@ -58,7 +61,7 @@ class _Beat:
 
     def state(self) -> dict:
         return {"status": self.status, "message": self.message, "ping": self.ping, "last_seen": self.last_seen,
-                "every": self.every, "since": self.since}
+                "every": self.every, "since": self.since, "alert": self.alert}
 
 
 def parse_heartbeats(document: Any) -> dict[str, dict]:
@@ -117,7 +120,8 @@ class Heartbeats:
         for name, kept in (json.loads(state) if state else {}).items():
             self._beats[name] = _Beat(name, every=kept.get("every"), status=kept.get("status", "up"),
                                       message=kept.get("message", ""), ping=kept.get("ping"),
-                                      last_seen=kept.get("last_seen"), since=kept.get("since", now))
+                                      last_seen=kept.get("last_seen"), since=kept.get("since", now),
+                                      alert=kept.get("alert"))  # still firing: not announced twice
         for name, entry in (configured or {}).items():
             beat = self._beats.setdefault(name, _Beat(name, since=now))
             beat.every, beat.level = entry["every"], entry["level"]
@@ -173,6 +177,11 @@ class Heartbeats:
             for beat in self._beats.values():
                 to_post.extend(self._step(beat, now))
             active = [dict(b.alert) for b in self._beats.values() if b.alert is not None]
+            if to_post:
+                try:
+                    self._save(self._beats)  # a restart must know what is firing
+                except Exception as exc:
+                    log.warning("heartbeat alert state not kept: %s", exc)
         for level, message, data, kind in to_post:
             self._post(level, message, source="heartbeats", data=data, type=kind)
         return active
@@ -194,14 +203,14 @@ class Heartbeats:
             alert, beat.alert = beat.alert, None
             return [("info", "resolved: %s is up again%s" % (beat.name, _said(beat.message)),
                      {"heartbeat": beat.name, "state": "resolved", "since": alert["since"]}, "alert.resolved")]
-        if beat.alert is not None or not wrong:
-            if beat.alert is not None:
-                beat.alert["value"] = round(now - reference, 3)
-            return []
         if beat.status == "down":
             message = "%s is down%s" % (beat.name, _said(beat.message))
         else:
             message = "%s silent for %s" % (beat.name, _duration(beat.every))
+        if beat.alert is not None or not wrong:
+            if beat.alert is not None:  # still the one alert; it says what is wrong now
+                beat.alert.update(value=round(now - reference, 3), message=message)
+            return []
         beat.alert = {"rule": "heartbeat:" + beat.name, "level": beat.level, "metric": "heartbeat." + beat.name,
                       "op": ">", "threshold": beat.every, "value": round(now - reference, 3), "since": round(now, 3),
                       "message": message}

@@ -155,7 +155,7 @@ class StatsdAggregator:
             # other DogStatsD sections (|c:container, |T timestamp) are ignored
         base = _metric_name(name_part)
         if kind == "c":
-            total = sum(_number(v) for v in values) / rate
+            total = _rounded(sum(_number(v) for v in values) / rate)
             if total < 0:
                 raise Malformed("a counter only goes up")
             self.registry.update(counters={labeled_name(base, labels): total})

@@ -53,8 +53,8 @@ def test_down_fires_at_the_next_check_and_up_resolves_it():
     beats = Heartbeats(post, clock=clock)
     beats.beat("deploy", status="down", message="exit 3")
     assert [a["message"] for a in beats.check()] == ["deploy is down: exit 3"]
-    beats.beat("deploy", status="down", message="exit 4")  # still down: still the one alert
-    assert len(beats.check()) == 1
+    beats.beat("deploy", status="down", message="exit 4")  # still down: still the one alert, saying so
+    assert [a["message"] for a in beats.check()] == ["deploy is down: exit 4"]
     beats.beat("deploy", status="up")
     assert beats.check() == []
     assert [p["type"] for p in posted] == ["alert.firing", "alert.resolved"]
@@ -77,9 +77,12 @@ def test_state_survives_a_restart_so_a_job_that_died_meanwhile_is_noticed():
     beats = Heartbeats(post, clock=clock, persist=saved.append)
     beats.beat("backup", every=60, message="ok", ping=12.5)
     clock.now += 120  # the dashboard was down for two minutes
-    again = Heartbeats(post, clock=clock, state=saved[-1])
+    again = Heartbeats(post, clock=clock, state=saved[-1], persist=saved.append)
     assert [a["message"] for a in again.check()] == ["backup silent for 1 min"]
     assert again.listing()[0]["message"] == "ok" and again.listing()[0]["ping"] == 12.5
+    third = Heartbeats(post, clock=clock, state=saved[-1])  # restarted while it fires
+    assert [a["message"] for a in third.check()] == ["backup silent for 1 min"]
+    assert [p["type"] for p in posted] == ["alert.firing"]  # announced once, not at every start
 
 
 @pytest.mark.parametrize("query", ["status=maybe", "every=0", "every=abc", "every=1e99", "ping=abc",
