@@ -39,11 +39,11 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
 }
 ALERT_LEVELS = ("warning", "error")
-CONFIG_KEYS = ("rules", "heartbeats")  # the config file's top level
+CONFIG_KEYS = ("rules", "heartbeats", "notify")  # the config file's top level
 _RATE_RE = re.compile(r"rate\((counters\.[a-zA-Z_:][a-zA-Z0-9_:]*)\)")
 _METRIC_RE = re.compile(r"(system|gauges|counters|server)\.[a-zA-Z_:][a-zA-Z0-9_:]*")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
-_FIELDS = {"name", "metric", "op", "threshold", "for", "clear", "level", "message"}
+_FIELDS = {"name", "metric", "op", "threshold", "for", "clear", "level", "message", "notify"}
 # The numeric series a sample has: a mistyped one (system.cpu_percnt) could never fire.
 SYSTEM_SERIES = tuple("system." + f for f in SYSTEM_FIELDS if f not in ("cpu_per_core", "disk_path"))
 SERVER_SERIES = ("server.clients", "server.rss_bytes")
@@ -60,6 +60,7 @@ class AlertRule:
     clear: float | None = None
     level: str = "warning"
     message: str = ""
+    notify: tuple | None = None   # names of notify targets; None: all of them
 
     def breached(self, value: float) -> bool:
         return OPERATORS[self.op](value, self.threshold)
@@ -72,7 +73,8 @@ class AlertRule:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "metric": self.metric, "op": self.op, "threshold": self.threshold,
-                "for": self.for_s, "clear": self.clear, "level": self.level, "message": self.message}
+                "for": self.for_s, "clear": self.clear, "level": self.level, "message": self.message,
+                "notify": None if self.notify is None else list(self.notify)}
 
 
 def load_rules(path: str | Path) -> list[AlertRule]:
@@ -98,7 +100,8 @@ def parse_rules(document: Any) -> list[AlertRule]:
         raise ValueError('the config file must be an object with a "rules" list (and "heartbeats", if any)')
     unknown = sorted(set(document) - set(CONFIG_KEYS))
     if unknown:
-        raise ValueError('the config file has %s; it takes a "rules" list and "heartbeats"' % json.dumps(unknown[0][:40]))
+        raise ValueError('the config file has %s; it takes a "rules" list, "heartbeats" and "notify"'
+                         % json.dumps(unknown[0][:40]))
     rules = [_parse_rule(i, raw) for i, raw in enumerate(document.get("rules", []), start=1)]
     names = [r.name for r in rules]
     for name in names:
@@ -153,8 +156,11 @@ def _parse_rule(index: int, raw: Any) -> AlertRule:
     message = raw.get("message", "")
     if not isinstance(message, str) or len(message) > 500:
         raise fail("message", "must be a string of at most 500 characters")
+    notify = raw.get("notify")
+    if notify is not None and (not isinstance(notify, list) or not all(isinstance(n, str) for n in notify)):
+        raise fail("notify", "must be a list of notify target names")
     return AlertRule(name=name, metric=metric, op=op, threshold=values["threshold"], for_s=values["for"],
-                     clear=clear, level=level, message=message)
+                     clear=clear, level=level, message=message, notify=None if notify is None else tuple(notify))
 
 
 class AlertEngine:
@@ -168,9 +174,11 @@ class AlertEngine:
     """
 
     def __init__(self, rules: list[AlertRule], post: Callable[..., Any],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 notify: Callable[[str, dict, tuple | None], None] | None = None) -> None:
         self.rules = list(rules)
         self._post = post
+        self._notify = notify
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: dict[str, float] = {}    # rule -> monotonic time first breached
@@ -192,8 +200,10 @@ class AlertEngine:
                 to_post.extend(self._step(rule, value, now, snapshot.get("ts", time.time())))
             active = [dict(alert) for alert in self._firing.values()]
             waiting = [{"rule": r.name, "metric": r.metric} for r in self.rules if r.name not in self._seen]
-        for level, message, data in to_post:
+        for level, message, data, change in to_post:
             self._post(level, message, source="alerts", data=data, type="alert." + data["state"])
+            if self._notify is not None:
+                self._notify("alert." + data["state"], change, change.pop("targets"))
         return {"alerts": active, "alerts_waiting": waiting} if waiting else {"alerts": active}
 
     def rule_states(self) -> list[dict]:
@@ -215,7 +225,8 @@ class AlertEngine:
                 del self._firing[rule.name]
                 self._pending.pop(rule.name, None)
                 return [("info", "resolved: %s (%s = %s)" % (rule.message or rule.name, rule.metric, _fmt(value)),
-                         {"rule": rule.name, "value": value, "state": "resolved"})]
+                         {"rule": rule.name, "value": value, "state": "resolved"},
+                         _change(rule, value, firing["since"], ts))]
             return []
         if not rule.breached(value):
             self._pending.pop(rule.name, None)
@@ -227,7 +238,8 @@ class AlertEngine:
                  "threshold": rule.threshold, "value": value, "since": ts, "message": rule.message}
         self._firing[rule.name] = alert
         text = "%s (%s = %s, %s %s)" % (rule.message or rule.name, rule.metric, _fmt(value), rule.op, _fmt(rule.threshold))
-        return [(rule.level, text, {"rule": rule.name, "value": value, "threshold": rule.threshold, "state": "firing"})]
+        return [(rule.level, text, {"rule": rule.name, "value": value, "threshold": rule.threshold, "state": "firing"},
+                 _change(rule, value, ts, None))]
 
     def _values(self, snapshot: dict) -> dict:
         flat = flatten_snapshot(snapshot)
@@ -243,6 +255,13 @@ class AlertEngine:
             if previous and ts > previous[0] and value >= previous[1]:
                 flat["rate(%s)" % counter] = (value - previous[1]) / (ts - previous[0])
         return flat
+
+
+def _change(rule: AlertRule, value: float, started_at: float, ended_at: float | None) -> dict:
+    """An alert as notifications describe it (notify.py)."""
+    return {"name": rule.name, "metric": rule.metric, "value": value, "threshold": rule.threshold,
+            "level": rule.level, "message": rule.message or rule.name, "started_at": started_at,
+            "ended_at": ended_at, "targets": rule.notify}
 
 
 def _fmt(value: float) -> str:

@@ -47,6 +47,7 @@ class _Beat:
     name: str
     every: float | None = None
     level: str = "error"
+    notify: tuple | None = None      # notify target names; None: all
     status: str = "waiting"          # up, down, or waiting (configured, never heard from)
     message: str = ""
     ping: float | None = None
@@ -74,15 +75,19 @@ def parse_heartbeats(document: Any) -> dict[str, dict]:
     for name, entry in document.items():
         if not HEARTBEAT_NAME_RE.fullmatch(name):
             raise ValueError("heartbeat %r: the name must be 1-100 letters, digits or _ . : -" % name[:40])
-        if not isinstance(entry, dict) or set(entry) - {"every", "level"}:
-            raise ValueError('heartbeat %s: must be {"every": SECONDS, "level": "warning"|"error"}' % name)
+        if not isinstance(entry, dict) or set(entry) - {"every", "level", "notify"}:
+            raise ValueError('heartbeat %s: must be {"every": SECONDS, "level": "warning"|"error", '
+                             '"notify": [TARGET, ...]}' % name)
+        notify = entry.get("notify")
+        if notify is not None and (not isinstance(notify, list) or not all(isinstance(n, str) for n in notify)):
+            raise ValueError("heartbeat %s: notify must be a list of notify target names" % name)
         every = entry.get("every")
         if every is not None:
             every = _every(every, name)
         level = entry.get("level", "error")
         if level not in LEVELS:
             raise ValueError("heartbeat %s: level must be warning or error" % name)
-        parsed[name] = {"every": every, "level": level}
+        parsed[name] = {"every": every, "level": level, "notify": None if notify is None else tuple(notify)}
     return parsed
 
 
@@ -110,8 +115,9 @@ class Heartbeats:
 
     def __init__(self, post: Callable[..., Any], configured: dict | None = None,
                  clock: Callable[[], float] = time.time, persist: Callable[[str], None] | None = None,
-                 state: str | None = None) -> None:
+                 state: str | None = None, notify: Callable[[str, dict, tuple | None], None] | None = None) -> None:
         self._post = post
+        self._notify = notify
         self._clock = clock
         self._persist = persist
         self._lock = threading.Lock()
@@ -124,7 +130,7 @@ class Heartbeats:
                                       alert=kept.get("alert"))  # still firing: not announced twice
         for name, entry in (configured or {}).items():
             beat = self._beats.setdefault(name, _Beat(name, since=now))
-            beat.every, beat.level = entry["every"], entry["level"]
+            beat.every, beat.level, beat.notify = entry["every"], entry["level"], entry.get("notify")
 
     def beat(self, name: str, status: str = "up", message: str = "", ping: Any = None, every: Any = None) -> dict:
         """Record one beat; ``ValueError`` (changing nothing) when any part is unusable."""
@@ -182,8 +188,10 @@ class Heartbeats:
                     self._save(self._beats)  # a restart must know what is firing
                 except Exception as exc:
                     log.warning("heartbeat alert state not kept: %s", exc)
-        for level, message, data, kind in to_post:
+        for level, message, data, kind, change in to_post:
             self._post(level, message, source="heartbeats", data=data, type=kind)
+            if self._notify is not None:
+                self._notify(kind, change, change.pop("targets"))
         return active
 
     def active(self) -> list[dict]:
@@ -202,7 +210,8 @@ class Heartbeats:
         if beat.alert is not None and not wrong:
             alert, beat.alert = beat.alert, None
             return [("info", "resolved: %s is up again%s" % (beat.name, _said(beat.message)),
-                     {"heartbeat": beat.name, "state": "resolved", "since": alert["since"]}, "alert.resolved")]
+                     {"heartbeat": beat.name, "state": "resolved", "since": alert["since"]}, "alert.resolved",
+                     _change(beat, alert, now))]
         if beat.status == "down":
             message = "%s is down%s" % (beat.name, _said(beat.message))
         else:
@@ -215,11 +224,18 @@ class Heartbeats:
                       "op": ">", "threshold": beat.every, "value": round(now - reference, 3), "since": round(now, 3),
                       "message": message}
         return [(beat.level, message, {"heartbeat": beat.name, "state": "firing", "status": beat.status,
-                                       "last_seen": beat.last_seen}, "alert.firing")]
+                                       "last_seen": beat.last_seen}, "alert.firing", _change(beat, beat.alert, None))]
 
     def _save(self, beats: dict) -> None:
         if self._persist is not None:
             self._persist(json.dumps({name: b.state() for name, b in beats.items()}))
+
+
+def _change(beat: _Beat, alert: dict, ended_at: float | None) -> dict:
+    """An alert as notifications describe it (notify.py)."""
+    return {"name": alert["rule"], "metric": alert["metric"], "value": alert["value"], "threshold": beat.every,
+            "level": beat.level, "message": alert["message"], "started_at": alert["since"], "ended_at": ended_at,
+            "targets": beat.notify}
 
 
 def _said(message: str) -> str:

@@ -44,6 +44,7 @@ from typing import Any, Callable
 
 from alerts import AlertEngine, load_document, parse_rules
 from heartbeats import Heartbeats, parse_heartbeats
+from notify import Notifier, parse_targets
 from api_spec import openapi_spec
 from demo import DemoFeeder
 from events import DEFAULT_MAX_CHARS, LEVELS, EventFilter, EventLog, is_unicode_text
@@ -76,8 +77,10 @@ DEFAULT_MAX_CLIENTS = 10_000
 SPARE_FILES = 64  # descriptors kept free for the database, static files and ordinary requests
 DEFAULT_POST_RATE_PER_S = 50.0
 SECURITY_HEADERS = (
-    # No inline script or style anywhere in static/, so the strictest policy fits.
-    ("Content-Security-Policy", "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    # No inline script or style anywhere in static/, so the strictest policy fits; data: images
+    # only for the tab icon that shows how many alerts fire.
+    ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; "
+                                "frame-ancestors 'none'"),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),
@@ -234,6 +237,7 @@ class DashboardServer(ThreadingHTTPServer):
         self.sampler: Sampler | None = None
         self.alerts: AlertEngine | None = None
         self.heartbeats: Heartbeats | None = None
+        self.notifier: Notifier | None = None
         self.statsd: StatsdListener | None = None
         self.store: Store | None = None
         self.storage_problem: str | None = None
@@ -280,6 +284,7 @@ class DashboardServer(ThreadingHTTPServer):
         extra = self.alerts.evaluate(snapshot)
         extra["alerts"] = extra["alerts"] + self.heartbeats.check()
         extra["heartbeats"] = self.heartbeats.listing()
+        self.notifier.tick()
         return extra
 
     def active_alerts(self) -> list[dict]:
@@ -309,6 +314,8 @@ class DashboardServer(ThreadingHTTPServer):
         if self.statsd is not None:
             self.statsd.stop()
             self.statsd.aggregator.flush()  # the last interval's timings, before the final state
+        if self.notifier is not None:
+            self.notifier.stop()
         self.registry.seal()
         if self.sampler is not None:
             self.sampler.stop()
@@ -370,6 +377,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         ("GET", "/api/health"): "get_health",
         ("GET", "/api/openapi.json"): "get_openapi",
         ("GET", "/api/alerts"): "get_alerts",
+        ("POST", "/api/alerts/test"): "post_alerts_test",
         ("GET", "/metrics"): "get_prometheus",
     }
     PREFIX_ROUTES = (  # (method, path prefix, handler method name)
@@ -825,7 +833,14 @@ class DashboardHandler(BaseHTTPRequestHandler):
     def get_alerts(self) -> Response:
         engine = self.server.alerts
         return json_response({"alerts": self.server.active_alerts(), "rules": engine.rule_states(),
-                              "heartbeats": self.server.heartbeats.listing()})
+                              "heartbeats": self.server.heartbeats.listing(), "notify": self.server.notifier.status()})
+
+    def post_alerts_test(self) -> Response:
+        """POST /api/alerts/test: a test notification to every target, answered with each result."""
+        if not self.server.notifier.targets:
+            raise HTTPError(400, 'no notify targets: add "notify" to the --config file (README "Notifications")')
+        results = self.server.notifier.test()
+        return json_response({"results": results}, 200 if all(r["ok"] for r in results) else 502)
 
     def push_heartbeat(self) -> Response:
         """GET or POST /api/push/NAME?status=up|down&msg=...&ping=...&every=SECONDS: a heartbeat."""
@@ -1043,6 +1058,7 @@ class Config:
     storage_options: tuple = ()           # (name, value) pairs for storage.open_store
     statsd: str | None = None             # "[HOST:]PORT" to take StatsD on (UDP and TCP); None: off
     heartbeats: tuple = ()                # (name, {"every": s, "level": ...}) expected from the start
+    notify: tuple = ()                    # notify.Target: where alert changes are sent
 
     def __post_init__(self) -> None:
         # Normalised once, so nothing downstream has to.
@@ -1050,6 +1066,7 @@ class Config:
         object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
         object.__setattr__(self, "cors_origin", self.cors_origin.rstrip("/") if self.cors_origin else None)
         object.__setattr__(self, "alert_rules", tuple(self.alert_rules))
+        object.__setattr__(self, "notify", tuple(self.notify))
         beats = self.heartbeats
         object.__setattr__(self, "heartbeats", tuple(sorted(beats.items() if isinstance(beats, dict) else beats)))
         options = self.storage_options
@@ -1086,10 +1103,12 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     server.storage_problem = storage_problem
     server.events_epoch = store.epoch if store is not None else server.boot_id
     notice = functools.partial(_post_notice, events)
-    server.alerts = AlertEngine(list(config.alert_rules), post=notice)
+    server.notifier = Notifier(list(config.notify), server.url, post=notice)
+    server.alerts = AlertEngine(list(config.alert_rules), post=notice, notify=server.notifier.alert_changed)
     server.heartbeats = Heartbeats(notice, dict(config.heartbeats),
                                    persist=functools.partial(store.write_meta, "heartbeats") if store else None,
-                                   state=store.read_meta("heartbeats") if store is not None else None)
+                                   state=store.read_meta("heartbeats") if store is not None else None,
+                                   notify=server.notifier.alert_changed)
     hub = server.hub = StreamHub(events, lambda: server.sampler.latest(), heartbeat_s=config.heartbeat_s,
                                  write_timeout_s=config.write_timeout_s)
     events.on_post = hub.wake  # an event goes out the moment it is posted
@@ -1113,6 +1132,7 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
             store.start()
         sampler.start()
         hub.start()
+        server.notifier.start()
         if server.statsd is not None:
             server.statsd.start()
             log.info("StatsD on %s:%d (UDP and TCP)", *server.statsd.address)
@@ -1294,6 +1314,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def load_config(path: str | None) -> tuple[list, dict, list]:
+    """(alert rules, heartbeats, notify targets) from the --config file; ``ValueError`` names
+    what is wrong, and nothing is half-loaded."""
+    document = load_document(path) if path else {}
+    rules = parse_rules(document)
+    heartbeats = parse_heartbeats(document.get("heartbeats"))
+    targets = parse_targets(document.get("notify"))
+    names = {t.name for t in targets}
+    for what, wanted in [("rule %s" % r.name, r.notify) for r in rules] + [
+            ("heartbeat %s" % name, entry["notify"]) for name, entry in heartbeats.items()]:
+        unknown = sorted(set(wanted or ()) - names)
+        if unknown:
+            raise ValueError("%s: notify names %s, which is not a notify target (%s)"
+                             % (what, unknown[0], ", ".join(sorted(names)) or "there are none"))
+    return rules, heartbeats, targets
+
+
 def fit_open_file_limit(max_clients: int) -> int:
     """Raise this process's soft limit on open files toward what ``max_clients`` streams
     need (POSIX; Windows has no such per-process limit for sockets), and return the number
@@ -1360,9 +1397,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("listening on %s: reachable from other machines%s", args.host,
                     "" if args.token else " and open to anyone (--insecure)")
     try:
-        document = load_document(args.config) if args.config else {}
-        rules = parse_rules(document)
-        heartbeats = parse_heartbeats(document.get("heartbeats"))
+        rules, heartbeats, targets = load_config(args.config)
     except ValueError as exc:
         log.error("config not loaded, not starting: %s", exc)
         return 2
@@ -1370,7 +1405,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo and not args.data_dir:
         log.info("demo: synthetic counters, gauges and events, kept in memory only (not in %s)", default_data_dir())
     try:
-        server = build_app(config_from_args(args, rules, data_dir), heartbeats=heartbeats)
+        server = build_app(config_from_args(args, rules, data_dir), heartbeats=heartbeats, notify=targets)
     except DataDirInUse as exc:
         return _another_dashboard(exc.url, args.open, "the data folder %s is in use by another dashboard%s; use that one, "
                                   "or start this one with --data-dir DIR (another folder) or --data-dir :memory: "

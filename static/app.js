@@ -37,6 +37,8 @@
     events: new Map(),     // id -> event (de-duplication, filters)
     paused: false,
     unseenAlerts: 0,
+    firing: 0,             // alerts firing now (title and icon)
+    alertKeys: null,       // the firing alerts of the last snapshot (null before the first)
     lastCounters: null,    // {ts, values} for rates
   };
 
@@ -400,8 +402,70 @@
   }
 
   function updateTitle() {
+    const firing = state.firing ? "\u26A0 " + state.firing + " firing \u00B7 " : "";
     const alerts = state.unseenAlerts ? "(" + state.unseenAlerts + ") " : "";
-    document.title = MODE_TITLE[state.mode] + alerts + "sse-dashboard";
+    document.title = MODE_TITLE[state.mode] + firing + alerts + "sse-dashboard";
+  }
+
+  // The tab's icon shows how many alerts fire (a data: URL: the CSP allows data: images only).
+  function updateFavicon() {
+    const icon = $("favicon");
+    if (!state.firing) { icon.href = "/static/favicon.svg"; return; }
+    const text = state.firing > 9 ? "9+" : String(state.firing);
+    const svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" ' +
+      'fill="#c62828"/><text x="8" y="12.5" font-size="11" font-family="sans-serif" font-weight="bold" ' +
+      'text-anchor="middle" fill="#fff">' + text + "</text></svg>";
+    icon.href = "data:image/svg+xml," + encodeURIComponent(svg);
+  }
+
+  // ---- desktop notifications: offered, never forced --------------------------------
+
+  const NOTIFY_KEY = "sse-dashboard-desktop-alerts";
+
+  function notifyAllowed() {
+    return "Notification" in window && Notification.permission === "granted" &&
+      localStorage.getItem(NOTIFY_KEY) === "on";
+  }
+
+  // One notification per alert firing (rule and start time), even with the tab in the background;
+  // alerts already firing when the page opens are on screen, not news. Several open tabs each
+  // try, and the shared tag lets the system show one.
+  function notifyNewAlerts(alerts) {
+    const keys = alerts.map((a) => String(a.rule) + "@" + String(a.since));
+    if (state.alertKeys !== null && notifyAllowed()) {
+      alerts.forEach((a, i) => {
+        if (state.alertKeys.has(keys[i])) return;
+        try {
+          new Notification("sse-dashboard: " + String(a.rule || "alert"), {
+            body: String(a.level || "").toUpperCase() + ": " + String(a.message || a.metric || ""),
+            tag: "sse-dashboard:" + keys[i],
+          });
+        } catch (e) { /* a browser that only notifies from a service worker: the page still shows it */ }
+      });
+    }
+    state.alertKeys = new Set(keys);
+  }
+
+  function renderNotifyToggle() {
+    const button = $("notify-toggle");
+    if (!("Notification" in window)) { button.hidden = true; return; }
+    button.hidden = false;
+    const denied = Notification.permission === "denied";
+    const on = notifyAllowed();
+    button.textContent = denied ? "Desktop alerts: blocked" : on ? "Desktop alerts: on" : "Desktop alerts: off";
+    button.setAttribute("aria-pressed", String(on));
+    button.disabled = denied;
+    if (denied) button.title = "notifications are blocked for this site in the browser's settings";
+  }
+
+  async function toggleNotify() {
+    if (notifyAllowed()) {
+      localStorage.setItem(NOTIFY_KEY, "off");
+    } else {
+      const permission = Notification.permission === "granted" ? "granted" : await Notification.requestPermission();
+      localStorage.setItem(NOTIFY_KEY, permission === "granted" ? "on" : "off");
+    }
+    renderNotifyToggle();
   }
 
   function renderSystem(system) {
@@ -539,6 +603,8 @@
 
   // Alert rules that are firing now (from the snapshot), shown until they resolve.
   function renderFiring(alerts) {
+    notifyNewAlerts(alerts);
+    if (alerts.length !== state.firing) { state.firing = alerts.length; updateTitle(); updateFavicon(); }
     $("alerts-banner").hidden = alerts.length === 0;
     const badge = $("firing-badge");
     badge.hidden = alerts.length === 0;
@@ -838,6 +904,8 @@
         if (!localStorage.getItem("sse-dashboard-theme")) applyTheme(e.matches ? "dark" : "light");
       });
     }
+    renderNotifyToggle();
+    $("notify-toggle").addEventListener("click", toggleNotify);
     $("theme-toggle").addEventListener("click", () => {
       const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
       localStorage.setItem("sse-dashboard-theme", next);

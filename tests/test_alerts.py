@@ -137,4 +137,4 @@ def test_alerts_over_http(make_server):
 
 def test_no_rules_means_an_empty_alert_list(server):
     assert server.json("GET", "/api/metrics")[1]["alerts"] == []
-    assert server.json("GET", "/api/alerts")[1] == {"alerts": [], "rules": [], "heartbeats": []}
+    assert server.json("GET", "/api/alerts")[1] == {"alerts": [], "rules": [], "heartbeats": [], "notify": []}

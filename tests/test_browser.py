@@ -433,3 +433,54 @@ def test_the_page_lists_heartbeats_with_their_age(make_server, page):
     down = page.locator("#heartbeats tr[data-name=deploy] td").nth(0)
     wait_until(lambda: down.get_attribute("class") == "beat-bad", timeout=3, message="down shown as bad")
     assert page.console_errors == []
+
+
+WATCH_NOTIFICATIONS = """(() => {
+  // Observe the real Notification API (it still runs): what was shown, and permission requests.
+  const Real = window.Notification;
+  window.__shown = [];
+  window.__asked = 0;
+  class Watched extends Real {
+    constructor(title, options) { super(title, options); window.__shown.push({ title, body: options && options.body }); }
+    static requestPermission() { window.__asked++; return Real.requestPermission(); }
+  }
+  window.Notification = Watched;
+})()"""
+
+
+def test_desktop_notifications_are_offered_never_forced_and_fire_once_per_alert(make_server, browser):
+    from alerts import parse_rules
+
+    rules = parse_rules({"rules": [{"name": "queue_long", "metric": "gauges.q", "op": ">", "threshold": 5,
+                                    "level": "error", "message": "the queue is long"}]})
+    server = make_server(alert_rules=rules, interval_s=0.3)
+    context = browser.new_context()
+    context.grant_permissions(["notifications"], origin=server.url)
+    page = context.new_page()
+    page.add_init_script(WATCH_NOTIFICATIONS)
+    try:
+        page.goto(server.url + "/")
+        wait_status(page, "LIVE", timeout=3)
+        toggle = page.locator("#notify-toggle")
+        assert toggle.text_content() == "Desktop alerts: off" and page.evaluate("window.__asked") == 0
+        toggle.click()
+        wait_until(lambda: toggle.text_content() == "Desktop alerts: on", timeout=3, message="turned on")
+        assert toggle.get_attribute("aria-pressed") == "true"
+        server.json("POST", "/api/metrics", {"gauges": {"q": 10}})
+        wait_until(lambda: page.evaluate("window.__shown.length") == 1, timeout=5, message="one notification")
+        shown = page.evaluate("window.__shown")[0]
+        assert shown == {"title": "sse-dashboard: queue_long", "body": "ERROR: the queue is long"}
+        wait_until(lambda: "1 firing" in page.title(), timeout=3, message="the count in the title")
+        assert page.get_attribute("#favicon", "href").startswith("data:image/svg+xml,")
+        seq = server.server.sampler.seq
+        wait_until(lambda: server.server.sampler.seq >= seq + 3, message="more samples")
+        assert page.evaluate("window.__shown.length") == 1  # still firing: no second one
+        server.json("POST", "/api/metrics", {"gauges": {"q": 1}})
+        wait_until(lambda: "firing" not in page.title(), timeout=3, message="resolved in the title")
+        assert page.get_attribute("#favicon", "href") == "/static/favicon.svg"
+        page.reload()  # remembered, and still nothing asked of the person
+        wait_status(page, "LIVE", timeout=3)
+        assert page.locator("#notify-toggle").text_content() == "Desktop alerts: on"
+        assert page.evaluate("window.__asked") == 0
+    finally:
+        context.close()

@@ -1,0 +1,280 @@
+"""Alert notifications against a real local HTTP receiver: payloads, Standard Webhooks
+signatures (verified with the standardwebhooks package), retries, Retry-After, 410, flood
+control, the documented ntfy, Slack and Discord shapes, and a receiver that never answers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from alerts import parse_rules
+from conftest import wait_until
+from notify import Notifier, Target, parse_targets, render
+from sse_server import load_config
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+class Receiver:
+    """A webhook receiver: answers each POST with the next scripted (status, headers), then 200."""
+
+    def __init__(self, script=()) -> None:
+        self.script = list(script)
+        self.requests: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests.append({"at": time.monotonic(), "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                                          "body": body})
+                status, headers = receiver.script.pop(0) if receiver.script else (200, {})
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d/hook/s3cret-path" % self.server.server_address[1]
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> list[dict]:
+        wait_until(lambda: len(self.requests) >= n, timeout=timeout, message="%d deliveries" % n)
+        return self.requests
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def make(script=()):
+        made.append(Receiver(script))
+        return made[-1]
+    yield make
+    for r in made:
+        r.close()
+
+
+class NoJitter:
+    def uniform(self, a, b):
+        return 1.0
+
+
+ALERT = {"name": "disk_full", "metric": "system.disk_percent", "value": 93.5, "threshold": 90.0, "level": "error",
+         "message": "disk more than 90 % full", "started_at": 1700000000.0, "ended_at": None}
+
+
+def notifier(targets, **kwargs) -> Notifier:
+    kwargs.setdefault("rng", NoJitter())
+    n = Notifier(targets, "http://127.0.0.1:8080/", **kwargs)
+    n.start()
+    return n
+
+
+def test_an_alert_fires_and_resolves_as_signed_webhooks_through_the_real_server(make_server, receiver):
+    standardwebhooks = pytest.importorskip("standardwebhooks")
+    hook = receiver()
+    rules = parse_rules({"rules": [{"name": "queue", "metric": "gauges.q", "op": ">", "threshold": 5,
+                                    "level": "warning", "message": "queue too long"}]})
+    targets = parse_targets([{"name": "ops", "url": hook.url, "secret": SECRET}])
+    running = make_server(alert_rules=rules, notify=targets)
+    running.json("POST", "/api/metrics", {"gauges": {"q": 10}})
+    firing = hook.wait_for(1)[0]
+    running.json("POST", "/api/metrics", {"gauges": {"q": 1}})
+    resolved = hook.wait_for(2)[1]
+    for delivery in (firing, resolved):
+        payload = standardwebhooks.Webhook(SECRET).verify(delivery["body"], delivery["headers"])
+        assert delivery["headers"]["content-type"] == "application/json"
+        assert payload["dashboard"] == {"url": running.server.url, "host": socket.gethostname()}
+    first, second = json.loads(firing["body"]), json.loads(resolved["body"])
+    assert first["type"] == "alert.firing" and second["type"] == "alert.resolved"
+    assert first["id"] != second["id"] and firing["headers"]["webhook-id"] == first["id"]
+    assert first["alert"] == {"name": "queue", "metric": "gauges.q", "value": 10, "threshold": 5.0,
+                              "level": "warning", "message": "queue too long",
+                              "started_at": first["alert"]["started_at"], "ended_at": None}
+    assert second["alert"]["value"] == 1 and second["alert"]["ended_at"].endswith("Z")
+    status = running.json("GET", "/api/alerts")[1]["notify"][0]
+    assert status["state"] == "ok" and "s3cret" not in json.dumps(status)  # the URL's path is never shown
+
+
+def test_500s_are_retried_with_growing_backoff_under_one_webhook_id(receiver):
+    hook = receiver([(500, {}), (500, {}), (500, {})])
+    n = notifier([Target("ops", hook.url, secret=SECRET)], backoff_s=0.2)
+    n.alert_changed("alert.firing", ALERT)
+    got = hook.wait_for(4)
+    assert len({r["headers"]["webhook-id"] for r in got}) == 1
+    gaps = [b["at"] - a["at"] for a, b in zip(got, got[1:])]
+    assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.8, gaps
+    assert n.status()[0]["state"] == "ok" and n.status()[0]["attempts"] == 4
+    n.stop()
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(receiver, status):
+    hook = receiver([(status, {"Retry-After": "1"})])
+    n = notifier([Target("ops", hook.url)], backoff_s=0.01)
+    n.alert_changed("alert.firing", ALERT)
+    got = hook.wait_for(2)
+    assert got[1]["at"] - got[0]["at"] >= 1.0
+    n.stop()
+
+
+def test_410_disables_the_target_until_restart(receiver):
+    hook = receiver([(410, {})])
+    posted = []
+    n = notifier([Target("ops", hook.url)], backoff_s=0.01, post=lambda *a, **k: posted.append(k.get("type")))
+    n.alert_changed("alert.firing", ALERT)
+    hook.wait_for(1)
+    wait_until(lambda: n.status()[0]["state"] == "disabled", message="disabled")
+    n.alert_changed("alert.resolved", dict(ALERT, ended_at=1700000100.0))
+    n.alert_changed("alert.firing", dict(ALERT, name="other"))
+    # Queuing is synchronous: nothing queued now means nothing is ever sent to it again.
+    assert n.status()[0]["queued"] == 0 and n.status()[0]["state"] == "disabled"
+    assert len(hook.requests) == 1
+    assert posted == ["notify.disabled"]
+    n.stop()
+
+
+def test_a_flapping_rule_notifies_once_per_repeat_and_resolves_once_per_firing(receiver):
+    hook = receiver()
+    clock = [1000.0]
+    n = notifier([Target("ops", hook.url, repeat_s=600)], clock=lambda: clock[0])
+    kinds = []
+    for _ in range(5):  # fire, resolve, fire, resolve ... within ten minutes
+        n.alert_changed("alert.firing", ALERT)
+        n.alert_changed("alert.resolved", ALERT)
+        clock[0] += 10
+    n.alert_changed("alert.firing", ALERT)   # and once more: it stays firing
+    clock[0] += 600
+    n.tick()                                 # the repeat interval is over: the firing that waited goes out
+    n.tick()
+    got = hook.wait_for(3)
+    n.alert_changed("alert.resolved", ALERT)
+    got = hook.wait_for(4)
+    kinds = [json.loads(r["body"])["type"] for r in got]
+    assert kinds == ["alert.firing", "alert.resolved", "alert.firing", "alert.resolved"]
+    n.stop()
+
+
+def test_failures_become_one_warning_event_and_one_when_it_works_again(make_server, receiver):
+    hook = receiver([(500, {})] * 4)
+    targets = [Target("ops", hook.url)]
+    running = make_server(notify=targets)
+    running.server.notifier.backoff_s = 0.05
+    running.server.notifier.alert_changed("alert.firing", ALERT)
+    hook.wait_for(5)
+    wait_until(lambda: running.json("GET", "/api/events?types=notify.*")[1]["events"][-1:]
+               and running.json("GET", "/api/events?types=notify.*")[1]["events"][-1]["type"] == "notify.ok",
+               message="the recovery event")
+    events = running.json("GET", "/api/events?types=notify.*")[1]["events"]
+    assert [e["type"] for e in events] == ["notify.failing", "notify.ok"]
+    assert "s3cret" not in json.dumps(events)
+
+
+def test_a_receiver_that_never_answers_stalls_nothing(make_server):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections wait in the backlog: accepted by the kernel, never answered
+    try:
+        rules = parse_rules({"rules": [{"name": "q", "metric": "gauges.q", "op": ">", "threshold": 5}]})
+        url = "http://127.0.0.1:%d/hook" % silent.getsockname()[1]
+        running = make_server(alert_rules=rules, notify=parse_targets([{"name": "void", "url": url}]), interval_s=0.1)
+        running.json("POST", "/api/metrics", {"gauges": {"q": 10}})
+        wait_until(lambda: running.json("GET", "/api/alerts")[1]["alerts"], message="firing")
+        seq = running.server.sampler.seq
+        started = time.monotonic()
+        wait_until(lambda: running.server.sampler.seq >= seq + 20, timeout=4, message="samples keep coming")
+        assert time.monotonic() - started < 3.5  # 20 samples at 0.1 s while the sender waits on the receiver
+        for _ in range(10):  # and requests answer at once
+            assert running.json("POST", "/api/events", {"message": "still here"})[0] == 201
+        assert running.server.notifier.status()[0]["attempts"] == 0  # its one attempt is still waiting
+    finally:
+        silent.close()
+
+
+def test_the_test_endpoint_answers_with_each_targets_result(make_server, receiver):
+    good, bad = receiver(), receiver([(500, {})])
+    running = make_server(token="t", notify=parse_targets([{"name": "good", "url": good.url},
+                                                            {"name": "bad", "url": bad.url}]))
+    assert running.json("POST", "/api/alerts/test")[0] == 401
+    status, body = running.json("POST", "/api/alerts/test", headers={"Authorization": "Bearer t"})
+    assert status == 502
+    assert [(r["target"], r["ok"], r["status"]) for r in body["results"]] == [("good", True, 200), ("bad", False, 500)]
+    assert json.loads(good.requests[0]["body"])["type"] == "test"
+    assert len(bad.requests) == 1  # a test is not retried
+
+
+def test_the_test_endpoint_without_targets_says_how_to_add_one(server):
+    status, body = server.json("POST", "/api/alerts/test")
+    assert status == 400 and "notify" in body["error"]
+
+
+MESSAGE = {"type": "alert.firing", "id": "msg_1", "timestamp": "2026-11-30T12:00:00.000Z",
+           "alert": {"name": "disk_full", "metric": "system.disk_percent", "value": 93.5, "threshold": 90.0,
+                     "level": "error", "message": "disk <b>more</b> than 90 % full & <!channel>",
+                     "started_at": "2026-11-30T12:00:00.000Z", "ended_at": None},
+           "dashboard": {"url": "http://127.0.0.1:8080/", "host": "box"}}
+
+
+def test_ntfy_slack_and_discord_shapes_are_exactly_the_documented_ones(receiver):
+    # ntfy (docs.ntfy.sh "Publishing"): the message as the body, Title, Priority and Tags headers.
+    body, headers = render(Target("n", "http://x/t", "ntfy"), MESSAGE)
+    assert body == "disk <b>more</b> than 90 % full & <!channel>".encode()
+    assert headers == {"Content-Type": "text/plain; charset=utf-8", "Title": "ERROR: disk_full",
+                       "Priority": "urgent", "Tags": "rotating_light"}
+    # Slack incoming webhooks: {"text": ...}, with & < > escaped (api.slack.com "Formatting text").
+    body, headers = render(Target("s", "http://x/s", "slack"), MESSAGE)
+    assert body == (b'{"text":"*ERROR: disk_full*\\ndisk &lt;b&gt;more&lt;/b&gt; than 90 % full &amp; '
+                    b'&lt;!channel&gt;"}')
+    # Discord webhooks: {"content": ...}; allowed_mentions with no parse: nobody is pinged.
+    body, headers = render(Target("d", "http://x/d", "discord"), MESSAGE)
+    assert body == (b'{"content":"**ERROR: disk_full**\\ndisk <b>more</b> than 90 % full & <!channel>",'
+                    b'"allowed_mentions":{"parse":[]}}')
+    # And on the wire, to a real receiver: the same bytes, and a UTF-8 title RFC 2047-encoded.
+    hook = receiver()
+    n = notifier([Target("n", hook.url, "ntfy")])
+    n.alert_changed("alert.firing", dict(ALERT, name="dísk", message="plein ✓"))
+    got = hook.wait_for(1)[0]
+    assert got["body"] == "plein ✓".encode() and got["headers"]["title"] == "=?utf-8?b?RVJST1I6IGTDrXNr?="
+    n.stop()
+
+
+@pytest.mark.parametrize("document,words", [
+    ({"notify": [{"name": "ops", "url": "ftp://x"}]}, "url"),
+    ({"notify": [{"name": "ops", "url": "http://x", "format": "teams"}]}, "format"),
+    ({"notify": [{"name": "ops", "url": "http://x", "levels": ["info"]}]}, "levels"),
+    ({"notify": [{"name": "ops", "url": "http://x"}, {"name": "ops", "url": "http://y"}]}, "twice"),
+    ({"notify": [{"name": "ops", "url": "http://x"}],
+      "rules": [{"name": "r", "metric": "gauges.q", "op": ">", "threshold": 1, "notify": ["pager"]}]}, "pager"),
+    ({"heartbeats": {"job": {"every": 60, "notify": ["pager"]}}}, "there are none"),
+])
+def test_bad_notify_config_is_named(tmp_path, document, words):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match=words):
+        load_config(str(path))
+
+
+def test_a_rule_notifies_only_the_targets_it_names(receiver):
+    a, b = receiver(), receiver()
+    n = notifier([Target("a", a.url), Target("b", b.url, levels=("error",))])
+    n.alert_changed("alert.firing", dict(ALERT, name="r1"), ("a",))
+    n.alert_changed("alert.firing", dict(ALERT, name="r2", level="warning"))  # b takes errors only
+    a.wait_for(2)
+    n.alert_changed("alert.firing", dict(ALERT, name="r3"), ("b",))
+    b.wait_for(1)
+    assert [json.loads(r["body"])["alert"]["name"] for r in b.requests] == ["r3"]
+    n.stop()
