@@ -210,7 +210,8 @@ def check_access(policy: Policy, method: str, path: str, headers: Mapping[str, s
     offered = offered_token(policy, headers)
     if offered is None and path.startswith(WRITES_BY_GET):
         offered = query_token
-    if (path.startswith(("/api/", "/metrics/")) or path == "/metrics") and not token_matches(policy.token, offered):
+    if (path.startswith(("/api/", "/metrics/")) or path in ("/metrics", "/mcp")) and not token_matches(policy.token,
+                                                                                                      offered):
         return Decision(401, "a valid token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN once)",
                         (("WWW-Authenticate", "Bearer"),))
     if method in ("POST", "PUT", "DELETE") or path.startswith(WRITES_BY_GET):

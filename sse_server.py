@@ -42,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
+from agent_api import McpEndpoint, dashboard_tools
 from alerts import AlertEngine, load_document, parse_rules
 from heartbeats import Heartbeats, parse_heartbeats
 from notify import Notifier, parse_targets
@@ -238,6 +239,7 @@ class DashboardServer(ThreadingHTTPServer):
         self.alerts: AlertEngine | None = None
         self.heartbeats: Heartbeats | None = None
         self.notifier: Notifier | None = None
+        self.mcp: McpEndpoint | None = None
         self.statsd: StatsdListener | None = None
         self.store: Store | None = None
         self.storage_problem: str | None = None
@@ -289,6 +291,65 @@ class DashboardServer(ThreadingHTTPServer):
 
     def active_alerts(self) -> list[dict]:
         return self.alerts.active() + self.heartbeats.active()
+
+    # --- what the HTTP API and the MCP tools both read ---------------------------------
+
+    def current_snapshot(self) -> dict:
+        """The latest sample with the application's counters and gauges as they are now:
+        a script that posts and then reads sees what it posted (the system part stays the sample)."""
+        snapshot, _ = self.sampler.latest()
+        counters, gauges = self.registry.snapshot()
+        return dict(snapshot, counters=counters, gauges=gauges)
+
+    def health(self) -> dict:
+        stats = self.stats()
+        return {"status": "ok", "clients": stats["clients"], "uptime": stats["uptime"], "version": __version__,
+                "storage": self.storage_state()}
+
+    def storage_state(self) -> str:
+        if self.storage_problem:
+            return "unavailable: " + self.storage_problem
+        if self.store is None:
+            return "memory"
+        problem = self.store.problem()
+        return "error: " + problem if problem else "ok"
+
+    def alerts_state(self) -> dict:
+        return {"alerts": self.active_alerts(), "rules": self.alerts.rule_states(),
+                "heartbeats": self.heartbeats.listing(), "notify": self.notifier.status()}
+
+    def history_columns(self, start: float, end: float) -> dict:
+        """Columns of the window: stored (with roll-ups' min and max) when there is a store."""
+        if self.store is not None:
+            columns = self.store.history_columns(start, end)
+        else:
+            columns = to_columns(self.sampler.history.between(start, end))
+        columns.setdefault("interval", self.sampler.interval_s)  # the spacing of the points returned
+        return columns
+
+    def event_page(self, since: int | None, limit: int, level: str | None = None,
+                   only: EventFilter | None = None) -> dict:
+        """A page of events: the oldest ``limit`` after the cursor ``since`` (None: the newest
+        ``limit``), with ``more`` and ``next``; older than memory holds comes from storage."""
+        log_, store = self.events, self.store
+        known = log_.last_id  # read before the query: every event up to it is in the answer
+        if since is None:  # the newest `limit`; `more`: older ones exist
+            events = log_.newest(limit + 1, level, only)
+            if store is not None and len(events) <= limit and log_.first_id > 1 and (level or only):
+                # Memory holds fewer matches than asked for: the older ones are on disk.
+                events = list(store.iter_events(level=level, limit=limit + 1, only=only, newest=True))[::-1]
+            more = len(events) > limit
+            events = events[-limit:]
+            cursor = max(known, events[-1].id if events else 0)
+        else:  # a page: the oldest `limit` after the cursor
+            if store is not None and since < log_.first_id - 1:
+                events = list(store.iter_events(since, level=level, limit=limit + 1, only=only))  # older than memory
+            else:
+                events = log_.since(since, limit=limit + 1, level=level, only=only)
+            more = len(events) > limit
+            events = events[:limit]
+            cursor = events[-1].id if more else max(since, known, events[-1].id if events else 0)
+        return {"events": events, "more": more, "next": cursor, "last_id": log_.last_id, "epoch": self.events_epoch}
 
     def hand_off(self, sock: socket.socket) -> None:
         """``sock`` belongs to the stream hub now: the request's end must not close it."""
@@ -378,6 +439,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         ("GET", "/api/openapi.json"): "get_openapi",
         ("GET", "/api/alerts"): "get_alerts",
         ("POST", "/api/alerts/test"): "post_alerts_test",
+        ("POST", "/mcp"): "post_mcp",
         ("GET", "/metrics"): "get_prometheus",
     }
     PREFIX_ROUTES = (  # (method, path prefix, handler method name)
@@ -650,15 +712,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return Response(200, content, content_type, (("Cache-Control", "no-cache"),))
 
-    def current_snapshot(self) -> dict:
-        """The latest sample with the application's counters and gauges as they are now:
-        a script that posts and then reads sees what it posted (the system part stays the sample)."""
-        snapshot, _ = self.server.sampler.latest()
-        counters, gauges = self.server.registry.snapshot()
-        return dict(snapshot, counters=counters, gauges=gauges)
-
     def get_metrics(self) -> Response:
-        return Response(200, encode_json(self.current_snapshot()), JSON_TYPE, (("Cache-Control", "no-store"),))
+        return Response(200, encode_json(self.server.current_snapshot()), JSON_TYPE, (("Cache-Control", "no-store"),))
 
     def post_metrics(self) -> Response:
         body = self.read_json_body()
@@ -733,12 +788,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
             rows = store.iter_history_rows(start, end) if store is not None else iter(sampler.history.between(start, end))
             return json_stream(json_array_chunks('{"rows":[', (encode_json({"ts": ts, "series": flat})
                                                                for ts, flat in rows), "]}"))
-        if store is not None:
-            columns = store.history_columns(start, end)
-        else:
-            columns = to_columns(sampler.history.between(start, end))
-        columns.setdefault("interval", sampler.interval_s)  # the spacing of the points returned
-        return Response(200, encode_json(columns), JSON_TYPE, (("Cache-Control", "no-store"),))
+        return Response(200, encode_json(self.server.history_columns(start, end)), JSON_TYPE,
+                        (("Cache-Control", "no-store"),))
 
     def get_events(self) -> Response:
         """Paging (``since`` is a cursor: oldest first, ``more`` and ``next``), the newest
@@ -765,27 +816,10 @@ class DashboardHandler(BaseHTTPRequestHandler):
             return json_stream(json_array_chunks('{"events":[', (e.json.encode("utf-8") for e in events), "]}"))
         limit = _parse_int(self.query_value("limit"), "limit", default=DEFAULT_EVENTS_LIMIT, minimum=1)
         limit = min(limit, max(MAX_EVENTS_LIMIT, self.server.events.maxlen))
-        log_ = self.server.events
-        known = log_.last_id  # read before the query: every event up to it is in the answer
-        if self.query_value("since") is None:  # the newest `limit`; `more`: older ones exist
-            events = log_.newest(limit + 1, level, only)
-            if store is not None and len(events) <= limit and log_.first_id > 1 and (level or only):
-                # Memory holds fewer matches than asked for: the older ones are on disk.
-                events = list(store.iter_events(level=level, limit=limit + 1, only=only, newest=True))[::-1]
-            more = len(events) > limit
-            events = events[-limit:]
-            cursor = max(known, events[-1].id if events else 0)
-        else:  # a page: the oldest `limit` after the cursor
-            if store is not None and since < log_.first_id - 1:
-                events = list(store.iter_events(since, level=level, limit=limit + 1, only=only))  # older than memory
-            else:
-                events = log_.since(since, limit=limit + 1, level=level, only=only)
-            more = len(events) > limit
-            events = events[:limit]
-            cursor = events[-1].id if more else max(since, known, events[-1].id if events else 0)
+        page = self.server.event_page(None if self.query_value("since") is None else since, limit, level, only)
         body = '{"events":[%s],"more":%s,"next":%d,"last_id":%d,"epoch":"%s"}' % (
-            ",".join(e.json for e in events), "true" if more else "false", cursor, log_.last_id,
-            self.server.events_epoch)
+            ",".join(e.json for e in page["events"]), "true" if page["more"] else "false", page["next"],
+            page["last_id"], page["epoch"])
         return Response(200, body.encode("utf-8"), JSON_TYPE, (("Cache-Control", "no-store"),))
 
     def event_filter(self) -> EventFilter | None:
@@ -812,28 +846,10 @@ class DashboardHandler(BaseHTTPRequestHandler):
         return Response(201, event.json.encode("utf-8"), JSON_TYPE)
 
     def get_health(self) -> Response:
-        stats = self.server.stats()
-        return json_response({
-            "status": "ok",
-            "clients": stats["clients"],
-            "uptime": stats["uptime"],
-            "version": __version__,
-            "storage": self._storage_state(),
-        })
-
-    def _storage_state(self) -> str:
-        store = self.server.store
-        if self.server.storage_problem:
-            return "unavailable: " + self.server.storage_problem
-        if store is None:
-            return "memory"
-        problem = store.problem()
-        return "error: " + problem if problem else "ok"
+        return json_response(self.server.health())
 
     def get_alerts(self) -> Response:
-        engine = self.server.alerts
-        return json_response({"alerts": self.server.active_alerts(), "rules": engine.rule_states(),
-                              "heartbeats": self.server.heartbeats.listing(), "notify": self.server.notifier.status()})
+        return json_response(self.server.alerts_state())
 
     def post_alerts_test(self) -> Response:
         """POST /api/alerts/test: a test notification to every target, answered with each result."""
@@ -867,7 +883,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         return json_response({"status": "deleted", "name": name})
 
     def get_prometheus(self) -> Response:
-        snapshot = self.current_snapshot()
+        snapshot = self.server.current_snapshot()
         return Response(200, render_prometheus(snapshot).encode("utf-8"), PROMETHEUS_CONTENT_TYPE,
                         (("Cache-Control", "no-store"),))
 
@@ -912,6 +928,23 @@ class DashboardHandler(BaseHTTPRequestHandler):
             return parse_grouping(self.route_path[len("/metrics/"):])
         except PushError as exc:
             raise HTTPError(400, str(exc)) from None
+
+    def post_mcp(self) -> Response:
+        """POST /mcp: the Model Context Protocol, stateless and JSON only (agent_api.py)."""
+        accept = self.headers.get("Accept", "*/*").lower()
+        if not any(kind in accept for kind in ("application/json", "application/*", "*/*")):
+            raise HTTPError(406, "Accept must include application/json (this MCP server answers in JSON)")
+        if self.content_type() != "application/json":
+            raise HTTPError(415, "Content-Type must be application/json")
+        raw = self.read_body(MAX_BODY_BYTES)
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            status, answer = 400, {"jsonrpc": "2.0", "id": None, "error": {
+                "code": -32700, "message": "Parse error: nested more than %d deep" % MAX_JSON_DEPTH}}
+        else:
+            status, answer = self.server.mcp.handle(raw, self.headers)
+        if answer is None:
+            return Response(202, b"", JSON_TYPE)
+        return Response(status, encode_json(answer), JSON_TYPE, (("Cache-Control", "no-store"),))
 
     def get_openapi(self) -> Response:
         return json_response(openapi_spec(__version__))
@@ -1124,6 +1157,7 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         record=store.enqueue_sample if store is not None else None,
     )
     server.sampler = sampler
+    server.mcp = McpEndpoint(dashboard_tools(server, functools.partial(events.post), EventFilter.parse), __version__)
     if config.statsd:
         server.statsd = _statsd_listener(server, config.statsd)
         sampler.prepare = server.statsd.aggregator.flush
