@@ -207,32 +207,35 @@ def check_access(policy: Policy, method: str, path: str, headers: Mapping[str, s
     origin = headers.get("Origin")
     if method == "OPTIONS" and policy.cors_origin and origin == policy.cors_origin:
         return PREFLIGHT
-    offered = offered_token(policy, headers)
-    if offered is None and path.startswith(WRITES_BY_GET):
+    by_get = path.startswith(WRITES_BY_GET)
+    # Where a GET writes, the browser's cookie does not count: an <img> on any page could send it.
+    offered = offered_token(policy, headers, cookie=not by_get)
+    if offered is None and by_get:
         offered = query_token
     if (path.startswith(("/api/", "/metrics/")) or path in ("/metrics", "/mcp")) and not token_matches(policy.token,
                                                                                                       offered):
         return Decision(401, "a valid token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN once)",
                         (("WWW-Authenticate", "Bearer"),))
-    if method in ("POST", "PUT", "DELETE") or path.startswith(WRITES_BY_GET):
+    if method in ("POST", "PUT", "DELETE") or by_get:
         own = "http://" + (headers.get("Host") or "").lower()
         if origin is not None and origin != own and origin != policy.cors_origin:
             return Decision(403, "cross-site requests are refused (Origin %s)" % json.dumps(origin[:100]))
-        if origin is None and headers.get("Sec-Fetch-Site") == "cross-site":
-            # A GET from another site's <img> or link carries no Origin; browsers still say so here.
-            return Decision(403, "cross-site requests are refused")
+        if origin is None and headers.get("Sec-Fetch-Site") not in (None, "same-origin", "none"):
+            # A GET from another page's <img> or link carries no Origin; browsers still say where
+            # it came from here. Same-site is not enough: another port of localhost is same-site.
+            return Decision(403, "requests from other pages are refused")
         wait_s = policy.writes.allow(client) if policy.writes is not None else 0.0
         if wait_s > 0:
             return Decision(429, "too many requests: slow down", (("Retry-After", str(max(1, math.ceil(wait_s)))),))
     return None
 
 
-def offered_token(policy: Policy, headers: Mapping[str, str]) -> str | None:
-    """The token a request offers: ``Authorization: Bearer``, else this dashboard's cookie."""
+def offered_token(policy: Policy, headers: Mapping[str, str], cookie: bool = True) -> str | None:
+    """The token a request offers: ``Authorization: Bearer``, else (``cookie``) this dashboard's cookie."""
     auth = headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":
         return _header_text(auth[7:].strip())
-    return parse_cookies(headers.get("Cookie")).get(cookie_name(policy.port))
+    return parse_cookies(headers.get("Cookie")).get(cookie_name(policy.port)) if cookie else None
 
 
 def _header_text(value: str) -> str:

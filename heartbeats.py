@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 __all__ = ["Heartbeats", "parse_heartbeats", "HEARTBEAT_NAME_RE"]
 
 HEARTBEAT_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
-MAX_HEARTBEATS = 1000
-MAX_MESSAGE_CHARS = 1000
+# Every sample carries the heartbeats (the page lists them): 200 of them with 200-character
+# messages keep a snapshot frame within what the 1000 metric names already make it.
+MAX_HEARTBEATS = 200
+MAX_MESSAGE_CHARS = 200
 MAX_EVERY_S = 366 * 86400.0
 STATUSES = ("up", "down")
 LEVELS = ("warning", "error")

@@ -1138,7 +1138,7 @@ def render_prometheus(snapshot: dict) -> str:
     family("sse_dashboard_heartbeat_last_seen_seconds", "gauge", "When each heartbeat was last received (unix time)",
            [((("name", b["name"]),), b.get("last_seen")) for b in beats])
     family("sse_dashboard_heartbeat_up", "gauge", "1 while a heartbeat is up and on time, 0 when down or silent",
-           [((("name", b["name"]),), 0 if b.get("firing") or b.get("status") == "down" else 1) for b in beats])
+           [((("name", b["name"]),), 1 if b.get("status") == "up" and not b.get("firing") else 0) for b in beats])
     family("sse_dashboard_info", "gauge", "The collector in use", [((("source", system.get("source", "")),), 1)])
     for section, kind in (("counters", "counter"), ("gauges", "gauge")):
         # Names with labels (jobs{queue="mail"}) are samples of one family (jobs).

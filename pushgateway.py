@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import zlib
 import math
 import re
 import threading
@@ -33,7 +34,7 @@ from typing import Any, Callable
 
 from metrics import LABEL_NAME_RE, METRIC_NAME_RE, MetricsRegistry, labeled_name, metric_number
 
-__all__ = ["PushGroups", "parse_grouping", "parse_exposition", "PushError", "MAX_PUSH_BYTES"]
+__all__ = ["PushGroups", "parse_grouping", "parse_exposition", "PushError", "MAX_PUSH_BYTES", "gunzip_bounded"]
 
 MAX_PUSH_BYTES = 1024 * 1024
 MAX_GROUPS = 1000
@@ -69,6 +70,20 @@ def parse_grouping(rest: str) -> dict[str, str]:
     if not grouping["job"]:
         raise PushError("the job name must not be empty")
     return grouping
+
+
+def gunzip_bounded(data: bytes, limit: int) -> bytes:
+    """A gzip body, unpacked to at most ``limit`` bytes (a small bomb must not become a big one)."""
+    unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = unpacker.decompress(data, limit + 1)
+    except zlib.error:
+        raise PushError("the body is not valid gzip") from None
+    if len(out) > limit or unpacker.unconsumed_tail:
+        raise PushError("the body unpacks to more than %d bytes" % limit)
+    if not unpacker.eof:
+        raise PushError("the gzip body is cut short")
+    return out
 
 
 def parse_exposition(text: str) -> list[tuple[str, str, dict, float]]:
@@ -189,27 +204,38 @@ class PushGroups:
             old = self._groups.get(key, set())
             sent = {family for _, _, family in fresh}
             stale = [(kind, full) for kind, full, family in old if replace or family in sent]
-            self.registry.push(counters, gauges, remove=stale)
             kept = {item for item in old if not (replace or item[2] in sent)}
-            self._groups[key] = kept | fresh
-            self._save()
+            groups = dict(self._groups, **{key: kept | fresh})
+            self._save(groups)  # kept first: a disk that refuses changes nothing
+            try:
+                self.registry.push(counters, gauges, remove=stale)
+            except BaseException:
+                self._save(self._groups)  # back to what is true (best effort: it just worked)
+                raise
+            self._groups = groups
         return len(samples)
 
     def delete(self, grouping: dict) -> bool:
         """Remove a group and its metrics; False when there is no such group."""
         key = labeled_name("push_time_seconds", grouping)
         with self._lock:
-            old = self._groups.pop(key, None)
+            old = self._groups.get(key)
             if old is None:
                 return False
-            self.registry.push({}, {}, remove=[(kind, full) for kind, full, _ in old] + [("gauges", key)])
-            self._save()
+            groups = {k: v for k, v in self._groups.items() if k != key}
+            self._save(groups)
+            try:
+                self.registry.push({}, {}, remove=[(kind, full) for kind, full, _ in old] + [("gauges", key)])
+            except BaseException:
+                self._save(self._groups)
+                raise
+            self._groups = groups
         return True
 
     def groups(self) -> dict[str, int]:
         with self._lock:
             return {key: len(names) for key, names in self._groups.items()}
 
-    def _save(self) -> None:
+    def _save(self, groups: dict) -> None:
         if self._persist is not None:
-            self._persist(json.dumps({key: sorted(names) for key, names in self._groups.items()}))
+            self._persist(json.dumps({key: sorted(names) for key, names in groups.items()}))

@@ -52,9 +52,9 @@ from events import DEFAULT_MAX_CHARS, LEVELS, EventFilter, EventLog, is_unicode_
 from exports import EVENTS_CSV_NAME, HISTORY_CSV_NAME, events_csv, history_csv, json_array_chunks
 from guard import (Decision, Policy, RateLimiter, check_access, cookie_name, cookie_value, is_loopback,
                    redact_secrets, token_matches, token_problem)
-from pushgateway import MAX_PUSH_BYTES, PushError, PushGroups, parse_exposition, parse_grouping
+from pushgateway import MAX_PUSH_BYTES, PushError, PushGroups, gunzip_bounded, parse_exposition, parse_grouping
 from metrics import (DEFAULT_GAUGE_TTL_S, PROMETHEUS_CONTENT_TYPE, MetricsRegistry, RegistrySealed, Sampler,
-                     encode_json, make_system_collector, render_prometheus, to_columns)
+                     encode_json, labeled_name, make_system_collector, render_prometheus, to_columns)
 from statsd_listener import StatsdAggregator, StatsdListener, parse_address
 from storage import DataDirInUse, Store, StorageError, open_store
 from streams import StreamHub, format_sse, metrics_frame, resync_frame
@@ -860,6 +860,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def push_heartbeat(self) -> Response:
         """GET or POST /api/push/NAME?status=up|down&msg=...&ping=...&every=SECONDS: a heartbeat."""
+        if self.command == "HEAD":
+            raise HTTPError(405, "a heartbeat is GET or POST", (("Allow", "DELETE, GET, POST"),))
         name = urllib.parse.unquote(self.route_path[len("/api/push/"):])
         self.refuse_unless_durable()
         try:
@@ -892,7 +894,15 @@ class DashboardHandler(BaseHTTPRequestHandler):
         grouping = self._grouping()
         if self.content_type() not in ("", "text/plain", "application/openmetrics-text"):
             raise HTTPError(415, "the body must be Prometheus text (text/plain; version=0.0.4) or OpenMetrics text")
+        encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            raise HTTPError(415, "Content-Encoding must be gzip or none")
         raw = self.read_body(MAX_PUSH_BYTES)
+        if encoding == "gzip":  # prometheus_client's compression="gzip"; bounded, whatever it claims
+            try:
+                raw = gunzip_bounded(raw, MAX_PUSH_BYTES)
+            except ValueError as exc:
+                raise HTTPError(400, str(exc)) from None
         try:
             samples = parse_exposition(raw.decode("utf-8"))
         except UnicodeDecodeError:
@@ -925,9 +935,11 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def _grouping(self) -> dict:
         try:
-            return parse_grouping(self.route_path[len("/metrics/"):])
-        except PushError as exc:
+            grouping = parse_grouping(self.route_path[len("/metrics/"):])
+            labeled_name("push_time_seconds", grouping)  # the group's own name must be a usable one
+        except ValueError as exc:  # PushError too
             raise HTTPError(400, str(exc)) from None
+        return grouping
 
     def post_mcp(self) -> Response:
         """POST /mcp: the Model Context Protocol, stateless and JSON only (agent_api.py)."""

@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from metrics import MetricsRegistry, RegistrySealed, labeled_name
+from metrics import MAX_NAME_CHARS, MetricsRegistry, RegistrySealed, labeled_name
 
 __all__ = ["StatsdAggregator", "StatsdListener", "parse_address", "DEFAULT_STATSD_PORT"]
 
@@ -39,8 +39,11 @@ log = logging.getLogger(__name__)
 DEFAULT_STATSD_PORT = 8125
 MAX_VALUES_PER_TIMER = 10_000   # per interval; past it a uniform sample is kept (count, min, max stay exact)
 MAX_SET_MEMBERS = 10_000
+MAX_SET_MEMBERS_TOTAL = 100_000  # all sets together, per interval
+MIN_SAMPLE_RATE = 1e-6          # @5e-324 would make one line count as infinity
 MAX_PENDING_NAMES = 1000        # timers and sets waiting for the next flush
 MAX_TCP_CONNECTIONS = 64
+IDLE_TCP_S = 60.0               # at the cap, a sender quiet this long makes room for a new one
 MAX_LINE_BYTES = 8192
 WARN_EVERY_S = 60.0
 TIMER_STATS = ("count", "min", "max", "mean", "p50", "p90", "p99")
@@ -105,6 +108,8 @@ class StatsdAggregator:
         self.lines = 0
         self.malformed = 0
         self.dropped = 0
+        self._members = 0               # set members held this interval, all sets together
+        self._count_lock = threading.Lock()
         self._warned_at: dict[str, float] = {}
 
     def stats(self) -> dict:
@@ -115,24 +120,28 @@ class StatsdAggregator:
             if line.strip():
                 self.line(line)
 
+    def _count(self, what: str) -> None:
+        with self._count_lock:  # lines arrive on the UDP thread and one thread per TCP sender
+            setattr(self, what, getattr(self, what) + 1)
+
     def line(self, raw: bytes) -> None:
-        self.lines += 1
+        self._count("lines")
         try:
             if len(raw) > MAX_LINE_BYTES:
                 raise Malformed("longer than %d bytes" % MAX_LINE_BYTES)
             self._apply(raw.decode("utf-8").strip())
         except (Malformed, UnicodeDecodeError) as exc:
-            self.malformed += 1
+            self._count("malformed")
             self._warn("malformed", "StatsD: skipped a malformed line (%s): %r; more are only counted for a "
                        "minute (server.statsd_malformed)", exc, raw[:100])
         except RegistrySealed:
             pass  # stopping
         except ValueError as exc:  # the registry's limits: too many names, a number too large
-            self.dropped += 1
+            self._count("dropped")
             self._warn("dropped", "StatsD: a line was refused (%s); more are only counted for a minute "
                        "(server.statsd_dropped)", exc)
         except Exception:  # a bug here must not stop the listener: count the line, say it once a minute
-            self.malformed += 1
+            self._count("malformed")
             if self._should_warn("bug"):
                 log.exception("StatsD: a line could not be handled: %r", raw[:100])
 
@@ -148,8 +157,8 @@ class StatsdAggregator:
         for section in sections[2:]:
             if section.startswith("@"):
                 rate = _number(section[1:])
-                if not 0 < rate <= 1:
-                    raise Malformed("sample rate must be in (0, 1]")
+                if not MIN_SAMPLE_RATE <= rate <= 1:
+                    raise Malformed("sample rate must be from %g to 1" % MIN_SAMPLE_RATE)
             elif section.startswith("#"):
                 labels = _labels(section[1:])
             # other DogStatsD sections (|c:container, |T timestamp) are ignored
@@ -176,7 +185,7 @@ class StatsdAggregator:
 
     def _time(self, base: str, labels: dict, values: list, rate: float) -> None:
         key = (base, tuple(sorted(labels.items())))
-        labeled_name(base, labels)  # a bad label fails now, not at the flush
+        _check_name(base + "_count", labels)  # the longest name it makes: a bad one fails now, not at the flush
         with self._lock:
             timer = self._timers.get(key)
             if timer is None:
@@ -198,15 +207,16 @@ class StatsdAggregator:
 
     def _set(self, base: str, labels: dict, members: list) -> None:
         key = (base, tuple(sorted(labels.items())))
-        labeled_name(base, labels)
+        _check_name(base, labels)
         with self._lock:
             seen = self._sets.get(key)
             if seen is None:
                 self._check_room(key)
                 seen = self._sets[key] = set()
             for member in members:
-                if len(seen) < MAX_SET_MEMBERS:
+                if len(seen) < MAX_SET_MEMBERS and self._members < MAX_SET_MEMBERS_TOTAL and member[:200] not in seen:
                     seen.add(member[:200])
+                    self._members += 1
 
     def _check_room(self, key: tuple) -> None:
         if len(self._timers) + len(self._sets) >= MAX_PENDING_NAMES:
@@ -219,31 +229,32 @@ class StatsdAggregator:
         once (its other statistics keep their last values), then is left alone."""
         with self._lock:
             timers, sets = self._timers, self._sets
-            self._timers, self._sets = {}, {}
+            self._timers, self._sets, self._members = {}, {}, 0
             quiet_timers, self._last_timers = self._last_timers - timers.keys(), set(timers)
             quiet_sets, self._last_sets = self._last_sets - sets.keys(), set(sets)
-        gauges: dict[str, Any] = {}
+        updates: list[dict] = []  # one registry update per timer or set: a bad one spoils only itself
         for (base, labels), (count, low, high, total, seen, kept) in timers.items():
             kept.sort()
             stats = {"count": _rounded(count), "min": low, "max": high, "mean": total / seen,
                      "p50": _quantile(kept, 0.5), "p90": _quantile(kept, 0.9), "p99": _quantile(kept, 0.99)}
-            for stat in TIMER_STATS:
-                gauges[labeled_name("%s_%s" % (base, stat), dict(labels))] = stats[stat]
+            updates.append({labeled_name("%s_%s" % (base, stat), dict(labels)): stats[stat] for stat in TIMER_STATS})
         for base, labels in quiet_timers:
-            gauges[labeled_name(base + "_count", dict(labels))] = 0
+            updates.append({labeled_name(base + "_count", dict(labels)): 0})
         for (base, labels), members in sets.items():
-            gauges[labeled_name(base, dict(labels))] = len(members)
+            updates.append({labeled_name(base, dict(labels)): len(members)})
         for base, labels in quiet_sets:
-            gauges[labeled_name(base, dict(labels))] = 0
-        if not gauges:
-            return
-        try:
-            self.registry.update(gauges=gauges)
-        except RegistrySealed:
-            pass
-        except ValueError as exc:
-            self.dropped += len(timers) + len(sets)
-            self._warn("dropped", "StatsD: the interval's timings and sets were refused (%s)", exc)
+            updates.append({labeled_name(base, dict(labels)): 0})
+        for gauges in updates:
+            if not all(math.isfinite(v) for v in gauges.values()):
+                self._count("dropped")  # 1e308 twice: a sum past a float
+                continue
+            try:
+                self.registry.update(gauges=gauges)
+            except RegistrySealed:
+                return
+            except ValueError as exc:
+                self._count("dropped")
+                self._warn("dropped", "StatsD: a timer or set was refused (%s)", exc)
 
     def _warn(self, what: str, message: str, *args: Any) -> None:
         if self._should_warn(what):
@@ -255,6 +266,13 @@ class StatsdAggregator:
             self._warned_at[what] = now
             return True
         return False
+
+
+def _check_name(base: str, labels: dict) -> None:
+    """``ValueError`` now (counted as dropped) for a name the flush could not store."""
+    if len(base) > MAX_NAME_CHARS:
+        raise ValueError("metric name must be at most %d characters" % MAX_NAME_CHARS)
+    labeled_name(base, labels)
 
 
 def _number(text: str) -> float:
@@ -311,6 +329,7 @@ class StatsdListener:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._connections: set[socket.socket] = set()
+        self._last_heard: dict[socket.socket, float] = {}
         self._conn_lock = threading.Lock()
 
     def start(self) -> None:
@@ -351,14 +370,22 @@ class StatsdListener:
                 continue
             with self._conn_lock:
                 if len(self._connections) >= MAX_TCP_CONNECTIONS:
-                    log.warning("StatsD: more than %d TCP senders at once; closing the newest", MAX_TCP_CONNECTIONS)
-                    conn.close()
-                    continue
+                    # Make room by closing the sender quiet the longest (a client that reconnects
+                    # gets in again); if all are busy, the newcomer waits its turn.
+                    quiet = min(self._connections, key=lambda c: self._last_heard.get(c, 0.0))
+                    if time.monotonic() - self._last_heard.get(quiet, 0.0) < IDLE_TCP_S:
+                        log.warning("StatsD: %d TCP senders, all busy; refusing another", MAX_TCP_CONNECTIONS)
+                        conn.close()
+                        continue
+                    quiet.close()  # its reader thread ends and forgets it
+                    self._connections.discard(quiet)
                 self._connections.add(conn)
+                self._last_heard[conn] = time.monotonic()
             threading.Thread(target=self._read_tcp, args=(conn,), name="statsd-tcp-conn", daemon=True).start()
 
     def _read_tcp(self, conn: socket.socket) -> None:
         buffered = b""
+        skipping = False  # inside a line that was too long: drop up to its newline
         try:
             conn.settimeout(0.5)
             while not self._stop.is_set():
@@ -368,13 +395,18 @@ class StatsdListener:
                     continue
                 if not chunk:
                     break
+                self._last_heard[conn] = time.monotonic()
                 buffered += chunk
                 *lines, buffered = buffered.split(b"\n")
+                if skipping and lines:
+                    lines, skipping = lines[1:], False
                 for line in lines:
                     if line.strip():
                         self.aggregator.line(line)
-                if len(buffered) > MAX_LINE_BYTES:  # no newline in sight: count it, drop what came
+                if len(buffered) > MAX_LINE_BYTES and not skipping:  # no newline in sight: count it once
                     self.aggregator.line(buffered)
+                    buffered, skipping = b"", True
+                elif skipping:
                     buffered = b""
             if buffered.strip():
                 self.aggregator.line(buffered)
@@ -383,4 +415,5 @@ class StatsdListener:
         finally:
             with self._conn_lock:
                 self._connections.discard(conn)
+                self._last_heard.pop(conn, None)
             conn.close()

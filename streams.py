@@ -108,13 +108,14 @@ def resync_frame(last_id: int) -> bytes:
 
 class _Stream:
     __slots__ = ("sock", "cursor", "seq", "backlog", "backlog_bytes", "pending_metrics", "last_write",
-                 "last_progress", "only", "typed", "metrics", "told")
+                 "last_progress", "only", "typed", "metrics", "told", "told_at")
 
     def __init__(self, sock: socket.socket, cursor: int, seq: int, now: float, only: EventFilter | None = None,
                  typed: bool = True, metrics: bool = True) -> None:
         self.sock = sock
         self.cursor = cursor            # the last event id queued for it, or passed over by its filter
         self.told = cursor              # the last id the client has been sent in an ``id:`` line
+        self.told_at = now
         self.only = only                # None: every event
         self.typed = typed              # typed events under their type's name (False: all as "log")
         self.metrics = metrics          # False: an events-only stream
@@ -305,9 +306,17 @@ class StreamHub:
                         stream.pending_metrics = self._metrics  # far behind: only the newest waits
                         break
                 stream.seq = self._seq
-            if (not stream.backlog and stream.pending_metrics is None and stream.cursor >= self._cursor
+            if (stream.only is not None and stream.cursor > stream.told and stream.cursor >= self._cursor
+                    and now - stream.told_at >= self.heartbeat_s):
+                # Its filter passed over events since the last one it was sent: an ``id:`` line (no
+                # data, so no event fires) moves the client's Last-Event-ID up to its cursor, so a
+                # reconnect need not replay, or lose to eviction, what it never wanted. On its own
+                # clock: a stream with metrics frames is never idle long enough for a heartbeat.
+                stream.queue(format_sse(comment="ping", id=stream.cursor))
+                stream.told, stream.told_at = stream.cursor, now
+            elif (not stream.backlog and stream.pending_metrics is None and stream.cursor >= self._cursor
                     and now - stream.last_write >= self.heartbeat_s):
-                self._heartbeat(stream)
+                stream.queue(HEARTBEAT_FRAME)
             if self._send(stream, now):
                 kept.append(stream)
         self._streams = kept
@@ -318,16 +327,6 @@ class StreamHub:
             return frame if frame is not None else typed_frame(event)
         frame = self._frames.get(event.id)
         return frame if frame is not None else log_frame(event)
-
-    def _heartbeat(self, stream: _Stream) -> None:
-        if stream.only is not None and stream.cursor > stream.told:
-            # Its filter passed over events since the last one it was sent: an ``id:`` line
-            # (no data, so no event fires) moves the client's Last-Event-ID up to its cursor,
-            # and a reconnect need not replay, or lose to eviction, what it never wanted.
-            stream.queue(format_sse(comment="ping", id=stream.cursor))
-            stream.told = stream.cursor
-        else:
-            stream.queue(HEARTBEAT_FRAME)
 
     def _send(self, stream: _Stream, now: float) -> bool:
         """Queue and send until the socket is full or the stream has everything; False once it is gone."""

@@ -151,3 +151,36 @@ def test_promtool_accepts_the_pushed_metrics(server):
     problems = [line for line in result.stderr.decode().splitlines() if line.strip()]
     # Lint advice only (a pushed histogram's _count sample is kept as a gauge), never a format error.
     assert result.returncode in (0, 3) and all("should" in p for p in problems), result.stderr.decode()
+
+
+@pytest.mark.parametrize("path", ["/metrics/job/" + "x" * 300,
+                                  "/metrics/job/x" + "".join("/l%d/v" % i for i in range(11))])
+def test_an_unusable_group_name_is_a_400_for_every_method(server, path):
+    for method in ("PUT", "POST", "DELETE"):
+        status, answer = server.json(method, path, b"a 1\n", headers={"Content-Type": "text/plain"})
+        assert status == 400 and answer["error"], method
+
+
+def test_gzip_pushes_are_taken_and_a_gzip_bomb_is_not(server):
+    import gzip
+
+    push_to_gateway(address(server), job="zipped", registry=batch_registry(), compression="gzip")
+    assert 'rows_processed_total{job="zipped",table="users"}' in app_metrics(server)[0]
+    bomb = gzip.compress(b"a 1\n" + b"#" * (20 * 1024 * 1024))
+    status, answer = server.json("PUT", "/metrics/job/bomb", bomb,
+                                 headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"})
+    assert status == 400 and "unpacks" in answer["error"]
+    status, _ = server.json("PUT", "/metrics/job/x", b"a 1\n", headers={"Content-Encoding": "br"})
+    assert status == 415
+
+
+def test_a_push_the_disk_refuses_stores_nothing(make_server, tmp_path):
+    from storage import StorageError
+
+    running = make_server(data_dir=tmp_path)
+
+    def refuse(value):
+        raise StorageError("disk full")
+    running.server.pushes._persist = refuse
+    status, answer = running.json("PUT", "/metrics/job/j", b"x 1\n", headers={"Content-Type": "text/plain"})
+    assert status == 503 and app_metrics(running) == ({}, {})

@@ -179,3 +179,49 @@ def test_a_second_dashboard_cannot_share_the_statsd_port(statsd_server):
         build_app(port=0, statsd="%s:%d" % (host, port), data_dir=":memory:", psutil=None, start=False)
     send_udp(statsd_server, b"still_mine:1|c")
     assert wait_for(statsd_server, "counters", "still_mine", 1) == 1
+
+
+def test_one_bad_timer_or_set_spoils_only_itself():
+    registry = MetricsRegistry()
+    agg = StatsdAggregator(registry)
+    agg.feed(b"good:5|ms\nvisitors:u1|s\n" + b"x" * 99 + b":1|ms\nhuge:1e308|ms\nhuge:1e308|ms\ntiny:1|ms|@5e-324")
+    agg.flush()
+    gauges = registry.snapshot()[1]
+    assert gauges["good_p50"] == 5 and gauges["visitors"] == 1 and "huge_mean" not in gauges
+    assert agg.dropped == 2 and agg.malformed == 1  # the long name, the infinite mean; the rate
+
+
+def test_set_members_are_bounded_across_all_sets(monkeypatch):
+    import statsd_listener
+
+    monkeypatch.setattr(statsd_listener, "MAX_SET_MEMBERS_TOTAL", 50)
+    registry = MetricsRegistry()
+    agg = StatsdAggregator(registry)
+    agg.feed(b"\n".join(b"s%d:m%d|s" % (i % 5, i) for i in range(200)))
+    agg.flush()
+    assert sum(registry.snapshot()[1].values()) == 50
+
+
+def test_the_tail_of_an_oversized_tcp_line_is_not_read_as_a_line(statsd_server):
+    with socket.create_connection(statsd_server.server.statsd.address) as sock:
+        sock.sendall(b"a" * 9000)
+        sock.sendall(b"junk:1|c" + b"b" * 100 + b"\nafter:1|c\n")
+        wait_for(statsd_server, "counters", "after", 1)
+    assert not any(name.startswith(("junk", "a", "b")) for name in snapshot(statsd_server)["counters"]
+                   if name != "after")
+
+
+def test_at_the_tcp_cap_the_quietest_sender_makes_room(statsd_server, monkeypatch):
+    import statsd_listener
+
+    monkeypatch.setattr(statsd_listener, "MAX_TCP_CONNECTIONS", 2)
+    monkeypatch.setattr(statsd_listener, "IDLE_TCP_S", 0.0)
+    address = statsd_server.server.statsd.address
+    idle = [socket.create_connection(address) for _ in range(2)]
+    listener = statsd_server.server.statsd
+    wait_until(lambda: len(listener._connections) == 2, message="two senders")
+    with socket.create_connection(address) as newcomer:
+        newcomer.sendall(b"newcomer:1|c\n")
+        assert wait_for(statsd_server, "counters", "newcomer", 1) == 1
+    for sock in idle:
+        sock.close()

@@ -9,6 +9,7 @@ import queue
 import shutil
 import subprocess
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -247,3 +248,27 @@ def test_the_npm_eventsource_package_subscribes_and_resumes_after_a_cut(server):
         proc.stdin.close()
         proc.wait(10)
         proxy.close()
+
+
+def test_a_narrowed_stream_with_snapshots_still_moves_its_id_so_a_reconnect_needs_no_resync(make_server, sse_reader):
+    running = make_server(heartbeat_s=0.3, max_events=20)
+    reader = sse_reader(running, "/api/metrics/stream?types=rare")
+    running.json("POST", "/api/events", {"message": "wanted", "type": "rare"})
+    last_id = None
+    for _ in range(40):  # more than the log holds, none of them wanted
+        running.json("POST", "/api/events", {"message": "noise"})
+    newest = running.server.events.last_id
+    deadline = time.monotonic() + 5
+    while last_id != str(newest):  # what a browser's Last-Event-ID becomes, metrics frames and all
+        assert time.monotonic() < deadline, "the id line never came (last id %s, newest %d)" % (last_id, newest)
+        frame = reader.next_frame(timeout=5)
+        last_id = frame["id"] if frame["id"] is not None else last_id
+    again = sse_reader(running, "/api/metrics/stream?types=rare", headers={"Last-Event-ID": last_id})
+    assert again.next_frame()["retry"] is not None
+    assert again.next_frame()["event"] == "metrics"
+    running.json("POST", "/api/events", {"message": "wanted again", "type": "rare"})
+    seen = []
+    while not seen or seen[-1]["event"] != "rare":
+        seen.append(again.next_frame(timeout=5))
+    assert "resync" not in [f["event"] for f in seen]  # it missed nothing it asked for
+    assert json.loads(seen[-1]["data"])["message"] == "wanted again"
