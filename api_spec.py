@@ -23,6 +23,8 @@ def _query(name: str, schema: dict, description: str) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
+_TEST_RESULTS = {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": {
+    "type": "object", "required": ["target", "ok", "status", "error"]}}}}
 _FORMAT = _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv")
 _FILTERS = [
     _query("types", {"type": "string", "pattern": "^([A-Za-z0-9_.:*?-]{1,100}(,[A-Za-z0-9_.:*?-]{1,100}){0,19})?$"},
@@ -310,6 +312,32 @@ def openapi_spec(version: str) -> dict:
                                                             "whether its metric has had a value yet"}}}}},
                         })},
                         **_errors(401),
+                    },
+                },
+            },
+            "/api/alerts/test": {
+                "post": {
+                    "summary": "Send a test notification to every notify target; each one's result",
+                    "responses": {
+                        "200": {"description": "every target took it", **_json(_TEST_RESULTS)},
+                        "502": {"description": "a target did not take it", **_json(_TEST_RESULTS)},
+                        **_errors(400, 401, 403, 429),
+                    },
+                },
+            },
+            "/mcp": {
+                "post": {
+                    "summary": "The Model Context Protocol (stateless, JSON responses): server/discover "
+                               "(2026-07-28) or initialize (2025-11-25 and older), tools/list, tools/call",
+                    "requestBody": {"required": True, **_json({"type": "object", "description":
+                                                               "one JSON-RPC 2.0 request or notification"})},
+                    "responses": {
+                        "200": {"description": "a JSON-RPC response", **_json({"type": "object"})},
+                        "202": {"description": "a notification, accepted (no body)"},
+                        "400": {"description": "a JSON-RPC error (parse, envelope, headers, version)",
+                                **_json({"type": "object"})},
+                        "404": {"description": "a JSON-RPC error: no such method", **_json({"type": "object"})},
+                        **_errors(401, 403, 406, 413, 415, 429),
                     },
                 },
             },

@@ -36,6 +36,17 @@ def require_tool(available: bool, what: str) -> None:
     pytest.skip("%s is not installed" % what)
 
 
+def required(module: str):
+    """A test peer from the [test] extra (statsd, prometheus_client, ...): imported, or the test
+    skips locally and fails in CI, like any missing tool."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        require_tool(False, "%s (pip install -e .[test])" % module)
+
+
 def check_public_names(module) -> None:
     """``__all__`` lists exactly the module's public API: every name in it exists, and every
     public class or function the module defines is in it."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 import pytest
 
@@ -25,9 +26,9 @@ TOOL_NAMES = ["get_snapshot", "get_history", "list_events", "list_alerts", "get_
 @pytest.fixture
 def sdk():
     if Client is None:
-        if IN_CI:
+        if IN_CI and sys.version_info >= (3, 10):
             pytest.fail("the mcp SDK is required in CI but missing (pip install -e .[test])")
-        pytest.skip("the mcp SDK is not installed")
+        pytest.skip("the mcp SDK is not installed (it needs Python 3.10 or later)")
 
 
 def run_client(url: str, mode: str, work, token: str | None = None, statuses: list | None = None):

@@ -13,11 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from alerts import parse_rules
-from conftest import wait_until
+from conftest import required, wait_until
 from notify import Notifier, Target, parse_targets, render
 from sse_server import load_config
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
 
 
 class Receiver:
@@ -85,7 +86,7 @@ def notifier(targets, **kwargs) -> Notifier:
 
 
 def test_an_alert_fires_and_resolves_as_signed_webhooks_through_the_real_server(make_server, receiver):
-    standardwebhooks = pytest.importorskip("standardwebhooks")
+    standardwebhooks = required("standardwebhooks")
     hook = receiver()
     rules = parse_rules({"rules": [{"name": "queue", "metric": "gauges.q", "op": ">", "threshold": 5,
                                     "level": "warning", "message": "queue too long"}]})

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import require_tool, wait_until
+from conftest import require_tool, required, wait_until
 from metrics import MetricsRegistry
 from sse_server import ListenerUnavailable, build_app
 from statsd_listener import StatsdAggregator, parse_address
@@ -38,7 +38,7 @@ def wait_for(running, section: str, name: str, value=None):
 
 
 def test_the_pypi_statsd_client_over_udp_and_tcp(statsd_server):
-    statsd = pytest.importorskip("statsd")
+    statsd = required("statsd")
     host, port = statsd_server.server.statsd.address
     udp = statsd.StatsClient(host, port, prefix="app")
     udp.incr("jobs")

@@ -11,11 +11,10 @@ import subprocess
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, require_tool, wait_until
+from conftest import ROOT, require_tool, required, wait_until
 
 JS_DIR = ROOT / "tests" / "js"
 
@@ -170,7 +169,7 @@ def test_types_survive_a_restart(make_server, tmp_path):
 
 
 def test_sseclient_py_subscribes_and_resumes_with_exactly_the_missed_matches(server):
-    sseclient = pytest.importorskip("sseclient") if not _in_ci() else __import__("sseclient")
+    sseclient = required("sseclient")
 
     def subscribe(last_id=None):
         headers = {"Accept": "text/event-stream"}
@@ -192,11 +191,6 @@ def test_sseclient_py_subscribes_and_resumes_with_exactly_the_missed_matches(ser
     after = post_mix(server, "after")
     assert int(next(events).id) == after[0]  # and nothing it did not ask for came in between
     response.close()
-
-
-def _in_ci() -> bool:
-    from conftest import IN_CI
-    return IN_CI
 
 
 def npm_install() -> None:
