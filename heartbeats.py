@@ -214,13 +214,14 @@ class Heartbeats:
             return [("info", "resolved: %s is up again%s" % (beat.name, _said(beat.message)),
                      {"heartbeat": beat.name, "state": "resolved", "since": alert["since"]}, "alert.resolved",
                      _change(beat, alert, now))]
+        if not wrong:
+            return []
         if beat.status == "down":
             message = "%s is down%s" % (beat.name, _said(beat.message))
         else:
             message = "%s silent for %s" % (beat.name, _duration(beat.every))
-        if beat.alert is not None or not wrong:
-            if beat.alert is not None:  # still the one alert; it says what is wrong now
-                beat.alert.update(value=round(now - reference, 3), message=message)
+        if beat.alert is not None:  # still the one alert; it says what is wrong now
+            beat.alert.update(value=round(now - reference, 3), message=message)
             return []
         beat.alert = {"rule": "heartbeat:" + beat.name, "level": beat.level, "metric": "heartbeat." + beat.name,
                       "op": ">", "threshold": beat.every, "value": round(now - reference, 3), "since": round(now, 3),

@@ -625,10 +625,10 @@ class DashboardHandler(BaseHTTPRequestHandler):
         # Not stderr: a Windows console in QuickEdit mode blocks writes and would
         # freeze requests (earthenterprise#1634). Off unless --access-log.
         # The request line may carry ?token=: never write it out.
-        access_log.info("%s " + format, self.address_string(), *(redact_secrets(str(a)) for a in args))
+        access_log.info("%s " + format, self.address_string(), *_redacted(args))
 
     def log_error(self, format: str, *args: Any) -> None:
-        access_log.debug("%s " + format, self.address_string(), *(redact_secrets(str(a)) for a in args))
+        access_log.debug("%s " + format, self.address_string(), *_redacted(args))
 
     # --- request helpers -----------------------------------------------------
 
@@ -865,7 +865,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         name = urllib.parse.unquote(self.route_path[len("/api/push/"):])
         self.refuse_unless_durable()
         try:
-            beat = self.server.heartbeats.beat(name, status=self.query_value("status") or "up",
+            beat = self.server.heartbeats.beat(name, status=_default(self.query_value("status"), "up"),
                                                message=self.query_value("msg") or "", ping=self.query_value("ping"),
                                                every=self.query_value("every"))
         except ValueError as exc:
@@ -1050,6 +1050,16 @@ class _DeadlineReader(io.RawIOBase):
             raise socket.timeout("request not received in time")
         self._sock.settimeout(left)
         return self._sock.recv_into(buffer)
+
+
+def _redacted(args: tuple) -> list:
+    """Log arguments with any ?token= hidden; numbers stay numbers (the format may say %d)."""
+    return [redact_secrets(a) if isinstance(a, str) else a for a in args]
+
+
+def _default(value: str | None, default: str) -> str:
+    """A query value, or ``default`` when absent (an empty ``?status=`` is a value, and wrong)."""
+    return default if value is None else value
 
 
 def _reject_constant(name: str) -> None:

@@ -85,7 +85,14 @@ def test_state_survives_a_restart_so_a_job_that_died_meanwhile_is_noticed():
     assert [p["type"] for p in posted] == ["alert.firing"]  # announced once, not at every start
 
 
-@pytest.mark.parametrize("query", ["status=maybe", "every=0", "every=abc", "every=1e99", "ping=abc",
+def test_a_heartbeat_without_every_that_is_up_never_fires():
+    posted, post = recorder()
+    beats = Heartbeats(post)
+    beats.beat("adhoc")
+    assert beats.check() == [] and posted == []
+
+
+@pytest.mark.parametrize("query", ["status=maybe", "status=", "every=0", "every=abc", "every=1e99", "ping=abc",
                                    "ping=nan", "msg=" + "m" * 201])
 def test_a_bad_beat_is_a_400_and_changes_nothing(server, query):
     status, body = server.json("GET", "/api/push/job?" + query)
