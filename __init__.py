@@ -18,7 +18,7 @@ import importlib
 import sys
 
 # Each module only imports the ones before it.
-_MODULES = ("events", "metrics", "guard", "storage", "exports", "streams", "alerts", "heartbeats", "pushgateway",
+_MODULES = ("events", "devices", "metrics", "guard", "storage", "exports", "streams", "alerts", "heartbeats", "pushgateway",
             "statsd_listener", "notify", "agent_api", "api_spec", "demo", "sse_server")  # client.py imports none of them: a plain submodule
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from metrics import SYSTEM_FIELDS, flatten_snapshot
+from metrics import LIST_FIELDS, SYSTEM_FIELDS, flatten_snapshot
 
 __all__ = ["AlertRule", "AlertEngine", "load_rules", "load_document", "parse_rules"]
 
@@ -45,7 +45,7 @@ _METRIC_RE = re.compile(r"(system|gauges|counters|server)\.[a-zA-Z_:][a-zA-Z0-9_
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _FIELDS = {"name", "metric", "op", "threshold", "for", "clear", "level", "message", "notify"}
 # The numeric series a sample has: a mistyped one (system.cpu_percnt) could never fire.
-SYSTEM_SERIES = tuple("system." + f for f in SYSTEM_FIELDS if f not in ("cpu_per_core", "disk_path"))
+SYSTEM_SERIES = tuple("system." + f for f in SYSTEM_FIELDS if f not in LIST_FIELDS + ("disk_path",))
 SERVER_SERIES = ("server.clients", "server.rss_bytes")
 _CORE_RE = re.compile(r"system\.cpu_core_[0-9]{1,4}_percent")
 

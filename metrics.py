@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import devices
+
 __all__ = [
     "METRIC_NAME_RE",
     "MetricsRegistry",
@@ -387,7 +389,15 @@ SYSTEM_FIELDS = (
     "load_15",
     "process_count",
     "uptime_s",
+    # Lists (devices.py): every real filesystem, disk, interface; sensors where psutil has them.
+    "filesystems",
+    "disks",
+    "interfaces",
+    "temperatures",
+    "fans",
+    "battery",
 )
+LIST_FIELDS = ("cpu_per_core", "filesystems", "disks", "interfaces", "temperatures", "fans", "battery")
 
 
 def default_disk_path() -> str:
@@ -429,6 +439,8 @@ class SystemCollector:
     def __init__(self, disk_path: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.disk_path = disk_path or default_disk_path()
         self._rates = _Rates(clock)
+        self._disk_rates = devices.Rates(clock)
+        self._net_rates = devices.Rates(clock)
         self._warned: set[str] = set()
 
     def collect(self) -> dict:
@@ -489,7 +501,25 @@ class PsutilCollector(SystemCollector):
         self._primed = False
 
     def _readers(self) -> list:
-        return [self._cpu, self._memory, self._disk_usage, self._disk_io, self._net, self._load, self._processes, self._uptime]
+        return [self._cpu, self._memory, self._disk_usage, self._disk_io, self._net, self._load, self._processes,
+                self._uptime, self._filesystems, self._devices, self._sensors]
+
+    def _filesystems(self) -> dict:
+        # all=True, then our own filter: psutil's all=False leaves out tmpfs (/tmp can fill up too).
+        mounts = [(p.device, p.mountpoint, p.fstype) for p in self._psutil.disk_partitions(all=True)]
+        return {"filesystems": devices.filesystem_usage(devices.real_filesystems(mounts))}
+
+    def _devices(self) -> dict:
+        disks = self._psutil.disk_io_counters(perdisk=True) or {}
+        nics = self._psutil.net_io_counters(pernic=True) or {}
+        sys_net = Path("/sys/class/net") if Path("/sys/class/net").is_dir() else None
+        return {"disks": devices.disk_list({n: (d.read_bytes, d.write_bytes) for n, d in disks.items()
+                                            if _is_whole_disk(n)}, self._disk_rates),
+                "interfaces": devices.interface_list({n: (c.bytes_recv, c.bytes_sent) for n, c in nics.items()},
+                                                     self._net_rates, sys_net)}
+
+    def _sensors(self) -> dict:
+        return devices.psutil_sensors(self._psutil)
 
     def _cpu(self) -> dict:
         psutil = self._psutil
@@ -568,19 +598,21 @@ class StdlibCollector(SystemCollector):
         disk_path: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         platform: str = os.name,
+        sys_root: str | Path = "/sys",
     ) -> None:
         super().__init__(disk_path, clock)
         self.proc_root = Path(proc_root)
+        self.sys_root = Path(sys_root)
         self._platform = platform
         self._cpu_times: dict[str, tuple[float, float]] = {}
 
     def _readers(self) -> list:
         readers = [self._cpu_count, self._disk_usage]
         if self._platform == "nt":
-            return readers + [self._windows_cpu, self._windows_memory, self._windows_uptime]
+            return readers + [self._windows_cpu, self._windows_memory, self._windows_uptime, self._windows_drives]
         if self.proc_root.is_dir():
             readers += [self._proc_cpu, self._proc_memory, self._proc_disk_io, self._proc_net,
-                        self._proc_processes, self._proc_uptime]
+                        self._proc_processes, self._proc_uptime, self._proc_filesystems, self._proc_devices]
         return readers + [self._load]
 
     def _cpu_count(self) -> dict:
@@ -666,6 +698,29 @@ class StdlibCollector(SystemCollector):
             "net_sent_bytes_per_s": self._rates.rate("net_sent", sent),
             "net_recv_bytes_per_s": self._rates.rate("net_recv", recv),
         }
+
+    def _proc_filesystems(self) -> dict:
+        mounts = devices.proc_mounts(self.proc_root / "self" / "mounts")
+        return {"filesystems": devices.filesystem_usage(devices.real_filesystems(mounts))}
+
+    def _proc_devices(self) -> dict:
+        disks = {}
+        for line in self._read("diskstats").splitlines():
+            fields = line.split()
+            if len(fields) >= 10 and _is_whole_disk(fields[2]):
+                disks[fields[2]] = (int(fields[5]) * 512, int(fields[9]) * 512)
+        nics = {}
+        for line in self._read("net", "dev").splitlines()[2:]:
+            name, _, rest = line.partition(":")
+            fields = rest.split()
+            if len(fields) >= 9:
+                nics[name.strip()] = (int(fields[0]), int(fields[8]))
+        sys_net = self.sys_root / "class" / "net"
+        return {"disks": devices.disk_list(disks, self._disk_rates),
+                "interfaces": devices.interface_list(nics, self._net_rates, sys_net if sys_net.is_dir() else None)}
+
+    def _windows_drives(self) -> dict:
+        return {"filesystems": devices.filesystem_usage(devices.windows_drives())}
 
     def _proc_processes(self) -> dict:
         return {"process_count": sum(1 for p in self.proc_root.iterdir() if p.name.isdigit())}
@@ -1127,6 +1182,7 @@ def render_prometheus(snapshot: dict) -> str:
     path = system.get("disk_path") or ""
     for name, help_text, field in _DISK_FAMILIES:
         family(name, "gauge", help_text, [((("path", path),), system.get(field))])
+    _device_families(family, system)
     server = snapshot.get("server") or {}
     for name, kind, help_text, field in _SERVER_FAMILIES:
         family(name, kind, help_text, [((), server.get(field))])
@@ -1152,6 +1208,40 @@ def render_prometheus(snapshot: dict) -> str:
                 exposed = _disambiguated(exposed, base, kind == "counter")
             family(exposed, kind, "Application %s %s" % (kind, base), samples)
     return "\n".join(lines) + "\n"
+
+
+def _device_families(family: Callable[..., None], system: dict) -> None:
+    """Every filesystem, disk, interface and sensor, labelled the way node_exporter labels them."""
+    def rows(key: str) -> list:
+        value = system.get(key)
+        return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+    fs_labels = lambda f: (("device", f.get("device", "")), ("fstype", f.get("fstype", "")),  # noqa: E731
+                           ("mountpoint", f.get("mountpoint", "")))
+    for name, help_text, field in (("system_filesystem_size_bytes", "Size of each real filesystem", "total_bytes"),
+                                   ("system_filesystem_used_bytes", "Space used on each filesystem", "used_bytes"),
+                                   ("system_filesystem_free_bytes", "Space free to ordinary users", "free_bytes")):
+        family(name, "gauge", help_text, [(fs_labels(f), f.get(field)) for f in rows("filesystems")])
+    for name, help_text, field in (
+            ("system_disk_device_read_bytes_per_second", "Reads per disk over the last interval", "read_bytes_per_s"),
+            ("system_disk_device_written_bytes_per_second", "Writes per disk over the last interval",
+             "write_bytes_per_s")):
+        family(name, "gauge", help_text, [((("device", d.get("device", "")),), d.get(field)) for d in rows("disks")])
+    for name, help_text, field in (
+            ("system_network_interface_received_bytes_total", "Bytes received per interface", "recv_bytes"),
+            ("system_network_interface_sent_bytes_total", "Bytes sent per interface", "sent_bytes")):
+        family(name, "counter", help_text, [((("interface", i.get("name", "")),), i.get(field))
+                                            for i in rows("interfaces")])
+    family("system_temperature_celsius", "gauge", "Temperature per sensor",
+           [((("sensor", t.get("sensor", "")), ("label", t.get("label", ""))), t.get("celsius"))
+            for t in rows("temperatures")])
+    family("system_fan_rpm", "gauge", "Fan speed per sensor",
+           [((("sensor", f.get("sensor", "")), ("label", f.get("label", ""))), f.get("rpm")) for f in rows("fans")])
+    battery = system.get("battery") if isinstance(system.get("battery"), dict) else {}
+    family("system_battery_ratio", "gauge", "Battery charge, 0..1",
+           [((), battery["percent"] / 100.0 if _finite_number(battery.get("percent")) else None)])
+    family("system_battery_plugged", "gauge", "1 while on mains power",
+           [((), None if battery.get("plugged") is None else int(bool(battery["plugged"])))])
 
 
 def _disambiguated(exposed: str, name: str, counter: bool) -> str:

@@ -38,6 +38,7 @@
     paused: false,
     unseenAlerts: 0,
     firing: 0,             // alerts firing now (title and icon)
+    lastSystem: null,      // the newest sample's system part (redrawn when a device filter changes)
     alertKeys: null,       // the firing alerts of the last snapshot (null before the first)
     lastCounters: null,    // {ts, values} for rates
   };
@@ -468,7 +469,43 @@
     renderNotifyToggle();
   }
 
+  // Rows of text cells, rebuilt each sample (a machine has a handful of each; all text).
+  function fillRows(tbody, items, cells, hidden) {
+    tbody.replaceChildren(...items.map((item) => {
+      const row = document.createElement("tr");
+      cells(item).forEach((text, i) => {
+        const cell = document.createElement(i === 0 ? "th" : "td");
+        if (i === 0) cell.scope = "row";
+        cell.textContent = text;
+        row.append(cell);
+      });
+      if (hidden && hidden(item)) row.hidden = true;
+      return row;
+    }));
+  }
+
+  function renderDevices(system) {
+    const list = (key) => (Array.isArray(system[key]) ? system[key] : []);
+    fillRows($("filesystems"), list("filesystems"), (f) => [String(f.mountpoint), String(f.device), String(f.fstype),
+      formatPercent(f.percent), formatBytes(f.free_bytes), formatBytes(f.total_bytes)]);
+    const showVirtual = $("show-virtual").checked;
+    fillRows($("interfaces"), list("interfaces"), (i) => [String(i.name), formatRate(i.recv_bytes_per_s),
+      formatRate(i.sent_bytes_per_s)], (i) => i.virtual && !showVirtual);
+    fillRows($("disks"), list("disks"), (d) => [String(d.device), formatRate(d.read_bytes_per_s),
+      formatRate(d.write_bytes_per_s)]);
+    const sensors = list("temperatures").map((t) => [String(t.sensor) + " " + String(t.label),
+      isNum(t.celsius) ? t.celsius.toFixed(1) + " \u00B0C" : "\u2014"])
+      .concat(list("fans").map((f) => [String(f.sensor) + " " + String(f.label), formatNumber(f.rpm) + " rpm"]));
+    if (system.battery && isNum(system.battery.percent)) {
+      sensors.push(["battery", system.battery.percent.toFixed(0) + " %" + (system.battery.plugged ? ", plugged in" : "")]);
+    }
+    $("sensors-table").hidden = sensors.length === 0;
+    fillRows($("sensors"), sensors, (row) => row);
+  }
+
   function renderSystem(system) {
+    state.lastSystem = system;
+    renderDevices(system);
     for (const el of document.querySelectorAll("[data-field]")) {
       const format = FORMATS[el.dataset.format] || formatNumber;
       el.textContent = format(system[el.dataset.field]);
@@ -906,6 +943,10 @@
     }
     renderNotifyToggle();
     $("notify-toggle").addEventListener("click", toggleNotify);
+    $("show-virtual").addEventListener("change", () => {
+      for (const row of $("interfaces").rows) row.hidden = false;
+      if (state.lastSystem) renderDevices(state.lastSystem);
+    });
     $("theme-toggle").addEventListener("click", () => {
       const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
       localStorage.setItem("sse-dashboard-theme", next);

@@ -484,3 +484,18 @@ def test_desktop_notifications_are_offered_never_forced_and_fire_once_per_alert(
         assert page.evaluate("window.__asked") == 0
     finally:
         context.close()
+
+
+def test_the_page_lists_filesystems_and_hides_virtual_interfaces_until_asked(make_server, page):
+    running = make_server(interval_s=0.3)
+    page.goto(running.url + "/")
+    rows = page.locator("#filesystems tr")
+    wait_until(lambda: rows.count() >= 1, timeout=5, message="filesystem rows")
+    mounts = [rows.nth(i).locator("th").text_content() for i in range(rows.count())]
+    assert "/" in mounts
+    visible = page.locator("#interfaces tr:not([hidden])")
+    wait_until(lambda: page.locator("#interfaces tr").count() >= 1, timeout=5, message="interface rows")
+    assert "lo" not in [visible.nth(i).locator("th").text_content() for i in range(visible.count())]
+    page.check("#show-virtual")
+    wait_until(lambda: "lo" in [visible.nth(i).locator("th").text_content() for i in range(visible.count())],
+               timeout=3, message="lo shown when asked")
