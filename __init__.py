@@ -19,7 +19,7 @@ import sys
 
 # Each module only imports the ones before it.
 _MODULES = ("events", "devices", "metrics", "guard", "storage", "exports", "streams", "alerts", "heartbeats", "pushgateway",
-            "statsd_listener", "notify", "agent_api", "api_spec", "demo", "sse_server")  # client.py imports none of them: a plain submodule
+            "statsd_listener", "notify", "processes", "agent_api", "api_spec", "demo", "sse_server")  # client.py imports none of them: a plain submodule
 
 
 def _load() -> None:

@@ -46,6 +46,7 @@ from agent_api import McpEndpoint, dashboard_tools
 from alerts import AlertEngine, load_document, parse_rules
 from heartbeats import Heartbeats, parse_heartbeats
 from notify import Notifier, parse_targets
+from processes import TopProcesses
 from api_spec import openapi_spec
 from demo import DemoFeeder
 from events import DEFAULT_MAX_CHARS, LEVELS, EventFilter, EventLog, is_unicode_text
@@ -240,6 +241,7 @@ class DashboardServer(ThreadingHTTPServer):
         self.heartbeats: Heartbeats | None = None
         self.notifier: Notifier | None = None
         self.mcp: McpEndpoint | None = None
+        self.processes: TopProcesses | None = None
         self.statsd: StatsdListener | None = None
         self.store: Store | None = None
         self.storage_problem: str | None = None
@@ -438,6 +440,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         ("GET", "/api/health"): "get_health",
         ("GET", "/api/openapi.json"): "get_openapi",
         ("GET", "/api/alerts"): "get_alerts",
+        ("GET", "/api/processes"): "get_processes",
         ("POST", "/api/alerts/test"): "post_alerts_test",
         ("POST", "/mcp"): "post_mcp",
         ("GET", "/metrics"): "get_prometheus",
@@ -858,6 +861,10 @@ class DashboardHandler(BaseHTTPRequestHandler):
         results = self.server.notifier.test()
         return json_response({"results": results}, 200 if all(r["ok"] for r in results) else 502)
 
+    def get_processes(self) -> Response:
+        """The top ten by CPU and by memory, read now (at most every 2 s, however many ask)."""
+        return Response(200, encode_json(self.server.processes.top()), JSON_TYPE, (("Cache-Control", "no-store"),))
+
     def push_heartbeat(self) -> Response:
         """GET or POST /api/push/NAME?status=up|down&msg=...&ping=...&every=SECONDS: a heartbeat."""
         if self.command == "HEAD":
@@ -1179,6 +1186,7 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         record=store.enqueue_sample if store is not None else None,
     )
     server.sampler = sampler
+    server.processes = TopProcesses(getattr(sampler.collector, "_psutil", None))
     server.mcp = McpEndpoint(dashboard_tools(server, functools.partial(events.post), EventFilter.parse), __version__)
     if config.statsd:
         server.statsd = _statsd_listener(server, config.statsd)

@@ -38,7 +38,8 @@
     paused: false,
     unseenAlerts: 0,
     firing: 0,             // alerts firing now (title and icon)
-    lastSystem: null,      // the newest sample's system part (redrawn when a device filter changes)
+    lastSystem: null,
+    processesTimer: null,  // the next read of /api/processes, while its panel is open      // the newest sample's system part (redrawn when a device filter changes)
     alertKeys: null,       // the firing alerts of the last snapshot (null before the first)
     lastCounters: null,    // {ts, values} for rates
   };
@@ -503,6 +504,36 @@
     fillRows($("sensors"), sensors, (row) => row);
   }
 
+  // ---- top processes: read only while the panel is open and the tab visible -------------
+
+  const PROCESSES_EVERY_MS = 3000;
+
+  async function refreshProcesses() {
+    state.processesTimer = null;
+    const panel = $("processes-panel");
+    if (!panel.open || document.visibilityState === "hidden") return;
+    try {
+      const res = await fetch("/api/processes", { cache: "no-store" });
+      const top = await res.json();
+      $("processes-note").textContent = top.available ? top.processes + " processes; CPU over the last " +
+        top.interval_s + " s" : String(top.why || "not available here");
+      const cells = (p) => [String(p.name), String(p.pid), isNum(p.cpu_percent) ? p.cpu_percent.toFixed(1) + " %" : "\u2014",
+        formatBytes(p.rss_bytes)];
+      fillRows($("processes-cpu"), top.cpu || [], cells);
+      fillRows($("processes-memory"), top.memory || [], cells);
+    } catch (e) {
+      $("processes-note").textContent = "could not read the process list";
+    }
+    if (panel.open && state.processesTimer === null) state.processesTimer = setTimeout(refreshProcesses, PROCESSES_EVERY_MS);
+  }
+
+  function watchProcessesPanel() {
+    const panel = $("processes-panel");
+    const start = () => { if (panel.open && state.processesTimer === null) refreshProcesses(); };
+    panel.addEventListener("toggle", start);
+    document.addEventListener("visibilitychange", start);
+  }
+
   function renderSystem(system) {
     state.lastSystem = system;
     renderDevices(system);
@@ -943,6 +974,7 @@
     }
     renderNotifyToggle();
     $("notify-toggle").addEventListener("click", toggleNotify);
+    watchProcessesPanel();
     $("show-virtual").addEventListener("change", () => {
       for (const row of $("interfaces").rows) row.hidden = false;
       if (state.lastSystem) renderDevices(state.lastSystem);

@@ -499,3 +499,23 @@ def test_the_page_lists_filesystems_and_hides_virtual_interfaces_until_asked(mak
     page.check("#show-virtual")
     wait_until(lambda: "lo" in [visible.nth(i).locator("th").text_content() for i in range(visible.count())],
                timeout=3, message="lo shown when asked")
+
+
+def test_the_top_processes_panel_lists_a_process_the_test_started(make_server, page):
+    import subprocess
+    import sys
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 60\nwhile time.time() < end: pass"])
+    try:
+        server = make_server(interval_s=0.5)
+        page.goto(server.url + "/")
+        wait_status(page, "LIVE", timeout=3)
+        assert server.server.processes._previous is None  # closed panel: nobody has read the table
+        page.click("#processes-panel summary")
+        wait_until(lambda: str(busy.pid) in page.text_content("#processes-cpu"), timeout=10,
+                   message="the busy process in the panel")
+        assert "processes; CPU over the last" in page.text_content("#processes-note")
+        assert page.console_errors == []
+    finally:
+        busy.kill()
+        busy.wait(10)
