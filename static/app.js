@@ -630,7 +630,6 @@
   function flashUpdated(ts) {
     const el = $("updated");
     el.textContent = formatTime(ts);
-    if (el.animate) el.animate([{ opacity: 0.2 }, { opacity: 1 }], { duration: 400 });
   }
 
   function eventMatches(ev) {

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import chromium_path, require_tool, wait_until
+from conftest import ROOT, chromium_path, require_tool, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -519,3 +519,36 @@ def test_the_top_processes_panel_lists_a_process_the_test_started(make_server, p
     finally:
         busy.kill()
         busy.wait(10)
+
+
+AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_axe_finds_no_serious_or_critical_violation(make_server, browser, theme):
+    from alerts import parse_rules
+    from test_subscriptions import npm_install
+
+    npm_install()
+    require_tool(AXE.is_file(), "axe-core (npm install --prefix tests/js)")
+    rules = parse_rules({"rules": [{"name": "q", "metric": "gauges.q", "op": ">", "threshold": 1, "level": "error"}]})
+    server = make_server(interval_s=0.3, alert_rules=rules, demo=True)
+    server.json("POST", "/api/metrics", {"gauges": {"q": 5}})
+    server.json("GET", "/api/push/backup?status=down&msg=disk%20full")
+    for level in ("info", "warning", "error"):
+        server.json("POST", "/api/events", {"message": "a %s event" % level, "level": level})
+    context = browser.new_context(color_scheme=theme)
+    page = context.new_page()
+    try:
+        page.goto(server.url + "/")
+        wait_status(page, "LIVE", timeout=3)
+        wait_until(lambda: page.is_visible("#firing-badge") and page.is_visible("#heartbeats-section"), timeout=5,
+                   message="badges and every section shown")
+        page.click("#processes-panel summary")
+        page.evaluate(AXE.read_text(encoding="utf-8"))  # evaluated, not a <script>: the page's CSP stays strict
+        violations = page.evaluate("axe.run(document).then(r => r.violations.map(v => ({id: v.id, impact: v.impact,"
+                                   " nodes: v.nodes.map(n => n.target.join(' '))})))")
+        bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+        assert bad == [], bad
+    finally:
+        context.close()
