@@ -1,8 +1,12 @@
 // sse-dashboard page. One EventSource per browser (one tab holds it and shares frames
 // with the others over a BroadcastChannel), polling as a fallback, canvas charts.
 // Text from the server only ever goes in through textContent (never as HTML).
+// A native module (no build step): formatting and chart axes are their own modules.
+import { formatBytes, formatBytesCompact, formatDuration, formatNumber, formatPercent, formatPerSecond, formatRate, formatTime,
+  isNum } from "./format.js";
+import { niceTicks, timeTicks, formatTick } from "./axis.js";
+
 (function () {
-  "use strict";
 
   // ---- state ----------------------------------------------------------------
 
@@ -38,8 +42,8 @@
     paused: false,
     unseenAlerts: 0,
     firing: 0,             // alerts firing now (title and icon)
-    lastSystem: null,
-    processesTimer: null,  // the next read of /api/processes, while its panel is open      // the newest sample's system part (redrawn when a device filter changes)
+    lastSystem: null,      // the newest sample's system part (redrawn when a device filter changes)
+    processesTimer: null,  // the next read of /api/processes, while its panel is open
     alertKeys: null,       // the firing alerts of the last snapshot (null before the first)
     lastCounters: null,    // {ts, values} for rates
   };
@@ -47,33 +51,16 @@
   const $ = (id) => document.getElementById(id);
   const channel = "BroadcastChannel" in window ? new BroadcastChannel("sse-dashboard") : null;
 
-  // ---- formatting (raw units in, text out) -----------------------------------
+  const compactRate = (v) => formatBytesCompact(v) + "/s";
+  const percentTick = (v) => v + " %";
 
-  function isNum(v) { return typeof v === "number" && isFinite(v); }
-
-  function formatBytes(v) {
-    if (!isNum(v)) return "\u2014";
-    const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let i = 0;
-    while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-    return (i === 0 ? v.toFixed(0) : v.toFixed(1)) + " " + units[i];
+  // What a chart's axis says, from how its values are written.
+  function axisFor(format) {
+    if (format === formatRate) return { unit: "bytes", tickFormat: compactRate };
+    if (format === formatBytes) return { unit: "bytes", tickFormat: formatBytesCompact };
+    if (format === formatPercent) return { unit: "number", tickFormat: percentTick };
+    return { unit: "number", tickFormat: null };
   }
-  function formatRate(v) { return isNum(v) ? formatBytes(v) + "/s" : "\u2014"; }
-  function formatPercent(v) { return isNum(v) ? v.toFixed(1) + " %" : "\u2014"; }
-  function formatNumber(v) {
-    if (!isNum(v)) return "\u2014";
-    return v.toLocaleString("en-US", { maximumFractionDigits: Number.isInteger(v) ? 0 : 3 });
-  }
-  function formatPerSecond(v) { return isNum(v) ? formatNumber(Math.round(v * 100) / 100) + "/s" : "\u2014"; }
-  function formatDuration(s) {
-    if (!isNum(s)) return "\u2014";
-    s = Math.floor(s);
-    const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
-    if (d) return d + "d " + h + "h";
-    if (h) return h + "h " + m + "m";
-    return m + "m " + (s % 60) + "s";
-  }
-  function formatTime(ts) { return isNum(ts) ? new Date(ts * 1000).toLocaleTimeString() : "\u2014"; }
 
   const FORMATS = {
     percent: formatPercent, bytes: formatBytes, rate: formatRate, number: formatNumber,
@@ -227,6 +214,9 @@
     const keys = chartKeys(chart);
     const data = dataOf(chart);
     let points = 0;
+    // Full charts get axes: value ticks at the left in the chart's unit, time along the bottom.
+    const m = chart.spark ? { left: 0, right: 0, top: 1, bottom: 1 } : { left: 56, right: 6, top: 6, bottom: 18 };
+    const pw = Math.max(1, w - m.left - m.right), ph = Math.max(1, h - m.top - m.bottom);
     if (range) {
       let top = chart.max || 0;
       if (!chart.max) {
@@ -236,19 +226,14 @@
             for (let i = range.first; i < range.n; i++) if (isNum(arr[i]) && arr[i] > top) top = arr[i];
           }
         }
-        top = top > 0 ? top * 1.1 : 1;
+        top = top > 0 ? top * (chart.spark ? 1.1 : 1) : 1;
       }
+      const ticks = chart.spark ? [] : niceTicks(0, top, Math.max(2, Math.floor(ph / 28)), chart.unit || "number");
+      if (ticks.length) top = ticks[ticks.length - 1];
       chart.top = top;
-      const pad = chart.spark ? 1 : 4;
-      const x = (ts) => ((ts - range.start) / Math.max(1e-9, range.seconds)) * w;
-      const y = (v) => h - pad - (Math.max(0, v) / top) * (h - 2 * pad);
-      if (!chart.spark) {
-        ctx.strokeStyle = cssVar("--line");
-        ctx.lineWidth = 1;
-        for (const f of [0.25, 0.5, 0.75]) {
-          ctx.beginPath(); ctx.moveTo(0, Math.round(h * f) + 0.5); ctx.lineTo(w, Math.round(h * f) + 0.5); ctx.stroke();
-        }
-      }
+      const x = (ts) => m.left + ((ts - range.start) / Math.max(1e-9, range.seconds)) * pw;
+      const y = (v) => m.top + ph - (Math.max(0, v) / top) * ph;
+      if (!chart.spark) drawAxes(chart, ctx, ticks, range, x, y, m, w, h);
       keys.forEach((key, k) => {
         const arr = data.series.get(key);
         if (!arr) return;
@@ -270,7 +255,50 @@
     }
     canvas.dataset.points = String(points);
     canvas.dataset.band = range && keys.some((key) => data.bands && data.bands[key]) ? "1" : "0";
-    if (chart.hoverIndex != null) drawHover(chart, ctx, w, h);
+    if (!chart.spark) describeChart(chart, data, keys);
+    if (chart.hoverIndex != null) drawHover(chart, ctx, w, h, m);
+  }
+
+  // Gridlines and labels at the value ticks; time labels under the plot. The labels are also
+  // kept in data attributes, so a test (or a person debugging) can read what the axes say.
+  function drawAxes(chart, ctx, ticks, range, x, y, m, w, h) {
+    ctx.save();
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.fillStyle = cssVar("--muted");
+    ctx.strokeStyle = cssVar("--line");
+    ctx.lineWidth = 1;
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    const yLabels = ticks.map((v) => chart.tickFormat ? chart.tickFormat(v) : chart.format(v));
+    ticks.forEach((v, i) => {
+      const py = Math.round(y(v)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(m.left, py); ctx.lineTo(w - m.right, py); ctx.stroke();
+      ctx.fillText(yLabels[i], m.left - 6, py);
+    });
+    const times = timeTicks(range.start, range.end, Math.max(2, Math.floor((w - m.left) / 90)));
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    const xLabels = times.map((t) => formatTick(t, range.seconds));
+    times.forEach((t, i) => {
+      const px = Math.round(x(t)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(px, h - m.bottom); ctx.lineTo(px, h - m.bottom + 3); ctx.stroke();
+      ctx.fillText(xLabels[i], px, h - m.bottom + 4);
+    });
+    ctx.restore();
+    chart.canvas.dataset.yTicks = yLabels.join("|");
+    chart.canvas.dataset.xTicks = xLabels.join("|");
+  }
+
+  // The chart as text, for screen readers: what each line says now (role="img" with a label).
+  function describeChart(chart, data, keys) {
+    const n = data.ts.length;
+    if (!n) return;
+    const now = keys.map((key) => {
+      const arr = data.series.get(key) || [];
+      return labelFor(chart, key) + " " + chart.format(arr[n - 1]);
+    });
+    const label = (chart.title || "chart") + ", now: " + now.join(", ");
+    if (chart.canvas.getAttribute("aria-label") !== label) chart.canvas.setAttribute("aria-label", label);
   }
 
   // The min-max band of rolled-up history: one filled polygon per run of known values.
@@ -307,7 +335,8 @@
       const range = visibleRange(chart);
       if (!range) return;
       const rect = canvas.getBoundingClientRect();
-      const ts = range.start + ((e.clientX - rect.left) / rect.width) * range.seconds;
+      const left = 56, right = 6; // the plot's margins (drawChart)
+      const ts = range.start + ((e.clientX - rect.left - left) / Math.max(1, rect.width - left - right)) * range.seconds;
       const data = dataOf(chart);
       let best = range.first;
       for (let i = range.first; i < range.n; i++) if (Math.abs(data.ts[i] - ts) < Math.abs(data.ts[best] - ts)) best = i;
@@ -330,15 +359,15 @@
     return core ? "core " + core[1] : key.replace(/^system\./, "").replace(/:rate$/, "/s");
   }
 
-  function drawHover(chart, ctx, w, h) {
+  function drawHover(chart, ctx, w, h, m) {
     const range = visibleRange(chart);
     const data = dataOf(chart);
     const i = chart.hoverIndex;
     if (!range || i == null || i >= data.ts.length) return;
-    const x = ((data.ts[i] - range.start) / range.seconds) * w;
+    const x = m.left + ((data.ts[i] - range.start) / range.seconds) * (w - m.left - m.right);
     ctx.strokeStyle = cssVar("--muted");
     ctx.lineWidth = 1;
-    ctx.beginPath(); ctx.moveTo(Math.round(x) + 0.5, 0); ctx.lineTo(Math.round(x) + 0.5, h); ctx.stroke();
+    ctx.beginPath(); ctx.moveTo(Math.round(x) + 0.5, m.top); ctx.lineTo(Math.round(x) + 0.5, h - m.bottom); ctx.stroke();
   }
 
   // The big chart in a dialog, for any series a person clicks.
@@ -350,6 +379,7 @@
     if (!detailChart) detailChart = registerChart($("detail-canvas"), { keys: [], seconds: HISTORY_SECONDS });
     detailChart.keys = [key];
     detailChart.format = format || formatNumber;
+    Object.assign(detailChart, axisFor(detailChart.format), { title });
     detailChart.labels = { [key]: title };
     showDetailRange(HISTORY_SECONDS);
     if (dialog.showModal) dialog.showModal(); else dialog.setAttribute("open", "");
@@ -1010,13 +1040,16 @@
   function setupCharts() {
     registerChart($("chart-cpu"), {
       keys: () => ["system.cpu_percent"].concat([...history.series.keys()].filter((k) => /^system\.cpu_core_\d+_percent$/.test(k))),
-      max: 100, format: formatPercent,
+      max: 100, format: formatPercent, tickFormat: percentTick, title: "CPU",
       labels: { "system.cpu_percent": "total" },
     });
-    registerChart($("chart-memory"), { keys: ["system.memory_percent", "system.swap_percent"], max: 100, format: formatPercent });
+    registerChart($("chart-memory"), { keys: ["system.memory_percent", "system.swap_percent"], max: 100, format: formatPercent,
+      tickFormat: percentTick, title: "Memory and swap" });
     registerChart($("chart-net"), { keys: ["system.net_recv_bytes_per_s", "system.net_sent_bytes_per_s"], format: formatRate,
+      unit: "bytes", tickFormat: compactRate, title: "Network",
       labels: { "system.net_recv_bytes_per_s": "received", "system.net_sent_bytes_per_s": "sent" } });
     registerChart($("chart-disk"), { keys: ["system.disk_read_bytes_per_s", "system.disk_write_bytes_per_s"], format: formatRate,
+      unit: "bytes", tickFormat: compactRate, title: "Disk",
       labels: { "system.disk_read_bytes_per_s": "read", "system.disk_write_bytes_per_s": "write" } });
   }
 

@@ -552,3 +552,25 @@ def test_axe_finds_no_serious_or_critical_violation(make_server, browser, theme)
         assert bad == [], bad
     finally:
         context.close()
+
+
+def test_every_chart_has_axes_in_its_unit_and_says_its_values_as_text(make_server, page):
+    import re
+
+    server = make_server(interval_s=0.3)
+    server.json("POST", "/api/metrics", {"gauges": {"queue_depth": 1234}})
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=3)
+    wait_until(lambda: page.get_attribute("#chart-cpu", "data-x-ticks"), timeout=5, message="axes drawn")
+    units = {"#chart-cpu": " %", "#chart-memory": " %", "#chart-net": "/s", "#chart-disk": "/s"}
+    for selector, unit in units.items():
+        y_ticks = page.get_attribute(selector, "data-y-ticks").split("|")
+        assert len(y_ticks) >= 2 and all(t.endswith(unit) for t in y_ticks), (selector, y_ticks)
+        x_ticks = page.get_attribute(selector, "data-x-ticks").split("|")
+        assert x_ticks and all(re.fullmatch(r"\d\d:\d\d(:\d\d)?", t) for t in x_ticks), (selector, x_ticks)
+        assert ", now: " in page.get_attribute(selector, "aria-label")
+    assert page.get_attribute("#chart-cpu", "data-y-ticks").split("|")[-1] == "100 %"
+    page.click("#gauges tr[data-name=queue_depth] .metric-name")
+    wait_until(lambda: page.get_attribute("#detail-canvas", "data-y-ticks"), timeout=3, message="the detail axes")
+    assert "1,400" in page.get_attribute("#detail-canvas", "data-y-ticks").split("|")
+    assert "queue_depth, now: queue_depth 1,234" == page.get_attribute("#detail-canvas", "aria-label")
