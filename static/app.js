@@ -233,7 +233,11 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
       chart.top = top;
       const x = (ts) => m.left + ((ts - range.start) / Math.max(1e-9, range.seconds)) * pw;
       const y = (v) => m.top + ph - (Math.max(0, v) / top) * ph;
-      if (!chart.spark) drawAxes(chart, ctx, ticks, range, x, y, m, w, h);
+      if (!chart.spark) {
+        drawAxes(chart, ctx, ticks, range, x, y, m, w, h);
+        drawAlertSpans(chart, ctx, range, x, m, h);
+        drawEventMarks(chart, ctx, range, x, m, h);
+      }
       keys.forEach((key, k) => {
         const arr = data.series.get(key);
         if (!arr) return;
@@ -287,6 +291,79 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
     ctx.restore();
     chart.canvas.dataset.yTicks = yLabels.join("|");
     chart.canvas.dataset.xTicks = xLabels.join("|");
+  }
+
+  // Warning and error events in the window, as ticks on the time axis (hover: the message;
+  // click: the event in the list). Kept on the chart for the hover and click handlers.
+  function eventsBetween(start, end) {
+    return [...state.events.values()].filter((ev) => isNum(ev.ts) && ev.ts >= start && ev.ts <= end);
+  }
+
+  function drawEventMarks(chart, ctx, range, x, m, h) {
+    chart.marks = [];
+    for (const ev of eventsBetween(range.start, range.end)) {
+      if (ev.level !== "warning" && ev.level !== "error") continue;
+      const px = Math.round(x(ev.ts));
+      chart.marks.push({ x: px, event: ev });
+      ctx.fillStyle = cssVar(ev.level === "error" ? "--error" : "--warning");
+      ctx.beginPath();
+      ctx.moveTo(px, h - m.bottom - 7); ctx.lineTo(px - 4, h - m.bottom); ctx.lineTo(px + 4, h - m.bottom);
+      ctx.closePath();
+      ctx.fill();
+    }
+    chart.canvas.dataset.marks = chart.marks.map((mark) => mark.x).join("|");
+  }
+
+  // When an alert fired and until it resolved (from its alert.firing and alert.resolved
+  // events), shaded across the chart.
+  function alertSpans(start, end) {
+    const open = new Map();
+    const spans = [];
+    const sorted = eventsBetween(-Infinity, Infinity).sort((a, b) => a.id - b.id);
+    for (const ev of sorted) {
+      const data = ev.data || {};
+      const rule = String(data.rule || data.heartbeat || "");
+      if (ev.type === "alert.firing") open.set(rule, ev.ts);
+      else if (ev.type === "alert.resolved" && open.has(rule)) { spans.push([open.get(rule), ev.ts]); open.delete(rule); }
+    }
+    for (const since of open.values()) spans.push([since, end]);
+    return spans.filter(([a, b]) => b >= start && a <= end);
+  }
+
+  function drawAlertSpans(chart, ctx, range, x, m, h) {
+    ctx.save();
+    ctx.fillStyle = cssVar("--error");
+    ctx.globalAlpha = 0.08;
+    const spans = alertSpans(range.start, range.end);
+    chart.canvas.dataset.alertSpans = String(spans.length);
+    for (const [a, b] of spans) {
+      const x0 = x(Math.max(a, range.start)), x1 = x(Math.min(b, range.end));
+      ctx.fillRect(x0, m.top, Math.max(2, x1 - x0), h - m.top - m.bottom);
+    }
+    ctx.restore();
+  }
+
+  function markNear(chart, px) {
+    let best = null;
+    for (const mark of chart.marks || []) {
+      if (Math.abs(mark.x - px) <= 5 && (!best || Math.abs(mark.x - px) < Math.abs(best.x - px))) best = mark;
+    }
+    return best;
+  }
+
+  // Clicking a marker shows its event in the list: the list is set to find it.
+  function showEvent(ev) {
+    state.paused = false;
+    $("event-level").value = "";
+    $("event-search").value = String(ev.message || "");
+    renderEvents();
+    const item = document.querySelector('#events li[data-id="' + String(ev.id) + '"]');
+    if (item) {
+      item.classList.add("event-found");
+      item.tabIndex = -1;
+      item.scrollIntoView({ block: "center" });
+      item.focus();
+    }
   }
 
   // The chart as text, for screen readers: what each line says now (role="img" with a label).
@@ -346,11 +423,19 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
         const arr = data.series.get(key) || [];
         lines.push(labelFor(chart, key) + ": " + chart.format(arr[best]));
       });
+      const mark = markNear(chart, e.clientX - rect.left);
+      canvas.style.cursor = mark ? "pointer" : "";
+      if (mark) lines.push(String(mark.event.level).toUpperCase() + " " + formatTime(mark.event.ts) + ": " +
+        String(mark.event.message || ""));
       tip.textContent = lines.join("\n");
       tip.hidden = false;
       scheduleDraw();
     });
     canvas.addEventListener("mouseleave", () => { chart.hoverIndex = null; tip.hidden = true; scheduleDraw(); });
+    canvas.addEventListener("click", (e) => {
+      const mark = markNear(chart, e.clientX - canvas.getBoundingClientRect().left);
+      if (mark) { e.stopPropagation(); showEvent(mark.event); }
+    });
   }
 
   function labelFor(chart, key) {
@@ -799,6 +884,7 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
     }
     renderEvents();
     renderAlerts();
+    if (added) scheduleDraw();  // their markers
   }
 
   async function getJSON(url) {

@@ -574,3 +574,32 @@ def test_every_chart_has_axes_in_its_unit_and_says_its_values_as_text(make_serve
     wait_until(lambda: page.get_attribute("#detail-canvas", "data-y-ticks"), timeout=3, message="the detail axes")
     assert "1,400" in page.get_attribute("#detail-canvas", "data-y-ticks").split("|")
     assert "queue_depth, now: queue_depth 1,234" == page.get_attribute("#detail-canvas", "aria-label")
+
+
+def test_an_event_is_marked_on_the_charts_its_hover_shows_the_message_and_a_click_finds_it(make_server, page):
+    from alerts import parse_rules
+
+    rules = parse_rules({"rules": [{"name": "q", "metric": "gauges.q", "op": ">", "threshold": 1}]})
+    server = make_server(interval_s=0.3, alert_rules=rules)
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=3)
+    seq = server.server.sampler.seq
+    wait_until(lambda: server.server.sampler.seq >= seq + 3, message="a few samples on the charts")
+    server.json("POST", "/api/events", {"message": "backup <b>failed</b>", "level": "error", "source": "backup"})
+    for i in range(12):  # pushes it out of the ten the list shows
+        server.json("POST", "/api/events", {"message": "routine %d" % i})
+    marks = wait_until(lambda: page.get_attribute("#chart-cpu", "data-marks"), timeout=5, message="a marker")
+    x = float(marks.split("|")[0])
+    box = page.locator("#chart-cpu").bounding_box()
+    page.mouse.move(box["x"] + x, box["y"] + box["height"] - 22)
+    tip = page.locator("#chart-cpu ~ .chart-tip")
+    wait_until(lambda: "backup <b>failed</b>" in (tip.text_content() or ""), timeout=3, message="the message on hover")
+    page.mouse.click(box["x"] + x, box["y"] + box["height"] - 22)
+    found = page.locator("#events li.event-found")
+    wait_until(lambda: found.count() == 1, timeout=3, message="the event found in the list")
+    assert found.locator(".event-message").text_content() == "backup <b>failed</b>"
+    assert page.evaluate("document.activeElement.classList.contains('event-found')")
+    server.json("POST", "/api/metrics", {"gauges": {"q": 5}})  # an alert fires: its span is shaded
+    wait_until(lambda: page.get_attribute("#chart-net", "data-alert-spans") == "1", timeout=5,
+               message="the firing alert shaded")
+    assert page.console_errors == []
