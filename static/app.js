@@ -45,6 +45,7 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
     lastSystem: null,      // the newest sample's system part (redrawn when a device filter changes)
     processesTimer: null,  // the next read of /api/processes, while its panel is open
     alertKeys: null,       // the firing alerts of the last snapshot (null before the first)
+    range: { seconds: 300, zoom: null },  // the main charts' span (the URL says it too)
     lastCounters: null,    // {ts, values} for rates
   };
 
@@ -165,6 +166,7 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
     const chart = Object.assign({ canvas, seconds: CHART_SECONDS, format: formatNumber, max: null, spark: false }, options);
     charts.push(chart);
     if (!chart.spark) attachHover(chart);
+    if (chart.main) attachZoom(chart);
     return chart;
   }
 
@@ -190,6 +192,13 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
     const data = dataOf(chart);
     const n = data.ts.length;
     if (!n) return null;
+    if (chart.window) {  // zoomed: a fixed span, whatever arrives
+      const [start, end] = chart.window;
+      let first = 0, last = n;
+      while (first < n - 1 && data.ts[first] < start) first++;
+      while (last > first + 1 && data.ts[last - 1] > end) last--;
+      return { first, n: last, start, end, seconds: end - start };
+    }
     const end = data.ts[n - 1];
     const seconds = Math.min(chart.seconds, Math.max(chart.spark ? chart.seconds : 60, end - data.ts[0]));
     const start = end - seconds;
@@ -364,6 +373,94 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
       item.scrollIntoView({ block: "center" });
       item.focus();
     }
+  }
+
+  // ---- the main charts' time range: live, a stored span, or a zoom; kept in the URL ------
+
+  const RANGE_NAMES = { 300: "5m", 900: "15m", 3600: "1h", 21600: "6h", 86400: "24h", 604800: "7d" };
+  const mainCharts = () => charts.filter((c) => c.main);
+  let rangeTimer = null;
+
+  function rangeFromUrl() {
+    const params = new URLSearchParams(location.search);
+    const byName = Object.entries(RANGE_NAMES).find(([, name]) => name === params.get("range"));
+    const from = Number(params.get("from")), to = Number(params.get("to"));
+    return { seconds: byName ? Number(byName[0]) : CHART_SECONDS,
+             zoom: isNum(from) && isNum(to) && to > from && params.has("from") ? [from, to] : null };
+  }
+
+  function rangeToUrl(seconds, zoom) {
+    const params = new URLSearchParams(location.search);
+    params.delete("range"); params.delete("from"); params.delete("to");
+    if (seconds !== CHART_SECONDS) params.set("range", RANGE_NAMES[seconds]);
+    if (zoom) { params.set("from", zoom[0].toFixed(0)); params.set("to", zoom[1].toFixed(0)); }
+    const query = params.toString();
+    history_replace(location.pathname + (query ? "?" + query : "") + location.hash);
+  }
+
+  function history_replace(url) { window.history.replaceState(null, "", url); }
+
+  // Up to 15 minutes the page's own buffer serves; longer spans come from stored history
+  // (full resolution, then one-minute averages with their min-max band), refreshed each minute.
+  let rangeToken = 0;
+
+  async function setMainRange(seconds, zoom) {
+    const token = ++rangeToken;
+    state.range = { seconds, zoom };
+    for (const b of document.querySelectorAll("[data-main-range]")) {
+      b.setAttribute("aria-pressed", String(Number(b.dataset.mainRange) === seconds && !zoom));
+    }
+    $("back-to-live").hidden = seconds === CHART_SECONDS && !zoom;
+    clearTimeout(rangeTimer);
+    let source = null;
+    $("range-note").textContent = "";
+    if (seconds > HISTORY_SECONDS) {
+      try {
+        const body = await getJSON("/api/metrics/history?seconds=" + seconds);
+        source = { ts: body.ts || [], series: new Map(Object.entries(body.series || {})), bands: {} };
+        for (const key of Object.keys(body.min || {})) {
+          if (body.max && body.max[key]) source.bands[key] = { min: body.min[key], max: body.max[key] };
+        }
+        $("range-note").textContent = body.resolution === "rollup" ? "stored history: averages per " +
+          formatDuration(body.interval) + " with their min\u2013max band" : "stored history";
+      } catch (e) {
+        $("range-note").textContent = "could not load the stored history";
+      }
+      if (!zoom) rangeTimer = setTimeout(() => setMainRange(seconds, null), 60000);
+    }
+    if (token !== rangeToken) return;  // another choice came while this one loaded: it wins
+    for (const chart of mainCharts()) {
+      chart.seconds = seconds;
+      chart.source = source;
+      chart.window = zoom;
+    }
+    if (zoom) $("range-note").textContent = formatTime(zoom[0]) + " \u2013 " + formatTime(zoom[1]) +
+      " (double-click a chart or \u201cback to live\u201d to return)";
+    rangeToUrl(seconds, zoom);
+    scheduleDraw();
+  }
+
+  // Drag across a chart to zoom into that span; double-click to go back to live.
+  function attachZoom(chart) {
+    const canvas = chart.canvas;
+    let from = null;
+    const tsAt = (e) => {
+      const range = visibleRange(chart);
+      if (!range) return null;
+      const rect = canvas.getBoundingClientRect();
+      return range.start + ((e.clientX - rect.left - 56) / Math.max(1, rect.width - 62)) * range.seconds;
+    };
+    canvas.addEventListener("mousedown", (e) => { from = { ts: tsAt(e), x: e.clientX }; });
+    // On the window: the hover tip may be under the pointer when the button comes up.
+    window.addEventListener("mouseup", (e) => {
+      if (!from || from.ts === null) return;
+      const to = tsAt(e);
+      const dragged = Math.abs(e.clientX - from.x) > 8;
+      const start = Math.min(from.ts, to), end = Math.max(from.ts, to);
+      from = null;
+      if (dragged && end - start >= 2) setMainRange(state.range.seconds, [start, end]);
+    });
+    canvas.addEventListener("dblclick", () => setMainRange(CHART_SECONDS, null));
   }
 
   // The chart as text, for screen readers: what each line says now (role="img" with a label).
@@ -1124,17 +1221,17 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
   }
 
   function setupCharts() {
-    registerChart($("chart-cpu"), {
+    registerChart($("chart-cpu"), { main: true,
       keys: () => ["system.cpu_percent"].concat([...history.series.keys()].filter((k) => /^system\.cpu_core_\d+_percent$/.test(k))),
       max: 100, format: formatPercent, tickFormat: percentTick, title: "CPU",
       labels: { "system.cpu_percent": "total" },
     });
-    registerChart($("chart-memory"), { keys: ["system.memory_percent", "system.swap_percent"], max: 100, format: formatPercent,
+    registerChart($("chart-memory"), { main: true, keys: ["system.memory_percent", "system.swap_percent"], max: 100, format: formatPercent,
       tickFormat: percentTick, title: "Memory and swap" });
-    registerChart($("chart-net"), { keys: ["system.net_recv_bytes_per_s", "system.net_sent_bytes_per_s"], format: formatRate,
+    registerChart($("chart-net"), { main: true, keys: ["system.net_recv_bytes_per_s", "system.net_sent_bytes_per_s"], format: formatRate,
       unit: "bytes", tickFormat: compactRate, title: "Network",
       labels: { "system.net_recv_bytes_per_s": "received", "system.net_sent_bytes_per_s": "sent" } });
-    registerChart($("chart-disk"), { keys: ["system.disk_read_bytes_per_s", "system.disk_write_bytes_per_s"], format: formatRate,
+    registerChart($("chart-disk"), { main: true, keys: ["system.disk_read_bytes_per_s", "system.disk_write_bytes_per_s"], format: formatRate,
       unit: "bytes", tickFormat: compactRate, title: "Disk",
       labels: { "system.disk_read_bytes_per_s": "read", "system.disk_write_bytes_per_s": "write" } });
   }
@@ -1143,7 +1240,13 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
     updateTitle();
     setupControls();
     setupCharts();
+    for (const b of document.querySelectorAll("[data-main-range]")) {
+      b.addEventListener("click", () => setMainRange(Number(b.dataset.mainRange), null));
+    }
+    $("back-to-live").addEventListener("click", () => setMainRange(CHART_SECONDS, null));
     await Promise.all([reloadEvents(), seedHistory()]);
+    const fromUrl = rangeFromUrl();
+    if (fromUrl.seconds !== CHART_SECONDS || fromUrl.zoom) setMainRange(fromUrl.seconds, fromUrl.zoom);
     startTransport();
     setInterval(checkStall, 1000);
     window.addEventListener("pagehide", releaseLeadership);

@@ -603,3 +603,33 @@ def test_an_event_is_marked_on_the_charts_its_hover_shows_the_message_and_a_clic
     wait_until(lambda: page.get_attribute("#chart-net", "data-alert-spans") == "1", timeout=5,
                message="the firing alert shaded")
     assert page.console_errors == []
+
+
+def test_a_time_range_loads_stored_history_travels_in_the_url_and_drag_zooms_back_to_live(make_server, page, tmp_path):
+    server = make_server(interval_s=0.2, data_dir=tmp_path)
+    seq = server.server.sampler.seq
+    wait_until(lambda: server.server.sampler.seq >= seq + 10, message="samples stored")
+    server.server.store.flush()
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=3)
+    href = lambda: page.evaluate("location.href")  # noqa: E731 (page.url may miss a replaceState)
+    page.click("[data-main-range='3600']")
+    wait_until(lambda: "range=1h" in href(), timeout=5, message="the range in the URL")
+    wait_until(lambda: "stored history" in page.text_content("#range-note"), timeout=3, message="stored history")
+    wait_until(lambda: int(page.get_attribute("#chart-cpu", "data-points") or 0) > 5, timeout=3, message="points")
+    assert page.get_attribute("[data-main-range='3600']", "aria-pressed") == "true"
+    page.reload()  # a link shows the same view
+    wait_until(lambda: page.get_attribute("[data-main-range='3600']", "aria-pressed") == "true"
+               and "stored history" in page.text_content("#range-note"), timeout=5, message="the range from the URL")
+    box = page.locator("#chart-cpu").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 56 + (box["width"] - 62) * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 56 + (box["width"] - 62) * 0.95, y, steps=5)
+    page.mouse.up()
+    wait_until(lambda: "from=" in href() and "to=" in href(), timeout=3, message="the zoom in the URL")
+    assert page.is_visible("#back-to-live")
+    page.dblclick("#chart-cpu")
+    wait_until(lambda: "range=" not in href() and "from=" not in href(), timeout=3, message="back to live")
+    assert page.get_attribute("[data-main-range='300']", "aria-pressed") == "true"
+    assert page.console_errors == []
