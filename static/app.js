@@ -46,6 +46,7 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
     processesTimer: null,  // the next read of /api/processes, while its panel is open
     alertKeys: null,       // the firing alerts of the last snapshot (null before the first)
     range: { seconds: 300, zoom: null },  // the main charts' span (the URL says it too)
+    pins: [],              // pinned series keys (counters.x:rate, gauges.y)
     lastCounters: null,    // {ts, values} for rates
   };
 
@@ -421,6 +422,11 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
         for (const key of Object.keys(body.min || {})) {
           if (body.max && body.max[key]) source.bands[key] = { min: body.min[key], max: body.max[key] };
         }
+        for (const key of state.pins.filter((k) => k.endsWith(":rate"))) {  // pinned counters: as rates
+          const totals = source.series.get(key.slice(0, -5)) || [];
+          source.series.set(key, totals.map((v, i) => (i && isNum(v) && isNum(totals[i - 1]) && v >= totals[i - 1] ?
+            (v - totals[i - 1]) / (source.ts[i] - source.ts[i - 1]) : null)));
+        }
         $("range-note").textContent = body.resolution === "rollup" ? "stored history: averages per " +
           formatDuration(body.interval) + " with their min\u2013max band" : "stored history";
       } catch (e) {
@@ -768,6 +774,8 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
       if (!row) row = makeMetricRow(tbody, section, name, key, withRate);
       if (tbody.rows[i] !== row) tbody.insertBefore(row, tbody.rows[i] || null);
       row.querySelector(".value").textContent = formatNumber(values[name]);
+      row.querySelector(".spark-range").textContent = windowRange(withRate ? key + ":rate" : key,
+        withRate ? formatPerSecond : formatNumber);
       if (withRate) {
         const rates = history.series.get(key + ":rate");
         row.querySelector(".rate").textContent = formatPerSecond(rates ? rates[rates.length - 1] : null);
@@ -812,6 +820,9 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
     canvas.className = "spark";
     canvas.setAttribute("aria-hidden", "true");
     spark.appendChild(canvas);
+    const span = document.createElement("span");
+    span.className = "spark-range";
+    spark.appendChild(span);
     row.appendChild(spark);
     registerChart(canvas, { keys: [chartKey], seconds: SPARK_SECONDS, spark: true });
     for (const cls of withRate ? ["value", "rate"] : ["value"]) {
@@ -820,6 +831,15 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
       row.appendChild(td);
     }
     const actions = document.createElement("td");
+    const pin = document.createElement("button");
+    pin.type = "button";
+    pin.className = "metric-pin plain";
+    pin.textContent = "pin";
+    pin.dataset.key = chartKey;
+    pin.setAttribute("aria-pressed", String(state.pins.includes(chartKey)));
+    pin.setAttribute("aria-label", "pin a chart of " + name + " beside the system charts");
+    pin.addEventListener("click", () => togglePin(chartKey));
+    actions.appendChild(pin);
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "metric-delete";
@@ -830,6 +850,90 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
     actions.appendChild(remove);
     row.appendChild(actions);
     return row;
+  }
+
+  // Min and max of a series over the sparkline's window, shown beside it.
+  function windowRange(key, format) {
+    const arr = history.series.get(key) || [];
+    const cutoff = history.ts.length ? history.ts[history.ts.length - 1] - SPARK_SECONDS : 0;
+    let lo = Infinity, hi = -Infinity;
+    for (let i = arr.length - 1; i >= 0 && history.ts[i] >= cutoff; i--) {
+      if (isNum(arr[i])) { lo = Math.min(lo, arr[i]); hi = Math.max(hi, arr[i]); }
+    }
+    return lo === Infinity ? "" : format(lo) + " \u2013 " + format(hi);
+  }
+
+  // ---- pinned application charts: remembered in this browser, and in the URL -----------
+
+  const PIN_KEY = "sse-dashboard-pins";
+  const MAX_PINS = 12;
+
+  function loadPins() {
+    const fromUrl = new URLSearchParams(location.search).get("pin");
+    let pins = [];
+    try {
+      pins = fromUrl !== null ? fromUrl.split(",") : JSON.parse(localStorage.getItem(PIN_KEY) || "[]");
+    } catch (e) { pins = []; }
+    return pins.filter((p) => typeof p === "string" && /^(counters|gauges)\./.test(p)).slice(0, MAX_PINS);
+  }
+
+  function savePins() {
+    localStorage.setItem(PIN_KEY, JSON.stringify(state.pins));
+    const params = new URLSearchParams(location.search);
+    if (state.pins.length) params.set("pin", state.pins.join(",")); else params.delete("pin");
+    const query = params.toString();
+    window.history.replaceState(null, "", location.pathname + (query ? "?" + query : "") + location.hash);
+  }
+
+  function togglePin(key) {
+    state.pins = state.pins.includes(key) ? state.pins.filter((p) => p !== key) : state.pins.concat([key]).slice(-MAX_PINS);
+    savePins();
+    renderPins();
+  }
+
+  function renderPins() {
+    const area = $("pinned");
+    const wanted = new Set(state.pins);
+    for (const card of [...area.children]) {
+      if (!wanted.has(card.dataset.key)) {
+        const chart = charts.find((c) => c.canvas === card.querySelector("canvas"));
+        if (chart) charts.splice(charts.indexOf(chart), 1);
+        card.remove();
+      }
+    }
+    for (const key of state.pins) {
+      if (area.querySelector('[data-key="' + CSS.escape(key) + '"]')) continue;
+      const rate = key.endsWith(":rate");
+      const name = key.replace(/^(counters|gauges)\./, "").replace(/:rate$/, "");
+      const title = name + (rate ? " per second" : "");
+      const card = document.createElement("article");
+      card.className = "card wide pinned-card";
+      card.dataset.key = key;
+      const h3 = document.createElement("h3");
+      h3.textContent = title;
+      const unpin = document.createElement("button");
+      unpin.type = "button";
+      unpin.className = "plain unpin";
+      unpin.textContent = "unpin";
+      unpin.setAttribute("aria-label", "unpin " + title);
+      unpin.addEventListener("click", () => togglePin(key));
+      h3.append(" ", unpin);
+      const box = document.createElement("div");
+      box.className = "chart";
+      const canvas = document.createElement("canvas");
+      canvas.className = "chart-canvas";
+      canvas.setAttribute("role", "img");
+      box.appendChild(canvas);
+      card.append(h3, box);
+      area.appendChild(card);
+      const chart = registerChart(canvas, { main: true, keys: [key], format: rate ? formatPerSecond : formatNumber,
+        title, labels: { [key]: name } });
+      Object.assign(chart, { seconds: state.range.seconds, window: state.range.zoom });
+    }
+    for (const button of document.querySelectorAll(".metric-pin")) {
+      button.setAttribute("aria-pressed", String(state.pins.includes(button.dataset.key)));
+    }
+    scheduleDraw();
   }
 
   function renderServer(server) {
@@ -1244,6 +1348,8 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
       b.addEventListener("click", () => setMainRange(Number(b.dataset.mainRange), null));
     }
     $("back-to-live").addEventListener("click", () => setMainRange(CHART_SECONDS, null));
+    state.pins = loadPins();
+    renderPins();
     await Promise.all([reloadEvents(), seedHistory()]);
     const fromUrl = rangeFromUrl();
     if (fromUrl.seconds !== CHART_SECONDS || fromUrl.zoom) setMainRange(fromUrl.seconds, fromUrl.zoom);

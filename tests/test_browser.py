@@ -633,3 +633,38 @@ def test_a_time_range_loads_stored_history_travels_in_the_url_and_drag_zooms_bac
     wait_until(lambda: "range=" not in href() and "from=" not in href(), timeout=3, message="back to live")
     assert page.get_attribute("[data-main-range='300']", "aria-pressed") == "true"
     assert page.console_errors == []
+
+
+def test_a_pinned_gauge_is_a_full_chart_that_survives_a_reload_and_travels_in_the_url(make_server, browser):
+    server = make_server(interval_s=0.3)
+    server.json("POST", "/api/metrics", {"gauges": {"queue_depth": 7}, "counters": {"jobs": 3}})
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(server.url + "/")
+        wait_status(page, "LIVE", timeout=3)
+        pin = page.locator("#gauges tr[data-name=queue_depth] .metric-pin")
+        pin.wait_for(timeout=3000)
+        pin.click()
+        card = page.locator("#pinned [data-key='gauges.queue_depth']")
+        card.wait_for(timeout=3000)
+        wait_until(lambda: card.locator("canvas").get_attribute("data-y-ticks"), timeout=3, message="its axes")
+        assert pin.get_attribute("aria-pressed") == "true"
+        assert "pin=gauges.queue_depth" in page.evaluate("location.href")
+        wait_until(lambda: "7 \u2013 7" in page.text_content("#gauges tr[data-name=queue_depth] .spark-range"),
+                   timeout=3, message="min and max beside the sparkline")
+        page.reload()
+        page.locator("#pinned [data-key='gauges.queue_depth']").wait_for(timeout=3000)
+        link = page.evaluate("location.href")
+        other = browser.new_context()  # someone else opens the link: no localStorage, the URL says it
+        try:
+            there = other.new_page()
+            there.goto(link)
+            there.locator("#pinned [data-key='gauges.queue_depth']").wait_for(timeout=3000)
+        finally:
+            other.close()
+        page.click("#pinned .unpin")
+        wait_until(lambda: page.locator("#pinned .pinned-card").count() == 0, timeout=3, message="unpinned")
+        assert "pin=" not in page.evaluate("location.href")
+    finally:
+        context.close()
