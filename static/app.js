@@ -47,6 +47,7 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
     alertKeys: null,       // the firing alerts of the last snapshot (null before the first)
     range: { seconds: 300, zoom: null },  // the main charts' span (the URL says it too)
     pins: [],              // pinned series keys (counters.x:rate, gauges.y)
+    defaultOrder: [],      // the sections as the page has them
     lastCounters: null,    // {ts, values} for rates
   };
 
@@ -936,6 +937,81 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
     scheduleDraw();
   }
 
+  // ---- sections: their order and which are folded, remembered and in the URL ---------------
+
+  const LAYOUT_KEY = "sse-dashboard-layout";
+
+  function sections() { return [...document.querySelectorAll("main > section[data-section]")]; }
+
+  function loadLayout() {
+    const params = new URLSearchParams(location.search);
+    let stored = {};
+    try { stored = JSON.parse(localStorage.getItem(LAYOUT_KEY) || "{}"); } catch (e) { stored = {}; }
+    const list = (name) => (params.has(name) ? params.get(name).split(",").filter(Boolean) :
+      Array.isArray(stored[name]) ? stored[name] : []);
+    return { order: list("order"), folded: list("folded") };
+  }
+
+  function saveLayout() {
+    const layout = { order: sections().map((s) => s.dataset.section),
+                     folded: sections().filter((s) => s.dataset.folded === "1").map((s) => s.dataset.section) };
+    localStorage.setItem(LAYOUT_KEY, JSON.stringify(layout));
+    const params = new URLSearchParams(location.search);
+    const defaultOrder = state.defaultOrder.join(",");
+    if (layout.order.join(",") !== defaultOrder) params.set("order", layout.order.join(",")); else params.delete("order");
+    if (layout.folded.length) params.set("folded", layout.folded.join(",")); else params.delete("folded");
+    const query = params.toString();
+    window.history.replaceState(null, "", location.pathname + (query ? "?" + query : "") + location.hash);
+  }
+
+  function fold(section, folded) {
+    section.dataset.folded = folded ? "1" : "0";
+    const button = section.querySelector(".section-fold");
+    button.setAttribute("aria-expanded", String(!folded));
+    button.textContent = folded ? "show" : "hide";
+    scheduleDraw();
+  }
+
+  function setupSections() {
+    state.defaultOrder = sections().map((s) => s.dataset.section);
+    for (const section of sections()) {
+      const name = section.dataset.section;
+      const heading = section.querySelector("h2");
+      const label = (heading ? heading.textContent : name).trim();
+      const tools = document.createElement("div");
+      tools.className = "section-tools";
+      const make = (text, aria, onClick) => {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "plain";
+        b.textContent = text;
+        b.setAttribute("aria-label", aria);
+        b.addEventListener("click", onClick);
+        tools.append(b);
+        return b;
+      };
+      make("\u2191", "move " + label + " up", () => {
+        const previous = section.previousElementSibling;
+        if (previous && previous.dataset.section) { section.parentNode.insertBefore(section, previous); saveLayout(); }
+      });
+      make("\u2193", "move " + label + " down", () => {
+        const next = section.nextElementSibling;
+        if (next && next.dataset.section) { section.parentNode.insertBefore(next, section); saveLayout(); }
+      });
+      const foldButton = make("hide", "hide or show " + label, () => { fold(section, section.dataset.folded !== "1"); saveLayout(); });
+      foldButton.className = "plain section-fold";
+      section.prepend(tools);
+    }
+    const layout = loadLayout();
+    const main = document.querySelector("main");
+    const byName = new Map(sections().map((s) => [s.dataset.section, s]));
+    if (layout.order.length) {  // the named ones in their order, the others after them as they were
+      const rest = state.defaultOrder.filter((n) => !layout.order.includes(n));
+      for (const name of layout.order.filter((n) => byName.has(n)).concat(rest)) main.append(byName.get(name));
+    }
+    for (const section of sections()) fold(section, layout.folded.includes(section.dataset.section));
+  }
+
   function renderServer(server) {
     server = server || {};
     $("server-clients").textContent = formatNumber(server.clients);
@@ -1350,6 +1426,7 @@ import { niceTicks, timeTicks, formatTick } from "./axis.js";
     $("back-to-live").addEventListener("click", () => setMainRange(CHART_SECONDS, null));
     state.pins = loadPins();
     renderPins();
+    setupSections();
     await Promise.all([reloadEvents(), seedHistory()]);
     const fromUrl = rangeFromUrl();
     if (fromUrl.seconds !== CHART_SECONDS || fromUrl.zoom) setMainRange(fromUrl.seconds, fromUrl.zoom);

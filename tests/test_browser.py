@@ -668,3 +668,63 @@ def test_a_pinned_gauge_is_a_full_chart_that_survives_a_reload_and_travels_in_th
         assert "pin=" not in page.evaluate("location.href")
     finally:
         context.close()
+
+
+def test_a_second_filesystem_from_a_fixture_machine_appears_with_its_mountpoint(make_server, page, tmp_path):
+    import shutil as sh
+    from pathlib import Path
+
+    from metrics import StdlibCollector
+
+    proc = tmp_path / "proc"
+    sh.copytree(Path(__file__).parent / "fixtures" / "proc", proc)
+    second = tmp_path / "scratch"
+    second.mkdir()
+    (proc / "self" / "mounts").write_text("/dev/vda1 / ext4 rw 0 0\ntmpfs %s tmpfs rw 0 0\n" % second)
+    server = make_server(interval_s=0.3)
+    server.server.sampler.collector = StdlibCollector(proc_root=proc, sys_root=tmp_path / "sys", platform="posix")
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=3)
+    row = page.locator("#filesystems tr", has_text=str(second))
+    row.wait_for(timeout=5000)
+    assert row.locator("td").nth(1).text_content() == "tmpfs"
+
+
+def test_the_order_and_folding_of_sections_are_remembered_and_in_the_url(make_server, browser):
+    server = make_server(interval_s=0.5)
+    server.json("POST", "/api/metrics", {"counters": {"jobs": 1}})
+    tables = "section[data-section=app] .tables"
+    context = browser.new_context()
+    page = context.new_page()
+    order = "Array.from(document.querySelectorAll('main > section[data-section]')).map(s => s.dataset.section)"
+    try:
+        page.goto(server.url + "/")
+        wait_status(page, "LIVE", timeout=3)
+        default = page.evaluate(order)
+        assert default[0] == "system" and default[-1] == "events"
+        page.wait_for_selector("#counters tr")
+        assert page.is_visible(tables)
+        page.click("[aria-label='move Events up']")
+        page.click("[aria-label='hide or show Application']")
+        assert page.is_hidden(tables) and page.get_attribute(
+            "[aria-label='hide or show Application']", "aria-expanded") == "false"
+        moved = page.evaluate(order)
+        assert moved.index("events") == len(default) - 2
+        link = page.evaluate("location.href")
+        assert "order=" in link and "folded=app" in link
+        page.reload()
+        wait_status(page, "LIVE", timeout=3)
+        assert page.evaluate(order) == moved and page.is_hidden(tables)
+        other = browser.new_context()
+        try:
+            there = other.new_page()
+            there.goto(link)
+            there.wait_for_selector("[aria-label='hide or show Application']")
+            assert there.evaluate(order) == moved and there.is_hidden(tables)
+        finally:
+            other.close()
+        page.focus("[aria-label='hide or show Application']")
+        page.keyboard.press("Enter")  # the keyboard does it too
+        wait_until(lambda: page.is_visible(tables), timeout=3, message="shown again")
+    finally:
+        context.close()
