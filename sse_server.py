@@ -250,6 +250,11 @@ class DashboardServer(ThreadingHTTPServer):
         self.started_monotonic = time.monotonic()
         self.boot_id = uuid.uuid4().hex[:12]
         self._handed_off: set[int] = set()  # ids of sockets the stream hub now owns
+        # Connections a request thread holds (keep-alive ones wait there for their next request):
+        # at shutdown they are cut, or a browser's next request on one would still be answered,
+        # by a server whose sampler and stream hub have stopped (a stream that opens and stays silent).
+        self._connections: set = set()
+        self._connections_lock = threading.Lock()
         super().__init__((config.host, config.port), DashboardHandler)
         self.policy = Policy(port=self.server_port, token=config.token, allowed_hosts=config.allowed_hosts,
                              cors_origin=config.cors_origin,
@@ -356,6 +361,15 @@ class DashboardServer(ThreadingHTTPServer):
     def hand_off(self, sock: socket.socket) -> None:
         """``sock`` belongs to the stream hub now: the request's end must not close it."""
         self._handed_off.add(id(sock))
+        self.untrack(sock)
+
+    def track(self, sock: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(sock)
+
+    def untrack(self, sock: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(sock)
 
     def shutdown_request(self, request: Any) -> None:
         if id(request) in self._handed_off:
@@ -374,6 +388,13 @@ class DashboardServer(ThreadingHTTPServer):
         self.stopping.set()
         if self.hub is not None:
             self.hub.stop()
+        with self._connections_lock:
+            connections, self._connections = list(self._connections), set()
+        for sock in connections:  # keep-alive connections idle in a request thread
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self.statsd is not None:
             self.statsd.stop()
             self.statsd.aggregator.flush()  # the last interval's timings, before the final state
@@ -410,6 +431,11 @@ class DashboardHandler(BaseHTTPRequestHandler):
         super().setup()
         self._reader = _DeadlineReader(self.connection, time.monotonic())
         self.rfile = io.BufferedReader(self._reader)
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        self.server.untrack(self.connection)
+        super().finish()
 
     def parse_request(self) -> bool:
         ok = super().parse_request()
@@ -505,6 +531,12 @@ class DashboardHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _dispatch(self, method: str) -> None:
+        if self.server.stopping.is_set():  # a request that slipped in as the server stops
+            self.close_connection = True
+            self._body_pending = True
+            self._send(Response(503, encode_json({"error": "the dashboard is stopping"}), JSON_TYPE,
+                                (("Retry-After", "5"), ("Connection", "close"))))
+            return
         parts = urllib.parse.urlsplit(self.path)
         self.route_path = parts.path
         self.query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)

@@ -193,3 +193,21 @@ def test_shutdown_with_open_streams_is_prompt(make_server):
 def test_head_on_the_stream_sends_headers_only(server):
     status, headers, body = server.request("HEAD", "/api/metrics/stream")
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream") and body == b""
+
+
+def test_a_keep_alive_connection_is_cut_at_shutdown_not_served_by_a_stopped_server(make_server):
+    """A browser reconnects its stream on a pooled keep-alive connection: after a stop, that must
+    fail (so it tries again later), not open a stream that a stopped hub never feeds."""
+    import http.client
+
+    running = make_server()
+    conn = http.client.HTTPConnection(running.host, running.port, timeout=5)
+    conn.request("GET", "/api/health")
+    assert conn.getresponse().read() and True
+    running.stop()
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        conn.request("GET", "/api/metrics/stream")
+        response = conn.getresponse()
+        assert response.status != 200, "a stopped server opened a stream"
+        raise ConnectionError("answered %d" % response.status)
+    conn.close()
