@@ -24,7 +24,8 @@ def main() -> None:
         browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
         for name, size in (("desktop", (1200, 900)), ("phone", (390, 844))):
             page = browser.new_page(viewport={"width": size[0], "height": size[1]})
-            page.goto(server.url)
+            # A pinned gauge and a pinned counter, as someone would set them up.
+            page.goto(server.url + ("?pin=gauges.queue_depth,counters.jobs_done:rate" if name == "desktop" else ""))
             page.wait_for_selector("#events li")
             page.wait_for_timeout(1500)
             page.screenshot(path=str(ROOT / "docs" / (name + ".png")), full_page=name == "desktop")
