@@ -243,14 +243,19 @@ def _level_message() -> str:
     return "level must be one of " + ", ".join(LEVELS)
 
 
+# "Not blank" as JSON Schema's pattern \S says it (ECMAScript's whitespace), which the OpenAPI
+# description promises: Python's str.strip() would also remove \x1c-\x1f and refuse "\x1f".
+_VISIBLE = re.compile("[^\t\n\x0b\x0c\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]")
+
+
 def _validate(level: Any, message: Any, source: Any, data: Any) -> tuple:
     if level not in LEVELS or not isinstance(level, str):
         raise ValueError(_level_message())
-    if not isinstance(message, str) or not message.strip():
+    if not isinstance(message, str) or not _VISIBLE.search(message):
         raise ValueError("message must be a non-empty string")
     if len(message) > MAX_MESSAGE_CHARS:
         raise ValueError("message must be at most %d characters" % MAX_MESSAGE_CHARS)
-    if not isinstance(source, str) or not source.strip():
+    if not isinstance(source, str) or not _VISIBLE.search(source):
         raise ValueError("source must be a non-empty string")
     if len(source) > MAX_SOURCE_CHARS:
         raise ValueError("source must be at most %d characters" % MAX_SOURCE_CHARS)

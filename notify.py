@@ -321,7 +321,8 @@ class Notifier:
             self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout_s: float = 2.0) -> None:
+    def stop(self, timeout_s: float = 0.5) -> None:
+        """Stop sending; a delivery in flight (up to its 10 s timeout) is left to its daemon thread."""
         with self._cond:
             self._stop = True
             self._cond.notify()
