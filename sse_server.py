@@ -565,6 +565,12 @@ class DashboardHandler(BaseHTTPRequestHandler):
             return response
         except HTTPError as exc:
             return Response(exc.status, encode_json({"error": exc.message}), JSON_TYPE, exc.headers)
+        # Refusals any write can meet, answered the same way wherever they come from: the dashboard is
+        # stopping (the registry is sealed), or storage cannot keep what it would acknowledge.
+        except RegistrySealed as exc:
+            return Response(503, encode_json({"error": str(exc)}), JSON_TYPE, (("Retry-After", "5"),))
+        except StorageError as exc:
+            return Response(503, encode_json({"error": str(exc)}), JSON_TYPE, (("Retry-After", "30"),))
         except (ConnectionError, socket.timeout):
             raise  # the client left; handle_error logs it at DEBUG
         except Exception:
@@ -759,8 +765,6 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self.refuse_unless_durable()
         try:
             stored = self.server.registry.update(counters=body.get("counters"), gauges=body.get("gauges"))
-        except RegistrySealed as exc:
-            raise HTTPError(503, str(exc), (("Retry-After", "5"),)) from None
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
         return json_response(dict(status="ok", **stored))
@@ -778,15 +782,10 @@ class DashboardHandler(BaseHTTPRequestHandler):
         name = urllib.parse.unquote(name)
         server = self.server
         self.refuse_unless_durable()
-        try:
-            if server.store is not None:
-                found = server.store.delete_metric(kind, name, server.registry.delete)
-            else:
-                found = server.registry.delete(kind, name)
-        except RegistrySealed as exc:
-            raise HTTPError(503, str(exc), (("Retry-After", "5"),)) from None
-        except StorageError as exc:
-            raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
+        if server.store is not None:
+            found = server.store.delete_metric(kind, name, server.registry.delete)
+        else:
+            found = server.registry.delete(kind, name)
         if not found:
             raise HTTPError(404, "no such %s" % kind[:-1])
         server.sampler.history.forget("%s.%s" % (kind, name))
@@ -876,8 +875,6 @@ class DashboardHandler(BaseHTTPRequestHandler):
             )
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
-        except StorageError as exc:
-            raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
         return Response(201, event.json.encode("utf-8"), JSON_TYPE)
 
     def get_health(self) -> Response:
@@ -909,16 +906,11 @@ class DashboardHandler(BaseHTTPRequestHandler):
                                                every=self.query_value("every"))
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
-        except StorageError as exc:
-            raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
         return json_response(dict(beat, ok=True))
 
     def delete_heartbeat(self) -> Response:
         name = urllib.parse.unquote(self.route_path[len("/api/push/"):])
-        try:
-            found = self.server.heartbeats.forget(name)
-        except StorageError as exc:
-            raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
+        found = self.server.heartbeats.forget(name)
         if not found:
             raise HTTPError(404, "no such heartbeat")
         return json_response({"status": "deleted", "name": name})
@@ -951,10 +943,6 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self.refuse_unless_durable()
         try:
             stored = self.server.pushes.push(grouping, samples, replace=self.command == "PUT")
-        except RegistrySealed as exc:
-            raise HTTPError(503, str(exc), (("Retry-After", "5"),)) from None
-        except StorageError as exc:
-            raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
         return json_response({"status": "ok", "group": grouping, "samples": stored})
@@ -964,12 +952,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         the Pushgateway answers)."""
         grouping = self._grouping()
         self.refuse_unless_durable()
-        try:
-            found = self.server.pushes.delete(grouping)
-        except RegistrySealed as exc:
-            raise HTTPError(503, str(exc), (("Retry-After", "5"),)) from None
-        except StorageError as exc:
-            raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
+        found = self.server.pushes.delete(grouping)
         return json_response({"status": "deleted" if found else "absent", "group": grouping})
 
     def _grouping(self) -> dict:
