@@ -38,6 +38,7 @@ export function createCharts({ history, events, liveSeconds, onMarkClick, onZoom
     requestAnimationFrame(() => {
       drawPending = false;
       frameColors = null;
+      frameSpans = null;
       for (const chart of charts) if (chart.canvas.isConnected) drawChart(chart);
     });
   }
@@ -183,18 +184,26 @@ export function createCharts({ history, events, liveSeconds, onMarkClick, onZoom
 
   // When an alert fired and until it resolved (from its alert.firing and alert.resolved
   // events), shaded across the chart.
-  function alertSpans(start, end) {
+  // Worked out once per frame for every chart: each chart only cuts them to its window.
+  let frameSpans = null;
+
+  function allAlertSpans() {
+    if (frameSpans) return frameSpans;
     const open = new Map();
-    const spans = [];
+    frameSpans = [];
     const sorted = eventsBetween(-Infinity, Infinity).sort((a, b) => a.id - b.id);
     for (const ev of sorted) {
       const data = ev.data || {};
       const rule = String(data.rule || data.heartbeat || "");
       if (ev.type === "alert.firing") open.set(rule, ev.ts);
-      else if (ev.type === "alert.resolved" && open.has(rule)) { spans.push([open.get(rule), ev.ts]); open.delete(rule); }
+      else if (ev.type === "alert.resolved" && open.has(rule)) { frameSpans.push([open.get(rule), ev.ts]); open.delete(rule); }
     }
-    for (const since of open.values()) spans.push([since, end]);
-    return spans.filter(([a, b]) => b >= start && a <= end);
+    for (const since of open.values()) frameSpans.push([since, Infinity]);  // still firing
+    return frameSpans;
+  }
+
+  function alertSpans(start, end) {
+    return allAlertSpans().map(([a, b]) => [a, Math.min(b, end)]).filter(([a, b]) => b >= start && a <= end);
   }
 
   function drawAlertSpans(chart, ctx, range, x, m, h) {
