@@ -42,6 +42,7 @@ __all__ = [
     "METRIC_NAME_RE",
     "MetricsRegistry",
     "split_name",
+    "unescape_label_value",
     "labeled_name",
     "canonical_name",
     "RegistrySealed",
@@ -326,7 +327,7 @@ def split_name(name: Any) -> tuple[str, dict]:
                 raise ValueError("labels must be {key=\"value\",...} (a value in double quotes, \\ \" and \\n escaped)")
             if match.group(1) in labels:
                 raise ValueError("label %s is given twice" % match.group(1))
-            labels[match.group(1)] = _unescape_label(match.group(2))
+            labels[match.group(1)] = unescape_label_value(match.group(2))
             at = match.end()
     return base, labels
 
@@ -354,8 +355,17 @@ def labeled_name(base: str, labels: dict) -> str:
     return name
 
 
-def _unescape_label(text: str) -> str:
-    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), text, flags=re.S)
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+
+
+def unescape_label_value(text: str) -> str:
+    """A label value as the text format writes it: only \\\\, \\" and \\n are escapes (as in
+    Prometheus' own parser); any other backslash is a ``ValueError``, not a character dropped."""
+    def replace(match: Any) -> str:
+        if match.group(1) not in _ESCAPES:
+            raise ValueError("label values may escape only \\\\, \\\" and \\n (found \\%s)" % match.group(1))
+        return _ESCAPES[match.group(1)]
+    return re.sub(r"\\(.)", replace, text, flags=re.S)
 
 
 # --------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import time
 import urllib.parse
 from typing import Any, Callable
 
-from metrics import LABEL_NAME_RE, METRIC_NAME_RE, MetricsRegistry, labeled_name, metric_number
+from metrics import LABEL_NAME_RE, METRIC_NAME_RE, MetricsRegistry, labeled_name, metric_number, unescape_label_value
 
 __all__ = ["PushGroups", "parse_grouping", "parse_exposition", "PushError", "MAX_PUSH_BYTES", "gunzip_bounded"]
 
@@ -128,7 +128,10 @@ def _sample(line: str, number: int) -> tuple[str, dict, float]:
             key, raw, comma = pair.groups()
             if key in labels:
                 raise PushError("line %d: label %s is given twice" % (number, key))
-            labels[key] = re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), raw)
+            try:
+                labels[key] = unescape_label_value(raw)
+            except ValueError as exc:
+                raise PushError("line %d: %s" % (number, exc)) from None
             at = pair.end()
             if not comma and not line.startswith("}", at):
                 raise PushError("line %d: labels must be separated by commas" % number)

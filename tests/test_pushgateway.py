@@ -104,6 +104,7 @@ def test_groups_survive_a_restart_and_can_then_be_replaced(make_server, tmp_path
     b"a 1\xff\n",                     # not UTF-8
     b"# TYPE 1x counter\n",
     b"a{__name__=\"x\"} 1\n",          # a reserved label
+    b"a{l=\"\\u00e9\"} 1\n",            # an escape the format does not have: refused, not read as "u00e9"
 ])
 def test_a_malformed_body_is_a_400_and_stores_nothing(server, body):
     status, answer = server.json("PUT", "/metrics/job/x", body, headers={"Content-Type": "text/plain"})
