@@ -127,19 +127,33 @@ class MetricsRegistry:
     level that goes up and down, and an event for something a person reads.
     A gauge that nobody has set for ``gauge_ttl_s`` leaves the snapshot (and
     frees its name); a counter stays until it is deleted. After ``seal()``
-    (a clean stop has written the final state) every update is refused with
-    ``RegistrySealed``, so nothing can be acknowledged and then lost.
+    (a clean stop) every update is refused with ``RegistrySealed``.
+
+    Durability: with a ``journal`` (``Store.commit_metrics``), every update is
+    committed before it is applied, under this registry's lock, so what a caller
+    was told is stored is on disk, and a refused commit (``StorageError``) changes
+    nothing. Updates that nobody acknowledges (StatsD lines: ``durable=False``)
+    and expired gauges are kept "unsaved" and go to disk with the next commit,
+    or at ``save_unsaved()`` (the sampler calls it once a tick).
+
+    Budgets: each door names at most ``max_metrics`` counters and gauges of its
+    own ("api": JSON, the client library, MCP; "push"; "statsd"), so StatsD,
+    which has no token, cannot use up the names the token-protected API needs.
     """
 
     def __init__(self, max_metrics: int = MAX_METRICS, gauge_ttl_s: float = DEFAULT_GAUGE_TTL_S,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, journal: Callable[..., None] | None = None) -> None:
         self._lock = threading.Lock()
         self._counters: dict[str, int | float] = {}
         self._gauges: dict[str, int | float] = {}
         self._gauge_set_at: dict[str, float] = {}
+        self._doors: dict[tuple[str, str], str] = {}   # (kind, name) -> the door that made it
+        self._door_counts: dict[str, int] = {}
+        self._unsaved: set[tuple[str, str]] = set()   # changed in memory, not on disk yet
         self._max_metrics = max_metrics
         self._gauge_ttl_s = gauge_ttl_s
         self._clock = clock
+        self._journal = journal
         self._sealed = False
 
     def inc(self, name: str, delta: float = 1) -> None:
@@ -150,10 +164,13 @@ class MetricsRegistry:
         """Set gauge ``name`` to ``value``."""
         self.update(gauges={name: value})
 
-    def update(self, counters: Any = None, gauges: Any = None, gauge_deltas: Any = None) -> dict:
-        """Apply counter deltas and gauge values together, or raise ``ValueError`` and apply none.
+    def update(self, counters: Any = None, gauges: Any = None, gauge_deltas: Any = None,
+               door: str = "api", durable: bool = True) -> dict:
+        """Apply counter deltas and gauge values together, or raise ``ValueError`` (or the
+        journal's ``StorageError``) and apply none.
 
         ``gauge_deltas`` move gauges relative to their value (StatsD's ``+3|g``).
+        ``durable=False``: applied now, kept on disk with the next commit (nobody is told it was).
         Returns the stored values of the names it touched:
         ``{"counters": {name: total}, "gauges": {name: value}}``."""
         deltas: dict[str, int | float] = {}
@@ -166,7 +183,8 @@ class MetricsRegistry:
             self._check_open()
             now = self._clock()
             self._expire(now)
-            self._check_room(deltas.keys() | values.keys() | moves.keys())
+            new = self._check_room(door, [("counters", n) for n in deltas]
+                                   + [("gauges", n) for n in values.keys() | moves.keys()])
             totals = {}
             for name, delta in deltas.items():
                 try:
@@ -178,45 +196,109 @@ class MetricsRegistry:
                     values[name] = _add(values.get(name, self._gauges.get(name, 0)), move)
                 except ValueError:
                     raise ValueError("gauge %r would pass the largest number" % name) from None
+            self._keep(totals, values, now, door, durable)
             self._counters.update(totals)
             self._gauges.update(values)
             self._gauge_set_at.update(dict.fromkeys(values, now))
+            for key in new:
+                self._adopt(key, door)
             return {"counters": totals, "gauges": dict(values)}
 
-    def push(self, counters: dict, gauges: dict, remove: Any = ()) -> None:
+    def push(self, counters: dict, gauges: dict, remove: Any = (), meta: dict | None = None) -> None:
         """Replace metrics pushed as a group (Prometheus push): drop ``remove`` (``(kind, name)``
-        pairs), then set counter totals and gauge values, all or none. Pushed gauges never
-        expire (a daily job's result must last the day): they are "set" at infinity."""
+        pairs), then set counter totals and gauge values, all or none; ``meta`` (the groups'
+        members) is kept in the same commit. Pushed gauges never expire (a daily job's result
+        must last the day): they are "set" at infinity."""
         totals = {canonical_name(n): _gauge_value(n, v) for n, v in counters.items()}
         values = {canonical_name(n): _gauge_value(n, v) for n, v in gauges.items()}
         with self._lock:
             self._check_open()
             gone = [(kind, name) for kind, name in remove if name not in (totals if kind == "counters" else values)]
-            room = self._max_metrics + sum(1 for kind, name in gone
-                                           if name in (self._counters if kind == "counters" else self._gauges))
-            new_names = (totals.keys() - self._counters.keys()) | (values.keys() - self._gauges.keys())
-            if len(self._counters) + len(self._gauges) + len(new_names) > room:
+            gone = [key for key in gone if key[1] in self._table(key[0])]
+            room = self._max_metrics - self._door_counts.get("push", 0) + sum(
+                1 for key in gone if self._doors.get(key) == "push")
+            new = [key for key in [("counters", n) for n in totals] + [("gauges", n) for n in values]
+                   if key[1] not in self._table(key[0])]
+            if len(new) > room:
                 raise ValueError("too many metrics (at most %d names)" % self._max_metrics)
+            self._keep(totals, values, math.inf, "push", True, gone=gone, meta=meta)
             for kind, name in gone:
-                (self._counters if kind == "counters" else self._gauges).pop(name, None)
-                if kind == "gauges":
-                    self._gauge_set_at.pop(name, None)
+                self._forget(kind, name)
             self._counters.update(totals)
             self._gauges.update(values)
             self._gauge_set_at.update(dict.fromkeys(values, math.inf))
+            for key in new:
+                self._adopt(key, "push")
 
     def _check_open(self) -> None:
         if self._sealed:
             raise RegistrySealed("the dashboard is stopping: nothing more is accepted")
 
-    def _check_room(self, names: Any) -> None:
-        new_names = [n for n in names if n not in self._counters and n not in self._gauges]
-        if len(self._counters) + len(self._gauges) + len(new_names) > self._max_metrics:
-            raise ValueError("too many metrics (at most %d names; delete unused ones with "
-                             "DELETE /api/metrics/counters/NAME or /gauges/NAME)" % self._max_metrics)
+    def _table(self, kind: str) -> dict:
+        return self._counters if kind == "counters" else self._gauges
 
-    def restore(self, counters: dict, gauges: dict) -> None:
-        """Take back stored state (``{name: total}``, ``{name: (value, set_at)}``) at start.
+    def _check_room(self, door: str, keys: list) -> set:
+        """The names among ``keys`` that are new, or ``ValueError`` when ``door`` has no room for them."""
+        new = {key for key in keys if key[1] not in self._table(key[0])}
+        if self._door_counts.get(door, 0) + len(new) > self._max_metrics:
+            raise ValueError("too many metrics%s (at most %d names; delete unused ones with "
+                             "DELETE /api/metrics/counters/NAME or /gauges/NAME)"
+                             % ("" if door == "api" else " from " + _DOOR_NAMES.get(door, door), self._max_metrics))
+        return new
+
+    def _adopt(self, key: tuple, door: str) -> None:
+        if key not in self._doors:
+            self._doors[key] = door
+            self._door_counts[door] = self._door_counts.get(door, 0) + 1
+
+    def _forget(self, kind: str, name: str) -> None:
+        """Drop a name from memory (under the lock) and give its door the room back."""
+        self._table(kind).pop(name, None)
+        if kind == "gauges":
+            self._gauge_set_at.pop(name, None)
+        door = self._doors.pop((kind, name), None)
+        if door is not None:
+            self._door_counts[door] -= 1
+
+    def _keep(self, totals: dict, values: dict, set_at: float, door: str, durable: bool,
+              gone: Any = (), meta: dict | None = None, forget: Any = ()) -> None:
+        """Commit what an update is about to apply, with whatever is still unsaved; raises
+        (and nothing is applied, nothing marked saved) when the journal refuses."""
+        changed = [("counters", n) for n in totals] + [("gauges", n) for n in values]
+        if self._journal is None:
+            return
+        if not durable:
+            self._unsaved.update(changed)
+            self._unsaved.difference_update(gone)
+            return
+        staged = dict.fromkeys(gone)
+        staged.update((("counters", n), v) for n, v in totals.items())
+        staged.update((("gauges", n), v) for n, v in values.items())
+        rows = []
+        for key in self._unsaved | staged.keys():
+            kind, name = key
+            if key in staged:
+                value, at, made_by = staged[key], (set_at if kind == "gauges" else 0), self._doors.get(key, door)
+            else:
+                value, at, made_by = (self._table(kind).get(name), self._gauge_set_at.get(name, 0.0),
+                                      self._doors.get(key, "api"))
+            rows.append((kind, name, value, at, made_by))
+        self._journal(rows, meta=meta, forget=forget)
+        self._unsaved.clear()
+
+    def save_unsaved(self) -> None:
+        """Commit what changed without a commit (StatsD lines, expired gauges); on failure it stays
+        unsaved and the store has said why (``Store.problem()``)."""
+        with self._lock:
+            if self._unsaved:
+                try:
+                    self._keep({}, {}, 0.0, "api", True)
+                except Exception as exc:  # StorageError: retried at the next tick
+                    log.debug("unsaved metrics not kept yet: %s", exc)
+
+    def restore(self, counters: dict, gauges: dict, doors: dict | None = None) -> None:
+        """Take back stored state (``{name: total}``, ``{name: (value, set_at)}``, and which door
+        made each ``{(kind, name): door}``) at start.
 
         Not through ``update``: a total may exceed one update's delta limit."""
         with self._lock:
@@ -225,17 +307,18 @@ class MetricsRegistry:
             for name, (value, set_at) in gauges.items():
                 self._gauges[name] = metric_number(value)
                 self._gauge_set_at[name] = set_at
+            for key in [("counters", n) for n in counters] + [("gauges", n) for n in gauges]:
+                self._adopt(key, (doors or {}).get(key, "api"))
 
     def delete(self, kind: str, name: str) -> bool:
-        """Forget counter or gauge ``name`` (``kind`` is "counters" or "gauges"); False if unknown."""
+        """Forget counter or gauge ``name`` (``kind`` is "counters" or "gauges") with its stored
+        history; False if unknown."""
         with self._lock:
             self._check_open()
-            table = self._counters if kind == "counters" else self._gauges
-            if name not in table:
+            if name not in self._table(kind):
                 return False
-            del table[name]
-            if kind == "gauges":
-                del self._gauge_set_at[name]
+            self._keep({}, {}, 0.0, "api", True, gone=[(kind, name)], forget=["%s.%s" % (kind, name)])
+            self._forget(kind, name)
             return True
 
     def snapshot(self) -> tuple[dict, dict]:
@@ -250,9 +333,10 @@ class MetricsRegistry:
             return dict(self._counters), {n: (v, self._gauge_set_at.get(n, 0.0)) for n, v in self._gauges.items()}
 
     def seal(self) -> tuple[dict, dict]:
-        """Refuse every later update and return the final ``state()`` (a clean stop)."""
+        """Refuse every later update, keep what is unsaved, and return the final ``state()``."""
         with self._lock:
             self._sealed = True
+        self.save_unsaved()
         return self.state()
 
     def _expire(self, now: float) -> None:
@@ -260,7 +344,12 @@ class MetricsRegistry:
             return
         old = [n for n, at in self._gauge_set_at.items() if now - at > self._gauge_ttl_s]
         for name in old:
-            del self._gauges[name], self._gauge_set_at[name]
+            self._forget("gauges", name)
+            if self._journal is not None:
+                self._unsaved.add(("gauges", name))
+
+
+_DOOR_NAMES = {"statsd": "StatsD", "push": "Prometheus push"}
 
 
 class RegistrySealed(Exception):
@@ -1052,6 +1141,7 @@ class Sampler:
         except Exception as exc:  # a broken collector must not kill the sampler
             log.exception("system collector failed; next tick tries again")
             system = {"source": getattr(self.collector, "source", "none"), "error": "%s: %s" % (type(exc).__name__, exc)}
+        self.registry.save_unsaved()  # StatsD's lines and expired gauges, once a tick
         counters, gauges = self.registry.snapshot()
         server = dict(self._server_stats())
         server["rss_bytes"] = self.collector.rss_bytes()

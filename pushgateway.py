@@ -15,8 +15,9 @@ Invariants:
 - ``PUT`` replaces the whole group, ``POST`` only the metric families it sends,
   ``DELETE`` removes the group; each also sets or removes ``push_time_seconds``
   for the group, as the Pushgateway does;
-- which names belong to which group is kept with the data (``persist``), so a
-  restart can still replace or delete a group pushed before it.
+- which names belong to which group is committed with the metrics in one
+  transaction before the push is answered, so a restart (even after kill -9)
+  can still replace or delete a group pushed before it.
 """
 
 from __future__ import annotations
@@ -173,14 +174,16 @@ class PushGroups:
     >>> registry.snapshot()[1]
     {'done{job="backup"}': 1.0, 'push_time_seconds{job="backup"}': 1700000000.0}
 
-    ``persist(members)`` is called with every group's names after each change, and
-    ``members`` (from it, at start) restores them.
+    Which names belong to which group goes to the registry's journal with the
+    metrics themselves, in one commit (meta ``push_groups``), and ``members`` (kept
+    from an earlier run) restores it: a push is on disk whole before it is answered.
     """
 
-    def __init__(self, registry: MetricsRegistry, persist: Callable[[str], None] | None = None,
-                 members: str | None = None, clock: Callable[[], float] = time.time) -> None:
+    META_KEY = "push_groups"
+
+    def __init__(self, registry: MetricsRegistry, members: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.registry = registry
-        self._persist = persist
         self._clock = clock
         self._lock = threading.Lock()
         # grouping name (canonical, e.g. push_time_seconds' labels) -> {(kind, name, family)}
@@ -209,12 +212,7 @@ class PushGroups:
             stale = [(kind, full) for kind, full, family in old if replace or family in sent]
             kept = {item for item in old if not (replace or item[2] in sent)}
             groups = dict(self._groups, **{key: kept | fresh})
-            self._save(groups)  # kept first: a disk that refuses changes nothing
-            try:
-                self.registry.push(counters, gauges, remove=stale)
-            except BaseException:
-                self._save(self._groups)  # back to what is true (best effort: it just worked)
-                raise
+            self.registry.push(counters, gauges, remove=stale, meta=self._meta(groups))
             self._groups = groups
         return len(samples)
 
@@ -226,12 +224,8 @@ class PushGroups:
             if old is None:
                 return False
             groups = {k: v for k, v in self._groups.items() if k != key}
-            self._save(groups)
-            try:
-                self.registry.push({}, {}, remove=[(kind, full) for kind, full, _ in old] + [("gauges", key)])
-            except BaseException:
-                self._save(self._groups)
-                raise
+            self.registry.push({}, {}, remove=[(kind, full) for kind, full, _ in old] + [("gauges", key)],
+                               meta=self._meta(groups))
             self._groups = groups
         return True
 
@@ -239,6 +233,5 @@ class PushGroups:
         with self._lock:
             return {key: len(names) for key, names in self._groups.items()}
 
-    def _save(self, groups: dict) -> None:
-        if self._persist is not None:
-            self._persist(json.dumps({key: sorted(names) for key, names in groups.items()}))
+    def _meta(self, groups: dict) -> dict:
+        return {self.META_KEY: json.dumps({key: sorted(names) for key, names in groups.items()})}

@@ -782,10 +782,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         name = urllib.parse.unquote(name)
         server = self.server
         self.refuse_unless_durable()
-        if server.store is not None:
-            found = server.store.delete_metric(kind, name, server.registry.delete)
-        else:
-            found = server.registry.delete(kind, name)
+        found = server.registry.delete(kind, name)  # with its stored history, in one commit
         if not found:
             raise HTTPError(404, "no such %s" % kind[:-1])
         server.sampler.history.forget("%s.%s" % (kind, name))
@@ -1159,17 +1156,17 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     >>> server.events.post("info", "hello")      # in-process use
     """
     config = Config(**fields) if config is None else dataclasses.replace(config, **fields)
-    registry = MetricsRegistry(gauge_ttl_s=config.gauge_ttl_s)
     store, storage_problem = _open_storage(config.data_dir,
                                            dict({"interval_s": config.interval_s}, **dict(config.storage_options)))
+    # Every counter and gauge update is committed before it is applied (and answered).
+    registry = MetricsRegistry(gauge_ttl_s=config.gauge_ttl_s,
+                               journal=store.commit_metrics if store is not None else None)
     try:
         events = _event_log(store, storage_problem, config.max_events, config.max_event_chars)
         if store is not None:
             registry.restore(*store.metric_state())  # totals and gauges continue where they stopped
-            store.state_source = registry.state
         server = DashboardServer(config, registry, events)
-        server.pushes = PushGroups(registry, functools.partial(store.write_meta, "push_groups") if store else None,
-                                   store.read_meta("push_groups") if store is not None else None)
+        server.pushes = PushGroups(registry, store.read_meta(PushGroups.META_KEY) if store is not None else None)
     except BaseException:
         if store is not None:
             store.close()

@@ -8,10 +8,12 @@ Invariants:
 - samples reach the disk from one writer thread through a bounded queue, so a
   slow disk delays storage, never sampling or the streams (when the queue is
   full the oldest waiting sample is dropped and counted);
-- a clean ``close()`` writes the final counter and gauge state (and the open
-  roll-up bucket) after the registry stopped taking updates: everything
-  acknowledged survives a clean stop; a hard kill loses at most the last
-  sample interval of counter increments and gauge values;
+- a counter's or gauge's new value is committed before the registry applies it
+  (``commit_metrics``, called by ``MetricsRegistry`` under its lock), so the
+  server answers 2xx only for what is on disk: a kill -9 loses nothing
+  acknowledged, of any kind (events, counters, gauges, pushes, heartbeats);
+- a clean ``close()`` writes the open roll-up bucket; a hard kill loses at most
+  the samples still queued for the writer (history, never acknowledged state);
 - the writer thread never dies: any failure is logged once, shown as
   ``last_error`` (``/api/health``) and retried with the next sample;
 - the database file is checked against the one opened: deleted or replaced
@@ -28,9 +30,14 @@ Invariants:
 - a file SQLite cannot read is moved aside (``*.corrupt-<time>``) and
   replaced, and that is logged: it is never silently lost.
 
+Lock order: the registry's lock, then this store's write lock (``commit_metrics``
+runs under the first and takes the second); nothing here calls back into the registry.
+
 Intentional choices: SQLite's WAL mode with ``synchronous=NORMAL``: a commit
 survives the process being killed (the OS has the pages); only a power cut can
-lose the last commits. Each request that reads opens its own connection, so a
+lose the last commits. One commit per acknowledged write, without grouping:
+a commit costs tens of microseconds against a request's hundreds
+(bench/RESULTS-durability.md). Each request that reads opens its own connection, so a
 long export never holds up the writer.
 """
 
@@ -105,6 +112,11 @@ MIGRATIONS = [
     # 3: an event's type (record.created), NULL for the untyped ones.
     """
     ALTER TABLE events ADD COLUMN type TEXT;
+    """,
+    # 4: which door made a counter or gauge (api, statsd, push): each has its own budget of
+    # names, so one without a token (StatsD) cannot use up the names the token-protected API needs.
+    """
+    ALTER TABLE metric_state ADD COLUMN door TEXT NOT NULL DEFAULT 'api';
     """,
 ]
 # Steps that need Python after their SQL, in the same transaction.
@@ -279,7 +291,8 @@ class Store:
     """The open database. Create it with ``open_store()``; ``start()`` the writer, ``close()`` at the end.
 
     >>> store = open_store("data")
-    >>> store.state_source = registry.state    # what the writer keeps of counters and gauges
+    >>> registry = MetricsRegistry(journal=store.commit_metrics)
+    >>> registry.restore(*store.metric_state())
     >>> store.start()
     >>> events = EventLog(persist=store.insert_event, initial=store.recent_events(1000),
     ...                   last_id=store.last_event_id())
@@ -300,7 +313,6 @@ class Store:
         self.prune_every_s = prune_every_s
         self.keep_samples = max(2, int(math.ceil(full_s / interval_s)) + 1)
         self.keep_buckets = max(2, int(math.ceil(rollup_keep_s / rollup_s)) + 1)
-        self.state_source: Callable[[], tuple[dict, dict]] | None = None
         self._conn = conn               # the one writing connection
         self._write_lock = threading.Lock()
         self._dir_lock = lock
@@ -403,15 +415,59 @@ class Store:
 
     # --- counters, gauges and samples -------------------------------------------
 
-    def metric_state(self) -> tuple[dict, dict]:
-        """What was kept at the last write: ``({counter: total}, {gauge: (value, set_at)})``."""
-        counters, gauges = {}, {}
-        for kind, name, value, set_at in self._query("SELECT kind, name, value, set_at FROM metric_state", ()):
+    def metric_state(self) -> tuple[dict, dict, dict]:
+        """What is kept: ``({counter: total}, {gauge: (value, set_at)}, {(kind, name): door})``."""
+        counters, gauges, doors = {}, {}, {}
+        for kind, name, value, set_at, door in self._query(
+                "SELECT kind, name, value, set_at, door FROM metric_state", ()):
             if kind == "counters":
                 counters[name] = value
             else:
                 gauges[name] = (value, set_at)
-        return counters, gauges
+            doors[(kind, name)] = door
+        return counters, gauges, doors
+
+    def commit_metrics(self, changes: list, meta: dict | None = None, forget: Any = ()) -> None:
+        """Commit counters' and gauges' new state in one transaction, before it is acknowledged.
+
+        ``changes``: ``(kind, name, value, set_at, door)``, a value of None removes the name;
+        ``meta``: named values kept in the same transaction (a push's group members);
+        ``forget``: series (``counters.jobs``) whose stored history goes too.
+        ``StorageError`` if the disk will not take it: then nothing was kept."""
+        self._check_file()
+        with self._write_lock:
+            try:
+                self._conn.execute("BEGIN")
+                self._conn.executemany(
+                    "INSERT INTO metric_state (kind, name, value, set_at, door) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (kind, name) DO UPDATE SET value = excluded.value, set_at = excluded.set_at",
+                    [row for row in changes if row[2] is not None])
+                self._conn.executemany("DELETE FROM metric_state WHERE kind = ? AND name = ?",
+                                       [row[:2] for row in changes if row[2] is None])
+                self._conn.executemany(
+                    "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    list((meta or {}).items()))
+                for series in forget:
+                    self._forget_series(series)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                self.last_error = _describe(exc)
+                self._log_once("metrics" + self.last_error, "could not store counters or gauges: %s", self.last_error)
+                raise StorageError("cannot be stored right now: %s" % self.last_error) from None
+            finally:
+                if forget:  # the in-memory caches follow what the database now says
+                    self._series = dict((name, i) for i, name in self._conn.execute("SELECT id, name FROM series"))
+        self.last_error = None
+
+    def _forget_series(self, series: str) -> None:
+        """A series' stored history (inside the caller's transaction)."""
+        self._acc.pop(series, None)
+        series_id = self._series.get(series)
+        if series_id is not None:
+            self._conn.execute("DELETE FROM points WHERE series = ?", (series_id,))
+            self._conn.execute("DELETE FROM rollups WHERE series = ?", (series_id,))
+            self._conn.execute("DELETE FROM series WHERE id = ?", (series_id,))
 
     def enqueue_sample(self, ts: float, flat: dict) -> None:
         """Hand a sample to the writer thread without waiting (the sampler calls this)."""
@@ -427,29 +483,6 @@ class Store:
                     self.dropped_samples += 1
                 except queue.Empty:
                     pass
-
-    def delete_metric(self, kind: str, name: str, forget: Callable[[str, str], bool]) -> bool:
-        """Delete counter or gauge ``name`` with its history; ``forget`` removes it from the
-        registry under the same lock, so a write in between cannot bring it back."""
-        self._check_file()
-        series = "%s.%s" % (kind, name)
-        with self._write_lock:
-            found = forget(kind, name)
-            self._acc.pop(series, None)
-            try:
-                self._conn.execute("BEGIN")
-                self._conn.execute("DELETE FROM metric_state WHERE kind = ? AND name = ?", (kind, name))
-                series_id = self._series.pop(series, None)
-                if series_id is not None:
-                    self._conn.execute("DELETE FROM points WHERE series = ?", (series_id,))
-                    self._conn.execute("DELETE FROM rollups WHERE series = ?", (series_id,))
-                    self._conn.execute("DELETE FROM series WHERE id = ?", (series_id,))
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                self.last_error = _describe(exc)
-                raise StorageError("the metric cannot be deleted right now: %s" % self.last_error) from None
-        return found
 
     def history_columns(self, start: float, end: float) -> dict:
         """Columns like ``History.columns()``: full resolution when the window is kept, else
@@ -526,10 +559,8 @@ class Store:
         self._thread.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Write what is queued and the final state, stop the writer, let the data directory go.
-
-        Call it after the registry stopped taking updates (``MetricsRegistry.seal``):
-        then everything acknowledged is on disk when this returns."""
+        """Write what is queued and the open roll-up bucket, stop the writer, let the data
+        directory go. (Counters and gauges are on disk already: see ``commit_metrics``.)"""
         self._stop.set()
         try:
             self._queue.put_nowait(None)  # wake the writer now, not at its next timeout
@@ -540,7 +571,7 @@ class Store:
         try:
             self._write([], final=True)
         except Exception as exc:  # the file is gone or full: say so, the stop goes on
-            log.error("could not write the final counters and gauges: %s", _describe(exc))
+            log.error("could not write the last samples: %s", _describe(exc))
         with self._write_lock:
             self._conn.close()
         self._dir_lock.release()
@@ -591,7 +622,7 @@ class Store:
                 return
 
     def _write(self, batch: list, final: bool = False) -> None:
-        """One transaction: the samples, their roll-ups, and the counters' and gauges' state."""
+        """One transaction: the samples and their roll-ups."""
         self._check_file()
         with self._write_lock:
             rollups = []
@@ -599,7 +630,6 @@ class Store:
                 rollups.extend(self._accumulate(ts, flat))
             if final:
                 rollups.extend(self._close_bucket())
-            state = self.state_source() if self.state_source is not None else None
             self._conn.execute("BEGIN")
             try:
                 for ts, flat in batch:
@@ -611,13 +641,6 @@ class Store:
                     "min = MIN(min, excluded.min), max = MAX(max, excluded.max), "
                     "avg = (avg * n + excluded.avg * excluded.n) / (n + excluded.n), n = n + excluded.n",
                     [(bucket, self._series_id(name), lo, avg, hi, n) for bucket, name, lo, avg, hi, n in rollups])
-                if state is not None:
-                    counters, gauges = state
-                    self._conn.execute("DELETE FROM metric_state")
-                    self._conn.executemany("INSERT INTO metric_state VALUES ('counters', ?, ?, 0)",
-                                           list(counters.items()))
-                    self._conn.executemany("INSERT INTO metric_state VALUES ('gauges', ?, ?, ?)",
-                                           [(name, value, at) for name, (value, at) in gauges.items()])
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._rollback()

@@ -95,7 +95,6 @@ def names_case() -> dict:
     rows = sampler.history.rows(900)
     with tempfile.TemporaryDirectory() as tmp:
         store = storage.open_store(tmp)
-        store.state_source = registry.state
         for ts, flat in rows:
             store._write([(ts, flat)])
         store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

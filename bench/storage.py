@@ -54,8 +54,6 @@ def tick_cost(with_store: bool, ticks: int = 300) -> tuple[float, float]:
     registry.update(counters={"c%d" % i: i for i in range(20)}, gauges={"g%d" % i: i for i in range(20)})
     tmp = tempfile.mkdtemp()
     store = open_store(tmp) if with_store else None
-    if store is not None:
-        store.state_source = registry.state
     sampler = Sampler(registry, make_system_collector(), interval_s=1.0,
                       record=store.enqueue_sample if store else None)
     times = []

@@ -118,17 +118,17 @@ def test_numbers_beyond_a_float_are_refused_and_store_nothing(server):
 def test_the_writer_thread_survives_any_failure_and_health_says_so(make_server, tmp_path, caplog):
     running = make_server(data_dir=tmp_path)
     store = running.server.store
-    real_state = store.state_source
+    real_accumulate = store._accumulate
     failures = []
 
-    def broken_once():
+    def broken_once(ts, flat):
         if not failures:
             failures.append(1)
             raise OverflowError("Python int too large to convert to SQLite INTEGER")
-        return real_state()
+        return real_accumulate(ts, flat)
 
     with caplog.at_level(logging.ERROR, logger="storage"):
-        store.state_source = broken_once
+        store._accumulate = broken_once
         wait_until(lambda: failures, message="the failure")
         wait_until(lambda: store.last_error is None and sampled_to_disk(store), message="the writer recovered")
     assert store._thread.is_alive()
@@ -139,10 +139,10 @@ def test_health_reports_a_failing_writer(make_server, tmp_path):
     running = make_server(data_dir=tmp_path)
     store = running.server.store
 
-    def broken():
+    def broken(ts, flat):
         raise ValueError("boom")
 
-    store.state_source = broken
+    store._accumulate = broken
     wait_until(lambda: running.json("GET", "/api/health")[1]["storage"] == "error: boom", message="error shown")
     status, body = running.json("POST", "/api/metrics", {"counters": {"c": 1}})
     assert status == 503 and "boom" in body["error"]
@@ -183,9 +183,7 @@ def test_a_full_disk_is_called_a_full_disk(make_server, tmp_path):
 
 
 def make_store(tmp_path, **options):
-    store = storage.open_store(tmp_path, rollup_s=60.0, **options)
-    store.state_source = MetricsRegistry().state
-    return store
+    return storage.open_store(tmp_path, rollup_s=60.0, **options)
 
 
 def test_a_clock_stepping_back_merges_into_the_rollup_bucket(tmp_path):
@@ -225,7 +223,8 @@ def test_a_version_1_database_is_migrated_with_its_counters_and_history(tmp_path
     conn.commit()
     conn.close()
     store = storage.open_store(tmp_path)
-    assert store.metric_state() == ({"jobs": 42, "bytes": 2.5}, {})
+    assert store.metric_state()[:2] == ({"jobs": 42, "bytes": 2.5}, {})
+    assert store.metric_state()[2] == {("counters", "jobs"): "api", ("counters", "bytes"): "api"}
     assert type(store.metric_state()[0]["jobs"]) is int
     assert list(store._full_rows(0, 2000)) == [(1000.0, {"system.cpu_percent": 3.5, "counters.jobs": 42})]
     assert list(store._rollup_rows(0, 2000)) == [(960.0, {"system.cpu_percent": 2.0})]

@@ -187,8 +187,8 @@ def test_a_push_the_disk_refuses_stores_nothing(make_server, tmp_path):
 
     running = make_server(data_dir=tmp_path)
 
-    def refuse(value):
+    def refuse(rows, meta=None, forget=()):
         raise StorageError("disk full")
-    running.server.pushes._persist = refuse
+    running.server.registry._journal = refuse
     status, answer = running.json("PUT", "/metrics/job/j", b"x 1\n", headers={"Content-Type": "text/plain"})
     assert status == 503 and app_metrics(running) == ({}, {})

@@ -108,7 +108,8 @@ def test_an_alert_still_reaches_the_page_when_storage_fails(make_server, tmp_pat
         path = tmp_path / (storage.DB_FILENAME + suffix)
         if path.exists():
             path.unlink()
-    running.server.registry.set("depth", 50)  # in-process: the POST would (rightly) be refused now
+    # In-process and not acknowledged to anyone (as a StatsD line is): the POST would (rightly) be refused now.
+    running.server.registry.update(gauges={"depth": 50}, durable=False)
     wait_until(lambda: running.json("GET", "/api/metrics")[1].get("alerts"), message="the alert in the snapshot")
     events = running.json("GET", "/api/events")[1]["events"]
     assert [e["source"] for e in events] == ["alerts"] and events[0]["level"] == "warning"

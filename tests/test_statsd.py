@@ -98,16 +98,23 @@ def test_malformed_lines_are_counted_skipped_and_logged_once_a_minute(statsd_ser
     assert statsd_server.json("GET", "/api/health")[1]["status"] == "ok"
 
 
-def test_a_flood_of_names_is_bounded_by_the_registry_limits(statsd_server):
+def test_a_flood_of_names_is_bounded_and_leaves_the_api_its_own_names(statsd_server):
+    """#21 item 7: StatsD has no token; its names have a budget of their own, so a flood of
+    them cannot make token-protected JSON writes of new names fail (it did: 400)."""
     for start in range(0, 1500, 100):
         send_udp(statsd_server, b"\n".join(b"flood_%d:1|c" % i for i in range(start, start + 100)))
     wait_until(lambda: snapshot(statsd_server)["server"]["statsd_lines"] >= 1500, timeout=10,
                message="the flood read (UDP on loopback does not drop at this rate)")
     server = snapshot(statsd_server)
-    assert len(server["counters"]) + len(server["gauges"]) <= 1000
-    assert server["server"]["statsd_dropped"] >= 500
+    assert len(server["counters"]) + len(server["gauges"]) == 1000
+    assert server["server"]["statsd_dropped"] == 500
+    status, body = statsd_server.json("POST", "/api/metrics", {"counters": {"app_%d" % i: 1 for i in range(1000)}})
+    assert status == 200, body
     status, body = statsd_server.json("POST", "/api/metrics", {"counters": {"one_more": 1}})
-    assert status == 400 and "too many metrics" in body["error"]
+    assert status == 400 and "too many metrics (at most 1000" in body["error"]  # the API's own budget, full now
+    send_udp(statsd_server, b"flood_0:1|c\nflood_1500:1|c")  # StatsD still updates its names, adds none
+    wait_until(lambda: snapshot(statsd_server)["counters"].get("flood_0") == 2, message="flood_0 updated")
+    assert "flood_1500" not in snapshot(statsd_server)["counters"]
 
 
 def test_a_very_long_tcp_line_is_malformed_and_the_connection_goes_on(statsd_server):

@@ -247,7 +247,6 @@ def test_a_data_dir_with_spaces_and_hashes_works(tmp_path):
 
 def rollup_store(tmp_path):
     store = storage.open_store(tmp_path, full_s=60.0, rollup_s=10.0)
-    store.state_source = lambda: ({}, {})
     return store
 
 
