@@ -5,9 +5,13 @@ turns the answers into statuses.
 
 Invariants:
 - a token is compared in constant time (``hmac.compare_digest``);
-- the Host header is trusted only when it is an IP literal, ``localhost`` or a
-  name given with ``--allow-host``: a DNS-rebinding page (glances
-  CVE-2026-32632) reaches us under *its own* name, which is none of these;
+- the Host header is trusted only when it is an IP literal, ``localhost``, a
+  name given with ``--allow-host`` or the name of ``--public-url``: a
+  DNS-rebinding page (glances CVE-2026-32632) reaches us under *its own* name,
+  which is none of these;
+- a write carrying an ``Origin`` must come from the page's own origin (see
+  ``own_origins``): ``http://`` or ``https://`` and the request's (allowed)
+  Host, exactly ``--public-url`` for that URL's name, or ``--cors-origin``;
 - the rate limiter's memory is bounded (least recently seen addresses go first).
 """
 
@@ -26,7 +30,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 __all__ = ["token_matches", "token_problem", "host_allowed", "is_loopback", "RateLimiter", "cookie_name",
-           "cookie_value", "parse_cookies", "redact_secrets", "Policy", "Decision", "check_access", "offered_token"]
+           "cookie_value", "parse_cookies", "redact_secrets", "Policy", "Decision", "check_access", "offered_token",
+           "origin_of", "own_origins"]
 
 MAX_TOKEN_CHARS = 1000
 # Paths where a GET writes (heartbeats: cron jobs and push monitors send GET): treated as writes.
@@ -116,6 +121,41 @@ def host_allowed(host_header: str | None, allowed_names: Iterable[str] = ()) -> 
     return host in {name.lower().rstrip(".") for name in allowed_names}
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(scheme: str, host_header: str) -> str:
+    """``scheme://host[:port]`` as a browser serialises it in ``Origin``: lower case, and no
+    port when it is the scheme's default (``Host: dash.lan:443`` is ``https://dash.lan``)."""
+    host = host_header.strip().lower()
+    default = ":%d" % _DEFAULT_PORTS[scheme]
+    if host.endswith(default) and (host.count(":") == 1 or host[:-len(default)].endswith("]")):
+        host = host[:-len(default)]
+    return "%s://%s" % (scheme, host)
+
+
+def origin_of(url: str) -> str:
+    """The origin of ``--public-url`` (``https://dash.example.org[:port]``); ``ValueError``
+    says what is wrong without echoing the URL (it could hold a password)."""
+    example = "e.g. https://dash.example.org or https://dash.example.org:8443"
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError("the public URL must start with https:// or http:// and name a host (%s)" % example)
+    if "@" in parts.netloc or parts.query or parts.fragment or parts.path not in ("", "/"):
+        # The page asks for /api/... from the root: it cannot be served under a path.
+        raise ValueError("the public URL must be only the origin the page is served from: scheme, host and "
+                         "port, with no path, user name or query (%s)" % example)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("the public URL's port must be a number from 1 to 65535 (%s)" % example)
+    host = "[%s]" % parts.hostname if ":" in parts.hostname else parts.hostname
+    return _origin(scheme, host if port is None else "%s:%d" % (host, port))
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -176,6 +216,12 @@ class Policy:
     allowed_hosts: tuple = ()
     cors_origin: str | None = None
     writes: RateLimiter | None = None
+    public_origin: str | None = None  # ``origin_of(--public-url)``: where the page is served from
+
+    @property
+    def public_host(self) -> str | None:
+        """The public URL's host name (its Host is ours), or None."""
+        return urllib.parse.urlsplit(self.public_origin).hostname.rstrip(".") if self.public_origin else None
 
 
 @dataclass(frozen=True)
@@ -202,7 +248,8 @@ def check_access(policy: Policy, method: str, path: str, headers: Mapping[str, s
     origin, the token for the API, then for writes the Origin (CSRF) and the rate.
     ``query_token`` (``?token=``) counts only on ``WRITES_BY_GET`` paths: a heartbeat URL
     pasted into a tool that cannot send headers."""
-    if not host_allowed(headers.get("Host"), policy.allowed_hosts):
+    named = policy.allowed_hosts + ((policy.public_host,) if policy.public_host else ())
+    if not host_allowed(headers.get("Host"), named):
         return Decision(421, "this server does not answer to that Host name (see --allow-host)")
     origin = headers.get("Origin")
     if method == "OPTIONS" and policy.cors_origin and origin == policy.cors_origin:
@@ -217,9 +264,9 @@ def check_access(policy: Policy, method: str, path: str, headers: Mapping[str, s
         return Decision(401, "a valid token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN once)",
                         (("WWW-Authenticate", "Bearer"),))
     if method in ("POST", "PUT", "DELETE") or by_get:
-        own = "http://" + (headers.get("Host") or "").lower()
-        if origin is not None and origin != own and origin != policy.cors_origin:
-            return Decision(403, "cross-site requests are refused (Origin %s)" % json.dumps(origin[:100]))
+        if origin is not None and origin not in own_origins(policy, headers.get("Host")):
+            return Decision(403, "cross-site requests are refused (Origin %s; behind a proxy, see --public-url)"
+                            % json.dumps(origin[:100]))
         if origin is None and headers.get("Sec-Fetch-Site") not in (None, "same-origin", "none"):
             # A GET from another page's <img> or link carries no Origin; browsers still say where
             # it came from here. Same-site is not enough: another port of localhost is same-site.
@@ -228,6 +275,31 @@ def check_access(policy: Policy, method: str, path: str, headers: Mapping[str, s
         if wait_s > 0:
             return Decision(429, "too many requests: slow down", (("Retry-After", str(max(1, math.ceil(wait_s)))),))
     return None
+
+
+def own_origins(policy: Policy, host_header: str | None) -> set[str]:
+    """The origins a write may come from: the page's own, and ``--cors-origin``.
+
+    The page is served either directly or through a TLS proxy that passes on the Host it is
+    reached by (README), so its origin is ``http://`` or ``https://`` + that Host. This is
+    asked only after ``host_allowed``, so the Host is ours, and a browser never lets a page
+    set it: only a page served from that very host and port has such an Origin. Ports count
+    (``Origin`` carries one unless it is the default), so a same-site page on another port
+    of the same name, which the ``SameSite`` cookie does reach, is still refused; so are
+    other names for the same address, and ``null``. DNS rebinding cannot get here: the
+    rebound name fails the Host check first. A Host without a port stands for both default
+    ports (80 and 443), which the Host alone cannot tell apart.
+
+    ``--public-url`` says which one is the page's for its name: then ``http://`` on that
+    name is refused too (a network attacker can forge a plain-HTTP page there and post from
+    it to the https one), and a proxy that drops the port from Host (nginx's ``$host``)
+    still matches. A Host that is not the public name (the dashboard opened directly at
+    ``http://127.0.0.1:8080``) keeps the rule above."""
+    origins = {o for o in (policy.cors_origin, policy.public_origin) if o}
+    host = host_header.strip() if host_header else ""
+    if host and _split_host(host).rstrip(".") != policy.public_host:
+        origins.update((_origin("http", host), _origin("https", host)))
+    return origins
 
 
 def offered_token(policy: Policy, headers: Mapping[str, str], cookie: bool = True) -> str | None:

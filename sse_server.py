@@ -51,7 +51,7 @@ from api_spec import openapi_spec
 from demo import DemoFeeder
 from events import DEFAULT_MAX_CHARS, LEVELS, EventFilter, EventLog, is_unicode_text
 from exports import EVENTS_CSV_NAME, HISTORY_CSV_NAME, events_csv, history_csv, json_array_chunks
-from guard import (Decision, Policy, RateLimiter, check_access, cookie_name, cookie_value, is_loopback,
+from guard import (Decision, Policy, RateLimiter, check_access, cookie_name, cookie_value, is_loopback, origin_of,
                    redact_secrets, token_matches, token_problem)
 from pushgateway import MAX_PUSH_BYTES, PushError, PushGroups, gunzip_bounded, parse_exposition, parse_grouping
 from metrics import (DEFAULT_GAUGE_TTL_S, PROMETHEUS_CONTENT_TYPE, MetricsRegistry, RegistrySealed, Sampler,
@@ -257,7 +257,7 @@ class DashboardServer(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         super().__init__((config.host, config.port), DashboardHandler)
         self.policy = Policy(port=self.server_port, token=config.token, allowed_hosts=config.allowed_hosts,
-                             cors_origin=config.cors_origin,
+                             cors_origin=config.cors_origin, public_origin=config.public_url,
                              writes=RateLimiter(config.post_rate_per_s, burst=max(10.0, 2 * config.post_rate_per_s)))
 
     def server_bind(self) -> None:
@@ -1125,6 +1125,7 @@ class Config:
     token: str | None = None
     allowed_hosts: tuple = ()
     cors_origin: str | None = None
+    public_url: str | None = None         # the origin the page is served from (a TLS proxy's https://...)
     max_clients: int = DEFAULT_MAX_CLIENTS
     post_rate_per_s: float = DEFAULT_POST_RATE_PER_S
     alert_rules: tuple = ()
@@ -1139,6 +1140,7 @@ class Config:
         object.__setattr__(self, "token", self.token or None)
         object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
         object.__setattr__(self, "cors_origin", self.cors_origin.rstrip("/") if self.cors_origin else None)
+        object.__setattr__(self, "public_url", origin_of(self.public_url) if self.public_url else None)
         object.__setattr__(self, "alert_rules", tuple(self.alert_rules))
         object.__setattr__(self, "notify", tuple(self.notify))
         beats = self.heartbeats
@@ -1359,6 +1361,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                         help="a host name this server may be reached by (besides localhost and IP addresses)")
     parser.add_argument("--cors-origin", default=None, metavar="ORIGIN", help="allow this one origin cross-site (e.g. https://grafana.example)")
+    parser.add_argument("--public-url", default=None, metavar="URL",
+                        help="the origin the page is served from, behind a reverse proxy (e.g. https://dash.example.org)")
     parser.add_argument("--max-clients", type=int, default=DEFAULT_MAX_CLIENTS, help="most concurrent streams (default %d)" % DEFAULT_MAX_CLIENTS)
     parser.add_argument("--post-rate", type=float, default=DEFAULT_POST_RATE_PER_S,
                         help="POSTs per second per client address (default %g; 0 = unlimited)" % DEFAULT_POST_RATE_PER_S)
@@ -1387,6 +1391,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(str(exc))
     if not (args.gauge_ttl >= 0 and math.isfinite(args.gauge_ttl)):
         parser.error("--gauge-ttl must be 0 or more seconds")
+    if args.public_url is not None:
+        try:
+            origin_of(args.public_url)
+        except ValueError as exc:
+            parser.error("--public-url: %s" % exc)
     return args
 
 
@@ -1435,7 +1444,8 @@ def fit_open_file_limit(max_clients: int) -> int:
 def config_from_args(args: argparse.Namespace, rules: list, data_dir: str | Path) -> Config:
     return Config(host=args.host, port=args.port, interval_s=args.interval, demo=args.demo,
                   psutil=None if args.no_psutil else "auto", token=args.token, allowed_hosts=tuple(args.allow_host),
-                  cors_origin=args.cors_origin, max_clients=fit_open_file_limit(args.max_clients),
+                  cors_origin=args.cors_origin, public_url=args.public_url,
+                  max_clients=fit_open_file_limit(args.max_clients),
                   post_rate_per_s=args.post_rate,
                   alert_rules=tuple(rules), gauge_ttl_s=args.gauge_ttl, data_dir=data_dir, statsd=args.statsd,
                   storage_options={"full_s": args.keep_full, "rollup_keep_s": args.keep_rollups})

@@ -132,6 +132,68 @@ def test_cors_origin_allows_exactly_that_origin(make_server):
     assert "Access-Control-Allow-Origin" not in headers
 
 
+def post_from(server, origin, host=None):
+    """The status of a write sent with this ``Origin`` (and ``Host``, else the server's own)."""
+    headers = {"Origin": origin}
+    if host is not None:
+        headers["Host"] = host
+    return call(server, "POST", "/api/events", {"message": "x"}, headers=headers)[0]
+
+
+def test_the_https_origin_of_the_requests_own_host_is_the_pages_own(make_server):
+    # A TLS proxy passing the Host it is reached by (README): the page's writes carry an
+    # https Origin for that very Host. Foreign ones stay out, and store nothing.
+    server = make_server(allowed_hosts=("dash.lan",))
+    assert post_from(server, "https://dash.lan", host="dash.lan") == 201
+    assert post_from(server, "https://dash.lan:8443", host="dash.lan:8443") == 201
+    assert post_from(server, "https://dash.lan", host="dash.lan:443") == 201   # Origin drops a default port
+    assert post_from(server, "https://%s:%d" % (server.host, server.port)) == 201
+    stored = server.server.events.last_id
+    for origin, host in [("https://dash.lan:8443", "dash.lan"),        # another port
+                         ("https://dash.lan", "dash.lan:8443"),
+                         ("https://evil.lan", "dash.lan"),              # another host
+                         ("https://dash.lan.evil.example", "dash.lan"),
+                         ("https://127.0.0.1", "dash.lan"),
+                         ("null", "dash.lan"),                          # a sandboxed frame, a data: page
+                         ("https://dash.lan", None)]:                   # Host is the server's own address
+        status = post_from(server, origin, host)
+        assert status == 403, (origin, host, status)
+    assert server.server.events.last_id == stored
+
+
+def test_public_url_is_the_one_origin_for_its_name_and_admits_its_host(make_server):
+    server = make_server(public_url="https://dash.example.org/")
+    # Its name is allowed without --allow-host: the operator has said it is ours.
+    assert call(server, "GET", "/api/health", headers={"Host": "dash.example.org"})[0] == 200
+    assert post_from(server, "https://dash.example.org", host="dash.example.org") == 201
+    # nginx's $host drops the port: the public URL, not the Host, says which one the page has.
+    server_8443 = make_server(public_url="https://dash.example.org:8443")
+    assert post_from(server_8443, "https://dash.example.org:8443", host="dash.example.org") == 201
+    assert post_from(server_8443, "https://dash.example.org", host="dash.example.org") == 403
+    stored = server.server.events.last_id
+    # Plain http on the public name is what a network attacker can forge (no TLS), so once the
+    # page is said to be https there, it is refused even though it matches http:// + Host.
+    for origin in ("http://dash.example.org", "https://dash.example.org:8443", "https://evil.example", "null"):
+        assert post_from(server, origin, host="dash.example.org") == 403, origin
+    assert server.server.events.last_id == stored
+    # The dashboard opened directly on this machine still writes.
+    assert post_from(server, "http://%s:%d" % (server.host, server.port)) == 201
+
+
+@pytest.mark.parametrize("url", ["dash.example.org", "ftp://dash.example.org", "https://",
+                                 "https://dash.example.org/dash/", "https://user:pw@dash.example.org",
+                                 "https://dash.example.org/?a=1", "https://dash.example.org:99999"])
+def test_public_url_must_be_an_origin(url, capsys):
+    import sse_server
+
+    with pytest.raises(ValueError, match="public URL"):
+        sse_server.Config(public_url=url)
+    with pytest.raises(SystemExit):
+        sse_server.parse_args(["--public-url", url])
+    err = capsys.readouterr().err
+    assert "--public-url" in err and "pw" not in err
+
+
 # --- headers on every response ----------------------------------------------------------
 
 @pytest.mark.parametrize("method, path", [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/api/metrics"),
