@@ -12,9 +12,11 @@ One concept: turning StatsD lines into the registry's counters and gauges.
 Invariants:
 - names become Prometheus-valid: any character but ``[a-zA-Z0-9_:]`` becomes
   ``_`` (``api.latency`` -> ``api_latency``), as the Prometheus statsd_exporter does;
-- a malformed line is counted (``server.statsd_malformed``) and skipped, logged
-  at most once a minute; a line refused by the registry's limits is counted in
-  ``statsd_dropped``; nothing a sender does raises out of this module;
+- a malformed line is counted (``server.statsd_malformed``) and skipped; a line
+  refused by the registry's limits is counted in ``statsd_dropped``; nothing a
+  sender does raises out of this module;
+- every warning is at most one log line per cause a minute, and the next one says
+  how many were only counted in between;
 - memory is bounded: timing values and set members kept per name and interval,
   names waiting for a flush, TCP connections and line length all have caps.
 """
@@ -53,6 +55,32 @@ _BAD_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
 class Malformed(ValueError):
     pass
+
+
+class _Warnings:
+    """At most one log line per cause every ``every_s``; the lines held back are counted and
+    the next line of that cause says how many (a flood of bad input must not flood the log)."""
+
+    def __init__(self, clock: Callable[[], float], every_s: float = WARN_EVERY_S) -> None:
+        self._clock = clock
+        self._every_s = every_s
+        self._lock = threading.Lock()
+        self._logged_at: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def warning(self, cause: str, message: str, *args: Any) -> None:
+        self.log(logging.WARNING, cause, message, *args)
+
+    def log(self, level: int, cause: str, message: str, *args: Any, exc_info: bool = False) -> None:
+        now = self._clock()
+        with self._lock:
+            if now - self._logged_at.get(cause, -math.inf) < self._every_s:
+                self._held[cause] = self._held.get(cause, 0) + 1
+                return
+            self._logged_at[cause] = now
+            held = self._held.pop(cause, 0)
+        note = "; %d more since the last such line" % held if held else ""
+        log.log(level, message + "%s", *args, note, exc_info=exc_info)
 
 
 def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -110,7 +138,7 @@ class StatsdAggregator:
         self.dropped = 0
         self._members = 0               # set members held this interval, all sets together
         self._count_lock = threading.Lock()
-        self._warned_at: dict[str, float] = {}
+        self._warnings = _Warnings(clock)
 
     def stats(self) -> dict:
         return {"statsd_lines": self.lines, "statsd_malformed": self.malformed, "statsd_dropped": self.dropped}
@@ -142,8 +170,8 @@ class StatsdAggregator:
                        "(server.statsd_dropped)", exc)
         except Exception:  # a bug here must not stop the listener: count the line, say it once a minute
             self._count("malformed")
-            if self._should_warn("bug"):
-                log.exception("StatsD: a line could not be handled: %r", raw[:100])
+            self._warnings.log(logging.ERROR, "bug", "StatsD: a line could not be handled: %r", raw[:100],
+                               exc_info=True)
 
     def _apply(self, line: str) -> None:
         name_part, sep, rest = line.partition(":")
@@ -256,16 +284,8 @@ class StatsdAggregator:
                 self._count("dropped")
                 self._warn("dropped", "StatsD: a timer or set was refused (%s)", exc)
 
-    def _warn(self, what: str, message: str, *args: Any) -> None:
-        if self._should_warn(what):
-            log.warning(message, *args)
-
-    def _should_warn(self, what: str) -> bool:
-        now = self._clock()
-        if now - self._warned_at.get(what, -math.inf) >= WARN_EVERY_S:
-            self._warned_at[what] = now
-            return True
-        return False
+    def _warn(self, cause: str, message: str, *args: Any) -> None:
+        self._warnings.warning(cause, message, *args)
 
 
 def _check_name(base: str, labels: dict) -> None:

@@ -225,3 +225,18 @@ def test_at_the_tcp_cap_the_quietest_sender_makes_room(statsd_server, monkeypatc
         assert wait_for(statsd_server, "counters", "newcomer", 1) == 1
     for sock in idle:
         sock.close()
+
+
+def test_held_back_warnings_are_counted_in_the_next_one(caplog):
+    """Every warning is at most one line per cause per minute, and the next line says how many
+    were only counted in between (a clock the test moves, not a minute of waiting)."""
+    now = [0.0]
+    agg = StatsdAggregator(MetricsRegistry(), clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="statsd_listener"):
+        agg.feed(b"bad\n" * 5)
+        now[0] += 59
+        agg.feed(b"bad")
+        now[0] += 1
+        agg.feed(b"bad")
+    lines = [r.getMessage() for r in caplog.records if r.name == "statsd_listener"]
+    assert len(lines) == 2 and "5 more" in lines[1], lines
