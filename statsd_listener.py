@@ -12,11 +12,17 @@ One concept: turning StatsD lines into the registry's counters and gauges.
 Invariants:
 - names become Prometheus-valid: any character but ``[a-zA-Z0-9_:]`` becomes
   ``_`` (``api.latency`` -> ``api_latency``), as the Prometheus statsd_exporter does;
-- a malformed line is counted (``server.statsd_malformed``) and skipped, logged
-  at most once a minute; a line refused by the registry's limits is counted in
-  ``statsd_dropped``; nothing a sender does raises out of this module;
+- a malformed line is counted (``server.statsd_malformed``) and skipped; a line
+  refused by the registry's limits, or left unfinished when its TCP connection
+  closed, is counted in ``statsd_dropped``; nothing a sender does raises out of
+  this module;
+- every warning is at most one log line per cause a minute, and the next one says
+  how many were only counted in between;
 - memory is bounded: timing values and set members kept per name and interval,
-  names waiting for a flush, TCP connections and line length all have caps.
+  names waiting for a flush, TCP connections and line length all have caps;
+- no sender can lock others out: at the TCP cap a new sender closes the one that
+  has gone longest without a whole line (after applying what it sent), and that
+  is counted in ``statsd_tcp_closed``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import logging
 import math
 import random
 import re
+import selectors
 import socket
 import threading
 import time
@@ -42,9 +49,10 @@ MAX_SET_MEMBERS = 10_000
 MAX_SET_MEMBERS_TOTAL = 100_000  # all sets together, per interval
 MIN_SAMPLE_RATE = 1e-6          # @5e-324 would make one line count as infinity
 MAX_PENDING_NAMES = 1000        # timers and sets waiting for the next flush
-MAX_TCP_CONNECTIONS = 64
-IDLE_TCP_S = 60.0               # at the cap, a sender quiet this long makes room for a new one
+MAX_TCP_CONNECTIONS = 64        # at the cap, a new sender closes the one longest without a whole line
 MAX_LINE_BYTES = 8192
+RECV_BYTES = 65536
+MAX_DRAIN_READS = 16            # what a sender closed for room still gets read: up to 1 MiB
 WARN_EVERY_S = 60.0
 TIMER_STATS = ("count", "min", "max", "mean", "p50", "p90", "p99")
 _BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_:]")
@@ -53,6 +61,32 @@ _BAD_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
 class Malformed(ValueError):
     pass
+
+
+class _Warnings:
+    """At most one log line per cause every ``every_s``; the lines held back are counted and
+    the next line of that cause says how many (a flood of bad input must not flood the log)."""
+
+    def __init__(self, clock: Callable[[], float], every_s: float = WARN_EVERY_S) -> None:
+        self._clock = clock
+        self._every_s = every_s
+        self._lock = threading.Lock()
+        self._logged_at: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def warning(self, cause: str, message: str, *args: Any) -> None:
+        self.log(logging.WARNING, cause, message, *args)
+
+    def log(self, level: int, cause: str, message: str, *args: Any, exc_info: bool = False) -> None:
+        now = self._clock()
+        with self._lock:
+            if now - self._logged_at.get(cause, -math.inf) < self._every_s:
+                self._held[cause] = self._held.get(cause, 0) + 1
+                return
+            self._logged_at[cause] = now
+            held = self._held.pop(cause, 0)
+        note = "; %d more since the last such line" % held if held else ""
+        log.log(level, message + "%s", *args, note, exc_info=exc_info)
 
 
 def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -113,12 +147,22 @@ class StatsdAggregator:
         self.lines = 0
         self.malformed = 0
         self.dropped = 0
+        self.tcp_closed = 0
         self._members = 0               # set members held this interval, all sets together
         self._count_lock = threading.Lock()
-        self._warned_at: dict[str, float] = {}
+        self._warnings = _Warnings(clock)
 
     def stats(self) -> dict:
-        return {"statsd_lines": self.lines, "statsd_malformed": self.malformed, "statsd_dropped": self.dropped}
+        return {"statsd_lines": self.lines, "statsd_malformed": self.malformed, "statsd_dropped": self.dropped,
+                "statsd_tcp_closed": self.tcp_closed}
+
+    def count_unfinished_line(self) -> None:
+        """A TCP connection closed in the middle of a line: the line is lost, so it is counted."""
+        self._count("dropped")
+
+    def count_closed_sender(self) -> None:
+        """A TCP sender was closed to make room for a new one."""
+        self._count("tcp_closed")
 
     def feed(self, data: bytes) -> None:
         for line in data.splitlines():
@@ -147,8 +191,8 @@ class StatsdAggregator:
                        "(server.statsd_dropped)", exc)
         except Exception:  # a bug here must not stop the listener: count the line, say it once a minute
             self._count("malformed")
-            if self._should_warn("bug"):
-                log.exception("StatsD: a line could not be handled: %r", raw[:100])
+            self._warnings.log(logging.ERROR, "bug", "StatsD: a line could not be handled: %r", raw[:100],
+                               exc_info=True)
 
     def _apply(self, line: str) -> None:
         name_part, sep, rest = line.partition(":")
@@ -261,16 +305,8 @@ class StatsdAggregator:
                 self._count("dropped")
                 self._warn("dropped", "StatsD: a timer or set was refused (%s)", exc)
 
-    def _warn(self, what: str, message: str, *args: Any) -> None:
-        if self._should_warn(what):
-            log.warning(message, *args)
-
-    def _should_warn(self, what: str) -> bool:
-        now = self._clock()
-        if now - self._warned_at.get(what, -math.inf) >= WARN_EVERY_S:
-            self._warned_at[what] = now
-            return True
-        return False
+    def _warn(self, cause: str, message: str, *args: Any) -> None:
+        self._warnings.warning(cause, message, *args)
 
 
 def _check_name(base: str, labels: dict) -> None:
@@ -300,13 +336,36 @@ def _quantile(values: list, q: float) -> float:
     return values[max(0, math.ceil(q * len(values)) - 1)]
 
 
+class _Sender:
+    """One TCP connection: its socket, the line it has not finished, when it last sent a whole line."""
+
+    __slots__ = ("sock", "pending", "skipping", "last_line_at")
+
+    def __init__(self, sock: socket.socket, now: float) -> None:
+        self.sock = sock
+        self.pending = b""
+        self.skipping = False  # inside a line that was too long: drop up to its newline
+        self.last_line_at = now
+
+
 class StatsdListener:
     """UDP and TCP sockets on one port, read by two threads, fed to an aggregator.
 
-    The sockets are bound in the constructor, so a taken port is an ``OSError`` at once."""
+    The sockets are bound in the constructor, so a taken port is an ``OSError`` at once.
+    One thread reads every TCP sender through a selector (at most ``max_connections`` of
+    them, ``MAX_TCP_CONNECTIONS`` by default). At the cap a new sender closes the one that
+    has gone longest without a whole line: a byte now and then does not keep a slot, so
+    nobody can hold every slot with slow or idle connections. ``clock`` (monotonic seconds)
+    times the warnings; tests pass their own."""
 
-    def __init__(self, aggregator: StatsdAggregator, host: str, port: int) -> None:
+    def __init__(self, aggregator: StatsdAggregator, host: str, port: int, *,
+                 max_connections: int = MAX_TCP_CONNECTIONS, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         self.aggregator = aggregator
+        self._max_connections = max_connections
+        self._clock = clock
+        self._warnings = _Warnings(clock)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # Port 0 (tests): a free UDP port whose TCP twin may be taken; try a few.
         for attempt in range(50 if port == 0 else 1):
@@ -322,7 +381,7 @@ class StatsdListener:
                 self.udp.bind((host, port))
                 bound = self.udp.getsockname()[1]
                 self.tcp.bind((host, bound))
-                self.tcp.listen(16)
+                self.tcp.listen()  # the system's default backlog: 64 clients reconnecting at once all get in
                 port = bound
                 break
             except OSError:
@@ -333,9 +392,9 @@ class StatsdListener:
         self.address = (host, port)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._connections: set[socket.socket] = set()
-        self._last_heard: dict[socket.socket, float] = {}
-        self._conn_lock = threading.Lock()
+        # Only the TCP thread touches this. Ordered from the sender longest without a whole
+        # line to the most recent one, so the one to close for room is the first.
+        self._senders: dict[socket.socket, _Sender] = {}
 
     def start(self) -> None:
         for target, name in ((self._serve_udp, "statsd-udp"), (self._serve_tcp, "statsd-tcp")):
@@ -346,10 +405,7 @@ class StatsdListener:
     def stop(self, timeout_s: float = 2.0) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout_s)
-        with self._conn_lock:
-            for conn in list(self._connections):
-                conn.close()
+            thread.join(timeout_s)  # the TCP thread reads what its senders sent, then closes them
         self.udp.close()
         self.tcp.close()
 
@@ -367,58 +423,122 @@ class StatsdListener:
             self.aggregator.feed(data)
 
     def _serve_tcp(self) -> None:
-        self.tcp.settimeout(0.5)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.tcp.accept()
-            except (socket.timeout, OSError):
-                continue
-            with self._conn_lock:
-                if len(self._connections) >= MAX_TCP_CONNECTIONS:
-                    # Make room by closing the sender quiet the longest (a client that reconnects
-                    # gets in again); if all are busy, the newcomer waits its turn.
-                    quiet = min(self._connections, key=lambda c: self._last_heard.get(c, 0.0))
-                    if time.monotonic() - self._last_heard.get(quiet, 0.0) < IDLE_TCP_S:
-                        log.warning("StatsD: %d TCP senders, all busy; refusing another", MAX_TCP_CONNECTIONS)
-                        conn.close()
-                        continue
-                    quiet.close()  # its reader thread ends and forgets it
-                    self._connections.discard(quiet)
-                self._connections.add(conn)
-                self._last_heard[conn] = time.monotonic()
-            threading.Thread(target=self._read_tcp, args=(conn,), name="statsd-tcp-conn", daemon=True).start()
-
-    def _read_tcp(self, conn: socket.socket) -> None:
-        buffered = b""
-        skipping = False  # inside a line that was too long: drop up to its newline
+        selector = selectors.DefaultSelector()  # at most 65 sockets: below Windows' select() limit of 512
+        self.tcp.setblocking(False)
+        selector.register(self.tcp, selectors.EVENT_READ)
         try:
-            conn.settimeout(0.5)
             while not self._stop.is_set():
-                try:
-                    chunk = conn.recv(65536)
-                except socket.timeout:
-                    continue
-                if not chunk:
-                    break
-                self._last_heard[conn] = time.monotonic()
-                buffered += chunk
-                *lines, buffered = buffered.split(b"\n")
-                if skipping and lines:
-                    lines, skipping = lines[1:], False
-                for line in lines:
-                    if line.strip():
-                        self.aggregator.line(line)
-                if len(buffered) > MAX_LINE_BYTES and not skipping:  # no newline in sight: count it once
-                    self.aggregator.line(buffered)
-                    buffered, skipping = b"", True
-                elif skipping:
-                    buffered = b""
-            if buffered.strip():
-                self.aggregator.line(buffered)
-        except OSError:
-            pass
+                for key, _ in selector.select(timeout=0.5):
+                    try:
+                        if key.fileobj is self.tcp:
+                            self._accept(selector)
+                        elif key.fileobj in self._senders:  # not closed for room earlier in this batch
+                            self._receive(selector, key.data)
+                    except Exception:  # one thread serves every sender: a bug must cost one connection, not all
+                        self._warnings.log(logging.ERROR, "tcp-bug", "StatsD: a TCP sender could not be served",
+                                           exc_info=True)
+                        if key.fileobj is not self.tcp:
+                            self._forget(selector, key.fileobj)
         finally:
-            with self._conn_lock:
-                self._connections.discard(conn)
-                self._last_heard.pop(conn, None)
-            conn.close()
+            for sender in list(self._senders.values()):  # stopping: what they sent still counts
+                self._drain(sender)
+                self._close(selector, sender)
+            selector.close()
+
+    def _accept(self, selector: selectors.BaseSelector) -> None:
+        try:
+            sock, _ = self.tcp.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # out of file descriptors, or the peer gave up: the listener goes on
+            if not self._stop.is_set():
+                self._warnings.warning("accept", "StatsD: could not take a TCP sender (%s)", exc)
+                self._stop.wait(0.1)  # a listener still readable after EMFILE would spin
+            return
+        sock.setblocking(False)
+        if len(self._senders) >= self._max_connections:
+            self._make_room(selector)
+        sender = _Sender(sock, self._clock())
+        self._senders[sock] = sender
+        selector.register(sock, selectors.EVENT_READ, sender)
+
+    def _make_room(self, selector: selectors.BaseSelector) -> None:
+        """Close the sender longest without a whole line, after applying what it has sent.
+
+        Its client sees the connection close (and reconnects, if it is a StatsD client that
+        keeps a TCP connection); an unfinished line is counted as dropped."""
+        quiet = next(iter(self._senders.values()))
+        quiet_s = self._clock() - quiet.last_line_at
+        self._drain(quiet)
+        self._close(selector, quiet)
+        self.aggregator.count_closed_sender()
+        self._warnings.warning("full", "StatsD: %d TCP senders at once, the most; closed the one quiet longest "
+                               "(%.0f s without a whole line) to make room for a new one (server.statsd_tcp_closed)",
+                               self._max_connections, quiet_s)
+
+    def _receive(self, selector: selectors.BaseSelector, sender: _Sender) -> None:
+        try:
+            chunk = sender.sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # reset by the sender
+            self._close(selector, sender)
+            return
+        if chunk:
+            self._take(sender, chunk)
+            return
+        self._finish(sender)
+        self._close(selector, sender)
+
+    def _drain(self, sender: _Sender) -> None:
+        """Read what has already arrived (bounded), so closing the connection loses no whole line."""
+        for _ in range(MAX_DRAIN_READS):
+            try:
+                chunk = sender.sock.recv(RECV_BYTES)
+            except OSError:  # nothing more now (BlockingIOError), or reset
+                return
+            if not chunk:
+                self._finish(sender)
+                return
+            self._take(sender, chunk)
+
+    def _take(self, sender: _Sender, chunk: bytes) -> None:
+        """Apply the whole lines in ``chunk``; keep the unfinished one for the next."""
+        *lines, sender.pending = (sender.pending + chunk).split(b"\n")
+        if sender.skipping and lines:
+            lines, sender.skipping = lines[1:], False
+        whole = False
+        for line in lines:
+            if line.strip():
+                self.aggregator.line(line)
+                whole = True
+        if len(sender.pending) > MAX_LINE_BYTES and not sender.skipping:  # no newline in sight: count it once
+            self.aggregator.line(sender.pending)
+            sender.pending, sender.skipping = b"", True
+        elif sender.skipping:
+            sender.pending = b""
+        if whole:
+            sender.last_line_at = self._clock()
+            self._senders[sender.sock] = self._senders.pop(sender.sock)  # now the most recent
+
+    def _finish(self, sender: _Sender) -> None:
+        """The sender closed: its last line needs no newline (``printf 'x:1|c' | nc``)."""
+        if sender.pending.strip() and not sender.skipping:
+            self.aggregator.line(sender.pending)
+        sender.pending = b""
+
+    def _forget(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
+        """Drop a connection whatever state a bug left it in."""
+        self._senders.pop(sock, None)
+        try:
+            selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+        sock.close()
+
+    def _close(self, selector: selectors.BaseSelector, sender: _Sender) -> None:
+        if sender.pending.strip() and not sender.skipping:
+            self.aggregator.count_unfinished_line()
+        selector.unregister(sender.sock)
+        del self._senders[sender.sock]
+        sender.sock.close()

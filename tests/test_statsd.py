@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import select
 import socket
 import subprocess
 
@@ -13,7 +14,7 @@ import pytest
 from conftest import require_tool, required, wait_until
 from metrics import MetricsRegistry
 from sse_server import ListenerUnavailable, build_app
-from statsd_listener import StatsdAggregator, parse_address
+from statsd_listener import MAX_TCP_CONNECTIONS, StatsdAggregator, StatsdListener, parse_address
 
 
 @pytest.fixture
@@ -218,17 +219,107 @@ def test_the_tail_of_an_oversized_tcp_line_is_not_read_as_a_line(statsd_server):
                    if name != "after")
 
 
-def test_at_the_tcp_cap_the_quietest_sender_makes_room(statsd_server, monkeypatch):
-    import statsd_listener
+def server_stats(running) -> dict:
+    return snapshot(running)["server"]
 
-    monkeypatch.setattr(statsd_listener, "MAX_TCP_CONNECTIONS", 2)
-    monkeypatch.setattr(statsd_listener, "IDLE_TCP_S", 0.0)
+
+def closed_by_server(socks: list, timeout: float = 5.0) -> list:
+    """The sockets the server has closed (EOF or reset), once at least one has been."""
+    def closed():
+        readable, _, _ = select.select(socks, [], [], 0)
+        gone = []
+        for sock in readable:
+            try:
+                if sock.recv(1) == b"":
+                    gone.append(sock)
+            except ConnectionResetError:
+                gone.append(sock)
+        return gone
+    return wait_until(closed, timeout=timeout, message="a sender closed by the server")
+
+
+def test_slow_senders_at_the_tcp_cap_give_way_to_a_new_one(statsd_server):
+    """#21: senders dripping a byte now and then held all 64 slots for good; the 65th was closed
+    and its lines lost. Now the sender longest without a complete line is closed to make room:
+    its complete lines are applied, its unfinished one is counted as dropped, it sees the close."""
     address = statsd_server.server.statsd.address
-    idle = [socket.create_connection(address) for _ in range(2)]
-    listener = statsd_server.server.statsd
-    wait_until(lambda: len(listener._connections) == 2, message="two senders")
-    with socket.create_connection(address) as newcomer:
-        newcomer.sendall(b"newcomer:1|c\n")
-        assert wait_for(statsd_server, "counters", "newcomer", 1) == 1
-    for sock in idle:
-        sock.close()
+    first = socket.create_connection(address)
+    first.sendall(b"early:1|c\nearly:2|c\ncut:5")
+    wait_for(statsd_server, "counters", "early", 3)
+    slow = [socket.create_connection(address) for _ in range(MAX_TCP_CONNECTIONS - 1)]
+    try:
+        for sock in slow:
+            sock.sendall(b"d")  # a byte, never a whole line
+        with socket.create_connection(address) as newcomer:
+            newcomer.sendall(b"newcomer:1|c\n")
+            assert wait_for(statsd_server, "counters", "newcomer", 1) == 1
+        assert closed_by_server([first] + slow) == [first]
+        wait_until(lambda: server_stats(statsd_server)["statsd_tcp_closed"] == 1, message="the close counted")
+        assert server_stats(statsd_server)["statsd_dropped"] == 1  # "cut:5", never finished
+        assert "cut" not in snapshot(statsd_server)["counters"]
+    finally:
+        for sock in [first] + slow:
+            sock.close()
+
+
+def test_many_senders_past_the_cap_are_all_applied_and_counted_with_one_warning(statsd_server, caplog):
+    """#21: each refused connection wrote a WARNING line (507 for 507 connections)."""
+    address = statsd_server.server.statsd.address
+    extra = 100
+    held = [socket.create_connection(address) for _ in range(MAX_TCP_CONNECTIONS)]
+    try:
+        with caplog.at_level(logging.WARNING, logger="statsd_listener"):
+            for i in range(extra):
+                sock = socket.create_connection(address)
+                sock.sendall(b"past_cap:1|c\n")
+                held.append(sock)
+            wait_for(statsd_server, "counters", "past_cap", extra)
+            wait_until(lambda: server_stats(statsd_server)["statsd_tcp_closed"] == extra,
+                       message="every sender closed for room counted")
+        warnings = [r.getMessage() for r in caplog.records if r.name == "statsd_listener"]
+        assert len(warnings) == 1 and "statsd_tcp_closed" in warnings[0], warnings
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_held_back_warnings_are_counted_in_the_next_one(caplog):
+    """Every warning is at most one line per cause per minute, and the next line says how many
+    were only counted in between (a clock the test moves, not a minute of waiting)."""
+    now = [0.0]
+    agg = StatsdAggregator(MetricsRegistry(), clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="statsd_listener"):
+        agg.feed(b"bad\n" * 5)
+        now[0] += 59
+        agg.feed(b"bad")
+        now[0] += 1
+        agg.feed(b"bad")
+    lines = [r.getMessage() for r in caplog.records if r.name == "statsd_listener"]
+    assert len(lines) == 2 and "5 more" in lines[1], lines
+
+
+def test_closing_for_room_is_said_once_a_minute_with_the_count_in_between(caplog):
+    """The cap and the clock are the listener's parameters: one slot, six senders, a minute
+    that passes when the test says so."""
+    now = [0.0]
+    agg = StatsdAggregator(MetricsRegistry())
+    listener = StatsdListener(agg, "127.0.0.1", 0, max_connections=1, clock=lambda: now[0])
+    listener.start()
+    senders = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="statsd_listener"):
+            for i in range(6):
+                if i == 5:
+                    now[0] += 60
+                sock = socket.create_connection(listener.address)
+                sock.sendall(b"sender_%d:1|c\n" % i)
+                senders.append(sock)
+                wait_until(lambda: agg.stats()["statsd_tcp_closed"] == i, message="%d closed for room" % i)
+            wait_until(lambda: agg.stats()["statsd_lines"] == 6, message="every sender's line")
+        assert all(agg.registry.snapshot()[0]["sender_%d" % i] == 1 for i in range(6))
+        lines = [r.getMessage() for r in caplog.records if r.name == "statsd_listener"]
+        assert len(lines) == 2 and "3 more" in lines[1], lines
+    finally:
+        for sock in senders:
+            sock.close()
+        listener.stop()
