@@ -84,6 +84,8 @@ _SNAPSHOT = {
                 "statsd_lines": {"type": "integer", "description": "with --statsd: lines received"},
                 "statsd_malformed": {"type": "integer", "description": "with --statsd: lines skipped as malformed"},
                 "statsd_dropped": {"type": "integer", "description": "with --statsd: lines refused by the limits"},
+                "statsd_tcp_closed": {"type": "integer",
+                                      "description": "with --statsd: TCP senders closed to make room for a new one"},
             },
         },
     },

@@ -1213,6 +1213,8 @@ _SERVER_FAMILIES = (
     ("sse_dashboard_statsd_lines_total", "counter", "StatsD lines received", "statsd_lines"),
     ("sse_dashboard_statsd_malformed_total", "counter", "StatsD lines skipped as malformed", "statsd_malformed"),
     ("sse_dashboard_statsd_dropped_total", "counter", "StatsD lines refused by the metric limits", "statsd_dropped"),
+    ("sse_dashboard_statsd_tcp_closed_total", "counter", "StatsD TCP senders closed to make room for a new one",
+     "statsd_tcp_closed"),
 )
 
 
