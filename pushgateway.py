@@ -39,7 +39,7 @@ __all__ = ["PushGroups", "parse_grouping", "parse_exposition", "PushError", "MAX
 MAX_PUSH_BYTES = 1024 * 1024
 MAX_GROUPS = 1000
 _VALUE_WORDS = {"nan": math.nan, "+inf": math.inf, "inf": math.inf, "-inf": -math.inf}
-_LABEL_PAIR_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\\n]|\\.)*)"\s*(,?)')
+_LABEL_PAIR_RE = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"[ \t]*(,?)')
 
 
 class PushError(ValueError):
@@ -92,8 +92,10 @@ def parse_exposition(text: str) -> list[tuple[str, str, dict, float]]:
     the Prometheus text format (0.0.4 or OpenMetrics text)."""
     types: dict[str, str] = {}
     samples = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
+    # Lines end at "\n" alone, as Prometheus reads them: str.splitlines() also breaks at
+    # U+2028, U+0085, \x0c, \x1d..., which prometheus_client writes raw inside label values.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.strip(" \t")
         if not line:
             continue
         if line.startswith("#"):

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sse_server
-from conftest import RunningServer, wait_until
+from conftest import RunningServer, required, wait_until
+from metrics import labeled_name
 
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "sse-dashboard-hypothesis"))
 
@@ -67,6 +68,16 @@ def test_statsd_takes_anything_and_keeps_listening(running, lines, tcp):
     assert running.json("GET", "/api/health")[0] == 200
 
 
+@pytest.fixture(scope="module")
+def pushed():
+    """A server of its own: the StatsD fuzz's timers roll over at each flush, which would show
+    as a change in the registry a refused push must leave alone."""
+    server = RunningServer(sse_server.build_app(host="127.0.0.1", port=0, interval_s=0.1, data_dir=":memory:",
+                                                psutil=None, post_rate_per_s=0))
+    yield server
+    server.stop()
+
+
 exposition_lines = st.one_of(
     st.text(max_size=60),
     st.from_regex(r'[a-z_]{1,8}(\{[a-z_]{1,4}="[^"\n]{0,6}"(,[a-z_]{1,4}="[^"\n]{0,6}")?\})? '
@@ -78,15 +89,40 @@ exposition_lines = st.one_of(
 @FUZZ
 @given(lines=st.lists(exposition_lines, max_size=8), method=st.sampled_from(["PUT", "POST"]),
        job=st.text(min_size=0, max_size=10), content_type=st.sampled_from(["text/plain", "", "application/json"]))
-def test_a_push_is_stored_whole_or_not_at_all(running, lines, method, job, content_type):
-    before = running.server.registry.snapshot()
+def test_a_push_is_stored_whole_or_not_at_all(pushed, lines, method, job, content_type):
+    before = pushed.server.registry.snapshot()
     path = "/metrics/job/" + urllib.parse.quote(job, safe="")
     headers = {"Content-Type": content_type} if content_type else {}
-    status, _, body = running.request(method, path, "\n".join(lines).encode("utf-8", "surrogatepass"), headers=headers)
+    status, _, body = pushed.request(method, path, "\n".join(lines).encode("utf-8", "surrogatepass"), headers=headers)
     assert status in (200, 400, 415), (status, body)
     if status != 200:
-        assert running.server.registry.snapshot() == before
-    running.request("DELETE", path)
+        assert pushed.server.registry.snapshot() == before
+    pushed.request("DELETE", path)
+
+
+@FUZZ
+@given(values=st.lists(st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=8),
+                       min_size=1, max_size=5, unique=True))
+def test_any_label_value_prometheus_client_pushes_comes_back_exact(pushed, values):
+    """#21: whatever label value prometheus_client writes, /metrics gives it back (through its
+    own parser) and /api/metrics holds it under the name the JSON API would give it."""
+    required("prometheus_client")
+    from prometheus_client import CollectorRegistry, Gauge, delete_from_gateway, push_to_gateway
+    from prometheus_client.parser import text_string_to_metric_families
+
+    registry = CollectorRegistry()
+    gauge = Gauge("lv", "Label values", ["v"], registry=registry)
+    for number, value in enumerate(values):
+        gauge.labels(value).set(number)
+    address = "%s:%d" % (pushed.host, pushed.port)
+    push_to_gateway(address, job="lv", registry=registry)
+    gauges = pushed.json("GET", "/api/metrics")[1]["gauges"]
+    assert {k: v for k, v in gauges.items() if k.startswith("lv{")} == {
+        labeled_name("lv", {"job": "lv", "v": value}): number for number, value in enumerate(values)}
+    text = pushed.request("GET", "/metrics")[2].decode()
+    family = [f for f in text_string_to_metric_families(text) if f.name == "lv"][0]
+    assert {s.labels["v"]: s.value for s in family.samples} == {value: number for number, value in enumerate(values)}
+    delete_from_gateway(address, job="lv")
 
 
 @FUZZ

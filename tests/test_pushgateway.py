@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from conftest import require_tool, required
+from metrics import labeled_name
 
 try:
     from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, delete_from_gateway,
@@ -192,3 +193,27 @@ def test_a_push_the_disk_refuses_stores_nothing(make_server, tmp_path):
     running.server.pushes._persist = refuse
     status, answer = running.json("PUT", "/metrics/job/j", b"x 1\n", headers={"Content-Type": "text/plain"})
     assert status == 503 and app_metrics(running) == ({}, {})
+
+
+# Every character str.splitlines() breaks a line at, but the text format does not (it breaks at
+# "\n" only, which prometheus_client writes as the escape \n); "\r" and "\r\n" inside a value too.
+ODD_LABEL_VALUES = ["a\u2028b", "a\u2029b", "a\x85b", "a\x0cb", "a\x0bb", "a\x1cb", "a\x1db", "a\x1eb",
+                    "a\rb", "a\r\nb", "a\nb", "\r"]
+
+
+def test_label_values_prometheus_client_writes_raw_come_back_exact(server):
+    """#21: U+2028, U+0085, \x0c, \x1d... in a label value were a 400 (the body was split with
+    str.splitlines()); prometheus_client writes them raw and reads them back."""
+    registry = CollectorRegistry()
+    gauge = Gauge("odd", "Label values other tools break lines at", ["v"], registry=registry)
+    for number, value in enumerate(ODD_LABEL_VALUES):
+        gauge.labels(value).set(number)
+    push_to_gateway(address(server), job="odd", registry=registry)
+    gauges = app_metrics(server)[1]
+    assert {k: v for k, v in gauges.items() if k.startswith("odd")} == {
+        labeled_name("odd", {"job": "odd", "v": value}): number for number, value in enumerate(ODD_LABEL_VALUES)}
+    text = server.request("GET", "/metrics")[2].decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {s.labels["v"]: s.value for s in families["odd"].samples} == {
+        value: number for number, value in enumerate(ODD_LABEL_VALUES)}
+
