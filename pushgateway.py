@@ -7,6 +7,9 @@ Prometheus text-format body (0.0.4, or OpenMetrics text), exactly what
 
 Invariants:
 - a body is parsed whole before anything is stored: a malformed one stores nothing;
+- a body is read as Prometheus reads it (expfmt, the Pushgateway's parser): what it refuses,
+  and what the Pushgateway refuses after it (the same series twice), is a 400 naming the line;
+  a pushed value is kept as the same text posted in JSON would be (``1`` an int, ``1.0`` a float);
 - a group is named by its grouping labels; its samples carry them (a sample's own
   label of the same name is overwritten, as in the Pushgateway), and live in the
   registry as ordinary counters (``# TYPE counter``) and gauges (everything else:
@@ -39,8 +42,23 @@ __all__ = ["PushGroups", "parse_grouping", "parse_exposition", "PushError", "MAX
 
 MAX_PUSH_BYTES = 1024 * 1024
 MAX_GROUPS = 1000
-_VALUE_WORDS = {"nan": math.nan, "+inf": math.inf, "inf": math.inf, "-inf": -math.inf}
-_LABEL_PAIR_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\\n]|\\.)*)"\s*(,?)')
+# The text format's only separators are blanks and tabs (expfmt's isBlankOrTab): a no-break
+# space or a form feed is part of a token, as in Prometheus.
+_BLANKS = " \t"
+_BLANKS_TUPLE = (" ", "\t")
+_BLANKS_RE = re.compile(r"[ \t]+")
+_LABEL_PAIR_RE = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"[ \t]*(,?)')
+# Sample values: what Go's strconv.ParseFloat reads, less what Prometheus' parsers refuse
+# before it ("p", "P", "_": hexadecimal floats need a p exponent, so none is left). ASCII
+# digits only: Python's float() also takes "1_000" and "\uff11" (a fullwidth 1).
+_INTEGER_RE = re.compile(r"[+-]?[0-9]+")
+_DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SPECIAL_RE = re.compile(r"[+-]?inf(?:inity)?|nan", re.IGNORECASE)
+# TYPE words: the 0.0.4 text format's (expfmt, any case) and OpenMetrics'.
+_TYPES = frozenset(["counter", "gauge", "histogram", "summary", "untyped", "gauge_histogram",
+                    "gaugehistogram", "stateset", "info", "unknown"])
+_CR_MESSAGE = ("line %d: ends in \\r (a Windows line ending): the text format ends lines with \\n alone, "
+               "and Prometheus refuses \\r\\n too")
 
 
 class PushError(ValueError):
@@ -87,74 +105,150 @@ def gunzip_bounded(data: bytes, limit: int) -> bytes:
     return out
 
 
-def parse_exposition(text: str) -> list[tuple[str, str, dict, float]]:
+def parse_exposition(text: str, grouping: dict | None = None) -> list[tuple[str, str, dict, int | float]]:
     """``(kind, name, labels, value)`` for every sample of a text-format body, where
-    ``kind`` is "counters" or "gauges"; ``PushError`` naming the line when it is not
-    the Prometheus text format (0.0.4 or OpenMetrics text)."""
-    types: dict[str, str] = {}
-    samples = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
+    ``kind`` is "counters" or "gauges"; ``PushError`` naming the line when Prometheus would
+    refuse it too. ``grouping`` (the push's path labels, which replace a sample's own) is
+    needed to see two samples that become the same series once it is applied."""
+    reader = _ExpositionReader(grouping or {})
+    # Lines end at "\n" alone, as Prometheus reads them: str.splitlines() also breaks at
+    # U+2028, U+0085, \x0c, \x1d..., which prometheus_client writes raw inside label values.
+    for number, line in enumerate(text.split("\n"), start=1):
+        reader.read_line(line, number)
+    return reader.samples
+
+
+class _ExpositionReader:
+    """One body's state while it is read: the declared types and HELPs, and the series seen."""
+
+    def __init__(self, grouping: dict) -> None:
+        self.grouping = grouping
+        self.types: dict[str, str] = {}
+        self.helped: set = set()
+        self.sampled: set = set()  # names that had samples (a TYPE must come before them)
+        self.series: dict[tuple, int] = {}  # (name, labels as stored) -> the line that gave it
+        self.samples: list = []
+
+    def read_line(self, line: str, number: int) -> None:
+        line = line.strip(_BLANKS)
         if not line:
-            continue
+            return
+        if line == "\r":  # the empty line of a Windows body
+            raise PushError(_CR_MESSAGE % number)
         if line.startswith("#"):
-            words = line.split(None, 3)
-            if len(words) >= 4 and words[1] == "TYPE":
-                if not METRIC_NAME_RE.fullmatch(words[2]):
-                    raise PushError("line %d: %s is not a metric name" % (number, json.dumps(words[2][:60])))
-                types[words[2]] = words[3].strip()
-            continue  # HELP, UNIT, EOF and plain comments
+            self._comment(line, number)
+            return
         name, labels, value = _sample(line, number)
-        samples.append((_kind(name, types), name, labels, value))
-    return samples
+        kind = _kind(name, self.types)
+        if kind == "counters" and value < 0:
+            # A counter's total starts at 0 and only grows (OpenMetrics); the JSON API refuses
+            # a negative delta for the same reason.
+            raise PushError("line %d: %s is a counter, whose total cannot be negative (%s)" % (number, name, value))
+        self._take_series(name, labels, number)
+        self.sampled.add(name)
+        self.samples.append((kind, name, labels, value))
+
+    def _comment(self, line: str, number: int) -> None:
+        words = _BLANKS_RE.split(line, 3)
+        if words[0] != "#" or len(words) < 3 or words[1] not in ("TYPE", "HELP"):
+            return  # a plain comment, UNIT, EOF, or a TYPE/HELP with nothing after the name
+        name = words[2]
+        if line.endswith("\r") and (words[1] == "TYPE" or len(words) == 3):  # (a HELP text may end in \r)
+            raise PushError(_CR_MESSAGE % number)
+        if not METRIC_NAME_RE.fullmatch(name):
+            raise PushError("line %d: %s is not a metric name" % (number, json.dumps(name[:60])))
+        if len(words) < 4:
+            return
+        if words[1] == "HELP":
+            if name in self.helped:
+                raise PushError("line %d: a second HELP line for %s" % (number, name))
+            self.helped.add(name)
+            return
+        kind = words[3]
+        if kind.lower() not in _TYPES:  # expfmt reads the type in any case
+            raise PushError("line %d: %s is not a metric type (%s)"
+                            % (number, json.dumps(kind[:40]), ", ".join(sorted(_TYPES))))
+        if name in self.types:
+            raise PushError("line %d: a second TYPE line for %s" % (number, name))
+        if name in self.sampled:
+            raise PushError("line %d: the TYPE of %s comes after its samples" % (number, name))
+        self.types[name] = kind.lower()
+
+    def _take_series(self, name: str, labels: dict, number: int) -> None:
+        # As the group stores it: the grouping labels replace the sample's own, and an
+        # empty label is no label. The Pushgateway refuses such a push too (pushgateway#214).
+        stored = dict(labels, **self.grouping)
+        key = (name, tuple(sorted((k, v) for k, v in stored.items() if v != "")))
+        first = self.series.setdefault(key, number)
+        if first != number:
+            raise PushError("line %d: the same sample as line %d (one name and label set, given twice)"
+                            % (number, first))
 
 
-def _sample(line: str, number: int) -> tuple[str, dict, float]:
+def _sample(line: str, number: int) -> tuple[str, dict, int | float]:
     match = METRIC_NAME_RE.match(line)
     if match is None:
         raise PushError("line %d: a sample must start with a metric name" % number)
     name, at = match.group(0), match.end()
     labels: dict[str, str] = {}
-    if line.startswith("{", at):
-        at += 1
-        while True:
-            while at < len(line) and line[at] == " ":
-                at += 1
-            if line.startswith("}", at):
-                at += 1
-                break
-            pair = _LABEL_PAIR_RE.match(line, at)
-            if pair is None:
-                raise PushError('line %d: labels must be {name="value",...}' % number)
-            key, raw, comma = pair.groups()
-            if key in labels:
-                raise PushError("line %d: label %s is given twice" % (number, key))
-            try:
-                labels[key] = unescape_label_value(raw)
-            except ValueError as exc:
-                raise PushError("line %d: %s" % (number, exc)) from None
-            at = pair.end()
-            if not comma and not line.startswith("}", at):
-                raise PushError("line %d: labels must be separated by commas" % number)
-    rest = line[at:].split("#", 1)[0].split()  # an OpenMetrics exemplar follows " # "
-    if len(rest) == 2:
+    brace = len(line) - len(line[at:].lstrip(_BLANKS))  # blanks may come before the "{" too
+    if line.startswith("{", brace):
+        labels, at = _labels(line, brace + 1, number)
+    fields = _BLANKS_RE.split(line[at:].strip(_BLANKS))
+    if "#" in fields:  # an OpenMetrics exemplar follows " # "
+        fields = fields[:fields.index("#")]
+    if len(fields) == 2:
         raise PushError("line %d: pushed samples must not have timestamps (the time of the push is theirs)"
                         % number)
-    if len(rest) != 1:
+    if len(fields) != 1 or not fields[0]:
         raise PushError("line %d: a sample is NAME{LABELS} VALUE" % number)
-    return name, labels, _value(rest[0], name, number)
+    return name, labels, _value(fields[0], name, number)
 
 
-def _value(text: str, name: str, number: int) -> float:
-    value = _VALUE_WORDS.get(text.lower())
-    if value is None:
+def _labels(line: str, at: int, number: int) -> tuple[dict, int]:
+    """The labels after a ``{`` at ``at``, and where the text after the ``}`` begins."""
+    labels: dict[str, str] = {}
+    while True:
+        while line.startswith(_BLANKS_TUPLE, at):
+            at += 1
+        if line.startswith("}", at):
+            return labels, at + 1
+        pair = _LABEL_PAIR_RE.match(line, at)
+        if pair is None:
+            raise PushError('line %d: labels must be {name="value",...}' % number)
+        key, raw, comma = pair.groups()
+        if key in labels:
+            raise PushError("line %d: label %s is given twice" % (number, key))
         try:
-            value = float(text)
-        except ValueError:
-            raise PushError("line %d: %s is not a number" % (number, json.dumps(text[:40]))) from None
+            labels[key] = unescape_label_value(raw)
+        except ValueError as exc:
+            raise PushError("line %d: %s" % (number, exc)) from None
+        at = pair.end()
+        if not comma and not line.startswith("}", at):
+            raise PushError("line %d: labels must be separated by commas" % number)
+
+
+def _value(text: str, name: str, number: int) -> int | float:
+    """A sample value as Prometheus reads it (Go's ``strconv.ParseFloat`` without ``p``,
+    ``P`` or ``_``), kept as JSON keeps the same text: an integer literal is an int."""
+    if _INTEGER_RE.fullmatch(text):
+        digits = text.lstrip("+-").lstrip("0") or "0"
+        if len(digits) <= 19:  # cheap and exact (int() of a long text is slow, or refused on 3.11+)
+            return -int(digits) if text.startswith("-") else int(digits)
+        value: int | float = float(text)  # the nearest float, as metric_number(int(text)) gives
+    elif _DECIMAL_RE.fullmatch(text):
+        value = float(text)
+    elif _SPECIAL_RE.fullmatch(text):
+        value = math.nan
+    elif text.endswith("\r"):
+        raise PushError(_CR_MESSAGE % number)
+    else:
+        raise PushError("line %d: %s is not a number (Prometheus reads decimal floats: 1, -2.5, .5, 1e3)"
+                        % (number, json.dumps(text[:40])))
     if not math.isfinite(value):
         # JSON, the page and the history have no NaN or infinity: refuse rather than drop it.
-        raise PushError("line %d: %s is %s; only finite values can be kept" % (number, name, text))
+        raise PushError("line %d: %s is %s; only finite values can be kept"
+                        % (number, name, text if len(text) <= 12 else text[:12] + "..."))
     return value
 
 

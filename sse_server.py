@@ -932,7 +932,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             except ValueError as exc:
                 raise HTTPError(400, str(exc)) from None
         try:
-            samples = parse_exposition(raw.decode("utf-8"))
+            samples = parse_exposition(raw.decode("utf-8"), grouping)
         except UnicodeDecodeError:
             raise HTTPError(400, "the body must be UTF-8 text") from None
         except PushError as exc:

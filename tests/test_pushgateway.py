@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from conftest import require_tool, required
+from metrics import labeled_name
 
 try:
     from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, delete_from_gateway,
@@ -192,3 +193,98 @@ def test_a_push_the_disk_refuses_stores_nothing(make_server, tmp_path):
     running.server.registry._journal = refuse
     status, answer = running.json("PUT", "/metrics/job/j", b"x 1\n", headers={"Content-Type": "text/plain"})
     assert status == 503 and app_metrics(running) == ({}, {})
+
+
+# Every character str.splitlines() breaks a line at, but the text format does not (it breaks at
+# "\n" only, which prometheus_client writes as the escape \n); "\r" and "\r\n" inside a value too.
+ODD_LABEL_VALUES = ["a\u2028b", "a\u2029b", "a\x85b", "a\x0cb", "a\x0bb", "a\x1cb", "a\x1db", "a\x1eb",
+                    "a\rb", "a\r\nb", "a\nb", "\r"]
+
+
+def test_label_values_prometheus_client_writes_raw_come_back_exact(server):
+    """#21: U+2028, U+0085, \x0c, \x1d... in a label value were a 400 (the body was split with
+    str.splitlines()); prometheus_client writes them raw and reads them back."""
+    registry = CollectorRegistry()
+    gauge = Gauge("odd", "Label values other tools break lines at", ["v"], registry=registry)
+    for number, value in enumerate(ODD_LABEL_VALUES):
+        gauge.labels(value).set(number)
+    push_to_gateway(address(server), job="odd", registry=registry)
+    gauges = app_metrics(server)[1]
+    assert {k: v for k, v in gauges.items() if k.startswith("odd")} == {
+        labeled_name("odd", {"job": "odd", "v": value}): number for number, value in enumerate(ODD_LABEL_VALUES)}
+    text = server.request("GET", "/metrics")[2].decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {s.labels["v"]: s.value for s in families["odd"].samples} == {
+        value: number for number, value in enumerate(ODD_LABEL_VALUES)}
+
+
+def push_text(running, body: bytes, path: str = "/metrics/job/x"):
+    return running.json("PUT", path, body, headers={"Content-Type": "text/plain"})
+
+
+@pytest.mark.parametrize("body,line", [
+    (b"# TYPE c counter\nc -5\n", 2),                # a counter's total is never negative
+    (b"# TYPE c counter\nc_total -0.5\n", 2),        # the OpenMetrics sample name too
+    (b"a 1\na 2\n", 2),                              # the same sample twice (the Pushgateway: 400)
+    (b'a{x="1",y="2"} 1\na{y="2",x="1"} 2\n', 2),   # ... in another label order
+    (b'a{x=""} 1\na 2\n', 2),                        # ... an empty label is no label
+    (b'a{job="other"} 1\na 2\n', 2),                 # ... once the grouping label job="x" replaces job
+    (b"a 1_000\n", 1),                               # Python's float() takes digit separators; Go's does not
+    (b"a 1e1_0\n", 1),
+    (b"a 0x1p3\n", 1),                               # hexadecimal floats: refused by Prometheus ("pP_")
+    (b"a 0x10\n", 1),
+    (b"a 1e\n", 1),
+    (b"a .\n", 1),
+    (b"a -nan\n", 1),
+    (b"a \xef\xbc\x91\n", 1),                        # FULLWIDTH DIGIT ONE, which float() reads as 1
+    (b"a \xd9\xa1\n", 1),                            # ARABIC-INDIC DIGIT ONE
+    (b"a 1\r\nb 2\r\n", 1),                          # Windows line endings: Prometheus reads "1\r"
+    (b"a\xc2\xa01\n", 1),                            # a no-break space is not a separator
+    (b"a 1\x0c\n", 1),                               # nor a form feed
+    (b"a 1\n# TYPE a gauge\n", 2),                   # TYPE after the family's samples
+    (b"# TYPE a gauge\n# TYPE a counter\na 1\n", 2),  # a second TYPE
+    (b"# TYPE a gauges\na 1\n", 1),                  # a type Prometheus does not know
+    (b"# TYPE a counter\r\na 1\n", 1),
+    (b"# HELP a one\n# HELP a two\na 1\n", 2),       # a second HELP
+])
+def test_what_prometheus_refuses_is_a_400_naming_the_line_and_stores_nothing(server, body, line):
+    """#21: the push was more lenient than Prometheus (expfmt, the Pushgateway's parser)."""
+    status, answer = push_text(server, body)
+    assert status == 400 and answer["error"].startswith("line %d: " % line), answer
+    assert app_metrics(server) == ({}, {})
+
+
+@pytest.mark.parametrize("body,value", [
+    (b"a 1.\n", 1.0), (b"a .5\n", 0.5), (b"a +1\n", 1), (b"a -0\n", 0), (b"a 007\n", 7),
+    (b"a 1e3\n", 1000.0), (b"a 1E-3\n", 0.001), (b"a -2.5e+2\n", -250.0), (b"a 1e-400\n", 0.0),
+    (b"a 9007199254740993\n", 9007199254740992.0),    # past 2**53: the nearest float, as in JSON
+    (b"a 123456789012345678901234567890\n", 1.2345678901234568e+29),
+    (b"\t a\t 1 \t\n", 1),                           # blanks and tabs around and between
+    (b"a{} 1\n", 1), (b'a {l=""} 1\n', 1), (b'a{l=""}1\n', 1),
+    (b"# TYPE a GAUGE\na 1\n", 1),                   # expfmt reads the type in any case
+    (b"a 1\n\n# a comment\r\n# EOF\n", 1),
+])
+def test_every_float_syntax_prometheus_reads_is_taken(server, body, value):
+    status, answer = push_text(server, body)
+    assert status == 200, answer
+    stored = app_metrics(server)[1]['a{job="x"}']
+    assert stored == value and type(stored) is type(value)
+
+
+def test_a_pushed_number_is_kept_as_the_same_number_posted_in_json(server):
+    """#21: pushed integers showed as 1.0 in /metrics while JSON-posted ones showed 1: the text
+    of the number decides, in both doors (an integer literal is an int within +-2**53)."""
+    numbers = {"i": "1", "f": "1.0", "e": "1e3", "z": "-0", "big": "12345678901234567890", "neg": "-7"}
+    body = "".join("p_%s %s\n" % (key, text) for key, text in numbers.items()) + "# TYPE p_c counter\np_c 5\n"
+    assert push_text(server, body.encode(), "/metrics/job/n")[0] == 200
+    posted = '{"gauges":{%s},"counters":{"j_c":5}}' % ",".join('"j_%s":%s' % kv for kv in numbers.items())
+    assert server.json("POST", "/api/metrics", posted.encode(), headers={"Content-Type": "application/json"})[0] == 200
+    counters, gauges = app_metrics(server)
+    for key in numbers:
+        pushed, sent = gauges['p_%s{job="n"}' % key], gauges["j_%s" % key]
+        assert (type(pushed), pushed) == (type(sent), sent), key
+    assert (type(counters['p_c{job="n"}']), counters['p_c{job="n"}']) == (int, 5) == (type(counters["j_c"]), 5)
+    text = server.request("GET", "/metrics")[2].decode()
+    shown = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith(("p_", "j_")))
+    for key in list(numbers) + ["c_total"]:
+        assert shown['p_%s{job="n"}' % key] == shown["j_%s" % key], (key, shown)
