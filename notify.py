@@ -3,6 +3,9 @@
 One concept: telling someone outside the page that an alert fired or resolved.
 
 Invariants:
+- a target URL is checked when it is loaded with the rules http.client applies when it sends
+  (no space, control or non-ASCII character; a numeric port), so it cannot fail later for
+  that, and the message names the target, never the URL;
 - nothing here blocks the sampler or a request: ``alert_changed`` only queues
   (a bounded queue; past it the oldest waiting delivery is dropped and counted),
   and one sender thread delivers with a 10 s timeout;
@@ -57,6 +60,8 @@ MAX_RETRY_S = 3600.0
 BACKOFF_S = 5.0
 MAX_BACKOFF_S = 600.0
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# What http.client refuses in a request line or host (its _contains_disallowed_url_pchar_re).
+_URL_FORBIDDEN_RE = re.compile("[\x00-\x20\x7f]")
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,36 @@ class Target:
     levels: tuple = LEVELS
     repeat_s: float = DEFAULT_REPEAT_S
 
+    def __post_init__(self) -> None:
+        problem = _url_problem(self.url)
+        if problem:
+            raise ValueError("notify target %s: %s" % (self.name, problem))
+
     @property
     def where(self) -> str:
         """The URL without path or query (Slack and Discord put their secret in the path)."""
         parts = urllib.parse.urlsplit(self.url)
         return "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2])
+
+
+def _url_problem(url: Any) -> str | None:
+    """Why ``url`` cannot be a target's URL, in words that never repeat it (its path or query
+    may be the secret); None when http.client will send to it. Checked on the raw string:
+    ``urlsplit`` silently drops tabs and newlines that http.client then refuses."""
+    if not isinstance(url, str):
+        return "url must be an http:// or https:// URL"
+    if _URL_FORBIDDEN_RE.search(url):
+        return "url has a space or control character (percent-encode it: a space is %20)"
+    if not url.isascii():
+        return "url has a non-ASCII character (percent-encode it; a host name in punycode, xn--)"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        return "url has a bad host or port (a port is a number up to 65535; an IPv6 host in [brackets])"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "url must be an http:// or https:// URL"
+    return None
 
 
 def parse_targets(document: Any) -> list[Target]:
@@ -94,9 +124,9 @@ def parse_targets(document: Any) -> list[Target]:
             raise ValueError("%s: name must be 1-64 letters, digits or _ . -" % where)
         where = "notify target %s" % name
         url = raw.get("url")
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("%s: url must be an http:// or https:// URL" % where)
+        problem = _url_problem(url)
+        if problem:
+            raise ValueError("%s: %s" % (where, problem))
         fmt = raw.get("format", "json")
         if fmt not in FORMATS:
             raise ValueError("%s: format must be one of %s" % (where, ", ".join(FORMATS)))

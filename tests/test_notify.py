@@ -4,10 +4,12 @@ control, the documented ntfy, Slack and Discord shapes, and a receiver that neve
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -281,3 +283,51 @@ def test_a_rule_notifies_only_the_targets_it_names(receiver):
     b.wait_for(1)
     assert [json.loads(r["body"])["alert"]["name"] for r in b.requests] == ["r3"]
     n.stop()
+
+
+# --- URLs that http.client refuses, credentials, and errors nobody expected (item 4) --------
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1/hook/s3cret path", "http://127.0.0.1/hook/s3cret\\x01", "http://127.0.0.1/hook/s3cret\\t",
+    "http://127.0.0.1/hook/s3cret\\x7f", "http://127.0.0.1/hook?token=s3cret\\n", "http://127.0.0.1/hook/s3cr\\u00e9t",
+    "http://127.0.0.1:99999/hook/s3cret", "http://127.0.0.1:x/hook/s3cret", "http://127.0.0.1 /hook/s3cret",
+])
+def test_a_url_http_client_would_refuse_is_refused_at_load_without_echoing_it(tmp_path, url):
+    """#21: a space or control character passed the load and broke every delivery later."""
+    url = url.encode().decode("unicode_escape")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"notify": [{"name": "ops", "url": url}]}))
+    with pytest.raises(ValueError, match="notify target ops: url") as refused:
+        load_config(str(path))
+    assert "s3cr" not in str(refused.value) and "127.0.0.1" not in str(refused.value)
+
+
+def _http_client_refuses(url: str) -> bool:
+    """Whether urllib/http.client would raise on ``url`` before sending (no connection is made)."""
+    try:
+        request = urllib.request.Request(url, data=b"", method="POST")
+        conn = http.client.HTTPConnection(request.host)
+        conn.putrequest("POST", request.selector, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", request.host)
+        return False
+    except (ValueError, http.client.HTTPException, UnicodeError):
+        return True
+
+
+@pytest.mark.parametrize("char", [chr(c) for c in range(0x00, 0x21)] + ["\x7f", "\x85", "\u00a0", "\u2028", "é"])
+@pytest.mark.parametrize("where", ["path", "query", "host"])
+def test_every_url_http_client_refuses_is_refused_at_load(char, where):
+    url = {"path": "http://example.com/a%sb", "query": "http://example.com/a?b=%s",
+           "host": "http://exa%smple.com/a"}[where] % char
+    try:
+        parse_targets([{"name": "ops", "url": url}])
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert not (accepted and _http_client_refuses(url)), repr(url)
+
+
+def test_valid_urls_are_still_accepted():
+    for url in ("http://example.com", "https://example.com:8443/a/b?c=d&e=%20f", "http://[::1]:8080/x",
+                "https://hooks.slack.com/services/T000/B000/XXXX", "http://xn--bcher-kva.example/t"):
+        assert parse_targets([{"name": "ops", "url": url}])[0].url == url
