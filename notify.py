@@ -6,7 +6,8 @@ Invariants:
 - nothing here blocks the sampler or a request: ``alert_changed`` only queues;
 - each target has its own bounded queue and its own sender thread (so there are as many
   threads as targets, whatever the traffic), so a slow or dead target only ever delays
-  itself; past ``max_queue`` the oldest waiting delivery of that target is dropped and counted;
+  itself; past ``max_queue`` the oldest waiting delivery of that target is dropped, counted,
+  and warned about at most once a minute per target (with how many went);
 - a test (``test()``, ``POST /api/alerts/test``) never enters those queues: it is sent by one
   short-lived thread per target, one test at a time (another call while one is sending raises
   ``NotificationTestBusy``: a 429), and answers within ``TEST_ANSWER_S`` with what it knows,
@@ -66,6 +67,7 @@ DEFAULT_REPEAT_S = 600.0
 TIMEOUT_S = 10.0
 MAX_QUEUE = 1000              # per target
 TEST_ANSWER_S = 2.0           # POST /api/alerts/test answers within this; a target still sending is pending
+DROP_LOG_EVERY_S = 60.0       # at most one "dropped" warning per target a minute, with a count
 MAX_ERROR_CHARS = 200         # of a delivery's error, as shown in status and notify.failing
 MAX_RETRY_S = 3600.0
 BACKOFF_S = 5.0
@@ -262,6 +264,8 @@ class _TargetState:
     last_status: int | None = None
     attempts: int = 0
     dropped: int = 0
+    dropped_unlogged: int = 0     # dropped since the last warning line
+    drop_logged_at: float | None = None
 
 
 class NotificationTestBusy(Exception):
@@ -348,7 +352,8 @@ class Notifier:
             self._enqueue(target, self._message(kind, alert), now)
 
     def tick(self) -> None:
-        """Send the firings that waited out their repeat interval (the sampler calls this)."""
+        """Send the firings that waited out their repeat interval, and say what was dropped
+        (the sampler calls this)."""
         now = self._clock()
         for (rule, name), flood in self._flood.items():
             target = next((t for t in self.targets if t.name == name), None)
@@ -357,6 +362,11 @@ class Notifier:
                 continue
             flood.update(sent_at=now, open=True, waiting=None)
             self._enqueue(target, self._message("alert.firing", alert), now)
+        with self._lock:
+            warnings = [self._drop_warning(t.name, now) for t in self.targets]
+        for warning in warnings:
+            if warning:
+                log.warning(*warning)
 
     def test(self) -> list[dict]:
         """Send a test notification to every target now and wait (at most ``test_answer_s``) for
@@ -431,7 +441,7 @@ class Notifier:
                 "dashboard": dict(self.dashboard)}
 
     def _enqueue(self, target: Target, message: dict, now: float) -> None:
-        dropped = False
+        warning = None
         with self._lock:
             if self._states[target.name].state == "disabled":
                 return
@@ -440,11 +450,23 @@ class Notifier:
                 queue.remove(min(queue, key=lambda item: item[2].first_at))
                 heapq.heapify(queue)
                 self._states[target.name].dropped += 1
-                dropped = True
+                self._states[target.name].dropped_unlogged += 1
+                warning = self._drop_warning(target.name, now)
             heapq.heappush(queue, (now, next(self._seq), _Delivery(target, message, now)))
             self._wake[target.name].notify()
-        if dropped:
-            log.warning("notification queue full (%d): dropped the oldest, for %s", self.max_queue, target.name)
+        if warning:
+            log.warning(*warning)
+
+    def _drop_warning(self, name: str, now: float) -> tuple | None:
+        """The warning for what ``name`` dropped since the last one, if a minute has passed
+        (a full queue drops one a delivery: a line each would flood the log). Under the lock."""
+        state = self._states[name]
+        if not state.dropped_unlogged or (state.drop_logged_at is not None
+                                          and now - state.drop_logged_at < DROP_LOG_EVERY_S):
+            return None
+        count, state.dropped_unlogged, state.drop_logged_at = state.dropped_unlogged, 0, now
+        return ("notifications to %s: queue full (%d), dropped the oldest %d waiting since the last warning",
+                name, self.max_queue, count)
 
     def _send_loop(self, target: Target) -> None:
         while True:

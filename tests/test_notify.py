@@ -505,3 +505,28 @@ def test_an_unexpected_error_is_logged_without_the_urls_secret_and_retried(caplo
         assert "s3cret" not in json.dumps(status) + json.dumps(posted)
     finally:
         n.stop()
+
+
+# --- dropped notifications (item 11) ------------------------------------------------------
+
+def test_dropped_notifications_warn_once_a_minute_per_target_with_a_count(caplog, receiver):
+    """#21: every dropped notification logged a WARNING line, with no rate limit."""
+    clock = [1000.0]
+    hook = receiver()
+    n = Notifier([Target("a", hook.url), Target("b", hook.url)], "http://127.0.0.1:8080/", max_queue=2,
+                 clock=lambda: clock[0])  # not started: nothing leaves the queues
+    with caplog.at_level(logging.WARNING, logger="notify"):
+        for i in range(50):
+            n.alert_changed("alert.firing", dict(ALERT, name="r%d" % i), ("a",))
+        n.alert_changed("alert.firing", dict(ALERT, name="r0"), ("b",))
+        n.alert_changed("alert.firing", dict(ALERT, name="r1"), ("b",))
+        n.alert_changed("alert.firing", dict(ALERT, name="r2"), ("b",))
+        n.tick()
+        lines = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+        assert len(lines) == 2, lines  # one for a (its first drop), one for b
+        clock[0] += 61
+        n.tick()  # a minute on: the drops since then are counted in one more line
+    lines = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(lines) == 3 and "47" in lines[2] and " a" in lines[2], lines
+    assert {t["name"]: t["dropped"] for t in n.status()} == {"a": 48, "b": 1}
+    n.stop()
