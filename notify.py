@@ -320,7 +320,8 @@ class Notifier:
         # resolved yet, "waiting": a firing not sent yet (within repeat)}
         self._flood: dict[tuple, dict] = {}
         self._stop = False
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[str, threading.Thread] = {}
+        self._sending: set[str] = set()  # targets whose sender is in the middle of a delivery
 
     # --- called from other threads ----------------------------------------------------
 
@@ -414,19 +415,21 @@ class Notifier:
         for target in self.targets:
             thread = threading.Thread(target=self._send_loop, args=(target,), name="notify-%s" % target.name,
                                       daemon=True)
-            self._threads.append(thread)
+            self._threads[target.name] = thread
             thread.start()
 
     def stop(self, timeout_s: float = 0.5) -> None:
-        """Stop sending, waiting at most ``timeout_s`` in all; a delivery in flight (up to its
-        10 s timeout) is left to its daemon thread."""
+        """Stop sending. The idle senders end at once (waited for, at most ``timeout_s`` in
+        all); one in the middle of a delivery (up to its 10 s timeout) is not waited for: its
+        daemon thread ends after it, and posts no event."""
         with self._lock:
             self._stop = True
             for wake in self._wake.values():
                 wake.notify()
             self._tested.notify_all()
+            idle = [thread for name, thread in self._threads.items() if name not in self._sending]
         deadline = time.monotonic() + timeout_s
-        for thread in self._threads:
+        for thread in idle:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     # --- the sender threads ------------------------------------------------------------
@@ -478,6 +481,9 @@ class Notifier:
             except Exception as exc:  # a bug here must not end this target's notifications
                 log.error("notifications to %s: unexpected %s after a delivery (a bug)\n%s", target.name,
                           type(exc).__name__, _where(exc))
+            finally:
+                with self._lock:
+                    self._sending.discard(target.name)
 
     def _next_due(self, target: Target) -> _Delivery | None:
         """The target's next delivery once it is due; None when stopping."""
@@ -486,6 +492,7 @@ class Notifier:
             while not self._stop:
                 now = self._clock()
                 if queue and queue[0][0] <= now:
+                    self._sending.add(target.name)
                     return heapq.heappop(queue)[2]
                 # At most a second at a time: an injected clock may move without a notify.
                 wake.wait(min(max(queue[0][0] - now, 0.0), 1.0) if queue else None)
@@ -604,8 +611,9 @@ class Notifier:
                        type="notify.ok")
 
     def _tell(self, level: str, message: str, **fields: Any) -> None:
-        """Post one of our events; if that fails, the delivery still goes on (and is retried)."""
-        if self._post is None:
+        """Post one of our events; if that fails, the delivery still goes on (and is retried).
+        Not after ``stop()``: the event log's storage may be closed by then."""
+        if self._post is None or self._stop:
             return
         try:
             self._post(level, message, source="notify", **fields)
