@@ -24,7 +24,7 @@ def _query(name: str, schema: dict, description: str) -> dict:
 
 
 _TEST_RESULTS = {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": {
-    "type": "object", "required": ["target", "ok", "status", "error"]}}}}
+    "type": "object", "required": ["target", "ok", "status", "error", "pending"]}}}}
 _FORMAT = _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv")
 _FILTERS = [
     _query("types", {"type": "string", "pattern": "^([A-Za-z0-9_.:*?-]{1,100}(,[A-Za-z0-9_.:*?-]{1,100}){0,19})?$"},
@@ -322,6 +322,7 @@ def openapi_spec(version: str) -> dict:
                     "summary": "Send a test notification to every notify target; each one's result",
                     "responses": {
                         "200": {"description": "every target took it", **_json(_TEST_RESULTS)},
+                        "202": {"description": "none failed; one has not answered within 2 s", **_json(_TEST_RESULTS)},
                         "502": {"description": "a target did not take it", **_json(_TEST_RESULTS)},
                         **_errors(400, 401, 403, 429),
                     },

@@ -3,9 +3,20 @@
 One concept: telling someone outside the page that an alert fired or resolved.
 
 Invariants:
-- nothing here blocks the sampler or a request: ``alert_changed`` only queues
-  (a bounded queue; past it the oldest waiting delivery is dropped and counted),
-  and one sender thread delivers with a 10 s timeout;
+- nothing here blocks the sampler or a request: ``alert_changed`` only queues;
+- each target has its own bounded queue and its own sender thread (so there are as many
+  threads as targets, whatever the traffic), so a slow or dead target only ever delays
+  itself; past ``max_queue`` the oldest waiting delivery of that target is dropped, counted,
+  and warned about at most once a minute per target (with how many went);
+- a test (``test()``, ``POST /api/alerts/test``) never enters those queues: it is sent by one
+  short-lived thread per target, one test at a time (another call while one is sending raises
+  ``NotificationTestBusy``: a 429), and answers within ``TEST_ANSWER_S`` with what it knows,
+  "pending" for a target that has not answered yet;
+- a target URL is checked when it is loaded with the rules http.client applies when it sends
+  (no space, control or non-ASCII character; a numeric port), so it cannot fail later for
+  that; ``user:password@`` in it is sent as HTTP basic auth, not as part of the host;
+- every exception in a delivery is one failed attempt, retried as any other: an unexpected one
+  is logged by its type and where it happened, never its message (it may hold the URL);
 - 2xx is success; a redirect is not followed (it is a failure); 429 and 503
   wait for ``Retry-After``; other failures are retried with exponential backoff
   and jitter for at most ``max_retry_s``; 410 disables that target until restart;
@@ -28,6 +39,7 @@ import email.utils
 import hashlib
 import heapq
 import hmac
+import http.client
 import itertools
 import json
 import logging
@@ -36,6 +48,7 @@ import re
 import socket
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -44,7 +57,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-__all__ = ["Target", "Notifier", "parse_targets", "render", "sign"]
+__all__ = ["Target", "Notifier", "NotificationTestBusy", "parse_targets", "render", "sign"]
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +65,16 @@ FORMATS = ("json", "ntfy", "slack", "discord")
 LEVELS = ("warning", "error")
 DEFAULT_REPEAT_S = 600.0
 TIMEOUT_S = 10.0
-MAX_QUEUE = 1000
+MAX_QUEUE = 1000              # per target
+TEST_ANSWER_S = 2.0           # POST /api/alerts/test answers within this; a target still sending is pending
+DROP_LOG_EVERY_S = 60.0       # at most one "dropped" warning per target a minute, with a count
+MAX_ERROR_CHARS = 200         # of a delivery's error, as shown in status and notify.failing
 MAX_RETRY_S = 3600.0
 BACKOFF_S = 5.0
 MAX_BACKOFF_S = 600.0
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# What http.client refuses in a request line or host (its _contains_disallowed_url_pchar_re).
+_URL_FORBIDDEN_RE = re.compile("[\x00-\x20\x7f]")
 
 
 @dataclass(frozen=True)
@@ -68,11 +86,50 @@ class Target:
     levels: tuple = LEVELS
     repeat_s: float = DEFAULT_REPEAT_S
 
+    def __post_init__(self) -> None:
+        problem = _url_problem(self.url)
+        if problem:
+            raise ValueError("notify target %s: %s" % (self.name, problem))
+
     @property
     def where(self) -> str:
         """The URL without path or query (Slack and Discord put their secret in the path)."""
         parts = urllib.parse.urlsplit(self.url)
         return "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2])
+
+
+def _url_problem(url: Any) -> str | None:
+    """Why ``url`` cannot be a target's URL, in words that never repeat it (its path or query
+    may be the secret); None when http.client will send to it. Checked on the raw string:
+    ``urlsplit`` silently drops tabs and newlines that http.client then refuses."""
+    if not isinstance(url, str):
+        return "url must be an http:// or https:// URL"
+    if _URL_FORBIDDEN_RE.search(url):
+        return "url has a space or control character (percent-encode it: a space is %20)"
+    if not url.isascii():
+        return "url has a non-ASCII character (percent-encode it; a host name in punycode, xn--)"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        return "url has a bad host or port (a port is a number up to 65535; an IPv6 host in [brackets])"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "url must be an http:// or https:// URL"
+    return None
+
+
+def _split_credentials(url: str) -> tuple[str, str | None]:
+    """(the URL without ``user:password@``, a basic ``Authorization`` value or None): urllib
+    would take the credentials for part of the host name (RFC 7617; percent-escapes decoded)."""
+    netloc = urllib.parse.urlsplit(url).netloc
+    if "@" not in netloc:
+        return url, None
+    userinfo, _, hostport = netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    credentials = "%s:%s" % (urllib.parse.unquote(user), urllib.parse.unquote(password))
+    head, _, rest = url.partition("//")
+    return (head + "//" + hostport + rest[len(netloc):],
+            "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii"))
 
 
 def parse_targets(document: Any) -> list[Target]:
@@ -94,9 +151,9 @@ def parse_targets(document: Any) -> list[Target]:
             raise ValueError("%s: name must be 1-64 letters, digits or _ . -" % where)
         where = "notify target %s" % name
         url = raw.get("url")
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("%s: url must be an http:// or https:// URL" % where)
+        problem = _url_problem(url)
+        if problem:
+            raise ValueError("%s: %s" % (where, problem))
         fmt = raw.get("format", "json")
         if fmt not in FORMATS:
             raise ValueError("%s: format must be one of %s" % (where, ", ".join(FORMATS)))
@@ -194,7 +251,7 @@ class _Delivery:
     message: dict
     first_at: float
     attempts: int = 0
-    reply: threading.Event | None = None
+    test: bool = False            # a test: one attempt, its result kept for the caller, never retried
     result: dict | None = None
 
 
@@ -207,24 +264,36 @@ class _TargetState:
     last_status: int | None = None
     attempts: int = 0
     dropped: int = 0
+    dropped_unlogged: int = 0     # dropped since the last warning line
+    drop_logged_at: float | None = None
+
+
+class NotificationTestBusy(Exception):
+    """A test notification is still being sent; ``retry_after_s`` says when it will be done."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__("a test notification is still being sent; try again in %d s" % retry_after_s)
+        self.retry_after_s = retry_after_s
 
 
 class Notifier:
     """Sends alert changes to every target that wants them.
 
     >>> notifier = Notifier(parse_targets(config["notify"]), dashboard_url, post=event_log.post)
-    >>> notifier.start()
+    >>> notifier.start()                                # one sender thread per target
     >>> notifier.alert_changed("alert.firing", alert)   # from the sampler thread: only queues
     >>> notifier.tick()                                 # each sample: sends firings that waited
+    >>> notifier.stop()                                 # at most ``timeout_s``, whatever a target does
 
     ``post(level, message, source=..., data=..., type=...)`` reports a target that starts
-    or stops failing. ``clock``, ``sleep`` (``random``) and ``opener`` can be injected.
+    or stops failing. ``clock``, ``rng``, ``opener`` and ``test_answer_s`` can be injected.
     """
 
     def __init__(self, targets: list[Target], dashboard_url: str, post: Callable[..., Any] | None = None, *,
                  clock: Callable[[], float] = time.time, opener: Callable[..., Any] | None = None,
                  timeout_s: float = TIMEOUT_S, backoff_s: float = BACKOFF_S, max_backoff_s: float = MAX_BACKOFF_S,
-                 max_retry_s: float = MAX_RETRY_S, max_queue: int = MAX_QUEUE, rng: random.Random | None = None) -> None:
+                 max_retry_s: float = MAX_RETRY_S, max_queue: int = MAX_QUEUE, rng: random.Random | None = None,
+                 test_answer_s: float = TEST_ANSWER_S) -> None:
         self.targets = list(targets)
         self.dashboard = {"url": dashboard_url, "host": socket.gethostname()}
         self._post = post
@@ -235,16 +304,24 @@ class Notifier:
         self.max_backoff_s = max_backoff_s
         self.max_retry_s = max_retry_s
         self.max_queue = max_queue
+        self.test_answer_s = test_answer_s
         self._rng = rng or random.Random()
-        self._cond = threading.Condition()
-        self._queue: list = []            # heap of (due, seq, delivery)
+        # One lock for the queues and states; each target's sender waits on its own condition
+        # (over that lock), so a delivery wakes only the thread that sends it.
+        self._lock = threading.Lock()
+        self._queues: dict[str, list] = {t.name: [] for t in self.targets}  # heaps of (due, seq, delivery)
+        self._wake = {t.name: threading.Condition(self._lock) for t in self.targets}
+        self._tested = threading.Condition(self._lock)  # a test delivery got its answer (or we stop)
+        self._tests_running = 0                          # test deliveries still sending
+        self._test_started = 0.0                         # monotonic
         self._seq = itertools.count()
         self._states = {t.name: _TargetState() for t in self.targets}
         # (rule, target) -> {"sent_at": time of the last firing sent, "open": a firing was sent and not
         # resolved yet, "waiting": a firing not sent yet (within repeat)}
         self._flood: dict[tuple, dict] = {}
         self._stop = False
-        self._thread: threading.Thread | None = None
+        self._threads: dict[str, threading.Thread] = {}
+        self._sending: set[str] = set()  # targets whose sender is in the middle of a delivery
 
     # --- called from other threads ----------------------------------------------------
 
@@ -276,7 +353,8 @@ class Notifier:
             self._enqueue(target, self._message(kind, alert), now)
 
     def tick(self) -> None:
-        """Send the firings that waited out their repeat interval (the sampler calls this)."""
+        """Send the firings that waited out their repeat interval, and say what was dropped
+        (the sampler calls this)."""
         now = self._clock()
         for (rule, name), flood in self._flood.items():
             target = next((t for t in self.targets if t.name == name), None)
@@ -285,51 +363,76 @@ class Notifier:
                 continue
             flood.update(sent_at=now, open=True, waiting=None)
             self._enqueue(target, self._message("alert.firing", alert), now)
+        with self._lock:
+            warnings = [self._drop_warning(t.name, now) for t in self.targets]
+        for warning in warnings:
+            if warning:
+                log.warning(*warning)
 
     def test(self) -> list[dict]:
-        """Send a test notification to every target now and wait (bounded) for each answer."""
+        """Send a test notification to every target now and wait (at most ``test_answer_s``) for
+        the answers; a target that has not answered yet is ``"pending": true`` (its result shows
+        in ``status()`` when it comes). Raises ``NotificationTestBusy`` while an earlier test is
+        still sending: one test at a time, so test calls hold no more than one thread per target."""
         now = self._clock()
         alert = {"name": "test", "metric": None, "value": None, "threshold": None, "level": "warning",
                  "message": "a test notification from sse-dashboard", "started_at": now, "ended_at": None}
-        deliveries = []
-        for target in self.targets:
-            delivery = _Delivery(target, self._message("test", alert), now, reply=threading.Event())
-            deliveries.append(delivery)
-            with self._cond:
-                heapq.heappush(self._queue, (0.0, next(self._seq), delivery))  # before anything waiting
-                self._cond.notify()
-        results = []
+        deliveries = [_Delivery(target, self._message("test", alert), now, test=True) for target in self.targets]
+        with self._lock:
+            if self._tests_running:
+                left = self._test_started + self.timeout_s - time.monotonic()
+                raise NotificationTestBusy(max(1, int(left) + 1))
+            self._tests_running = len(deliveries)
+            self._test_started = time.monotonic()
         for delivery in deliveries:
-            delivery.reply.wait(self.timeout_s * 2 + 5)
-            results.append(delivery.result or {"target": delivery.target.name, "ok": False,
-                                               "error": "no answer in time"})
-        return results
+            try:
+                threading.Thread(target=self._send_test, args=(delivery,), daemon=True,
+                                 name="notify-test-%s" % delivery.target.name).start()
+            except RuntimeError:  # "can't start new thread": that one fails, the next test is not refused
+                with self._lock:
+                    delivery.result = {"target": delivery.target.name, "ok": False, "status": None,
+                                       "error": "no thread to send it", "pending": False}
+                    self._tests_running -= 1
+        deadline = time.monotonic() + self.test_answer_s
+        with self._lock:
+            while not self._stop and any(d.result is None for d in deliveries):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._tested.wait(left)
+            return [d.result or {"target": d.target.name, "ok": None, "status": None, "error": None, "pending": True}
+                    for d in deliveries]
 
     def status(self) -> list[dict]:
-        with self._cond:
-            queued = {}
-            for _, _, delivery in self._queue:
-                queued[delivery.target.name] = queued.get(delivery.target.name, 0) + 1
+        with self._lock:
             return [{"name": t.name, "format": t.format, "where": t.where, "state": self._states[t.name].state,
                      "last_ok_at": self._states[t.name].last_ok_at, "failing_since": self._states[t.name].failing_since,
                      "last_error": self._states[t.name].last_error, "last_status": self._states[t.name].last_status,
                      "attempts": self._states[t.name].attempts, "dropped": self._states[t.name].dropped,
-                     "queued": queued.get(t.name, 0)} for t in self.targets]
+                     "queued": len(self._queues[t.name])} for t in self.targets]
 
     def start(self) -> None:
-        if self.targets:
-            self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
-            self._thread.start()
+        for target in self.targets:
+            thread = threading.Thread(target=self._send_loop, args=(target,), name="notify-%s" % target.name,
+                                      daemon=True)
+            self._threads[target.name] = thread
+            thread.start()
 
     def stop(self, timeout_s: float = 0.5) -> None:
-        """Stop sending; a delivery in flight (up to its 10 s timeout) is left to its daemon thread."""
-        with self._cond:
+        """Stop sending. The idle senders end at once (waited for, at most ``timeout_s`` in
+        all); one in the middle of a delivery (up to its 10 s timeout) is not waited for: its
+        daemon thread ends after it, and posts no event."""
+        with self._lock:
             self._stop = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+            for wake in self._wake.values():
+                wake.notify()
+            self._tested.notify_all()
+            idle = [thread for name, thread in self._threads.items() if name not in self._sending]
+        deadline = time.monotonic() + timeout_s
+        for thread in idle:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
-    # --- the sender thread -------------------------------------------------------------
+    # --- the sender threads ------------------------------------------------------------
 
     def _message(self, kind: str, alert: dict) -> dict:
         now = self._clock()
@@ -341,60 +444,85 @@ class Notifier:
                 "dashboard": dict(self.dashboard)}
 
     def _enqueue(self, target: Target, message: dict, now: float) -> None:
-        with self._cond:
+        warning = None
+        with self._lock:
             if self._states[target.name].state == "disabled":
                 return
-            if len(self._queue) >= self.max_queue:
-                oldest = min(self._queue, key=lambda item: item[2].first_at)
-                self._queue.remove(oldest)
-                heapq.heapify(self._queue)
-                self._states[oldest[2].target.name].dropped += 1
-                log.warning("notification queue full (%d): dropped the oldest, for %s", self.max_queue,
-                            oldest[2].target.name)
-            heapq.heappush(self._queue, (now, next(self._seq), _Delivery(target, message, now)))
-            self._cond.notify()
+            queue = self._queues[target.name]
+            if len(queue) >= self.max_queue:
+                queue.remove(min(queue, key=lambda item: item[2].first_at))
+                heapq.heapify(queue)
+                self._states[target.name].dropped += 1
+                self._states[target.name].dropped_unlogged += 1
+                warning = self._drop_warning(target.name, now)
+            heapq.heappush(queue, (now, next(self._seq), _Delivery(target, message, now)))
+            self._wake[target.name].notify()
+        if warning:
+            log.warning(*warning)
 
-    def _run(self) -> None:
+    def _drop_warning(self, name: str, now: float) -> tuple | None:
+        """The warning for what ``name`` dropped since the last one, if a minute has passed
+        (a full queue drops one a delivery: a line each would flood the log). Under the lock."""
+        state = self._states[name]
+        if not state.dropped_unlogged or (state.drop_logged_at is not None
+                                          and now - state.drop_logged_at < DROP_LOG_EVERY_S):
+            return None
+        count, state.dropped_unlogged, state.drop_logged_at = state.dropped_unlogged, 0, now
+        return ("notifications to %s: queue full (%d), dropped the oldest %d waiting since the last warning",
+                name, self.max_queue, count)
+
+    def _send_loop(self, target: Target) -> None:
         while True:
-            with self._cond:
-                while not self._stop:
-                    if self._queue and self._queue[0][0] <= self._clock():
-                        break
-                    wait = (self._queue[0][0] - self._clock()) if self._queue else None
-                    self._cond.wait(None if wait is None else min(max(wait, 0.0), 1.0))
-                if self._stop:
-                    return
-                _, _, delivery = heapq.heappop(self._queue)
+            delivery = self._next_due(target)
+            if delivery is None:
+                return
             try:
-                self._attempt(delivery)
-            except Exception:  # a bug here must not end notifications
-                log.exception("notification to %s failed unexpectedly", delivery.target.name)
+                self._deliver(delivery)
+            except Exception as exc:  # a bug here must not end this target's notifications
+                log.error("notifications to %s: unexpected %s after a delivery (a bug)\n%s", target.name,
+                          type(exc).__name__, _where(exc))
+            finally:
+                with self._lock:
+                    self._sending.discard(target.name)
 
-    def _attempt(self, delivery: _Delivery) -> None:
-        target, message = delivery.target, delivery.message
-        body, headers = render(target, message)
-        timestamp = int(self._clock())
-        headers.update({"webhook-id": message["id"], "webhook-timestamp": str(timestamp),
-                        "User-Agent": "sse-dashboard-notify"})
-        if target.secret:
-            headers["webhook-signature"] = sign(target.secret, message["id"], timestamp, body)
-        delivery.attempts += 1
-        status, error, retry_after = None, None, None
+    def _next_due(self, target: Target) -> _Delivery | None:
+        """The target's next delivery once it is due; None when stopping."""
+        with self._lock:
+            queue, wake = self._queues[target.name], self._wake[target.name]
+            while not self._stop:
+                now = self._clock()
+                if queue and queue[0][0] <= now:
+                    self._sending.add(target.name)
+                    return heapq.heappop(queue)[2]
+                # At most a second at a time: an injected clock may move without a notify.
+                wake.wait(min(max(queue[0][0] - now, 0.0), 1.0) if queue else None)
+            return None
+
+    def _send_test(self, delivery: _Delivery) -> None:
         try:
-            request = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
-            with self._open(request, timeout=self.timeout_s) as response:
-                status = response.status
-                response.read(65536)
-        except urllib.error.HTTPError as exc:
-            status, error = exc.code, "HTTP %d" % exc.code
-            retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None, self._clock())
-        except (OSError, ValueError) as exc:  # refused, reset, timed out, DNS
-            error = "%s: %s" % (type(exc).__name__, getattr(exc, "reason", None) or exc)
+            self._deliver(delivery)
+        except Exception as exc:
+            log.error("notifications to %s: unexpected %s after a test (a bug)\n%s", delivery.target.name,
+                      type(exc).__name__, _where(exc))
+        finally:
+            with self._lock:
+                if delivery.result is None:
+                    delivery.result = {"target": delivery.target.name, "ok": False, "status": None,
+                                       "error": "unexpected error (see the log)", "pending": False}
+                self._tests_running -= 1
+                self._tested.notify_all()
+
+    def _deliver(self, delivery: _Delivery) -> None:
+        """One attempt, then: recorded, answered (a test) or queued again (a failure)."""
+        target = delivery.target
+        status, error, retry_after = self._attempt(delivery)
         ok = status is not None and 200 <= status < 300
         self._record(target, ok, status, error)
-        if delivery.reply is not None:  # a test: one attempt, answered
-            delivery.result = {"target": target.name, "ok": ok, "status": status, "error": error}
-            delivery.reply.set()
+        if delivery.test:
+            with self._lock:
+                delivery.result = {"target": target.name, "ok": ok, "status": status, "error": error,
+                                   "pending": False}
+                self._tested.notify_all()
             return
         if ok:
             return
@@ -410,43 +538,101 @@ class Notifier:
         if now + delay - delivery.first_at > self.max_retry_s:
             log.warning("gave up a notification to %s after %d attempts: %s", target.name, delivery.attempts, error)
             return
-        with self._cond:
-            heapq.heappush(self._queue, (now + delay, next(self._seq), delivery))
-            self._cond.notify()
+        with self._lock:
+            if self._states[target.name].state != "disabled":
+                heapq.heappush(self._queues[target.name], (now + delay, next(self._seq), delivery))
+                self._wake[target.name].notify()
+
+    def _attempt(self, delivery: _Delivery) -> tuple[int | None, str | None, float | None]:
+        """(HTTP status or None, error or None, Retry-After seconds or None) of one POST. Never
+        raises: whatever goes wrong is a failed attempt, described without the URL."""
+        target, message = delivery.target, delivery.message
+        delivery.attempts += 1
+        try:
+            body, headers = render(target, message)
+            timestamp = int(self._clock())
+            headers.update({"webhook-id": message["id"], "webhook-timestamp": str(timestamp),
+                            "User-Agent": "sse-dashboard-notify"})
+            if target.secret:
+                headers["webhook-signature"] = sign(target.secret, message["id"], timestamp, body)
+            url, authorization = _split_credentials(target.url)
+            if authorization:
+                headers["Authorization"] = authorization
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+            with self._open(request, timeout=self.timeout_s) as response:
+                status = response.status
+                response.read(65536)
+            return status, None, None
+        except urllib.error.HTTPError as exc:
+            return (exc.code, "HTTP %d" % exc.code,
+                    _retry_after(exc.headers.get("Retry-After") if exc.headers else None, self._clock()))
+        except (OSError, http.client.HTTPException) as exc:
+            if not isinstance(exc, http.client.InvalidURL):  # its message holds the URL
+                # refused, reset, timed out, DNS, TLS; or an answer that is not HTTP (BadStatusLine,
+                # which quotes the receiver's line: cut short, it goes into an event's message)
+                error = "%s: %s" % (type(exc).__name__, getattr(exc, "reason", None) or exc)
+                return None, error if len(error) <= MAX_ERROR_CHARS else error[:MAX_ERROR_CHARS - 1] + "…", None
+            return None, self._unexpected(target, exc), None
+        except Exception as exc:
+            return None, self._unexpected(target, exc), None
+
+    def _unexpected(self, target: Target, exc: Exception) -> str:
+        """The error of an exception nobody expected: logged with where it happened, once per
+        streak of it; never its message, which may hold the URL's secret path or query."""
+        error = "%s (unexpected, see the log)" % type(exc).__name__
+        with self._lock:
+            repeated = self._states[target.name].last_error == error
+        if not repeated:
+            log.error("notifications to %s: unexpected %s, counted as a failed attempt (its message is left "
+                      "out: it may hold the URL)\n%s", target.name, type(exc).__name__, _where(exc))
+        return error
 
     def _record(self, target: Target, ok: bool, status: int | None, error: str | None) -> None:
         now = self._clock()
-        with self._cond:
+        with self._lock:
             state = self._states[target.name]
             state.attempts += 1
             state.last_status = status
             before = state.state
+            if before == "disabled":  # until restart, whatever a test says
+                return
             if ok:
                 state.state, state.last_ok_at, state.failing_since, state.last_error = "ok", now, None, None
             else:
                 state.last_error = error
                 if state.state != "failing":
                     state.state, state.failing_since = "failing", now
-        if self._post is None:
-            return
         if not ok and before != "failing" and status != 410:  # 410 is said once, by _disable
             log.warning("notifications to %s are failing: %s", target.name, error)
-            self._post("warning", "notifications to %s are failing: %s" % (target.name, error), source="notify",
+            self._tell("warning", "notifications to %s are failing: %s" % (target.name, error),
                        data={"target": target.name, "error": error}, type="notify.failing")
         elif ok and before == "failing":
-            self._post("info", "notifications to %s work again" % target.name, source="notify",
-                       data={"target": target.name}, type="notify.ok")
+            self._tell("info", "notifications to %s work again" % target.name, data={"target": target.name},
+                       type="notify.ok")
+
+    def _tell(self, level: str, message: str, **fields: Any) -> None:
+        """Post one of our events; if that fails, the delivery still goes on (and is retried).
+        Not after ``stop()``: the event log's storage may be closed by then."""
+        if self._post is None or self._stop:
+            return
+        try:
+            self._post(level, message, source="notify", **fields)
+        except Exception as exc:
+            log.error("could not post the notify event %r: %s", fields.get("type"), exc)
 
     def _disable(self, target: Target) -> None:
-        with self._cond:
+        with self._lock:
             self._states[target.name].state = "disabled"
             self._states[target.name].last_error = "HTTP 410 Gone: disabled until restart"
-            self._queue = [item for item in self._queue if item[2].target.name != target.name]
-            heapq.heapify(self._queue)
+            self._queues[target.name].clear()
         log.warning("notification target %s answered 410 Gone: disabled until restart", target.name)
-        if self._post is not None:
-            self._post("warning", "notification target %s answered 410 Gone: disabled until restart" % target.name,
-                       source="notify", data={"target": target.name}, type="notify.disabled")
+        self._tell("warning", "notification target %s answered 410 Gone: disabled until restart" % target.name,
+                   data={"target": target.name}, type="notify.disabled")
+
+
+def _where(exc: BaseException) -> str:
+    """The traceback of ``exc`` without its message: file, line and code of each frame."""
+    return "".join(traceback.format_tb(exc.__traceback__)).rstrip()
 
 
 def _retry_after(value: str | None, now: float) -> float | None:

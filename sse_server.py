@@ -45,7 +45,7 @@ from typing import Any, Callable
 from agent_api import McpEndpoint, dashboard_tools
 from alerts import AlertEngine, load_document, parse_rules
 from heartbeats import Heartbeats, parse_heartbeats
-from notify import Notifier, parse_targets
+from notify import NotificationTestBusy, Notifier, parse_targets
 from processes import TopProcesses
 from api_spec import openapi_spec
 from demo import DemoFeeder
@@ -884,8 +884,13 @@ class DashboardHandler(BaseHTTPRequestHandler):
         """POST /api/alerts/test: a test notification to every target, answered with each result."""
         if not self.server.notifier.targets:
             raise HTTPError(400, 'no notify targets: add "notify" to the --config file (README "Notifications")')
-        results = self.server.notifier.test()
-        return json_response({"results": results}, 200 if all(r["ok"] for r in results) else 502)
+        try:
+            results = self.server.notifier.test()
+        except NotificationTestBusy as exc:  # one test at a time: parallel calls hold no thread
+            raise HTTPError(429, str(exc), (("Retry-After", str(exc.retry_after_s)),)) from None
+        if any(r["ok"] is False for r in results):
+            return json_response({"results": results}, 502)
+        return json_response({"results": results}, 202 if any(r["pending"] for r in results) else 200)
 
     def get_processes(self) -> Response:
         """The top ten by CPU and by memory, read now (at most every 2 s, however many ask)."""

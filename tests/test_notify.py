@@ -4,22 +4,26 @@ control, the documented ntfy, Slack and Discord shapes, and a receiver that neve
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
+import logging
 import socket
 import threading
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from alerts import parse_rules
 from conftest import required, wait_until
-from notify import Notifier, Target, parse_targets, render
+from events import EventLog
+from notify import TEST_ANSWER_S, Notifier, Target, parse_targets, render
 from sse_server import load_config
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
 
 class Receiver:
     """A webhook receiver: answers each POST with the next scripted (status, headers), then 200."""
@@ -45,7 +49,7 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.url = "http://127.0.0.1:%d/hook/s3cret-path" % self.server.server_address[1]
 
     def wait_for(self, n: int, timeout: float = 10.0) -> list[dict]:
@@ -67,6 +71,23 @@ def receiver():
     yield make
     for r in made:
         r.close()
+
+
+@pytest.fixture
+def silent_url():
+    """The URL of a receiver that never answers: connections wait in the listen backlog,
+    accepted by the kernel, never read; closed (reset) at the end of the test."""
+    sockets = []
+
+    def make(path="/hook/s3cret-path"):
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        sockets.append(silent)
+        return "http://127.0.0.1:%d%s" % (silent.getsockname()[1], path)
+    yield make
+    for silent in sockets:
+        silent.close()
 
 
 class NoJitter:
@@ -119,7 +140,9 @@ def test_500s_are_retried_with_growing_backoff_under_one_webhook_id(receiver):
     assert len({r["headers"]["webhook-id"] for r in got}) == 1
     gaps = [b["at"] - a["at"] for a, b in zip(got, got[1:])]
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.8, gaps
-    assert n.status()[0]["state"] == "ok" and n.status()[0]["attempts"] == 4
+    # The receiver records a request before it answers: wait for the notifier to read the 200.
+    wait_until(lambda: n.status()[0]["attempts"] == 4, message="the fourth answer read")
+    assert n.status()[0]["state"] == "ok"
     n.stop()
 
 
@@ -278,4 +301,235 @@ def test_a_rule_notifies_only_the_targets_it_names(receiver):
     n.alert_changed("alert.firing", dict(ALERT, name="r3"), ("b",))
     b.wait_for(1)
     assert [json.loads(r["body"])["alert"]["name"] for r in b.requests] == ["r3"]
+    n.stop()
+
+
+# --- a slow target and the test call (issue #21, item 3) ----------------------------------
+
+QUEUE_RULE = {"rules": [{"name": "queue", "metric": "gauges.q", "op": ">", "threshold": 5}]}
+
+
+def test_a_slow_target_never_delays_another_target(make_server, receiver, silent_url):
+    """#21: one sender thread took one target after another, so a target that takes its 10 s
+    held every other target's alert behind it."""
+    fast = receiver()
+    running = make_server(alert_rules=parse_rules(QUEUE_RULE),
+                          notify=parse_targets([{"name": "slow", "url": silent_url()},
+                                                {"name": "fast", "url": fast.url}]))
+    running.json("POST", "/api/metrics", {"gauges": {"q": 10}})
+    firing = fast.wait_for(1, timeout=2)[0]  # well before the slow target's 10 s timeout
+    assert json.loads(firing["body"])["type"] == "alert.firing"
+    assert {t["name"]: t["state"] for t in running.json("GET", "/api/alerts")[1]["notify"]} == {
+        "slow": "idle", "fast": "ok"}
+
+
+def test_the_test_call_answers_in_bounded_time_and_holds_back_no_real_alert(make_server, receiver, silent_url):
+    """#21: test deliveries went ahead of real alerts, a call waited up to 25 s for a slow target,
+    and every parallel call held a request thread and queued one delivery per target."""
+    fast = receiver()
+    running = make_server(alert_rules=parse_rules(QUEUE_RULE),
+                          notify=parse_targets([{"name": "slow", "url": silent_url()},
+                                                {"name": "fast", "url": fast.url}]))
+    baseline = threading.active_count()
+    first = {}
+
+    def first_call():
+        started = time.monotonic()
+        first["status"], _, raw = running.request("POST", "/api/alerts/test", timeout=TEST_ANSWER_S + 5)
+        first["took"], first["body"] = time.monotonic() - started, json.loads(raw)
+
+    caller = threading.Thread(target=first_call)
+    caller.start()
+    fast.wait_for(1, timeout=2)  # the test is under way: the fast target has its test, the slow one hangs
+
+    def another_call(_):
+        try:
+            status, headers, raw = running.request("POST", "/api/alerts/test", timeout=1.5)
+            return status, headers.get("Retry-After"), json.loads(raw)
+        except OSError as exc:  # a timeout: the call is held
+            return repr(exc), None, None
+    with ThreadPoolExecutor(10) as pool:
+        others = list(pool.map(another_call, range(10)))
+    assert all(status == 429 and retry_after and "test" in body["error"] for status, retry_after, body in others), \
+        others[:2]
+    # The ten refused calls hold no thread: only the first call (its client and request threads)
+    # and the slow target's test delivery are left beyond what ran before (once the threads
+    # that served the refusals have seen their clients hang up).
+    wait_until(lambda: threading.active_count() - baseline <= 3, timeout=2,
+               message="no more threads than before, but the first call's: %s" % threading.enumerate())
+
+    running.json("POST", "/api/metrics", {"gauges": {"q": 10}})  # a real alert while the test runs
+    got = fast.wait_for(2, timeout=3)  # not after the slow target's 10 s
+    assert json.loads(got[1]["body"])["type"] == "alert.firing"
+
+    caller.join(TEST_ANSWER_S + 5)
+    assert first["took"] < TEST_ANSWER_S + 1, first
+    assert first["status"] == 202
+    assert first["body"]["results"] == [
+        {"target": "slow", "ok": None, "status": None, "error": None, "pending": True},
+        {"target": "fast", "ok": True, "status": 200, "error": None, "pending": False}]
+    assert len(fast.requests) == 2  # one test, one firing: the ten refused calls sent nothing
+
+
+def test_stopping_waits_for_no_slow_target(silent_url, receiver):
+    """Three targets each in the middle of a delivery that would take its 10 s, one idle:
+    stopping waits for none of the three (their daemon threads are left to their timeout;
+    SIGTERM must exit within 2 s in all), and the idle sender has ended."""
+    n = notifier([Target(name, silent_url()) for name in ("a", "b", "c")] + [Target("idle", receiver().url)])
+    n.alert_changed("alert.firing", ALERT, ("a", "b", "c"))
+    wait_until(lambda: all(t["queued"] == 0 for t in n.status()), message="all three in flight")
+    started = time.monotonic()
+    n.stop()
+    assert time.monotonic() - started < 0.25
+    wait_until(lambda: "notify-idle" not in [t.name for t in threading.enumerate()], timeout=1,
+               message="the idle sender ended")
+
+
+# --- URLs that http.client refuses, credentials, and errors nobody expected (item 4) --------
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1/hook/s3cret path", "http://127.0.0.1/hook/s3cret\\x01", "http://127.0.0.1/hook/s3cret\\t",
+    "http://127.0.0.1/hook/s3cret\\x7f", "http://127.0.0.1/hook?token=s3cret\\n", "http://127.0.0.1/hook/s3cr\\u00e9t",
+    "http://127.0.0.1:99999/hook/s3cret", "http://127.0.0.1:x/hook/s3cret", "http://127.0.0.1 /hook/s3cret",
+])
+def test_a_url_http_client_would_refuse_is_refused_at_load_without_echoing_it(tmp_path, url):
+    """#21: a space or control character passed the load and broke every delivery later."""
+    url = url.encode().decode("unicode_escape")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"notify": [{"name": "ops", "url": url}]}))
+    with pytest.raises(ValueError, match="notify target ops: url") as refused:
+        load_config(str(path))
+    assert "s3cr" not in str(refused.value) and "127.0.0.1" not in str(refused.value)
+
+
+def _http_client_refuses(url: str) -> bool:
+    """Whether urllib/http.client would raise on ``url`` before sending (no connection is made)."""
+    try:
+        request = urllib.request.Request(url, data=b"", method="POST")
+        conn = http.client.HTTPConnection(request.host)
+        conn.putrequest("POST", request.selector, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", request.host)
+        return False
+    except (ValueError, http.client.HTTPException, UnicodeError):
+        return True
+
+
+@pytest.mark.parametrize("char", [chr(c) for c in range(0x00, 0x21)] + ["\x7f", "\x85", "\u00a0", "\u2028", "é"])
+@pytest.mark.parametrize("where", ["path", "query", "host"])
+def test_every_url_http_client_refuses_is_refused_at_load(char, where):
+    url = {"path": "http://example.com/a%sb", "query": "http://example.com/a?b=%s",
+           "host": "http://exa%smple.com/a"}[where] % char
+    try:
+        parse_targets([{"name": "ops", "url": url}])
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert not (accepted and _http_client_refuses(url)), repr(url)
+
+
+def test_valid_urls_are_still_accepted():
+    for url in ("http://example.com", "https://example.com:8443/a/b?c=d&e=%20f", "http://[::1]:8080/x",
+                "https://hooks.slack.com/services/T000/B000/XXXX", "http://xn--bcher-kva.example/t"):
+        assert parse_targets([{"name": "ops", "url": url}])[0].url == url
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(receiver):
+    """#21: ``user:pass@`` was taken for part of the host name: every delivery failed."""
+    hook = receiver()
+    url = hook.url.replace("http://", "http://alice:p%40ss%3Aword@")
+    target = parse_targets([{"name": "ops", "url": url}])[0]
+    assert target.where == "http://127.0.0.1:%d" % hook.server.server_address[1]
+    n = notifier([target])
+    n.alert_changed("alert.firing", ALERT)
+    got = hook.wait_for(1, timeout=3)[0]
+    assert got["headers"]["authorization"] == "Basic " + base64.b64encode(b"alice:p@ss:word").decode()
+    assert got["path"] == "/hook/s3cret-path"
+    wait_until(lambda: n.status()[0]["state"] == "ok", message="ok")
+    assert "p%40ss" not in json.dumps(n.status())
+    n.stop()
+
+
+def test_a_garbled_answer_is_a_failed_attempt_posted_once_and_retried():
+    """#21: an exception urllib does not wrap (http.client's BadStatusLine here) escaped the
+    handling: no retry, the target stayed idle, no notify.failing. Its text (the receiver's
+    line, 6,000 characters here) is cut short enough for an event message."""
+    garbler = socket.socket()
+    garbler.bind(("127.0.0.1", 0))
+    garbler.listen(16)
+    answered = []
+
+    def answer_garbage():
+        while True:
+            try:
+                conn, _ = garbler.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"NOT HTTP " * 666 + b"\r\n\r\n")
+                answered.append(1)
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    events = EventLog()
+    url = "http://127.0.0.1:%d/hook/s3cret-path" % garbler.getsockname()[1]
+    n = notifier([Target("ops", url)], backoff_s=0.05, post=events.post)
+    try:
+        n.alert_changed("alert.firing", ALERT)
+        wait_until(lambda: len(answered) >= 3, timeout=3, message="three attempts (retried)")
+        wait_until(lambda: n.status()[0]["attempts"] >= 3, timeout=2, message="attempts counted")
+        status = n.status()[0]
+        assert status["state"] == "failing" and "BadStatusLine" in status["last_error"]
+        assert [e.type for e in events.since(0)] == ["notify.failing"]
+    finally:
+        n.stop()
+        garbler.close()
+
+
+def test_an_unexpected_error_is_logged_without_the_urls_secret_and_retried(caplog):
+    """Whatever a delivery raises is one failed attempt: logged without the URL's path or
+    query (Slack's and Discord's secret), retried, and the target shows failing."""
+    calls = []
+
+    def broken_opener(request, timeout):
+        calls.append(request.full_url)
+        raise RuntimeError("cannot send to %s" % request.full_url)
+    posted = []
+    url = "http://127.0.0.1:9/hook/s3cret-path?token=s3cret-query"
+    n = notifier([Target("ops", url)], opener=broken_opener, backoff_s=0.05,
+                 post=lambda level, message, **k: posted.append((k["type"], message)))
+    try:
+        with caplog.at_level(logging.DEBUG, logger="notify"):
+            n.alert_changed("alert.firing", ALERT)
+            wait_until(lambda: n.status()[0]["attempts"] >= 3, timeout=3, message="retried")
+        status = n.status()[0]
+        assert status["state"] == "failing" and status["last_error"].startswith("RuntimeError")
+        assert [kind for kind, _ in posted] == ["notify.failing"]
+        logged = caplog.text + "".join(str(r.exc_info) for r in caplog.records)
+        assert "RuntimeError" in logged and "s3cret" not in logged
+        assert "s3cret" not in json.dumps(status) + json.dumps(posted)
+    finally:
+        n.stop()
+
+
+# --- dropped notifications (item 11) ------------------------------------------------------
+
+def test_dropped_notifications_warn_once_a_minute_per_target_with_a_count(caplog, receiver):
+    """#21: every dropped notification logged a WARNING line, with no rate limit."""
+    clock = [1000.0]
+    hook = receiver()
+    n = Notifier([Target("a", hook.url), Target("b", hook.url)], "http://127.0.0.1:8080/", max_queue=2,
+                 clock=lambda: clock[0])  # not started: nothing leaves the queues
+    with caplog.at_level(logging.WARNING, logger="notify"):
+        for i in range(50):
+            n.alert_changed("alert.firing", dict(ALERT, name="r%d" % i), ("a",))
+        n.alert_changed("alert.firing", dict(ALERT, name="r0"), ("b",))
+        n.alert_changed("alert.firing", dict(ALERT, name="r1"), ("b",))
+        n.alert_changed("alert.firing", dict(ALERT, name="r2"), ("b",))
+        n.tick()
+        lines = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+        assert len(lines) == 2, lines  # one for a (its first drop), one for b
+        clock[0] += 61
+        n.tick()  # a minute on: the drops since then are counted in one more line
+    lines = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(lines) == 3 and "47" in lines[2] and " a" in lines[2], lines
+    assert {t["name"]: t["dropped"] for t in n.status()} == {"a": 48, "b": 1}
     n.stop()
