@@ -266,7 +266,7 @@ class PushGroups:
     >>> groups = PushGroups(registry)
     >>> groups.push({"job": "backup"}, parse_exposition("done 1\\n"), replace=True)
     >>> registry.snapshot()[1]
-    {'done{job="backup"}': 1.0, 'push_time_seconds{job="backup"}': 1700000000.0}
+    {'done{job="backup"}': 1, 'push_time_seconds{job="backup"}': 1700000000.0}
 
     Which names belong to which group goes to the registry's journal with the
     metrics themselves, in one commit (meta ``push_groups``), and ``members`` (kept
