@@ -8,7 +8,11 @@ Invariants:
   resolves once when the value is back past ``clear`` (hysteresis; ``clear``
   defaults to the threshold): one event each way, never one per tick;
 - a sample without the metric (``None``, a gauge not posted yet) neither fires
-  nor resolves a rule: missing data is not good news.
+  nor resolves a rule: missing data is not good news;
+- what is firing survives a restart (``persist(state)`` after each change, ``state``
+  at start): a rule still firing is not announced again, and its resolve, whenever it
+  comes, carries the original start; a firing rule removed from the config is resolved
+  at the first sample ("no longer configured"), so no alert is left open forever.
 
 A rule, in the file's ``"rules"`` list::
 
@@ -22,6 +26,7 @@ A rule, in the file's ``"rules"`` list::
 from __future__ import annotations
 
 import json
+import logging
 import math
 import operator
 import re
@@ -34,6 +39,8 @@ from typing import Any, Callable
 from metrics import LIST_FIELDS, SYSTEM_FIELDS, flatten_snapshot
 
 __all__ = ["AlertRule", "AlertEngine", "load_rules", "load_document", "parse_rules"]
+
+log = logging.getLogger(__name__)
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
@@ -175,31 +182,43 @@ class AlertEngine:
 
     def __init__(self, rules: list[AlertRule], post: Callable[..., Any],
                  clock: Callable[[], float] = time.monotonic,
-                 notify: Callable[[str, dict, tuple | None], None] | None = None) -> None:
+                 notify: Callable[[str, dict, tuple | None], None] | None = None,
+                 persist: Callable[[str], None] | None = None, state: str | None = None) -> None:
         self.rules = list(rules)
         self._post = post
         self._notify = notify
+        self._persist = persist
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: dict[str, float] = {}    # rule -> monotonic time first breached
         self._firing: dict[str, dict] = {}      # rule -> the active alert
         self._previous: dict[str, tuple[float, float]] = {}  # counter -> (ts, value), for rates
         self._seen: set[str] = set()  # rules whose metric has had a value at least once
+        kept = json.loads(state).get("firing", {}) if state else {}
+        configured = {rule.name: rule for rule in self.rules}
+        for name, alert in kept.items():
+            if name in configured:
+                self._firing[name] = dict(alert, level=configured[name].level)
+        # Firing when the dashboard stopped, and gone from the config since: resolved at the first sample.
+        self._orphans = {name: alert for name, alert in kept.items() if name not in configured}
 
     def evaluate(self, snapshot: dict) -> dict:
         """Update every rule from one snapshot; return ``{"alerts": [active ...]}``."""
         values = self._values(snapshot)
         now = self._clock()
-        to_post = []
+        ts = snapshot.get("ts", time.time())
         with self._lock:
+            to_post = self._resolve_orphans(ts)
             for rule in self.rules:
                 value = values.get(rule.metric)
                 if value is None:
                     continue
                 self._seen.add(rule.name)
-                to_post.extend(self._step(rule, value, now, snapshot.get("ts", time.time())))
+                to_post.extend(self._step(rule, value, now, ts))
             active = [dict(alert) for alert in self._firing.values()]
             waiting = [{"rule": r.name, "metric": r.metric} for r in self.rules if r.name not in self._seen]
+            if to_post:
+                self._save()  # before the events: a restart must know what is firing
         for level, message, data, change in to_post:
             self._post(level, message, source="alerts", data=data, type="alert." + data["state"])
             if self._notify is not None:
@@ -216,6 +235,27 @@ class AlertEngine:
     def active(self) -> list[dict]:
         with self._lock:
             return [dict(alert) for alert in self._firing.values()]
+
+    def _resolve_orphans(self, ts: float) -> list:
+        """Resolve what fired under a rule that is no longer configured (once, after a restart)."""
+        to_post = []
+        for name, alert in self._orphans.items():
+            change = {"name": name, "metric": alert.get("metric"), "value": alert.get("value"),
+                      "threshold": alert.get("threshold"), "level": alert.get("level"),
+                      "message": alert.get("message") or name, "started_at": alert.get("since"),
+                      "ended_at": ts, "targets": None}
+            to_post.append(("info", "resolved: %s (the rule is no longer configured)" % (alert.get("message") or name),
+                            {"rule": name, "value": alert.get("value"), "state": "resolved"}, change))
+        self._orphans = {}
+        return to_post
+
+    def _save(self) -> None:
+        if self._persist is None:
+            return
+        try:
+            self._persist(json.dumps({"firing": self._firing}))
+        except Exception as exc:  # storage failing: the alert still goes out, the page still shows it
+            log.warning("alert state not kept: %s", exc)
 
     def _step(self, rule: AlertRule, value: float, now: float, ts: float) -> list:
         firing = self._firing.get(rule.name)

@@ -3,7 +3,8 @@
 One concept: telling someone outside the page that an alert fired or resolved.
 
 Invariants:
-- nothing here blocks the sampler or a request: ``alert_changed`` only queues;
+- nothing here blocks the sampler or a request: ``alert_changed`` only queues (and
+  commits what was sent to whom, with ``persist``: one small commit per change);
 - each target has its own bounded queue and its own sender thread (so there are as many
   threads as targets, whatever the traffic), so a slow or dead target only ever delays
   itself; past ``max_queue`` the oldest waiting delivery of that target is dropped, counted,
@@ -293,7 +294,8 @@ class Notifier:
                  clock: Callable[[], float] = time.time, opener: Callable[..., Any] | None = None,
                  timeout_s: float = TIMEOUT_S, backoff_s: float = BACKOFF_S, max_backoff_s: float = MAX_BACKOFF_S,
                  max_retry_s: float = MAX_RETRY_S, max_queue: int = MAX_QUEUE, rng: random.Random | None = None,
-                 test_answer_s: float = TEST_ANSWER_S) -> None:
+                 test_answer_s: float = TEST_ANSWER_S, persist: Callable[[str], None] | None = None,
+                 state: str | None = None) -> None:
         self.targets = list(targets)
         self.dashboard = {"url": dashboard_url, "host": socket.gethostname()}
         self._post = post
@@ -319,6 +321,15 @@ class Notifier:
         # (rule, target) -> {"sent_at": time of the last firing sent, "open": a firing was sent and not
         # resolved yet, "waiting": a firing not sent yet (within repeat)}
         self._flood: dict[tuple, dict] = {}
+        # Kept across restarts (``persist`` after each change, ``state`` at start), for the targets
+        # still configured: a resolve after a restart reaches whoever got the firing, and ``repeat``
+        # still counts from the firing sent before it.
+        self._persist = persist
+        names = {t.name for t in self.targets}
+        for entry in json.loads(state) if state else []:
+            if entry["target"] in names:
+                self._flood[(entry["rule"], entry["target"])] = {
+                    "sent_at": entry["sent_at"], "open": entry["open"], "waiting": entry["waiting"]}
         self._stop = False
         self._threads: dict[str, threading.Thread] = {}
         self._sending: set[str] = set()  # targets whose sender is in the middle of a delivery
@@ -341,15 +352,18 @@ class Notifier:
                     continue
                 if flood["sent_at"] is not None and now - flood["sent_at"] < target.repeat_s:
                     flood["waiting"] = alert  # flapping: sent when the repeat interval is over, if still firing
+                    self._save_flood()
                     continue
                 flood.update(sent_at=now, open=True, waiting=None)
             else:
                 if flood["waiting"] is not None:
                     flood["waiting"] = None  # its firing was never sent: nor is its resolve
+                    self._save_flood()
                     continue
                 if not flood["open"]:
                     continue
                 flood["open"] = False
+            self._save_flood()
             self._enqueue(target, self._message(kind, alert), now)
 
     def tick(self) -> None:
@@ -362,12 +376,23 @@ class Notifier:
             if alert is None or target is None or now - flood["sent_at"] < target.repeat_s:
                 continue
             flood.update(sent_at=now, open=True, waiting=None)
+            self._save_flood()
             self._enqueue(target, self._message("alert.firing", alert), now)
         with self._lock:
             warnings = [self._drop_warning(t.name, now) for t in self.targets]
         for warning in warnings:
             if warning:
                 log.warning(*warning)
+
+    def _save_flood(self) -> None:
+        """Keep what was sent to whom (the sampler thread's, as ``_flood`` is)."""
+        if self._persist is None:
+            return
+        try:
+            self._persist(json.dumps([dict(flood, rule=rule, target=name)
+                                      for (rule, name), flood in self._flood.items()]))
+        except Exception as exc:  # storage failing: the notification still goes out
+            log.warning("notification state not kept: %s", exc)
 
     def test(self) -> list[dict]:
         """Send a test notification to every target now and wait (at most ``test_answer_s``) for

@@ -1184,8 +1184,12 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     server.storage_problem = storage_problem
     server.events_epoch = store.epoch if store is not None else server.boot_id
     notice = functools.partial(_post_notice, events)
-    server.notifier = Notifier(list(config.notify), server.url, post=notice)
-    server.alerts = AlertEngine(list(config.alert_rules), post=notice, notify=server.notifier.alert_changed)
+    server.notifier = Notifier(list(config.notify), server.url, post=notice,
+                               persist=functools.partial(store.write_meta, "notify_flood") if store else None,
+                               state=store.read_meta("notify_flood") if store is not None else None)
+    server.alerts = AlertEngine(list(config.alert_rules), post=notice, notify=server.notifier.alert_changed,
+                                persist=functools.partial(store.write_meta, "alerts") if store else None,
+                                state=store.read_meta("alerts") if store is not None else None)
     server.heartbeats = Heartbeats(notice, dict(config.heartbeats),
                                    persist=functools.partial(store.write_meta, "heartbeats") if store else None,
                                    state=store.read_meta("heartbeats") if store is not None else None,

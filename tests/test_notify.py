@@ -533,3 +533,58 @@ def test_dropped_notifications_warn_once_a_minute_per_target_with_a_count(caplog
     assert len(lines) == 3 and "47" in lines[2] and " a" in lines[2], lines
     assert {t["name"]: t["dropped"] for t in n.status()} == {"a": 48, "b": 1}
     n.stop()
+
+
+def test_a_firing_rule_survives_restarts_one_firing_one_resolve_and_repeat_remembered(make_server, receiver,
+                                                                                        tmp_path):
+    """#21 item 2: firing, clean stop, start again (twice): no second alert.firing event or
+    webhook; the resolve reaches the target with the first firing's start; and a new firing
+    within `repeat` of the last one sent waits, across the restart too."""
+    hook = receiver()
+    rules = parse_rules({"rules": [{"name": "deep", "metric": "gauges.q", "op": ">", "threshold": 5}]})
+    targets = [Target("ops", hook.url, repeat_s=3600)]
+
+    def start():
+        return make_server(alert_rules=rules, notify=targets, data_dir=tmp_path)
+
+    def alert_events(running):
+        return [e for e in running.json("GET", "/api/events")[1]["events"] if e["type"] and e["type"].startswith("alert.")]
+
+    running = start()
+    running.json("POST", "/api/metrics", {"gauges": {"q": 10}})
+    hook.wait_for(1)
+    wait_until(lambda: alert_events(running), message="the firing event")
+    for _ in range(2):
+        running.stop()
+        running = start()
+        seq = running.server.sampler.seq
+        wait_until(lambda: running.server.sampler.seq >= seq + 3, message="three samples after the restart")
+        assert [a["rule"] for a in running.json("GET", "/api/alerts")[1]["alerts"]] == ["deep"]
+    assert [e["type"] for e in alert_events(running)] == ["alert.firing"]
+    assert len(hook.requests) == 1
+    running.json("POST", "/api/metrics", {"gauges": {"q": 1}})
+    wait_until(lambda: len(alert_events(running)) == 2, message="the resolve event")
+    first, resolved = (json.loads(r["body"]) for r in hook.wait_for(2))
+    assert resolved["type"] == "alert.resolved" and resolved["alert"]["started_at"] == first["alert"]["started_at"]
+    running.stop()
+    running = start()
+    running.json("POST", "/api/metrics", {"gauges": {"q": 10}})  # fires again within the hour's repeat
+    wait_until(lambda: len(alert_events(running)) == 3, message="the second firing event")
+    seq = running.server.sampler.seq
+    wait_until(lambda: running.server.sampler.seq >= seq + 3, message="three samples")
+    assert len(hook.requests) == 2  # it waits for the repeat interval, remembered across the restart
+
+
+def test_an_alert_whose_rule_was_removed_is_resolved_after_the_restart(make_server, receiver, tmp_path):
+    hook = receiver()
+    rules = parse_rules({"rules": [{"name": "deep", "metric": "gauges.q", "op": ">", "threshold": 5}]})
+    running = make_server(alert_rules=rules, notify=[Target("ops", hook.url)], data_dir=tmp_path)
+    running.json("POST", "/api/metrics", {"gauges": {"q": 10}})
+    hook.wait_for(1)
+    running.stop()
+    running = make_server(notify=[Target("ops", hook.url)], data_dir=tmp_path)  # the rule is gone
+    resolved = json.loads(hook.wait_for(2)[1]["body"])
+    assert resolved["type"] == "alert.resolved" and resolved["alert"]["name"] == "deep"
+    events = running.json("GET", "/api/events")[1]["events"]
+    assert [e["type"] for e in events if e["source"] == "alerts"] == ["alert.firing", "alert.resolved"]
+    assert running.json("GET", "/api/alerts")[1]["alerts"] == []
