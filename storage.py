@@ -438,15 +438,19 @@ class Store:
         with self._write_lock:
             try:
                 self._conn.execute("BEGIN")
-                self._conn.executemany(
-                    "INSERT INTO metric_state (kind, name, value, set_at, door) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (kind, name) DO UPDATE SET value = excluded.value, set_at = excluded.set_at",
-                    [row for row in changes if row[2] is not None])
-                self._conn.executemany("DELETE FROM metric_state WHERE kind = ? AND name = ?",
-                                       [row[:2] for row in changes if row[2] is None])
-                self._conn.executemany(
-                    "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    list((meta or {}).items()))
+                kept = [row for row in changes if row[2] is not None]
+                if kept:
+                    self._conn.executemany(
+                        "INSERT INTO metric_state (kind, name, value, set_at, door) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (kind, name) DO UPDATE SET value = excluded.value, set_at = excluded.set_at",
+                        kept)
+                if len(kept) < len(changes):
+                    self._conn.executemany("DELETE FROM metric_state WHERE kind = ? AND name = ?",
+                                           [row[:2] for row in changes if row[2] is None])
+                if meta:
+                    self._conn.executemany(
+                        "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        list(meta.items()))
                 for series in forget:
                     self._forget_series(series)
                 self._conn.execute("COMMIT")

@@ -1,12 +1,18 @@
-"""What durable counters, gauges and pushes cost (#21 item 1): posts a second answered by a
+"""What durable counters, gauges and pushes cost (#21 item 1): writes a second answered by a
 dashboard that commits every counter, gauge and push before answering, against the same
 load on a reference checkout that did not (the commit before), in the same run.
 
 Run: python bench/durability.py [--reference REV] [--seconds S] [--rounds N]
-(writes bench/RESULTS-durability.md). Each server is a real ``sse_server.py`` process with
-a data folder in a temporary directory; the load comes from this process, CLIENTS threads
-on keep-alive connections, so the server's per-request cost is all that is measured.
-Rounds alternate reference and new, so a drift of the machine hits both.
+(writes bench/RESULTS-durability.md). Each server is a real ``sse_server.py`` process; the
+load comes from this process, CLIENTS threads. Three comparisons:
+- before/after, a new connection per request (as urllib and curl do): reference and new,
+  both with a data folder;
+- the commit's own cost at a high rate: new, keep-alive clients, a data folder against
+  ``--data-dir :memory:`` (no journal: the one difference on these paths);
+- keep-alive clients, reference and new: the reference answered a keep-alive client at most
+  ~25 times a second (Nagle's algorithm against the client's delayed ACK; fixed with
+  TCP_NODELAY in the same change).
+Rounds alternate the sides, so a drift of the machine hits all of them.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ def start_server(checkout: Path, data_dir: str) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("the server in %s did not start" % checkout)
 
 
-def posts_per_second(port: int, load: tuple, seconds: float) -> float:
+def posts_per_second(port: int, load: tuple, seconds: float, keep_alive: bool) -> float:
     method, path, body_of, content_type = load
     counts = [0] * CLIENTS
     deadline = time.monotonic() + seconds
@@ -64,10 +70,15 @@ def posts_per_second(port: int, load: tuple, seconds: float) -> float:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         i = 0
         while time.monotonic() < deadline:
-            conn.request(method, path, body=body_of(i), headers={"Content-Type": content_type})
+            headers = {"Content-Type": content_type}
+            if not keep_alive:
+                headers["Connection"] = "close"
+            conn.request(method, path, body=body_of(i), headers=headers)
             response = conn.getresponse()
             response.read()
             assert response.status < 300, response.status
+            if not keep_alive:
+                conn.close()
             i += 1
         counts[k] = i
         conn.close()
@@ -80,14 +91,24 @@ def posts_per_second(port: int, load: tuple, seconds: float) -> float:
     return sum(counts) / seconds
 
 
-def measure(checkout: Path, seconds: float) -> dict:
+def measure(checkout: Path, seconds: float, keep_alive: bool, memory: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as data_dir:
-        proc, port = start_server(checkout, data_dir)
+        proc, port = start_server(checkout, ":memory:" if memory else data_dir)
         try:
-            return {name: posts_per_second(port, load, seconds) for name, load in LOADS.items()}
+            return {name: posts_per_second(port, load, seconds, keep_alive) for name, load in LOADS.items()}
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def table(title: str, left: str, right: str, runs: dict) -> list:
+    lines = ["", "### " + title, "", "| writes answered per second (median of rounds) | %s | %s | %s / %s |"
+             % (left, right, right, left), "| --- | --- | --- | --- |"]
+    for name in LOADS:
+        a = statistics.median(r[name] for r in runs[left])
+        b = statistics.median(r[name] for r in runs[right])
+        lines.append("| %s | %.0f | %.0f | %.2f |" % (name, a, b, b / a))
+    return lines
 
 
 def main() -> None:
@@ -96,35 +117,41 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    sides = {  # name -> (checkout, keep-alive, memory only)
+        "reference, new connections": ("ref", False, False),
+        "new, new connections": ("new", False, False),
+        "new, keep-alive, memory only": ("new", True, True),
+        "new, keep-alive": ("new", True, False),
+        "reference, keep-alive": ("ref", True, False),
+    }
+    runs: dict[str, list] = {side: [] for side in sides}
     with tempfile.TemporaryDirectory() as tmp:
         reference = Path(tmp) / "reference"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(reference), args.reference],
                        check=True)
         try:
-            runs: dict[str, list] = {"reference": [], "new": []}
             for _ in range(args.rounds):
-                runs["reference"].append(measure(reference, args.seconds))
-                runs["new"].append(measure(ROOT, args.seconds))
+                for side, (which, keep_alive, memory) in sides.items():
+                    runs[side].append(measure(reference if which == "ref" else ROOT, args.seconds, keep_alive, memory))
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(reference)], check=False)
     lines = [
         "# Durable counters, gauges and pushes: what they cost",
         "",
-        "`python bench/durability.py` on %s (%s, Python %s, %d keep-alive clients, %d rounds of %.0f s each, "
+        "`python bench/durability.py` on %s (%s, Python %s, %d clients, %d rounds of %.0f s each, the sides "
         "alternating; a data folder on local disk, SQLite WAL with synchronous=NORMAL)." % (
             time.strftime("%Y-%m-%d"), sys.platform, sys.version.split()[0], CLIENTS, args.rounds, args.seconds),
         "Reference: %s, where counters, gauges and pushes reached the disk with the next sample; new: this "
         "checkout, where each is committed before its answer." % args.reference,
-        "",
-        "| writes answered per second (median of rounds) | reference | new | new / reference |",
-        "| --- | --- | --- | --- |",
     ]
-    for name in LOADS:
-        ref = statistics.median(r[name] for r in runs["reference"])
-        new = statistics.median(r[name] for r in runs["new"])
-        lines.append("| %s | %.0f | %.0f | %.2f |" % (name, ref, new, new / ref))
-    lines += ["", "Every round: " + "; ".join(
-        "%s %s" % (side, ", ".join("%.0f" % r[name] for r in runs[side] for name in LOADS)) for side in runs)]
+    lines += table("Before and after: a new connection per request", "reference, new connections",
+                   "new, new connections", runs)
+    lines += table("The commit's own cost, at a keep-alive client's rate", "new, keep-alive, memory only",
+                   "new, keep-alive", runs)
+    lines += table("Keep-alive clients: the 40 ms Nagle wait, gone", "reference, keep-alive", "new, keep-alive", runs)
+    lines += ["", "Every round, in the order of the loads above:", ""] + [
+        "- %s: %s" % (side, "; ".join(", ".join("%.0f" % r[name] for name in LOADS) for r in runs[side]))
+        for side in runs]
     out = ROOT / "bench" / "RESULTS-durability.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
