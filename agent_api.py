@@ -26,9 +26,12 @@ import base64
 import binascii
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from events import DASHBOARD_TYPE_PREFIXES
 
 __all__ = ["McpEndpoint", "MODERN_VERSIONS", "HANDSHAKE_VERSIONS", "TOOLS", "RpcError", "ToolError",
            "dashboard_tools"]
@@ -105,7 +108,9 @@ TOOLS = [
      "inputSchema": _schema({"message": {"type": "string", "minLength": 1, "maxLength": 4096},
                              "level": {"type": "string", "enum": ["info", "warning", "error"]},
                              "source": {"type": "string", "minLength": 1, "maxLength": 100},
-                             "type": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$"},
+                             "type": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$",
+                                      "not": {"pattern": "^(%s)" % "|".join(map(re.escape, DASHBOARD_TYPE_PREFIXES))},
+                                      "description": "not alert.* or notify.*: those are the dashboard's own"},
                              "data": {}}, ("message",)),
      "outputSchema": _OBJECT,
      "annotations": {"title": "Post an event", "readOnlyHint": False, "destructiveHint": False,

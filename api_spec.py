@@ -6,14 +6,21 @@ server with it, so a route, field or status that drifts from it fails there.
 
 from __future__ import annotations
 
+import re
+
+from events import DASHBOARD_TYPE_PREFIXES, RESERVED_TYPES
+
 __all__ = ["openapi_spec"]
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _NAME = {"type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength": 100,
          "description": "a metric name; labels may follow in Prometheus notation, name{key=\"value\"} "
                         "(at most 10, 250 characters in all)"}
-_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$", "not": {"enum": ["log", "metrics", "resync",
-                                                                                 "error", "message"]}}
+# A type a client may post: not a name the stream uses itself, nor one of the dashboard's own
+# (alert.firing, notify.failing, ...: events.DASHBOARD_TYPE_PREFIXES).
+_DASHBOARD_TYPES = "^(%s)" % "|".join(re.escape(prefix) for prefix in DASHBOARD_TYPE_PREFIXES)
+_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$",
+         "not": {"anyOf": [{"enum": list(RESERVED_TYPES)}, {"pattern": _DASHBOARD_TYPES}]}}
 _HEARTBEAT_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$"}
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
 _MAX_WHOLE = 10 ** 15 - 1  # query numbers: at most 15 digits
@@ -112,7 +119,8 @@ _NEW_EVENT = {
         "level": {"type": "string", "enum": ["info", "warning", "error"], "default": "info"},
         "source": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S", "default": "app"},
         "data": {"description": "any JSON value"},
-        "type": dict(_TYPE, description="e.g. record.created: streams send it as 'event: record.created'"),
+        "type": dict(_TYPE, description="e.g. record.created: streams send it as 'event: record.created'. "
+                                        "alert.* and notify.* are the dashboard's own (400)"),
     },
 }
 

@@ -1254,12 +1254,12 @@ def _open_storage(data_dir: str | Path | None, options: dict) -> tuple[Store | N
 
 def _post_notice(events: EventLog, level: str, message: str, **fields: Any) -> None:
     """Post one of the dashboard's own events (an alert firing): durably when storage can,
-    else in memory only, so the page still hears of it."""
+    else in memory only, so the page still hears of it. Only these may use the alert.* types."""
     try:
-        events.post(level, message, **fields)
+        events.post(level, message, by_dashboard=True, **fields)
     except StorageError as exc:
         log.warning("storage failing (%s): alert event kept in memory only", exc)
-        events.post(level, message, durable=False, **fields)
+        events.post(level, message, durable=False, by_dashboard=True, **fields)
 
 
 def _event_log(store: Store | None, problem: str | None, max_events: int, max_chars: int) -> EventLog:

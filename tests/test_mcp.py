@@ -198,3 +198,19 @@ def test_bad_arguments_are_a_tool_error_the_agent_reads_and_store_nothing(server
     body["params"]["arguments"] = {"message": "ok", "extra": 1}
     status, answer = rpc(server, body, headers)
     assert answer["result"]["isError"] is True and "unknown argument" in answer["result"]["content"][0]["text"]
+
+
+def call_tool(server, name, arguments):
+    body, headers = modern("tools/call", {"name": name, "arguments": arguments}, **{"Mcp-Name": name})
+    status, answer = rpc(server, body, headers)
+    assert status == 200, answer
+    return answer["result"]
+
+
+def test_an_agent_cannot_post_the_dashboards_own_alert_events(server):
+    """Issue 21, item 8: alert.* (and notify.*) types belong to the dashboard, through MCP too."""
+    result = call_tool(server, "post_event", {"message": "cpu_hot firing", "level": "error", "source": "alerts",
+                                               "type": "alert.firing", "data": {"rule": "cpu_hot"}})
+    assert result["isError"] is True and "belong to the dashboard" in result["content"][0]["text"]
+    assert server.json("GET", "/api/events")[1]["events"] == []
+
