@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from events import DASHBOARD_TYPE_PREFIXES, RESERVED_TYPES
+from heartbeats import MAX_EVERY_S, MAX_MESSAGE_CHARS, MAX_PING_MS
 
 __all__ = ["openapi_spec"]
 
@@ -23,6 +24,15 @@ _TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$",
          "not": {"anyOf": [{"enum": list(RESERVED_TYPES)}, {"pattern": _DASHBOARD_TYPES}]}}
 _HEARTBEAT_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$"}
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
+# What a heartbeat carries, all in its URL (a POST carries no body: 415).
+_BEAT_FIELDS = {
+    "status": ({"type": "string", "enum": ["up", "down"], "default": "up"}, "down fires an alert at once"),
+    "msg": ({"type": "string", "maxLength": MAX_MESSAGE_CHARS}, "a message shown with it"),
+    "ping": ({"type": "number", "minimum": 0, "maximum": MAX_PING_MS},
+             "how long the job took, in milliseconds (at most 366 days)"),
+    "every": ({"type": "number", "minimum": 1, "maximum": MAX_EVERY_S},
+              "seconds: no heartbeat for longer fires an alert"),
+}
 _MAX_WHOLE = 10 ** 15 - 1  # query numbers: at most 15 digits
 
 
@@ -352,19 +362,14 @@ def openapi_spec(version: str) -> dict:
             "/api/push/{name}": {
                 method: {
                     "summary": "A heartbeat (push monitor): job NAME ran. GET works too, for tools that only "
-                               "take a URL (with --token, ?token= is accepted here)",
-                    "parameters": [
-                        {"name": "name", "in": "path", "required": True, "schema": _HEARTBEAT_NAME},
-                        _query("status", {"type": "string", "enum": ["up", "down"], "default": "up"},
-                               "down fires an alert at once"),
-                        _query("msg", {"type": "string", "maxLength": 1000}, "a message shown with it"),
-                        _query("ping", {"type": "number"}, "a duration in milliseconds, if the job measures one"),
-                        _query("every", {"type": "number", "minimum": 1, "maximum": 366 * 86400},
-                               "seconds: no heartbeat for longer fires an alert"),
-                    ],
+                               "take a URL (with --token, ?token= is accepted here); a POST has no body (415)",
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": _HEARTBEAT_NAME}] + [
+                        _query(field, schema, description) for field, (schema, description) in _BEAT_FIELDS.items()],
                     "responses": {"200": {"description": "recorded", **_json({
                         "type": "object", "required": ["ok", "name", "status"],
-                        "properties": {"ok": {"const": True}}})}, **_errors(400, 401, 403, 429, 503)},
+                        "properties": {"ok": {"const": True}}})},
+                        **_errors(*((400, 401, 403, 413, 415, 429, 503) if method == "post" else
+                                    (400, 401, 403, 429, 503)))},
                 } for method in ("get", "post")
             } | {
                 "delete": {

@@ -899,6 +899,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             raise HTTPError(405, "a heartbeat is GET or POST", (("Allow", "DELETE, GET, POST"),))
         name = urllib.parse.unquote(self.route_path[len("/api/push/"):])
+        self.refuse_a_heartbeat_body()
         self.refuse_unless_durable()
         try:
             beat = self.server.heartbeats.beat(name, status=_default(self.query_value("status"), "up"),
@@ -907,6 +908,16 @@ class DashboardHandler(BaseHTTPRequestHandler):
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
         return json_response(dict(beat, ok=True))
+
+    def refuse_a_heartbeat_body(self) -> None:
+        """A heartbeat's fields are in its URL; a body would be ignored, so it is refused.
+
+        ``curl -d status=down`` (a form) used to be answered 200 and recorded as ``up``. A POST
+        with no body (``curl -X POST``, Uptime Kuma, urllib's empty form) is what push monitors
+        send, whatever its Content-Type; a cross-site form is refused by its Origin (guard.py)."""
+        if self._body_pending:
+            raise HTTPError(415, "a heartbeat takes no body: put its fields in the URL "
+                                 "(/api/push/NAME?status=down&msg=...&ping=MS&every=SECONDS)")
 
     def delete_heartbeat(self) -> Response:
         name = urllib.parse.unquote(self.route_path[len("/api/push/"):])
