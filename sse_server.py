@@ -380,6 +380,14 @@ class DashboardServer(ThreadingHTTPServer):
     def shutdown(self) -> None:
         """Stop serving (streams are closed by ``server_close``)."""
         self.stopping.set()
+        # serve_forever() sees the stop only between waits of up to its poll interval (0.5 s).
+        # On Linux, shutting the listening socket's read side ends every wait at once (and
+        # refuses new connections, which could only get 503 now); elsewhere it raises and the
+        # poll interval stands. A shorter poll would cost a third more CPU when idle.
+        try:
+            self.socket.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
         super().shutdown()
 
     def server_close(self) -> None:
@@ -395,11 +403,11 @@ class DashboardServer(ThreadingHTTPServer):
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        # Each may wait up to 0.5 s for its thread (a receive timeout, a delivery in flight): at
+        # once, those waits overlap instead of adding up. Neither holds anything acknowledged.
+        _stop_together(self.statsd, self.notifier)
         if self.statsd is not None:
-            self.statsd.stop()
             self.statsd.aggregator.flush()  # the last interval's timings, before the final state
-        if self.notifier is not None:
-            self.notifier.stop()
         self.registry.seal()
         if self.sampler is not None:
             self.sampler.stop()
@@ -1229,6 +1237,22 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         if config.demo:
             DemoFeeder(registry, events, stop=server.stopping).start()
     return server
+
+
+def _stop_together(*parts: Any) -> None:
+    """Call ``stop()`` on every part that is there, all at once, and wait for them all."""
+    def stop(part: Any) -> None:
+        try:
+            part.stop()
+        except Exception:  # one part's failure must not keep the others, or storage, from stopping
+            log.exception("stopping %s failed", type(part).__name__)
+
+    threads = [threading.Thread(target=stop, args=(part,), name="stop", daemon=True)
+               for part in parts if part is not None]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 class ListenerUnavailable(OSError):
