@@ -1373,9 +1373,18 @@ def port_error_message(exc: OSError, host: str, port: int) -> str:
     return "cannot listen on %s port %d: %s" % (host, port, exc.strerror or exc)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+# Shipped beside this file in a checkout and when installed (pyproject.toml's package data),
+# so --help can name a file that is really there.
+EXAMPLE_CONFIG = Path(__file__).resolve().parent / "alerts.example.json"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_readme.py holds the README's options block to it)."""
     parser = argparse.ArgumentParser(
-        prog="sse-dashboard", description="A live monitoring dashboard: open the printed URL in a browser.")
+        prog="sse-dashboard", description="A live monitoring dashboard: open the printed URL in a browser.",
+        # Raw, so the example's path (site-packages-something when installed) is not broken at a hyphen.
+        epilog="an example --config file to copy:\n  %s" % EXAMPLE_CONFIG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("port_arg", nargs="?", type=int, metavar="PORT", help="port (same as --port)")
     parser.add_argument("--port", type=int, default=None, help="port to listen on (default %d; 0 = any free port)" % DEFAULT_PORT)
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default %s, this machine only)" % DEFAULT_HOST)
@@ -1386,7 +1395,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="keep every sample this long (default 3600)")
     parser.add_argument("--keep-rollups", type=float, default=7 * 86400.0, metavar="SECONDS",
                         help="keep one-minute min/avg/max this long (default 7 days)")
-    parser.add_argument("--config", metavar="FILE", help="alert rules (JSON; see alerts.example.json)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="alert rules, expected heartbeats and notify targets (JSON; an example is named below)")
     parser.add_argument("--statsd", metavar="[HOST:]PORT", default=None,
                         help="take StatsD lines on this UDP and TCP port (off by default; 8125 is usual)")
     parser.add_argument("--demo", action="store_true", help="feed synthetic counters, gauges and events")
@@ -1407,6 +1417,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version="sse-dashboard " + __version__)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.port is None:
         args.port = args.port_arg if args.port_arg is not None else DEFAULT_PORT
