@@ -26,9 +26,12 @@ import base64
 import binascii
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from events import DASHBOARD_TYPE_PREFIXES
 
 __all__ = ["McpEndpoint", "MODERN_VERSIONS", "HANDSHAKE_VERSIONS", "TOOLS", "RpcError", "ToolError",
            "dashboard_tools"]
@@ -44,6 +47,9 @@ HEADER_MISMATCH, UNSUPPORTED_VERSION = -32020, -32022
 # names none, and its clients read errors from a 200 as well.
 MODERN_STATUS = {PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
                  UNSUPPORTED_VERSION: 400, METHOD_NOT_FOUND: 404}
+# A whole number an agent may send (JSON Schema "integer"): JavaScript's Number.MAX_SAFE_INTEGER,
+# the largest every JSON reader keeps exact. 1e300 is "whole" too, but no id or count is that big.
+MAX_INTEGER = 2 ** 53 - 1
 INSTRUCTIONS = ("A live monitoring dashboard of this machine and the applications that report to it. "
                 "Read the current state with get_snapshot, trends with get_history, what happened with "
                 "list_events and list_alerts; annotate the timeline with post_event (for example "
@@ -85,7 +91,7 @@ TOOLS = [
      "description": "Events oldest first after the cursor `since` (continue with `next` while `more`), or "
                     "the newest `limit` without it; narrowed by `level`, `type` (a glob, e.g. record.*) "
                     "and `source`.",
-     "inputSchema": _schema({"since": {"type": "integer", "minimum": 0},
+     "inputSchema": _schema({"since": {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
                              "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
                              "level": {"type": "string", "enum": ["info", "warning", "error"]},
                              "type": {"type": "string", "maxLength": 100},
@@ -105,7 +111,9 @@ TOOLS = [
      "inputSchema": _schema({"message": {"type": "string", "minLength": 1, "maxLength": 4096},
                              "level": {"type": "string", "enum": ["info", "warning", "error"]},
                              "source": {"type": "string", "minLength": 1, "maxLength": 100},
-                             "type": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$"},
+                             "type": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$",
+                                      "not": {"pattern": "^(%s)" % "|".join(map(re.escape, DASHBOARD_TYPE_PREFIXES))},
+                                      "description": "not alert.* or notify.*: those are the dashboard's own"},
                              "data": {}}, ("message",)),
      "outputSchema": _OBJECT,
      "annotations": {"title": "Post an event", "readOnlyHint": False, "destructiveHint": False,
@@ -202,7 +210,7 @@ class McpEndpoint:
         try:
             if not isinstance(arguments, dict):
                 raise ToolError("arguments must be an object")
-            _check_arguments(_TOOLS_BY_NAME[name]["inputSchema"], arguments)
+            arguments = _check_arguments(_TOOLS_BY_NAME[name]["inputSchema"], arguments)
             structured = self.tools[name](arguments)
         except ToolError as exc:
             return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
@@ -251,8 +259,10 @@ def _shown(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True)[:80]
 
 
-def _check_arguments(schema: dict, arguments: dict) -> None:
-    """The few JSON Schema rules our tools' input schemas use; ``ToolError`` names what is wrong."""
+def _check_arguments(schema: dict, arguments: dict) -> dict:
+    """The few JSON Schema rules our tools' input schemas use; ``ToolError`` names what is wrong.
+    Returns the arguments with every integer as an ``int`` (JSON's ``7.0`` is the integer 7)."""
+    arguments = dict(arguments)
     properties = schema["properties"]
     for name in arguments:
         if name not in properties:
@@ -269,14 +279,20 @@ def _check_arguments(schema: dict, arguments: dict) -> None:
         if kind in ("integer", "number"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ToolError("%s must be a number" % name)
-            if kind == "integer" and value != int(value):
+            whole = kind == "integer"
+            if whole and value != int(value):
                 raise ToolError("%s must be a whole number" % name)
-            if not rule.get("minimum", -math.inf) <= value <= rule.get("maximum", math.inf):
-                raise ToolError("%s must be from %s to %s" % (name, rule.get("minimum"), rule.get("maximum")))
+            low = rule.get("minimum", -MAX_INTEGER if whole else -math.inf)
+            high = rule.get("maximum", MAX_INTEGER if whole else math.inf)
+            if not low <= value <= high:
+                raise ToolError("%s must be from %s to %s" % (name, low, high))
+            if whole:
+                arguments[name] = int(value)
         if "enum" in rule and value not in rule["enum"]:
             raise ToolError("%s must be one of %s" % (name, ", ".join(rule["enum"])))
         if isinstance(value, str) and not rule.get("minLength", 0) <= len(value) <= rule.get("maxLength", 10 ** 9):
             raise ToolError("%s must be %d to %d characters" % (name, rule.get("minLength", 0), rule["maxLength"]))
+    return arguments
 
 
 def dashboard_tools(server: Any, post_event: Callable[..., Any], only_filter: Callable[..., Any]) -> dict:

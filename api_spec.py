@@ -6,16 +6,33 @@ server with it, so a route, field or status that drifts from it fails there.
 
 from __future__ import annotations
 
+import re
+
+from events import DASHBOARD_TYPE_PREFIXES, RESERVED_TYPES
+from heartbeats import MAX_EVERY_S, MAX_MESSAGE_CHARS, MAX_PING_MS
+
 __all__ = ["openapi_spec"]
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _NAME = {"type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength": 100,
          "description": "a metric name; labels may follow in Prometheus notation, name{key=\"value\"} "
                         "(at most 10, 250 characters in all)"}
-_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$", "not": {"enum": ["log", "metrics", "resync",
-                                                                                 "error", "message"]}}
+# A type a client may post: not a name the stream uses itself, nor one of the dashboard's own
+# (alert.firing, notify.failing, ...: events.DASHBOARD_TYPE_PREFIXES).
+_DASHBOARD_TYPES = "^(%s)" % "|".join(re.escape(prefix) for prefix in DASHBOARD_TYPE_PREFIXES)
+_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$",
+         "not": {"anyOf": [{"enum": list(RESERVED_TYPES)}, {"pattern": _DASHBOARD_TYPES}]}}
 _HEARTBEAT_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$"}
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
+# What a heartbeat carries, all in its URL (a POST carries no body: 415).
+_BEAT_FIELDS = {
+    "status": ({"type": "string", "enum": ["up", "down"], "default": "up"}, "down fires an alert at once"),
+    "msg": ({"type": "string", "maxLength": MAX_MESSAGE_CHARS}, "a message shown with it"),
+    "ping": ({"type": "number", "minimum": 0, "maximum": MAX_PING_MS},
+             "how long the job took, in milliseconds (at most 366 days)"),
+    "every": ({"type": "number", "minimum": 1, "maximum": MAX_EVERY_S},
+              "seconds: no heartbeat for longer fires an alert"),
+}
 _MAX_WHOLE = 10 ** 15 - 1  # query numbers: at most 15 digits
 
 
@@ -114,7 +131,8 @@ _NEW_EVENT = {
         "level": {"type": "string", "enum": ["info", "warning", "error"], "default": "info"},
         "source": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S", "default": "app"},
         "data": {"description": "any JSON value"},
-        "type": dict(_TYPE, description="e.g. record.created: streams send it as 'event: record.created'"),
+        "type": dict(_TYPE, description="e.g. record.created: streams send it as 'event: record.created'. "
+                                        "alert.* and notify.* are the dashboard's own (400)"),
     },
 }
 
@@ -347,19 +365,14 @@ def openapi_spec(version: str) -> dict:
             "/api/push/{name}": {
                 method: {
                     "summary": "A heartbeat (push monitor): job NAME ran. GET works too, for tools that only "
-                               "take a URL (with --token, ?token= is accepted here)",
-                    "parameters": [
-                        {"name": "name", "in": "path", "required": True, "schema": _HEARTBEAT_NAME},
-                        _query("status", {"type": "string", "enum": ["up", "down"], "default": "up"},
-                               "down fires an alert at once"),
-                        _query("msg", {"type": "string", "maxLength": 1000}, "a message shown with it"),
-                        _query("ping", {"type": "number"}, "a duration in milliseconds, if the job measures one"),
-                        _query("every", {"type": "number", "minimum": 1, "maximum": 366 * 86400},
-                               "seconds: no heartbeat for longer fires an alert"),
-                    ],
+                               "take a URL (with --token, ?token= is accepted here); a POST has no body (415)",
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": _HEARTBEAT_NAME}] + [
+                        _query(field, schema, description) for field, (schema, description) in _BEAT_FIELDS.items()],
                     "responses": {"200": {"description": "recorded", **_json({
                         "type": "object", "required": ["ok", "name", "status"],
-                        "properties": {"ok": {"const": True}}})}, **_errors(400, 401, 403, 429, 503)},
+                        "properties": {"ok": {"const": True}}})},
+                        **_errors(*((400, 401, 403, 413, 415, 429, 503) if method == "post" else
+                                    (400, 401, 403, 429, 503)))},
                 } for method in ("get", "post")
             } | {
                 "delete": {

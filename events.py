@@ -16,7 +16,10 @@ Invariants:
   event leaves the log untouched (its ``ValueError`` message is written for
   the person who sent it: the server passes it through as ``{"error": ...}``);
 - every event's JSON is encoded once, when it is posted, and shared by every
-  stream that sends it.
+  stream that sends it;
+- ``alert.*`` and ``notify.*`` types are the dashboard's own: only a post marked
+  ``by_dashboard`` may use them (the page draws alert spans from them). A
+  ``source`` is only a label, open to anyone, and nothing trusts it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["LEVELS", "Event", "EventFilter", "EventLog", "Replay", "make_event", "is_unicode_text", "check_type"]
+__all__ = ["LEVELS", "Event", "EventFilter", "EventLog", "Replay", "make_event", "is_unicode_text", "check_type",
+           "DASHBOARD_TYPE_PREFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,10 @@ TYPE_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 # Names a stream already uses for its own frames (and "error", which EventSource fires
 # itself): a typed event goes out as ``event: <type>``, so it must not be mistaken for one.
 RESERVED_TYPES = ("log", "metrics", "resync", "error", "message")
+# The dashboard's own events: alerts (alert.firing, alert.resolved) and notification reports
+# (notify.failing, ...). The page shades an alert span from an alert.firing, so a client that
+# could post one could paint a false alert on every chart: only the dashboard posts these.
+DASHBOARD_TYPE_PREFIXES = ("alert.", "notify.")
 UNTYPED = "log"  # what an event without a type is called on the wire, and in a filter
 
 
@@ -158,13 +166,15 @@ class EventLog:
         data: Any = None,
         durable: bool = True,
         type: str | None = None,
+        by_dashboard: bool = False,
     ) -> Event:
         """Validate and store one event; raise ``ValueError`` (storing nothing) on bad input.
 
-        ``durable=False`` keeps it in memory only (the dashboard's own notices, such as
-        alerts, when storage is failing: they must still reach the page)."""
+        ``by_dashboard=True`` marks the dashboard's own notices (alerts, notification reports):
+        only they may use the ``alert.*`` and ``notify.*`` types. ``durable=False`` keeps one
+        in memory only (when storage is failing: an alert must still reach the page)."""
         level, message, source, data_json = _validate(level, message, source, data)
-        check_type(type)
+        check_type(type, by_dashboard)
         with self._post_lock:
             event_id = self.last_id + 1
             ts = round(self._clock(), 3)
@@ -281,8 +291,8 @@ def is_unicode_text(text: str) -> bool:
     return True
 
 
-def check_type(event_type: Any) -> None:
-    """``ValueError`` unless ``event_type`` is None or a usable type name."""
+def check_type(event_type: Any, by_dashboard: bool = False) -> None:
+    """``ValueError`` unless ``event_type`` is None or a type name this poster may use."""
     if event_type is None:
         return
     if not isinstance(event_type, str) or not TYPE_RE.fullmatch(event_type):
@@ -290,6 +300,9 @@ def check_type(event_type: Any) -> None:
     if event_type in RESERVED_TYPES:
         raise ValueError("type must not be %s: the stream uses those names itself"
                          % ", ".join(repr(t) for t in RESERVED_TYPES))
+    if event_type.startswith(DASHBOARD_TYPE_PREFIXES) and not by_dashboard:
+        raise ValueError("types starting with %s belong to the dashboard (its alerts and notification reports); "
+                         "choose another, such as myapp.%s" % (" or ".join(DASHBOARD_TYPE_PREFIXES), event_type))
 
 
 def make_event(event_id: int, ts: float, level: str, source: str, message: str, data_json: str | None,

@@ -11,8 +11,8 @@ Invariants:
   that is down and then also silent is still one alert;
 - a heartbeat named in the config file is expected from the start: it gets one
   full ``every`` after the dashboard starts before it counts as silent;
-- names, messages and the number of heartbeats are bounded; a refused beat
-  changes nothing;
+- names, messages, pings (0 to 366 days in ms) and the number of heartbeats are
+  bounded; a refused beat changes nothing;
 - ``persist(state)`` keeps every heartbeat after each beat and each alert change,
   so a restart knows when each last beat was (a job that died while the
   dashboard was down is still noticed) and what is firing (not announced twice).
@@ -40,6 +40,9 @@ HEARTBEAT_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 MAX_HEARTBEATS = 200
 MAX_MESSAGE_CHARS = 200
 MAX_EVERY_S = 366 * 86400.0
+# A ping is how long the job took, in milliseconds: never negative, and never longer than the
+# longest period a heartbeat may have (366 days); 1e308 is a typo or an attack, not a duration.
+MAX_PING_MS = MAX_EVERY_S * 1000
 STATUSES = ("up", "down")
 LEVELS = ("warning", "error")
 
@@ -105,6 +108,17 @@ def _every(value: Any, name: str) -> float:
     return float(value)
 
 
+def _ping(value: Any) -> float:
+    """A job's duration in milliseconds, from a query string or a JSON number."""
+    try:
+        ping = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        ping = math.nan
+    if not (math.isfinite(ping) and 0 <= ping <= MAX_PING_MS):
+        raise ValueError("ping must be a duration in milliseconds, from 0 to %d (366 days)" % MAX_PING_MS)
+    return ping
+
+
 class Heartbeats:
     """Every heartbeat, checked on each sample.
 
@@ -140,19 +154,16 @@ class Heartbeats:
             raise ValueError("the heartbeat name must be 1-100 letters, digits or _ . : -")
         if status not in STATUSES:
             raise ValueError("status must be up or down")
-        if not isinstance(message, str) or len(message) > MAX_MESSAGE_CHARS:
+        if not isinstance(message, str):
+            raise ValueError("msg must be text")
+        if len(message) > MAX_MESSAGE_CHARS:
             raise ValueError("msg must be at most %d characters" % MAX_MESSAGE_CHARS)
         try:
             message.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("msg must be valid Unicode text") from None
         if ping is not None:
-            try:
-                ping = float(ping)
-            except (TypeError, ValueError):
-                ping = math.nan
-            if not math.isfinite(ping):
-                raise ValueError("ping must be a number (milliseconds)")
+            ping = _ping(ping)
         if every is not None:
             every = _every(every, name)
         now = self._clock()

@@ -380,6 +380,14 @@ class DashboardServer(ThreadingHTTPServer):
     def shutdown(self) -> None:
         """Stop serving (streams are closed by ``server_close``)."""
         self.stopping.set()
+        # serve_forever() sees the stop only between waits of up to its poll interval (0.5 s).
+        # On Linux, shutting the listening socket's read side ends every wait at once (and
+        # refuses new connections, which could only get 503 now); elsewhere it raises and the
+        # poll interval stands. A shorter poll would cost a third more CPU when idle.
+        try:
+            self.socket.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
         super().shutdown()
 
     def server_close(self) -> None:
@@ -395,11 +403,11 @@ class DashboardServer(ThreadingHTTPServer):
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        # Each may wait up to 0.5 s for its thread (a receive timeout, a delivery in flight): at
+        # once, those waits overlap instead of adding up. Neither holds anything acknowledged.
+        _stop_together(self.statsd, self.notifier)
         if self.statsd is not None:
-            self.statsd.stop()
             self.statsd.aggregator.flush()  # the last interval's timings, before the final state
-        if self.notifier is not None:
-            self.notifier.stop()
         self.registry.seal()
         if self.sampler is not None:
             self.sampler.stop()
@@ -905,6 +913,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             raise HTTPError(405, "a heartbeat is GET or POST", (("Allow", "DELETE, GET, POST"),))
         name = urllib.parse.unquote(self.route_path[len("/api/push/"):])
+        self.refuse_a_heartbeat_body()
         self.refuse_unless_durable()
         try:
             beat = self.server.heartbeats.beat(name, status=_default(self.query_value("status"), "up"),
@@ -913,6 +922,16 @@ class DashboardHandler(BaseHTTPRequestHandler):
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
         return json_response(dict(beat, ok=True))
+
+    def refuse_a_heartbeat_body(self) -> None:
+        """A heartbeat's fields are in its URL; a body would be ignored, so it is refused.
+
+        ``curl -d status=down`` (a form) used to be answered 200 and recorded as ``up``. A POST
+        with no body (``curl -X POST``, Uptime Kuma, urllib's empty form) is what push monitors
+        send, whatever its Content-Type; a cross-site form is refused by its Origin (guard.py)."""
+        if self._body_pending:
+            raise HTTPError(415, "a heartbeat takes no body: put its fields in the URL "
+                                 "(/api/push/NAME?status=down&msg=...&ping=MS&every=SECONDS)")
 
     def delete_heartbeat(self) -> Response:
         name = urllib.parse.unquote(self.route_path[len("/api/push/"):])
@@ -1232,6 +1251,22 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     return server
 
 
+def _stop_together(*parts: Any) -> None:
+    """Call ``stop()`` on every part that is there, all at once, and wait for them all."""
+    def stop(part: Any) -> None:
+        try:
+            part.stop()
+        except Exception:  # one part's failure must not keep the others, or storage, from stopping
+            log.exception("stopping %s failed", type(part).__name__)
+
+    threads = [threading.Thread(target=stop, args=(part,), name="stop", daemon=True)
+               for part in parts if part is not None]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 class ListenerUnavailable(OSError):
     """A second listener (StatsD) could not take its port: the message says what to do."""
 
@@ -1266,12 +1301,12 @@ def _open_storage(data_dir: str | Path | None, options: dict) -> tuple[Store | N
 
 def _post_notice(events: EventLog, level: str, message: str, **fields: Any) -> None:
     """Post one of the dashboard's own events (an alert firing): durably when storage can,
-    else in memory only, so the page still hears of it."""
+    else in memory only, so the page still hears of it. Only these may use the alert.* types."""
     try:
-        events.post(level, message, **fields)
+        events.post(level, message, by_dashboard=True, **fields)
     except StorageError as exc:
         log.warning("storage failing (%s): alert event kept in memory only", exc)
-        events.post(level, message, durable=False, **fields)
+        events.post(level, message, durable=False, by_dashboard=True, **fields)
 
 
 def _event_log(store: Store | None, problem: str | None, max_events: int, max_chars: int) -> EventLog:
@@ -1350,9 +1385,18 @@ def port_error_message(exc: OSError, host: str, port: int) -> str:
     return "cannot listen on %s port %d: %s" % (host, port, exc.strerror or exc)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+# Shipped beside this file in a checkout and when installed (pyproject.toml's package data),
+# so --help can name a file that is really there.
+EXAMPLE_CONFIG = Path(__file__).resolve().parent / "alerts.example.json"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_readme.py holds the README's options block to it)."""
     parser = argparse.ArgumentParser(
-        prog="sse-dashboard", description="A live monitoring dashboard: open the printed URL in a browser.")
+        prog="sse-dashboard", description="A live monitoring dashboard: open the printed URL in a browser.",
+        # Raw, so the example's path (site-packages-something when installed) is not broken at a hyphen.
+        epilog="an example --config file to copy:\n  %s" % EXAMPLE_CONFIG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("port_arg", nargs="?", type=int, metavar="PORT", help="port (same as --port)")
     parser.add_argument("--port", type=int, default=None, help="port to listen on (default %d; 0 = any free port)" % DEFAULT_PORT)
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default %s, this machine only)" % DEFAULT_HOST)
@@ -1363,7 +1407,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="keep every sample this long (default 3600)")
     parser.add_argument("--keep-rollups", type=float, default=7 * 86400.0, metavar="SECONDS",
                         help="keep one-minute min/avg/max this long (default 7 days)")
-    parser.add_argument("--config", metavar="FILE", help="alert rules (JSON; see alerts.example.json)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="alert rules, expected heartbeats and notify targets (JSON; an example is named below)")
     parser.add_argument("--statsd", metavar="[HOST:]PORT", default=None,
                         help="take StatsD lines on this UDP and TCP port (off by default; 8125 is usual)")
     parser.add_argument("--demo", action="store_true", help="feed synthetic counters, gauges and events")
@@ -1386,6 +1431,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version="sse-dashboard " + __version__)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.port is None:
         args.port = args.port_arg if args.port_arg is not None else DEFAULT_PORT

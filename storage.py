@@ -224,7 +224,10 @@ def _migrate(conn: sqlite3.Connection) -> int:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        log.info("storage schema migrated to version %d", step + 1)
+    if version == 0:  # one line, not one per step: a new folder is not a migration
+        log.info("storage created at schema version %d", len(MIGRATIONS))
+    elif version < len(MIGRATIONS):
+        log.info("storage schema migrated from version %d to %d", version, len(MIGRATIONS))
     return len(MIGRATIONS)
 
 

@@ -215,3 +215,43 @@ def test_version_comes_from_one_place():
                           timeout=30)
     assert done.stdout.strip() == "sse-dashboard " + sse_server.__version__
     assert 'version = { attr = "sse_dashboard.sse_server.__version__" }' in (ROOT / "pyproject.toml").read_text()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_sigterm_exits_well_within_two_seconds_however_busy_the_stop_is(spawn, tmp_path):
+    """Issue 21, item 12: SIGTERM took 2.3-2.7 s; the README promises 2. The stop here has all
+    it can wait for at once: a stream, a keep-alive client, StatsD listening, storage to close
+    and a notification in flight to a receiver that never answers."""
+    import http.client
+
+    receiver = socket.socket()
+    receiver.bind(("127.0.0.1", 0))
+    receiver.listen()
+    receiver.settimeout(10)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "rules": [{"name": "q_high", "metric": "gauges.q", "op": ">", "threshold": 1, "level": "error"}],
+        "notify": [{"name": "stuck", "url": "http://127.0.0.1:%d/hook" % receiver.getsockname()[1]}]}))
+    p = spawn("--port", "0", "--data-dir", str(tmp_path / "data"), "--config", str(config),
+              "--statsd", "127.0.0.1:0", "--interval", "0.2")
+    port = p.wait_for_url()
+    reader = SSEReader("127.0.0.1", port)
+    reader.next_event("metrics")
+    keep_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    keep_alive.request("GET", "/api/health")
+    assert keep_alive.getresponse().read()
+    request = urllib.request.Request("http://127.0.0.1:%d/api/metrics" % port, data=b'{"gauges": {"q": 5}}',
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.status == 200
+    delivery, _ = receiver.accept()  # the alert's notification is being sent, and never answered
+    started = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    assert p.proc.wait(5) == 0
+    took = time.monotonic() - started
+    delivery.close()
+    receiver.close()
+    reader.close()
+    keep_alive.close()
+    assert took < 1.0, "SIGTERM to exit took %.2f s" % took
+    assert "Traceback" not in p.output

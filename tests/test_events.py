@@ -3,7 +3,7 @@
 import pytest
 
 import events
-from conftest import check_public_names
+from conftest import check_public_names, wait_until
 from events import LEVELS, EventLog
 
 
@@ -104,3 +104,66 @@ def test_levels_are_the_documented_three():
     assert LEVELS == ("info", "warning", "error")
 
 
+
+
+# --- the dashboard's own event types (issue 21, item 8) ------------------------------------
+
+@pytest.mark.parametrize("kind", ["alert.firing", "alert.resolved", "alert.anything", "notify.failing", "notify.ok"])
+def test_a_client_cannot_post_the_dashboards_own_event_types(kind):
+    """Issue 21, item 8: the page shades an alert span from any ``alert.firing``; only the
+    dashboard may post those (and its ``notify.*`` reports)."""
+    log = EventLog()
+    with pytest.raises(ValueError, match="belong to the dashboard"):
+        log.post("error", "cpu_hot firing", source="alerts", type=kind, data={"rule": "cpu_hot"})
+    assert len(log) == 0 and log.last_id == 0
+    assert log.post("error", "cpu_hot firing", source="alerts", type=kind, by_dashboard=True).type == kind
+
+
+@pytest.mark.parametrize("kind", ["alerts.mine", "alert", "my.alert.firing", "Alert.firing", "notifyx.ok"])
+def test_types_that_only_look_alike_stay_open_to_clients(kind):
+    assert EventLog().post("info", "x", type=kind).type == kind
+
+
+def test_a_spoofed_alert_over_http_is_a_400_and_a_real_one_still_posts(make_server):
+    from alerts import AlertRule
+
+    running = make_server(alert_rules=[AlertRule(name="q_high", metric="gauges.q", op=">", threshold=1)])
+    spoof = {"message": "cpu_hot firing", "level": "error", "source": "alerts", "type": "alert.firing",
+             "data": {"rule": "cpu_hot", "state": "firing"}}
+    status, body = running.json("POST", "/api/events", spoof)
+    assert status == 400 and "alert." in body["error"] and "belong to the dashboard" in body["error"]
+    assert running.json("POST", "/api/events", dict(spoof, type="notify.failing"))[0] == 400
+    assert running.json("GET", "/api/events")[1]["events"] == []
+    # A plain event that merely says source "alerts" is a label like any other: it shades nothing.
+    assert running.json("POST", "/api/events", dict(spoof, type=None))[0] == 201
+    running.json("POST", "/api/metrics", {"gauges": {"q": 5}})
+    fired = wait_until(lambda: running.json("GET", "/api/events?types=alert.*")[1]["events"], timeout=5,
+                       message="the rule's own alert.firing")
+    assert [(e["type"], e["source"], e["data"]["rule"]) for e in fired] == [("alert.firing", "alerts", "q_high")]
+
+
+def refused_patterns(schema) -> list:
+    """Every ``pattern`` inside a schema's ``not``."""
+    found, todo = [], [schema["not"]]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            found += [node["pattern"]] if "pattern" in node else []
+            todo += list(node.values())
+        elif isinstance(node, list):
+            todo += node
+    return found
+
+
+def test_the_openapi_description_and_the_mcp_tool_refuse_the_dashboards_own_types(server):
+    import re
+
+    from agent_api import TOOLS
+
+    spec = server.json("GET", "/api/openapi.json")[1]
+    body = spec["paths"]["/api/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    tool = next(t for t in TOOLS if t["name"] == "post_event")["inputSchema"]
+    for schema in (body["properties"]["type"], tool["properties"]["type"]):
+        patterns = refused_patterns(schema)
+        assert all(any(re.search(p, kind) for p in patterns) for kind in ("alert.firing", "notify.ok"))
+        assert not any(re.search(p, "record.alert.x") or re.search(p, "alerts.mine") for p in patterns)

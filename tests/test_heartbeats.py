@@ -93,7 +93,7 @@ def test_a_heartbeat_without_every_that_is_up_never_fires():
 
 
 @pytest.mark.parametrize("query", ["status=maybe", "status=", "every=0", "every=abc", "every=1e99", "ping=abc",
-                                   "ping=nan", "msg=" + "m" * 201])
+                                   "ping=nan", "ping=-5", "ping=1e308", "ping=inf", "msg=" + "m" * 201])
 def test_a_bad_beat_is_a_400_and_changes_nothing(server, query):
     status, body = server.json("GET", "/api/push/job?" + query)
     assert status == 400 and body["error"]
@@ -186,3 +186,34 @@ def test_heartbeats_survive_a_restart_of_the_server(make_server, tmp_path):
 def test_bad_heartbeat_config_is_named(document, words):
     with pytest.raises(ValueError, match=words):
         parse_heartbeats(document)
+
+
+@pytest.mark.parametrize("ping", ["0", "1.5", "31622400000"])
+def test_a_ping_is_a_duration_from_zero_to_the_longest_period(server, ping):
+    """Issue 21, item 11: ping=-5 and ping=1e308 were kept; a ping is a duration in ms, at most
+    366 days (the longest ``every``)."""
+    status, body = server.json("GET", "/api/push/job?ping=" + ping)
+    assert status == 200 and body["ping"] == float(ping)
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("application/x-www-form-urlencoded", b"status=down&msg=disk+full"),
+    ("text/plain", b"backup log: 42 files"),
+    ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data; name=status\r\n\r\ndown\r\n--x--"),
+    ("application/json", b'{"status": "down"}'),
+])
+def test_a_heartbeat_post_with_a_body_is_a_415_that_says_where_the_fields_go(server, content_type, body):
+    """Issue 21, item 11: ``curl -d status=down`` (a form body) was answered 200 and recorded
+    ``up``: the body was never read. A heartbeat's fields are in its URL; a body is refused."""
+    status, answer = server.json("POST", "/api/push/job", body, headers={"Content-Type": content_type})
+    assert status == 415 and "no body" in answer["error"] and "?status=" in answer["error"]
+    assert server.json("GET", "/api/alerts")[1]["heartbeats"] == []
+
+
+def test_a_heartbeat_post_without_a_body_is_taken_whatever_its_type(server):
+    # curl -X POST (no type), and urllib's POST with empty data (which it calls a form).
+    assert server.json("POST", "/api/push/a?status=down&msg=hi")[1]["status"] == "down"
+    status, beat = server.json("POST", "/api/push/b?ping=12", b"",
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200 and beat["ping"] == 12.0
+    assert [b["name"] for b in server.json("GET", "/api/alerts")[1]["heartbeats"]] == ["a", "b"]

@@ -198,3 +198,34 @@ def test_bad_arguments_are_a_tool_error_the_agent_reads_and_store_nothing(server
     body["params"]["arguments"] = {"message": "ok", "extra": 1}
     status, answer = rpc(server, body, headers)
     assert answer["result"]["isError"] is True and "unknown argument" in answer["result"]["content"][0]["text"]
+
+
+def call_tool(server, name, arguments):
+    body, headers = modern("tools/call", {"name": name, "arguments": arguments}, **{"Mcp-Name": name})
+    status, answer = rpc(server, body, headers)
+    assert status == 200, answer
+    return answer["result"]
+
+
+def test_an_agent_cannot_post_the_dashboards_own_alert_events(server):
+    """Issue 21, item 8: alert.* (and notify.*) types belong to the dashboard, through MCP too."""
+    result = call_tool(server, "post_event", {"message": "cpu_hot firing", "level": "error", "source": "alerts",
+                                               "type": "alert.firing", "data": {"rule": "cpu_hot"}})
+    assert result["isError"] is True and "belong to the dashboard" in result["content"][0]["text"]
+    assert server.json("GET", "/api/events")[1]["events"] == []
+
+
+@pytest.mark.parametrize("since", [1e300, 2 ** 53, -1, 1.5, "3", True])
+def test_list_events_takes_only_whole_numbers_in_range_as_since(server, since):
+    """Issue 21, item 11: ``since: 1e300`` passed as an integer and came back as ``"next": 1e+300``."""
+    result = call_tool(server, "list_events", {"since": since})
+    assert result["isError"] is True and "since" in result["content"][0]["text"], result
+
+
+def test_a_whole_float_since_is_read_as_an_integer_and_next_is_one(server):
+    server.json("POST", "/api/events", {"message": "one"})
+    result = call_tool(server, "list_events", {"since": 7.0, "limit": 5.0})
+    assert result["isError"] is False
+    assert '"next":7,' in result["content"][0]["text"] and result["structuredContent"]["next"] == 7
+    largest = call_tool(server, "list_events", {"since": 2 ** 53 - 1})
+    assert largest["isError"] is False and largest["structuredContent"]["next"] == 2 ** 53 - 1

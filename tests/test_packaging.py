@@ -12,13 +12,14 @@ import tarfile
 import threading
 import urllib.request
 import zipfile
+from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, require_tool, wait_until
 
 # What a build needs from the checkout: every module at the root, the page, the metadata.
-SHIPPED = [p.name for p in ROOT.glob("*.py")] + ["pyproject.toml", "README.md", "static"]
+SHIPPED = [p.name for p in ROOT.glob("*.py")] + ["pyproject.toml", "README.md", "static", "alerts.example.json"]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,7 @@ def test_the_wheel_has_one_top_level_name_the_page_and_the_command(dist):
         assert "sse_dashboard/" + module in names
     for asset in ("index.html", "app.js", "style.css", "favicon.svg"):
         assert "sse_dashboard/static/" + asset in names
+    assert "sse_dashboard/alerts.example.json" in names  # --help names it
     assert not any(n.startswith("sse_dashboard/tests/") or n.startswith("sse_dashboard/bench/") for n in names)
     assert "sse-dashboard = sse_dashboard.sse_server:main" in entry_points
     import sse_server
@@ -65,6 +67,24 @@ def test_the_wheel_has_one_top_level_name_the_page_and_the_command(dist):
     with tarfile.open(sdist) as tf:
         members = tf.getnames()
     assert any(m.endswith("/sse_server.py") for m in members) and any(m.endswith("/static/app.js") for m in members)
+
+
+def test_installed_the_help_names_a_config_example_that_is_there(dist, tmp_path):
+    """Issue 21: installed, --help pointed at alerts.example.json, which was not installed."""
+    wheel, _ = dist
+    site = tmp_path / "site-packages"
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)  # what pip puts in site-packages (no venv needed to read --help)
+    env = dict(os.environ, PYTHONPATH=str(site))
+    out = subprocess.run([sys.executable, "-m", "sse_dashboard", "--help"], cwd=str(tmp_path), env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    marker = "an example --config file to copy:"
+    assert marker in out.stdout, "--help names no example file:\n" + out.stdout[-400:]
+    named = out.stdout.rpartition(marker)[2].strip()
+    example = Path(named)
+    assert example.is_file() and site in example.parents, named
+    assert json.loads(example.read_text(encoding="utf-8"))["rules"]
 
 
 def venv_with(tmp_path, wheel, *packages):

@@ -4,8 +4,10 @@ a start either works whole or ends with one clear line; nothing is half-alive.""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -136,3 +138,27 @@ def test_a_rule_whose_metric_never_had_a_value_says_so(make_server):
     running.json("POST", "/api/metrics", {"gauges": {"queue": 1}})
     wait_until(lambda: all(r["seen"] for r in running.json("GET", "/api/alerts")[1]["rules"]), message="seen")
     wait_until(lambda: "alerts_waiting" not in running.json("GET", "/api/metrics")[1], message="none waiting")
+
+
+def test_a_new_data_folder_says_once_that_it_was_created_and_an_old_one_says_what_it_migrated(tmp_path, caplog):
+    """Issue 21: a new data folder logged "migrated to version 1", "2", "3"."""
+    caplog.set_level(logging.INFO, logger="storage")
+
+    def schema_lines():
+        lines = [r.getMessage() for r in caplog.records if r.name == "storage" and "version" in r.getMessage()]
+        caplog.clear()
+        return lines
+
+    latest = len(storage.MIGRATIONS)
+    storage.open_store(tmp_path / "new").close()
+    assert schema_lines() == ["storage created at schema version %d" % latest]
+    storage.open_store(tmp_path / "new").close()
+    assert schema_lines() == []  # nothing to say when it is up to date
+    (tmp_path / "old").mkdir()  # a folder the first version wrote
+    with sqlite3.connect(str(tmp_path / "old" / storage.DB_FILENAME)) as conn:
+        conn.executescript(storage.MIGRATIONS[0])
+        conn.executescript("CREATE TABLE schema_version (version INTEGER NOT NULL); "
+                           "INSERT INTO schema_version VALUES (1);")
+    conn.close()
+    storage.open_store(tmp_path / "old").close()
+    assert schema_lines() == ["storage schema migrated from version 1 to %d" % latest]
