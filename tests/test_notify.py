@@ -5,6 +5,7 @@ control, the documented ntfy, Slack and Discord shapes, and a receiver that neve
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
 import logging
@@ -471,7 +472,7 @@ def test_a_garbled_answer_is_a_failed_attempt_posted_once_and_retried():
     threading.Thread(target=answer_garbage, daemon=True).start()
     events = EventLog()
     url = "http://127.0.0.1:%d/hook/s3cret-path" % garbler.getsockname()[1]
-    n = notifier([Target("ops", url)], backoff_s=0.05, post=events.post)
+    n = notifier([Target("ops", url)], backoff_s=0.05, post=functools.partial(events.post, by_dashboard=True))
     try:
         n.alert_changed("alert.firing", ALERT)
         wait_until(lambda: len(answered) >= 3, timeout=3, message="three attempts (retried)")
