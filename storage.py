@@ -73,6 +73,10 @@ DEFAULT_INTERVAL_S = 1.0
 WRITE_QUEUE_SAMPLES = 600
 PRUNE_EVERY_S = 30.0
 
+_UPSERT_STATE = ("INSERT INTO metric_state (kind, name, value, set_at, door) VALUES %s "
+                 "ON CONFLICT (kind, name) DO UPDATE SET value = excluded.value, set_at = excluded.set_at")
+_ONE_STATEMENT_ROWS = 100  # 5 parameters a row, well within SQLite's oldest limit of 999
+
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS = [
     """
@@ -440,13 +444,19 @@ class Store:
         self._check_file()
         with self._write_lock:
             try:
+                if len(changes) <= _ONE_STATEMENT_ROWS and not meta and not forget and all(
+                        row[2] is not None for row in changes):
+                    # The common write (a few counters and gauges) as one statement, which SQLite
+                    # commits by itself: every sqlite call releases the GIL, and under concurrent
+                    # requests each costs a wait to take it back (bench/RESULTS-durability.md).
+                    self._conn.execute(_UPSERT_STATE % ", ".join(["(?, ?, ?, ?, ?)"] * len(changes)),
+                                       [field for row in changes for field in row])
+                    self.last_error = None
+                    return
                 self._conn.execute("BEGIN")
                 kept = [row for row in changes if row[2] is not None]
                 if kept:
-                    self._conn.executemany(
-                        "INSERT INTO metric_state (kind, name, value, set_at, door) VALUES (?, ?, ?, ?, ?) "
-                        "ON CONFLICT (kind, name) DO UPDATE SET value = excluded.value, set_at = excluded.set_at",
-                        kept)
+                    self._conn.executemany(_UPSERT_STATE % "(?, ?, ?, ?, ?)", kept)
                 if len(kept) < len(changes):
                     self._conn.executemany("DELETE FROM metric_state WHERE kind = ? AND name = ?",
                                            [row[:2] for row in changes if row[2] is None])
