@@ -78,9 +78,8 @@ def events_case() -> dict:
 
 
 def names_case() -> dict:
-    import metrics
-    import storage
-
+    from sse_dashboard import metrics
+    from sse_dashboard import storage
     name_chars = getattr(metrics, "MAX_NAME_CHARS", 100)
     registry = metrics.MetricsRegistry()
     names = ["g%03d_" % i + "x" * (name_chars - 5) for i in range(1000)]

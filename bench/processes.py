@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from processes import TopProcesses  # noqa: E402
+from sse_dashboard.collectors.processes import TopProcesses  # noqa: E402
 
 
 def measure(top: TopProcesses, reads: int) -> dict:

@@ -3,8 +3,8 @@
 
 import pytest
 
-import alerts
-from alerts import AlertEngine, load_rules, parse_rules
+from sse_dashboard.alerting import rules as alerts
+from sse_dashboard.alerting.rules import AlertEngine, load_rules, parse_rules
 from conftest import ROOT, wait_until
 
 
@@ -20,7 +20,7 @@ def test_all_names_exist():
 
 
 def test_the_example_file_loads():
-    rules = load_rules(ROOT / "alerts.example.json")
+    rules = load_rules(ROOT / "examples" / "alerts.example.json")
     assert len(rules) >= 3 and {r.level for r in rules} <= {"warning", "error"}
 
 

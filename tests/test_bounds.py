@@ -9,10 +9,10 @@ import sqlite3
 
 import pytest
 
-import storage
+from sse_dashboard import storage
 from conftest import wait_until
-from events import EventLog
-from metrics import MAX_NAME_CHARS, MetricsRegistry, flatten_snapshot
+from sse_dashboard.events import EventLog
+from sse_dashboard.metrics import MAX_NAME_CHARS, MetricsRegistry, flatten_snapshot
 
 
 def test_the_event_log_is_bounded_by_characters_as_well_as_by_count():

@@ -354,7 +354,7 @@ def test_a_token_server_shows_how_to_get_in_and_then_works(make_server, page):
 
 
 def test_a_firing_alert_shows_as_banner_and_badge_until_resolved(make_server, page):
-    from alerts import parse_rules
+    from sse_dashboard.alerting.rules import parse_rules
 
     rules = parse_rules({"rules": [{"name": "queue_deep", "metric": "gauges.q", "op": ">", "threshold": 10,
                                     "level": "error", "message": "<b>queue</b> deep"}]})
@@ -402,7 +402,7 @@ def test_the_delete_button_removes_a_metric_after_asking(make_server, browser):
 
 
 def test_the_page_says_demo_and_lists_rules_waiting_for_data(make_server, page):
-    from alerts import AlertRule
+    from sse_dashboard.alerting.rules import AlertRule
 
     server = make_server(interval_s=0.2, demo=True,
                          alert_rules=[AlertRule(name="slow_queue", metric="gauges.never_posted", op=">", threshold=1)])
@@ -449,7 +449,7 @@ WATCH_NOTIFICATIONS = """(() => {
 
 
 def test_desktop_notifications_are_offered_never_forced_and_fire_once_per_alert(make_server, browser):
-    from alerts import parse_rules
+    from sse_dashboard.alerting.rules import parse_rules
 
     rules = parse_rules({"rules": [{"name": "queue_long", "metric": "gauges.q", "op": ">", "threshold": 5,
                                     "level": "error", "message": "the queue is long"}]})
@@ -526,7 +526,7 @@ AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_axe_finds_no_serious_or_critical_violation(make_server, browser, theme):
-    from alerts import parse_rules
+    from sse_dashboard.alerting.rules import parse_rules
     from test_subscriptions import npm_install
 
     npm_install()
@@ -577,7 +577,7 @@ def test_every_chart_has_axes_in_its_unit_and_says_its_values_as_text(make_serve
 
 
 def test_an_event_is_marked_on_the_charts_its_hover_shows_the_message_and_a_click_finds_it(make_server, page):
-    from alerts import parse_rules
+    from sse_dashboard.alerting.rules import parse_rules
 
     rules = parse_rules({"rules": [{"name": "q", "metric": "gauges.q", "op": ">", "threshold": 1}]})
     server = make_server(interval_s=0.3, alert_rules=rules)
@@ -674,7 +674,7 @@ def test_a_second_filesystem_from_a_fixture_machine_appears_with_its_mountpoint(
     import shutil as sh
     from pathlib import Path
 
-    from metrics import StdlibCollector
+    from sse_dashboard.metrics import StdlibCollector
 
     proc = tmp_path / "proc"
     sh.copytree(Path(__file__).parent / "fixtures" / "proc", proc)

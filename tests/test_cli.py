@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-import sse_server
+from sse_dashboard.web import server as sse_server
 from conftest import ROOT, SSEReader, wait_until  # noqa: F401  (spawn is a conftest fixture)
 
 
@@ -176,15 +176,14 @@ def test_a_bad_alert_file_stops_the_start_naming_rule_and_field(spawn, tmp_path)
 
 
 def test_the_example_alert_file_starts(spawn):
-    p = spawn("--port", "0", "--config", str(ROOT / "alerts.example.json"))
+    p = spawn("--port", "0", "--config", str(ROOT / "examples" / "alerts.example.json"))
     p.wait_for_url()
     assert "alert rule(s)" in p.output
 
 
 def test_the_stream_cap_fits_the_open_file_limit():
     resource = pytest.importorskip("resource")  # POSIX only: Windows has no such limit for sockets
-    import sse_server
-
+    from sse_dashboard.web import server as sse_server
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (200, hard))
@@ -209,12 +208,11 @@ def test_the_readme_embedding_example_runs_from_a_checkout(tmp_path):
 
 
 def test_version_comes_from_one_place():
-    import sse_server
-
+    from sse_dashboard.web import server as sse_server
     done = subprocess.run([sys.executable, str(ROOT / "sse_server.py"), "--version"], capture_output=True, text=True,
                           timeout=30)
     assert done.stdout.strip() == "sse-dashboard " + sse_server.__version__
-    assert 'version = { attr = "sse_dashboard.sse_server.__version__" }' in (ROOT / "pyproject.toml").read_text()
+    assert 'version = { attr = "sse_dashboard.__version__" }' in (ROOT / "pyproject.toml").read_text()
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX signals")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import time
 
-from client import Dashboard
+from sse_dashboard.client import Dashboard
 from conftest import wait_until
 
 

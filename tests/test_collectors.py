@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from metrics import SYSTEM_FIELDS, PsutilCollector, StdlibCollector, default_disk_path, make_system_collector
+from sse_dashboard.metrics import SYSTEM_FIELDS, PsutilCollector, StdlibCollector, default_disk_path, make_system_collector
 
 FIXTURE_PROC = Path(__file__).parent / "fixtures" / "proc"
 
@@ -142,8 +142,7 @@ def test_make_system_collector_falls_back_without_psutil():
 def test_disk_percent_is_used_over_used_plus_available_as_df_says(monkeypatch, tmp_path, use_psutil):
     import collections
 
-    import metrics
-
+    from sse_dashboard import metrics
     usage = collections.namedtuple("usage", "total used free")
     # 100 GB disk, 20 GB used, 75 GB available to users, 5 GB reserved for root:
     monkeypatch.setattr(metrics.shutil, "disk_usage", lambda path: usage(100e9, 20e9, 75e9))

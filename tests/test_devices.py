@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_until
-from devices import Rates, interface_list, is_virtual_interface, real_filesystems
-from metrics import StdlibCollector, render_prometheus
+from sse_dashboard.collectors.devices import Rates, interface_list, is_virtual_interface, real_filesystems
+from sse_dashboard.metrics import StdlibCollector, render_prometheus
 
 FIXTURE_PROC = Path(__file__).parent / "fixtures" / "proc"
 

@@ -14,9 +14,9 @@ import urllib.request
 
 import pytest
 
-import storage
+from sse_dashboard import storage
 from conftest import wait_until
-from metrics import MetricsRegistry
+from sse_dashboard.metrics import MetricsRegistry
 
 
 def call(port, method, path, body=None, timeout=5):
@@ -127,7 +127,7 @@ def test_the_writer_thread_survives_any_failure_and_health_says_so(make_server, 
             raise OverflowError("Python int too large to convert to SQLite INTEGER")
         return real_accumulate(ts, flat)
 
-    with caplog.at_level(logging.ERROR, logger="storage"):
+    with caplog.at_level(logging.ERROR, logger="sse_dashboard.storage"):
         store._accumulate = broken_once
         wait_until(lambda: failures, message="the failure")
         wait_until(lambda: store.last_error is None and sampled_to_disk(store), message="the writer recovered")
@@ -251,3 +251,13 @@ def test_kill_9_keeps_what_was_sampled(spawn, tmp_path):
     again = spawn("--port", "0", "--data-dir", str(tmp_path))
     snapshot = call(again.wait_for_url(), "GET", "/api/metrics")[1]
     assert snapshot["counters"] == {"jobs": 5} and snapshot["gauges"] == {"g": 1}
+
+
+def test_an_update_of_no_names_is_answered_and_changes_nothing(make_server, tmp_path):
+    """An empty update with a data folder was a 503 ('near "ON": syntax error'): the one-statement
+    commit of no rows. Found by tests/test_fuzz.py."""
+    running = make_server(data_dir=tmp_path)
+    for body in ({}, {"counters": {}}, {"gauges": {}}, {"counters": {}, "gauges": {}}):
+        status, answer = running.json("POST", "/api/metrics", body)
+        assert status == 200 and answer == {"status": "ok", "counters": {}, "gauges": {}}, (body, answer)
+    assert running.json("GET", "/api/health")[1]["storage"] == "ok"

@@ -2,9 +2,9 @@
 
 import pytest
 
-import events
+from sse_dashboard import events
 from conftest import check_public_names, wait_until
-from events import LEVELS, EventLog
+from sse_dashboard.events import LEVELS, EventLog
 
 
 def test_all_lists_exactly_the_public_names():
@@ -125,7 +125,7 @@ def test_types_that_only_look_alike_stay_open_to_clients(kind):
 
 
 def test_a_spoofed_alert_over_http_is_a_400_and_a_real_one_still_posts(make_server):
-    from alerts import AlertRule
+    from sse_dashboard.alerting.rules import AlertRule
 
     running = make_server(alert_rules=[AlertRule(name="q_high", metric="gauges.q", op=">", threshold=1)])
     spoof = {"message": "cpu_hot firing", "level": "error", "source": "alerts", "type": "alert.firing",
@@ -158,7 +158,7 @@ def refused_patterns(schema) -> list:
 def test_the_openapi_description_and_the_mcp_tool_refuse_the_dashboards_own_types(server):
     import re
 
-    from agent_api import TOOLS
+    from sse_dashboard.web.mcp import TOOLS
 
     spec = server.json("GET", "/api/openapi.json")[1]
     body = spec["paths"]["/api/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]

@@ -39,7 +39,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-import sse_server
+from sse_dashboard.web import server as sse_server
 from conftest import RunningServer, wait_until
 
 # Hypothesis keeps caches (source constants, Unicode tables) in .hypothesis/ under the working

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sse_server
+from sse_dashboard.web import server as sse_server
 from conftest import RunningServer, require_tool, required, wait_until
-from metrics import labeled_name
+from sse_dashboard.metrics import labeled_name
 
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "sse-dashboard-hypothesis"))
 

@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from client import Dashboard
+from sse_dashboard.client import Dashboard
 from conftest import require_tool, wait_until
-from heartbeats import Heartbeats, parse_heartbeats
+from sse_dashboard.alerting.heartbeats import Heartbeats, parse_heartbeats
 
 
 class Clock:

@@ -171,10 +171,9 @@ def test_an_export_that_fails_at_once_is_an_error_status(make_server, tmp_path):
 
 
 def test_the_token_never_reaches_the_log(make_server, caplog):
-    import sse_server
-
+    from sse_dashboard.web import server as sse_server
     running = make_server(token="s3cret")
-    caplog.set_level(logging.DEBUG, logger="sse_server.access")
+    caplog.set_level(logging.DEBUG, logger="sse_dashboard.web.access")
     sse_server.access_log.setLevel(logging.INFO)
     try:
         running.request("GET", "/?token=s3cret")

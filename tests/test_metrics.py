@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-import metrics
+from sse_dashboard import metrics
 from conftest import check_public_names
-from metrics import MetricsRegistry, Sampler, SystemCollector
+from sse_dashboard.metrics import MetricsRegistry, Sampler, SystemCollector
 
 
 def test_all_lists_exactly_the_public_names():

@@ -18,11 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from alerts import parse_rules
+from sse_dashboard.alerting.rules import parse_rules
 from conftest import required, wait_until
-from events import EventLog
-from notify import TEST_ANSWER_S, Notifier, Target, parse_targets, render
-from sse_server import load_config
+from sse_dashboard.events import EventLog
+from sse_dashboard.alerting.notify import TEST_ANSWER_S, Notifier, Target, parse_targets, render
+from sse_dashboard.web.server import load_config
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -498,7 +498,7 @@ def test_an_unexpected_error_is_logged_without_the_urls_secret_and_retried(caplo
     n = notifier([Target("ops", url)], opener=broken_opener, backoff_s=0.05,
                  post=lambda level, message, **k: posted.append((k["type"], message)))
     try:
-        with caplog.at_level(logging.DEBUG, logger="notify"):
+        with caplog.at_level(logging.DEBUG, logger="sse_dashboard.alerting.notify"):
             n.alert_changed("alert.firing", ALERT)
             wait_until(lambda: n.status()[0]["attempts"] >= 3, timeout=3, message="retried")
         status = n.status()[0]
@@ -519,7 +519,7 @@ def test_dropped_notifications_warn_once_a_minute_per_target_with_a_count(caplog
     hook = receiver()
     n = Notifier([Target("a", hook.url), Target("b", hook.url)], "http://127.0.0.1:8080/", max_queue=2,
                  clock=lambda: clock[0])  # not started: nothing leaves the queues
-    with caplog.at_level(logging.WARNING, logger="notify"):
+    with caplog.at_level(logging.WARNING, logger="sse_dashboard.alerting.notify"):
         for i in range(50):
             n.alert_changed("alert.firing", dict(ALERT, name="r%d" % i), ("a",))
         n.alert_changed("alert.firing", dict(ALERT, name="r0"), ("b",))

@@ -18,8 +18,9 @@ import pytest
 
 from conftest import ROOT, require_tool, wait_until
 
-# What a build needs from the checkout: every module at the root, the page, the metadata.
-SHIPPED = [p.name for p in ROOT.glob("*.py")] + ["pyproject.toml", "README.md", "static", "alerts.example.json"]
+# What a build needs from the checkout: the package, the page and the example it maps in, the metadata
+# (and the root's faces, which must not be installed).
+SHIPPED = [p.name for p in ROOT.glob("*.py")] + ["sse_dashboard", "pyproject.toml", "README.md", "static", "examples"]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,10 @@ def dist(tmp_path_factory):
     require_tool(have_backend, "setuptools and wheel (pip install -e .[test])")
     src = tmp_path_factory.mktemp("src")
     for name in SHIPPED:
-        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, src / name)
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, src / name)
     out = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(out), str(src)], check=True, timeout=180)
@@ -52,21 +56,23 @@ def test_the_wheel_has_one_top_level_name_the_page_and_the_command(dist):
         record = zf.read(next(n for n in names if n.endswith("RECORD"))).decode()
     tops = {line.split(",")[0].split("/")[0] for line in record.splitlines() if line}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"sse_dashboard"}, tops
-    for module in ("sse_server.py", "streams.py", "events.py", "client.py", "__init__.py", "__main__.py"):
+    for module in ("web/server.py", "web/streams.py", "events.py", "client.py", "__init__.py", "__main__.py"):
         assert "sse_dashboard/" + module in names
     for asset in ("index.html", "app.js", "style.css", "favicon.svg"):
         assert "sse_dashboard/static/" + asset in names
-    assert "sse_dashboard/alerts.example.json" in names  # --help names it
+    assert "sse_dashboard/examples/alerts.example.json" in names  # --help names it
+    # The root's faces stay in the checkout: installed, the one name is sse_dashboard.
+    assert "sse_dashboard/sse_server.py" not in names and "sse_server.py" not in names
     assert not any(n.startswith("sse_dashboard/tests/") or n.startswith("sse_dashboard/bench/") for n in names)
-    assert "sse-dashboard = sse_dashboard.sse_server:main" in entry_points
-    import sse_server
-
-    assert "Version: %s" % sse_server.__version__ in metadata  # one source for the version
+    assert "sse-dashboard = sse_dashboard.web.server:main" in entry_points
+    import sse_dashboard
+    assert "Version: %s" % sse_dashboard.__version__ in metadata  # one source for the version
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert requires and all("extra ==" in line for line in requires), requires  # no runtime dependency
     with tarfile.open(sdist) as tf:
         members = tf.getnames()
-    assert any(m.endswith("/sse_server.py") for m in members) and any(m.endswith("/static/app.js") for m in members)
+    assert any(m.endswith("/sse_dashboard/web/server.py") for m in members)
+    assert any(m.endswith("/static/app.js") for m in members)
 
 
 def test_installed_the_help_names_a_config_example_that_is_there(dist, tmp_path):
@@ -132,19 +138,21 @@ def test_installed_beside_events_and_guard_from_pypi_it_works_and_survives_their
     except subprocess.CalledProcessError:
         require_tool(False, "the PyPI packages Events and guard (a package index)")
     health = serve_and_check(command, tmp_path)
-    import sse_server
-
-    assert health["version"] == sse_server.__version__
+    import sse_dashboard
+    assert health["version"] == sse_dashboard.__version__
     version = subprocess.run([str(command), "--version"], capture_output=True, text=True, timeout=30)
-    assert version.stdout.strip() == "sse-dashboard " + sse_server.__version__
+    assert version.stdout.strip() == "sse-dashboard " + sse_dashboard.__version__
     # The other projects' modules are still theirs after importing ours, and ours import cleanly.
-    check = ("import events, guard, sse_dashboard; from sse_dashboard.client import Dashboard; "
+    # No name of ours is lent outside the package: every module loaded from sse_dashboard/ is named sse_dashboard.*.
+    check = ("import events, guard, sse_dashboard.web.server; from sse_dashboard.client import Dashboard; "
              "import sys; assert 'sse_dashboard' not in events.__file__ and 'sse_dashboard' not in guard.__file__; "
-             "assert sys.modules['events'] is events")
+             "assert sys.modules['events'] is events; "
+             "lent = [n for n, m in list(sys.modules.items()) if 'sse_dashboard' in (getattr(m, '__file__', '') or '') "
+             "and not n.startswith('sse_dashboard')]; assert not lent, lent")
     subprocess.run([str(python), "-c", check], check=True, timeout=60, cwd=str(tmp_path))
     subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", "Events", "guard"], check=True, timeout=120)
     serve_and_check(command, tmp_path)
     # python -m sse_dashboard is the same command
     version = subprocess.run([str(python), "-m", "sse_dashboard", "--version"], capture_output=True, text=True,
                              timeout=30, cwd=str(tmp_path))
-    assert version.stdout.strip() == "sse-dashboard " + sse_server.__version__
+    assert version.stdout.strip() == "sse-dashboard " + sse_dashboard.__version__

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from conftest import wait_until
-from processes import TopProcesses
+from sse_dashboard.collectors.processes import TopProcesses
 
 BUSY = "import time\nend = time.time() + 60\nwhile time.time() < end: pass\n"
 

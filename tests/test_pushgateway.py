@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import require_tool, required
-from metrics import labeled_name
+from sse_dashboard.metrics import labeled_name
 
 try:
     from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, delete_from_gateway,
@@ -184,7 +184,7 @@ def test_gzip_pushes_are_taken_and_a_gzip_bomb_is_not(server):
 
 
 def test_a_push_the_disk_refuses_stores_nothing(make_server, tmp_path):
-    from storage import StorageError
+    from sse_dashboard.storage import StorageError
 
     running = make_server(data_dir=tmp_path)
 

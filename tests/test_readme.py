@@ -12,13 +12,13 @@ import re
 
 import pytest
 
-import events
-import heartbeats
-import metrics
-import pushgateway
-import sse_server
-import statsd_listener
-import storage
+from sse_dashboard import events
+from sse_dashboard.alerting import heartbeats
+from sse_dashboard import metrics
+from sse_dashboard.ingest import push as pushgateway
+from sse_dashboard.web import server as sse_server
+from sse_dashboard.ingest import statsd as statsd_listener
+from sse_dashboard import storage
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -1,7 +1,7 @@
 """The route table is data: every route has a handler, and the README documents every path."""
 
 from conftest import ROOT
-from sse_server import DashboardHandler
+from sse_dashboard.web.server import DashboardHandler
 
 
 def test_every_route_names_an_existing_handler():

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import SSEReader, wait_until
-from guard import RateLimiter, cookie_name, host_allowed, token_matches
+from sse_dashboard.web.guard import RateLimiter, cookie_name, host_allowed, token_matches
 
 
 def call(server, method, path, body=None, headers=None, source="127.0.0.1"):
@@ -184,8 +184,7 @@ def test_public_url_is_the_one_origin_for_its_name_and_admits_its_host(make_serv
                                  "https://dash.example.org/dash/", "https://user:pw@dash.example.org",
                                  "https://dash.example.org/?a=1", "https://dash.example.org:99999"])
 def test_public_url_must_be_an_origin(url, capsys):
-    import sse_server
-
+    from sse_dashboard.web import server as sse_server
     with pytest.raises(ValueError, match="public URL"):
         sse_server.Config(public_url=url)
     with pytest.raises(SystemExit):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from streams import HEARTBEAT_FRAME, format_sse
+from sse_dashboard.web.streams import HEARTBEAT_FRAME, format_sse
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ import urllib.request
 
 import pytest
 
-import storage
-from alerts import AlertRule, parse_rules
+from sse_dashboard import storage
+from sse_dashboard.alerting.rules import AlertRule, parse_rules
 from conftest import ROOT, wait_until
 
 
@@ -142,10 +142,10 @@ def test_a_rule_whose_metric_never_had_a_value_says_so(make_server):
 
 def test_a_new_data_folder_says_once_that_it_was_created_and_an_old_one_says_what_it_migrated(tmp_path, caplog):
     """Issue 21: a new data folder logged "migrated to version 1", "2", "3"."""
-    caplog.set_level(logging.INFO, logger="storage")
+    caplog.set_level(logging.INFO, logger="sse_dashboard.storage")
 
     def schema_lines():
-        lines = [r.getMessage() for r in caplog.records if r.name == "storage" and "version" in r.getMessage()]
+        lines = [r.getMessage() for r in caplog.records if r.name == "sse_dashboard.storage" and "version" in r.getMessage()]
         caplog.clear()
         return lines
 

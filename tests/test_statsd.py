@@ -12,9 +12,9 @@ import subprocess
 import pytest
 
 from conftest import require_tool, required, wait_until
-from metrics import MetricsRegistry
-from sse_server import ListenerUnavailable, build_app
-from statsd_listener import MAX_TCP_CONNECTIONS, StatsdAggregator, StatsdListener, parse_address
+from sse_dashboard.metrics import MetricsRegistry
+from sse_dashboard.web.server import ListenerUnavailable, build_app
+from sse_dashboard.ingest.statsd import MAX_TCP_CONNECTIONS, StatsdAggregator, StatsdListener, parse_address
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_every_line_type_in_raw_packets(statsd_server):
 def test_malformed_lines_are_counted_skipped_and_logged_once_a_minute(statsd_server, caplog):
     bad = [b"no_colon", b"x:1", b"x:1|zz", b"x:abc|c", b"x:-1|c", b"x:1|c|@2", b"x:nan|g", b":1|c",
            b"\xff\xfe:1|c", b"x:1|ms|@0"]
-    with caplog.at_level(logging.WARNING, logger="statsd_listener"):
+    with caplog.at_level(logging.WARNING, logger="sse_dashboard.ingest.statsd"):
         send_udp(statsd_server, b"\n".join(bad + [b"good:1|c"]))
         wait_for(statsd_server, "counters", "good", 1)
         send_udp(statsd_server, b"still:bad")
@@ -200,8 +200,7 @@ def test_one_bad_timer_or_set_spoils_only_itself():
 
 
 def test_set_members_are_bounded_across_all_sets(monkeypatch):
-    import statsd_listener
-
+    from sse_dashboard.ingest import statsd as statsd_listener
     monkeypatch.setattr(statsd_listener, "MAX_SET_MEMBERS_TOTAL", 50)
     registry = MetricsRegistry()
     agg = StatsdAggregator(registry)
@@ -268,7 +267,7 @@ def test_many_senders_past_the_cap_are_all_applied_and_counted_with_one_warning(
     extra = 100
     held = [socket.create_connection(address) for _ in range(MAX_TCP_CONNECTIONS)]
     try:
-        with caplog.at_level(logging.WARNING, logger="statsd_listener"):
+        with caplog.at_level(logging.WARNING, logger="sse_dashboard.ingest.statsd"):
             for i in range(extra):
                 sock = socket.create_connection(address)
                 sock.sendall(b"past_cap:1|c\n")
@@ -276,7 +275,7 @@ def test_many_senders_past_the_cap_are_all_applied_and_counted_with_one_warning(
             wait_for(statsd_server, "counters", "past_cap", extra)
             wait_until(lambda: server_stats(statsd_server)["statsd_tcp_closed"] == extra,
                        message="every sender closed for room counted")
-        warnings = [r.getMessage() for r in caplog.records if r.name == "statsd_listener"]
+        warnings = [r.getMessage() for r in caplog.records if r.name == "sse_dashboard.ingest.statsd"]
         assert len(warnings) == 1 and "statsd_tcp_closed" in warnings[0], warnings
     finally:
         for sock in held:
@@ -288,13 +287,13 @@ def test_held_back_warnings_are_counted_in_the_next_one(caplog):
     were only counted in between (a clock the test moves, not a minute of waiting)."""
     now = [0.0]
     agg = StatsdAggregator(MetricsRegistry(), clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="statsd_listener"):
+    with caplog.at_level(logging.WARNING, logger="sse_dashboard.ingest.statsd"):
         agg.feed(b"bad\n" * 5)
         now[0] += 59
         agg.feed(b"bad")
         now[0] += 1
         agg.feed(b"bad")
-    lines = [r.getMessage() for r in caplog.records if r.name == "statsd_listener"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "sse_dashboard.ingest.statsd"]
     assert len(lines) == 2 and "5 more" in lines[1], lines
 
 
@@ -307,7 +306,7 @@ def test_closing_for_room_is_said_once_a_minute_with_the_count_in_between(caplog
     listener.start()
     senders = []
     try:
-        with caplog.at_level(logging.WARNING, logger="statsd_listener"):
+        with caplog.at_level(logging.WARNING, logger="sse_dashboard.ingest.statsd"):
             for i in range(6):
                 if i == 5:
                     now[0] += 60
@@ -317,7 +316,7 @@ def test_closing_for_room_is_said_once_a_minute_with_the_count_in_between(caplog
                 wait_until(lambda: agg.stats()["statsd_tcp_closed"] == i, message="%d closed for room" % i)
             wait_until(lambda: agg.stats()["statsd_lines"] == 6, message="every sender's line")
         assert all(agg.registry.snapshot()[0]["sender_%d" % i] == 1 for i in range(6))
-        lines = [r.getMessage() for r in caplog.records if r.name == "statsd_listener"]
+        lines = [r.getMessage() for r in caplog.records if r.name == "sse_dashboard.ingest.statsd"]
         assert len(lines) == 2 and "3 more" in lines[1], lines
     finally:
         for sock in senders:

@@ -10,9 +10,9 @@ import urllib.request
 
 import pytest
 
-import storage
+from sse_dashboard import storage
 from conftest import SSEReader, wait_until
-from events import EventLog
+from sse_dashboard.events import EventLog
 
 
 def post(port, path, body, timeout=5):

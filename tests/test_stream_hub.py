@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-import streams
+from sse_dashboard.web import streams
 from conftest import ROOT, wait_until
 
 

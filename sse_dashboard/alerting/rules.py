@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from metrics import LIST_FIELDS, SYSTEM_FIELDS, flatten_snapshot
+from sse_dashboard.metrics import LIST_FIELDS, SYSTEM_FIELDS, flatten_snapshot
 
 __all__ = ["AlertRule", "AlertEngine", "load_rules", "load_document", "parse_rules"]
 
@@ -173,7 +173,7 @@ def _parse_rule(index: int, raw: Any) -> AlertRule:
 class AlertEngine:
     """Checks rules against each snapshot and posts fire/resolve events.
 
-    >>> engine = AlertEngine(load_rules("alerts.example.json"), post=event_log.post)
+    >>> engine = AlertEngine(load_rules("examples/alerts.example.json"), post=event_log.post)
     >>> extra = engine.evaluate(snapshot)      # {"alerts": [...active...]}
 
     ``post(level, message, source=..., data=...)`` is called from the sampler

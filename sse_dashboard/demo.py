@@ -11,9 +11,9 @@ import random
 import threading
 import time
 
-from events import EventLog
-from metrics import MetricsRegistry, RegistrySealed
-from storage import StorageError
+from sse_dashboard.events import EventLog
+from sse_dashboard.metrics import MetricsRegistry, RegistrySealed
+from sse_dashboard.storage import StorageError
 
 __all__ = ["DemoFeeder"]
 

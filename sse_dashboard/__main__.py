@@ -2,6 +2,6 @@
 
 import sys
 
-from sse_dashboard.sse_server import main
+from sse_dashboard.web.server import main
 
 sys.exit(main())

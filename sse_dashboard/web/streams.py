@@ -38,7 +38,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-from events import Event, EventFilter, EventLog
+from sse_dashboard.events import Event, EventFilter, EventLog
 
 __all__ = ["StreamHub", "format_sse", "HEARTBEAT_FRAME", "metrics_frame", "log_frame", "resync_frame"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from events import DASHBOARD_TYPE_PREFIXES, RESERVED_TYPES
-from heartbeats import MAX_EVERY_S, MAX_MESSAGE_CHARS, MAX_PING_MS
+from sse_dashboard.events import DASHBOARD_TYPE_PREFIXES, RESERVED_TYPES
+from sse_dashboard.alerting.heartbeats import MAX_EVERY_S, MAX_MESSAGE_CHARS, MAX_PING_MS
 
 __all__ = ["openapi_spec"]
 

@@ -55,7 +55,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from events import Event, EventFilter, make_event
+from sse_dashboard.events import Event, EventFilter, make_event
 
 __all__ = ["Store", "StorageError", "DataDirInUse", "open_store", "DB_FILENAME"]
 
@@ -441,6 +441,8 @@ class Store:
         ``meta``: named values kept in the same transaction (a push's group members);
         ``forget``: series (``counters.jobs``) whose stored history goes too.
         ``StorageError`` if the disk will not take it: then nothing was kept."""
+        if not changes and not meta and not forget:
+            return  # nothing to keep (an update of no names)
         self._check_file()
         with self._write_lock:
             try:

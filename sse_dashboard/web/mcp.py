@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from events import DASHBOARD_TYPE_PREFIXES
+from sse_dashboard.events import DASHBOARD_TYPE_PREFIXES
 
 __all__ = ["McpEndpoint", "MODERN_VERSIONS", "HANDSHAKE_VERSIONS", "TOOLS", "RpcError", "ToolError",
            "dashboard_tools"]

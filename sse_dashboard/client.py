@@ -1,6 +1,6 @@
 """A client for the applications that report to the dashboard: standard library only.
 
-    from sse_dashboard.client import Dashboard     # installed; in a checkout: from client import Dashboard
+    from sse_dashboard.client import Dashboard     # installed, or from the checkout's root
 
     dash = Dashboard("http://127.0.0.1:8080", token=None)
     dash.event("backup finished", level="info", source="backup", data={"files": 1200})
