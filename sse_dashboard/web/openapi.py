@@ -131,8 +131,9 @@ _NEW_EVENT = {
         "level": {"type": "string", "enum": ["info", "warning", "error"], "default": "info"},
         "source": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S", "default": "app"},
         "data": {"description": "any JSON value"},
-        "type": dict(_TYPE, description="e.g. record.created: streams send it as 'event: record.created'. "
-                                        "alert.* and notify.* are the dashboard's own (400)"),
+        "type": {"anyOf": [_TYPE, {"type": "null"}],  # null: untyped, as when it is left out
+                 "description": "e.g. record.created: streams send it as 'event: record.created'. "
+                                "alert.* and notify.* are the dashboard's own (400); null or absent: untyped"},
     },
 }
 
