@@ -4,6 +4,7 @@
 // A native module (no build step): formatting and chart axes are their own modules.
 import { formatBytes, formatBytesCompact, formatDuration, formatNumber, formatPercent, formatPerSecond, formatRate, formatTime,
   isNum } from "./format.js";
+import { flattenSnapshot } from "./series.js";
 import { createTransport } from "./transport.js";
 import { createCharts } from "./charts.js";
 
@@ -95,22 +96,6 @@ import { createCharts } from "./charts.js";
     history.ts = [];
     history.series = new Map();
     state.lastCounters = null;
-  }
-
-  // The series of one snapshot, keyed as /api/metrics/history keys them, plus counter rates.
-  function flatten(snap) {
-    const out = {};
-    const system = snap.system || {};
-    for (const key in system) {
-      if (key === "cpu_per_core" && Array.isArray(system[key])) {
-        system[key].forEach((v, i) => { if (isNum(v)) out["system.cpu_core_" + i + "_percent"] = v; });
-      } else if (isNum(system[key])) out["system." + key] = system[key];
-    }
-    for (const section of ["counters", "gauges"]) {
-      const values = snap[section] || {};
-      for (const name in values) if (isNum(values[name])) out[section + "." + name] = values[name];
-    }
-    return out;
   }
 
   function addRates(ts, flat) {
@@ -806,7 +791,7 @@ import { createCharts } from "./charts.js";
     if (snap.seq <= state.lastSeq) return; // stale (e.g. a late poll after the stream resumed)
     state.lastSeq = snap.seq;
     if (isNum(snap.interval) && snap.interval > 0) state.intervalMs = snap.interval * 1000;
-    pushPoint(snap.ts, addRates(snap.ts, flatten(snap)));
+    pushPoint(snap.ts, addRates(snap.ts, flattenSnapshot(snap)));
     renderSystem(snap.system || {});
     const n = renderTable($("counters"), "counters", snap.counters, true) +
       renderTable($("gauges"), "gauges", snap.gauges, false);
