@@ -47,7 +47,8 @@ from sse_dashboard.web.mcp import McpEndpoint, dashboard_tools
 from sse_dashboard.alerting.alert import AlertOutlet
 from sse_dashboard.alerting.rules import AlertEngine, load_document, parse_rules
 from sse_dashboard.alerting.heartbeats import Heartbeats, parse_heartbeats
-from sse_dashboard.alerting.notify import NotificationTestBusy, Notifier, parse_targets
+from sse_dashboard.alerting.notify import NotificationTestBusy, Notifier
+from sse_dashboard.alerting.targets import parse_targets
 from sse_dashboard.collectors.processes import TopProcesses
 from sse_dashboard.web.openapi import openapi_spec
 from sse_dashboard.demo import DemoFeeder
