@@ -5,11 +5,15 @@ One concept: telling someone outside the page that an alert fired or resolved.
 
 Invariants:
 - nothing here blocks the sampler or a request: ``alert_changed`` only queues (and
-  commits what was sent to whom, with ``persist``: one small commit per change);
+  commits what was sent to whom, with ``persist``: one small commit per change; at worst it
+  waits for the clock thread's own such commit);
 - each target has its own bounded queue and its own sender thread (so there are as many
-  threads as targets, whatever the traffic), so a slow or dead target only ever delays
-  itself; past ``max_queue`` the oldest waiting delivery of that target is dropped, counted,
-  and warned about at most once a minute per target (with how many went);
+  threads as targets, whatever the traffic, and one clock), so a slow or dead target only ever
+  delays itself; past ``max_queue`` the oldest waiting delivery of that target is dropped,
+  counted, and warned about at most once a minute per target (with how many went);
+- the notifier keeps its own time: its clock thread (``tick()`` every ``tick_s``, started by
+  ``start()``, ended by ``stop()``) sends the firings that waited out ``repeat`` and tells of
+  drops; nobody else has to call it;
 - a test (``test()``, ``POST /api/alerts/test``) never enters those queues: it is sent by one
   short-lived thread per target, one test at a time (another call while one is sending raises
   ``NotificationTestBusy``: a 429), and answers within ``TEST_ANSWER_S`` with what it knows,
@@ -20,7 +24,7 @@ Invariants:
   wait for ``Retry-After``; other failures are retried with exponential backoff
   and jitter for at most ``max_retry_s``; 410 disables that target until restart;
 - every retry of a delivery is the same message (the same ``webhook-id``), sent afresh;
-- flood control per rule and target: a firing is sent at most once per
+- flood control per rule and target (flood.py): a firing is sent at most once per
   ``repeat`` seconds; one that comes sooner waits, and is sent when the
   interval is over if the alert still fires; a resolve is sent exactly once for
   every firing that was sent (and never for one that was not);
@@ -35,7 +39,6 @@ import email.utils
 import heapq
 import http.client
 import itertools
-import json
 import logging
 import random
 import socket
@@ -48,6 +51,7 @@ from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Callable
 
+from sse_dashboard.alerting.flood import FloodControl
 from sse_dashboard.alerting.targets import Target, message
 
 __all__ = ["Notifier", "NotificationTestBusy", "TEST_ANSWER_S"]
@@ -56,6 +60,7 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_S = 10.0
 MAX_QUEUE = 1000              # per target
+TICK_S = 1.0                  # the notifier's clock: firings that waited out ``repeat`` go, drops are told
 TEST_ANSWER_S = 2.0           # POST /api/alerts/test answers within this; a target still sending is pending
 DROP_LOG_EVERY_S = 60.0       # at most one "dropped" warning per target a minute, with a count
 MAX_ERROR_CHARS = 200         # of a delivery's error, as shown in status and notify.failing
@@ -108,21 +113,21 @@ class Notifier:
     """Sends alert changes to every target that wants them.
 
     >>> notifier = Notifier(parse_targets(config["notify"]), dashboard_url, post=event_log.post)
-    >>> notifier.start()                                # one sender thread per target
+    >>> notifier.start()                                # a sender thread per target, and the clock
     >>> notifier.alert_changed("alert.firing", alert)   # from the sampler thread: only queues
-    >>> notifier.tick()                                 # each sample: sends firings that waited
     >>> notifier.stop()                                 # at most ``timeout_s``, whatever a target does
 
     ``post(level, message, source=..., data=..., type=...)`` reports a target that starts
-    or stops failing. ``clock``, ``rng``, ``opener`` and ``test_answer_s`` can be injected.
+    or stops failing. ``clock``, ``rng``, ``opener``, ``test_answer_s`` and ``tick_s`` can be
+    injected; ``tick()`` is what the clock thread calls every ``tick_s``.
     """
 
     def __init__(self, targets: list[Target], dashboard_url: str, post: Callable[..., Any] | None = None, *,
                  clock: Callable[[], float] = time.time, opener: Callable[..., Any] | None = None,
                  timeout_s: float = TIMEOUT_S, backoff_s: float = BACKOFF_S, max_backoff_s: float = MAX_BACKOFF_S,
                  max_retry_s: float = MAX_RETRY_S, max_queue: int = MAX_QUEUE, rng: random.Random | None = None,
-                 test_answer_s: float = TEST_ANSWER_S, persist: Callable[[str], None] | None = None,
-                 state: str | None = None) -> None:
+                 test_answer_s: float = TEST_ANSWER_S, tick_s: float = TICK_S,
+                 persist: Callable[[str], None] | None = None, state: str | None = None) -> None:
         self.targets = list(targets)
         self.dashboard = {"url": dashboard_url, "host": socket.gethostname()}
         self._post = post
@@ -134,6 +139,7 @@ class Notifier:
         self.max_retry_s = max_retry_s
         self.max_queue = max_queue
         self.test_answer_s = test_answer_s
+        self.tick_s = tick_s
         self._rng = rng or random.Random()
         # One lock for the queues and states; each target's sender waits on its own condition
         # (over that lock), so a delivery wakes only the thread that sends it.
@@ -145,81 +151,45 @@ class Notifier:
         self._test_started = 0.0                         # monotonic
         self._seq = itertools.count()
         self._states = {t.name: _TargetState() for t in self.targets}
-        # (rule, target) -> {"sent_at": time of the last firing sent, "open": a firing was sent and not
-        # resolved yet, "waiting": a firing not sent yet (within repeat)}
-        self._flood: dict[tuple, dict] = {}
-        # Kept across restarts (``persist`` after each change, ``state`` at start), for the targets
-        # still configured: a resolve after a restart reaches whoever got the firing, and ``repeat``
-        # still counts from the firing sent before it.
-        self._persist = persist
-        names = {t.name for t in self.targets}
-        for entry in json.loads(state) if state else []:
-            if entry["target"] in names:
-                self._flood[(entry["rule"], entry["target"])] = {
-                    "sent_at": entry["sent_at"], "open": entry["open"], "waiting": entry["waiting"]}
+        # Flood control is asked from two threads, the sampler's (alert_changed) and the clock's
+        # (tick), and commits what it decides. Its own lock, held from the decision through the
+        # commit to the queueing, keeps both in the order decided; it is taken before ``_lock``
+        # (in _enqueue), never while holding it, and never by a sender.
+        self._flood_lock = threading.Lock()
+        self._flood = FloodControl(self.targets, persist=persist, state=state)
         self._stop = False
+        self._stopping = threading.Event()  # wakes the clock thread at once
         self._threads: dict[str, threading.Thread] = {}
+        self._clock_thread: threading.Thread | None = None
         self._sending: set[str] = set()  # targets whose sender is in the middle of a delivery
 
     # --- called from other threads ----------------------------------------------------
 
     def alert_changed(self, kind: str, alert: dict, targets: tuple | None = None) -> None:
         """An alert fired (``alert.firing``) or resolved; ``targets`` names the targets the rule
-        uses (None: all). Never blocks."""
+        uses (None: all). Only queues, after flood control (whose commit it may wait for)."""
         now = self._clock()
-        for target in self.targets:
-            if targets is not None and target.name not in targets:
-                continue
-            if alert.get("level") not in target.levels:
-                continue
-            flood = self._flood.setdefault((alert["name"], target.name), {"sent_at": None, "open": False,
-                                                                          "waiting": None})
-            if kind == "alert.firing":
-                if flood["open"]:
+        with self._flood_lock:
+            for target in self.targets:
+                if targets is not None and target.name not in targets:
                     continue
-                if flood["sent_at"] is not None and now - flood["sent_at"] < target.repeat_s:
-                    flood["waiting"] = alert  # flapping: sent when the repeat interval is over, if still firing
-                    self._save_flood()
+                if alert.get("level") not in target.levels:
                     continue
-                flood.update(sent_at=now, open=True, waiting=None)
-            else:
-                if flood["waiting"] is not None:
-                    flood["waiting"] = None  # its firing was never sent: nor is its resolve
-                    self._save_flood()
-                    continue
-                if not flood["open"]:
-                    continue
-                flood["open"] = False
-            self._save_flood()
-            self._enqueue(target, self._message(kind, alert), now)
+                if self._flood.admit(kind, alert, target, now):
+                    self._enqueue(target, self._message(kind, alert), now)
 
     def tick(self) -> None:
         """Send the firings that waited out their repeat interval, and say what was dropped
-        (the sampler calls this)."""
+        (the clock thread calls this every ``tick_s``)."""
         now = self._clock()
-        for (rule, name), flood in self._flood.items():
-            target = next((t for t in self.targets if t.name == name), None)
-            alert = flood["waiting"]
-            if alert is None or target is None or now - flood["sent_at"] < target.repeat_s:
-                continue
-            flood.update(sent_at=now, open=True, waiting=None)
-            self._save_flood()
-            self._enqueue(target, self._message("alert.firing", alert), now)
+        with self._flood_lock:
+            for target, alert in self._flood.due(now):
+                self._enqueue(target, self._message("alert.firing", alert), now)
         with self._lock:
             warnings = [self._drop_warning(t.name, now) for t in self.targets]
         for warning in warnings:
             if warning:
                 log.warning(*warning)
-
-    def _save_flood(self) -> None:
-        """Keep what was sent to whom (the sampler thread's, as ``_flood`` is)."""
-        if self._persist is None:
-            return
-        try:
-            self._persist(json.dumps([dict(flood, rule=rule, target=name)
-                                      for (rule, name), flood in self._flood.items()]))
-        except Exception as exc:  # storage failing: the notification still goes out
-            log.warning("notification state not kept: %s", exc)
 
     def test(self) -> list[dict]:
         """Send a test notification to every target now and wait (at most ``test_answer_s``) for
@@ -269,22 +239,36 @@ class Notifier:
                                       daemon=True)
             self._threads[target.name] = thread
             thread.start()
+        if self.targets:  # without a target nothing waits and nothing is dropped
+            self._clock_thread = threading.Thread(target=self._tick_loop, name="notify-clock", daemon=True)
+            self._clock_thread.start()
 
     def stop(self, timeout_s: float = 0.5) -> None:
-        """Stop sending. The idle senders end at once (waited for, at most ``timeout_s`` in
-        all); one in the middle of a delivery (up to its 10 s timeout) is not waited for: its
-        daemon thread ends after it, and posts no event."""
+        """Stop sending. The clock and the idle senders end at once (waited for, at most
+        ``timeout_s`` in all); a sender in the middle of a delivery (up to its 10 s timeout) is
+        not waited for: its daemon thread ends after it, and posts no event."""
         with self._lock:
             self._stop = True
             for wake in self._wake.values():
                 wake.notify()
             self._tested.notify_all()
             idle = [thread for name, thread in self._threads.items() if name not in self._sending]
+        self._stopping.set()
+        if self._clock_thread is not None:
+            idle.append(self._clock_thread)  # at most one commit of flood state away from its end
         deadline = time.monotonic() + timeout_s
         for thread in idle:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    # --- the sender threads ------------------------------------------------------------
+    # --- the clock and the sender threads -----------------------------------------------
+
+    def _tick_loop(self) -> None:
+        """The notifier's own clock: ``tick()`` every ``tick_s`` until ``stop()``."""
+        while not self._stopping.wait(self.tick_s):
+            try:
+                self.tick()
+            except Exception:  # a bug here must not stop the clock: firings that wait would never go
+                log.exception("notifications: the clock's tick failed (a bug)")
 
     def _message(self, kind: str, alert: dict) -> dict:
         return message(kind, alert, self.dashboard, self._clock())

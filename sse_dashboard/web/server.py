@@ -302,7 +302,6 @@ class DashboardServer(ThreadingHTTPServer):
         extra = self.alerts.evaluate(snapshot)
         extra["alerts"] = extra["alerts"] + self.heartbeats.check()
         extra["heartbeats"] = self.heartbeats.listing()
-        self.notifier.tick()
         return extra
 
     def active_alerts(self) -> list[dict]:
