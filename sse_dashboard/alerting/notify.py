@@ -100,6 +100,40 @@ class _TargetState:
     dropped_unlogged: int = 0     # dropped since the last warning line
     drop_logged_at: float | None = None
 
+    # Each is called under the notifier's lock.
+
+    def row(self, target: Target, queued: int) -> dict:
+        """The target as ``GET /api/alerts`` shows it (its URL as scheme and host only)."""
+        return {"name": target.name, "format": target.format, "where": target.where, "state": self.state,
+                "last_ok_at": self.last_ok_at, "failing_since": self.failing_since, "last_error": self.last_error,
+                "last_status": self.last_status, "attempts": self.attempts, "dropped": self.dropped,
+                "queued": queued}
+
+    def record(self, ok: bool, status: int | None, error: str | None, now: float) -> str:
+        """Count one attempt; return the state before it (disabled stays so until restart,
+        whatever a test says)."""
+        before = self.state
+        self.attempts += 1
+        self.last_status = status
+        if before == "disabled":
+            return before
+        if ok:
+            self.state, self.last_ok_at, self.failing_since, self.last_error = "ok", now, None, None
+        else:
+            self.last_error = error
+            if self.state != "failing":
+                self.state, self.failing_since = "failing", now
+        return before
+
+    def drop_counts(self, now: float) -> int:
+        """How many were dropped since the last warning, if a minute has passed (a full queue
+        drops one a delivery: a line each would flood the log); then counting starts again."""
+        if not self.dropped_unlogged or (self.drop_logged_at is not None
+                                         and now - self.drop_logged_at < DROP_LOG_EVERY_S):
+            return 0
+        count, self.dropped_unlogged, self.drop_logged_at = self.dropped_unlogged, 0, now
+        return count
+
 
 class NotificationTestBusy(Exception):
     """A test notification is still being sent; ``retry_after_s`` says when it will be done."""
@@ -227,11 +261,7 @@ class Notifier:
 
     def status(self) -> list[dict]:
         with self._lock:
-            return [{"name": t.name, "format": t.format, "where": t.where, "state": self._states[t.name].state,
-                     "last_ok_at": self._states[t.name].last_ok_at, "failing_since": self._states[t.name].failing_since,
-                     "last_error": self._states[t.name].last_error, "last_status": self._states[t.name].last_status,
-                     "attempts": self._states[t.name].attempts, "dropped": self._states[t.name].dropped,
-                     "queued": len(self._queues[t.name])} for t in self.targets]
+            return [self._states[t.name].row(t, len(self._queues[t.name])) for t in self.targets]
 
     def start(self) -> None:
         for target in self.targets:
@@ -291,13 +321,10 @@ class Notifier:
             log.warning(*warning)
 
     def _drop_warning(self, name: str, now: float) -> tuple | None:
-        """The warning for what ``name`` dropped since the last one, if a minute has passed
-        (a full queue drops one a delivery: a line each would flood the log). Under the lock."""
-        state = self._states[name]
-        if not state.dropped_unlogged or (state.drop_logged_at is not None
-                                          and now - state.drop_logged_at < DROP_LOG_EVERY_S):
+        """The warning for what ``name`` dropped since the last one, at most one a minute. Under the lock."""
+        count = self._states[name].drop_counts(now)
+        if not count:
             return None
-        count, state.dropped_unlogged, state.drop_logged_at = state.dropped_unlogged, 0, now
         return ("notifications to %s: queue full (%d), dropped the oldest %d waiting since the last warning",
                 name, self.max_queue, count)
 
@@ -411,18 +438,9 @@ class Notifier:
     def _record(self, target: Target, ok: bool, status: int | None, error: str | None) -> None:
         now = self._clock()
         with self._lock:
-            state = self._states[target.name]
-            state.attempts += 1
-            state.last_status = status
-            before = state.state
-            if before == "disabled":  # until restart, whatever a test says
-                return
-            if ok:
-                state.state, state.last_ok_at, state.failing_since, state.last_error = "ok", now, None, None
-            else:
-                state.last_error = error
-                if state.state != "failing":
-                    state.state, state.failing_since = "failing", now
+            before = self._states[target.name].record(ok, status, error, now)
+        if before == "disabled":
+            return
         if not ok and before != "failing" and status != 410:  # 410 is said once, by _disable
             log.warning("notifications to %s are failing: %s", target.name, error)
             self._tell("warning", "notifications to %s are failing: %s" % (target.name, error),
