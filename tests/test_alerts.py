@@ -203,3 +203,20 @@ def test_a_rule_firing_across_a_restart_keeps_its_shape_and_is_not_announced_aga
     assert again.active() == [{"rule": "q", "level": "warning", "metric": "gauges.q", "op": ">", "threshold": 10.0,
                                "value": 12, "since": 1000.0, "message": "queue deep"}]
     assert again.evaluate(snap(1001.0, q=13))["alerts"][0]["value"] == 13 and said == ["alert.firing"]
+
+
+def test_the_alerting_layer_imports_nothing_above_it_and_storage_only_through_callables():
+    """#22: imports point down; alerting/ reaches storage only through ``persist``/``state``
+    and posts only through ``post``, both given by build_app."""
+    import ast
+
+    folder = ROOT / "sse_dashboard" / "alerting"
+    assert ast.get_docstring(ast.parse((folder / "__init__.py").read_text(encoding="utf-8")))
+    above = ("sse_dashboard.web", "sse_dashboard.storage", "sse_dashboard.app", "sse_dashboard.cli",
+             "sse_dashboard.application", "sse_dashboard.demo")
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith(above), "%s imports %s" % (path.name, name)
