@@ -1,9 +1,10 @@
 """Alert rules: loading (whole or not at all), firing once, resolving with hysteresis, over HTTP."""
 
+import importlib
 
 import pytest
 
-from sse_dashboard.alerting import rules as alerts
+from sse_dashboard.alerting.alert import AlertOutlet
 from sse_dashboard.alerting.rules import AlertEngine, load_rules, parse_rules
 from conftest import ROOT, wait_until
 
@@ -14,9 +15,11 @@ def rule(**fields):
     return base
 
 
-def test_all_names_exist():
-    for name in alerts.__all__:
-        assert hasattr(alerts, name)
+@pytest.mark.parametrize("module", ["alert", "rules", "heartbeats", "notify", "targets"])
+def test_all_names_exist(module):
+    module = importlib.import_module("sse_dashboard.alerting." + module)
+    for name in module.__all__:
+        assert hasattr(module, name)
 
 
 def test_the_example_file_loads():
@@ -69,7 +72,7 @@ def make_engine(*raw_rules):
     posted = []
     clock = Clock()
     engine = AlertEngine(parse_rules({"rules": list(raw_rules)}),
-                         post=lambda level, message, **kw: posted.append((level, message, kw["data"])),
+                         AlertOutlet(lambda level, message, **kw: posted.append((level, message, kw["data"]))),
                          clock=clock)
     return engine, posted, clock
 
@@ -138,3 +141,82 @@ def test_alerts_over_http(make_server):
 def test_no_rules_means_an_empty_alert_list(server):
     assert server.json("GET", "/api/metrics")[1]["alerts"] == []
     assert server.json("GET", "/api/alerts")[1] == {"alerts": [], "rules": [], "heartbeats": [], "notify": []}
+
+
+def test_rules_and_heartbeats_post_and_notify_through_one_outlet_in_the_same_shapes():
+    """#22: one alert shape and one "post, then notify" step serve rules and heartbeats; the
+    snapshot's alert, the event and the notification keep the shapes they always had."""
+    from sse_dashboard.alerting.heartbeats import Heartbeats
+
+    said = []
+    outlet = AlertOutlet(lambda level, message, **kw: said.append(("post", level, message, kw)),
+                         notify=lambda kind, alert, targets: said.append(("notify", kind, alert, targets)))
+    clock = Clock()
+    engine = AlertEngine(parse_rules({"rules": [rule(level="error", message="queue deep", notify=["ops"])]}), outlet,
+                         clock=clock)
+    assert engine.evaluate(snap(1000.0, q=12))["alerts"] == [
+        {"rule": "q", "level": "error", "metric": "gauges.q", "op": ">", "threshold": 10.0, "value": 12,
+         "since": 1000.0, "message": "queue deep"}]
+    engine.evaluate(snap(1001.0, q=3))
+    clock.now = 1_700_000_000.0
+    beats = Heartbeats(outlet, configured={"nightly": {"every": 60.0, "level": "warning", "notify": None}},
+                       clock=clock)
+    clock.now += 61
+    assert beats.check() == [
+        {"rule": "heartbeat:nightly", "level": "warning", "metric": "heartbeat.nightly", "op": ">",
+         "threshold": 60.0, "value": 61.0, "since": 1_700_000_061.0, "message": "nightly silent for 1 min"}]
+    beats.beat("nightly")
+    clock.now += 1
+    beats.check()
+    assert said == [
+        ("post", "error", "queue deep (gauges.q = 12, > 10)",
+         {"source": "alerts", "data": {"rule": "q", "value": 12, "threshold": 10.0, "state": "firing"},
+          "type": "alert.firing"}),
+        ("notify", "alert.firing", {"name": "q", "metric": "gauges.q", "value": 12, "threshold": 10.0,
+                                    "level": "error", "message": "queue deep", "started_at": 1000.0,
+                                    "ended_at": None}, ("ops",)),
+        ("post", "info", "resolved: queue deep (gauges.q = 3)",
+         {"source": "alerts", "data": {"rule": "q", "value": 3, "state": "resolved"}, "type": "alert.resolved"}),
+        ("notify", "alert.resolved", {"name": "q", "metric": "gauges.q", "value": 3, "threshold": 10.0,
+                                      "level": "error", "message": "queue deep", "started_at": 1000.0,
+                                      "ended_at": 1001.0}, ("ops",)),
+        ("post", "warning", "nightly silent for 1 min",
+         {"source": "heartbeats", "data": {"heartbeat": "nightly", "state": "firing", "status": "waiting",
+                                           "last_seen": None}, "type": "alert.firing"}),
+        ("notify", "alert.firing", {"name": "heartbeat:nightly", "metric": "heartbeat.nightly", "value": 61.0,
+                                    "threshold": 60.0, "level": "warning", "message": "nightly silent for 1 min",
+                                    "started_at": 1_700_000_061.0, "ended_at": None}, None),
+        ("post", "info", "resolved: nightly is up again",
+         {"source": "heartbeats", "data": {"heartbeat": "nightly", "state": "resolved", "since": 1_700_000_061.0},
+          "type": "alert.resolved"}),
+        ("notify", "alert.resolved", {"name": "heartbeat:nightly", "metric": "heartbeat.nightly", "value": 61.0,
+                                      "threshold": 60.0, "level": "warning", "message": "nightly silent for 1 min",
+                                      "started_at": 1_700_000_061.0, "ended_at": 1_700_000_062.0}, None)]
+
+
+def test_a_rule_firing_across_a_restart_keeps_its_shape_and_is_not_announced_again():
+    said, kept = [], []
+    outlet = AlertOutlet(lambda level, message, **kw: said.append(kw["type"]))
+    rules = parse_rules({"rules": [rule(message="queue deep")]})
+    AlertEngine(rules, outlet, persist=kept.append).evaluate(snap(1000.0, q=12))
+    again = AlertEngine(rules, outlet, state=kept[-1])
+    assert again.active() == [{"rule": "q", "level": "warning", "metric": "gauges.q", "op": ">", "threshold": 10.0,
+                               "value": 12, "since": 1000.0, "message": "queue deep"}]
+    assert again.evaluate(snap(1001.0, q=13))["alerts"][0]["value"] == 13 and said == ["alert.firing"]
+
+
+def test_the_alerting_layer_imports_nothing_above_it_and_storage_only_through_callables():
+    """#22: imports point down; alerting/ reaches storage only through ``persist``/``state``
+    and posts only through ``post``, both given by build_app."""
+    import ast
+
+    folder = ROOT / "sse_dashboard" / "alerting"
+    assert ast.get_docstring(ast.parse((folder / "__init__.py").read_text(encoding="utf-8")))
+    above = ("sse_dashboard.web", "sse_dashboard.storage", "sse_dashboard.app", "sse_dashboard.cli",
+             "sse_dashboard.application", "sse_dashboard.demo")
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith(above), "%s imports %s" % (path.name, name)

@@ -11,6 +11,7 @@ import pytest
 
 from sse_dashboard.client import Dashboard
 from conftest import require_tool, wait_until
+from sse_dashboard.alerting.alert import AlertOutlet
 from sse_dashboard.alerting.heartbeats import Heartbeats, parse_heartbeats
 
 
@@ -23,16 +24,17 @@ class Clock:
 
 
 def recorder():
+    """What was posted, and the outlet that posts it there."""
     posted = []
 
     def post(level, message, **fields):
         posted.append(dict(fields, level=level, message=message))
-    return posted, post
+    return posted, AlertOutlet(post)
 
 
 def test_a_job_that_stops_beating_fires_once_and_resolves_once():
-    clock, (posted, post) = Clock(), recorder()
-    beats = Heartbeats(post, clock=clock)
+    clock, (posted, outlet) = Clock(), recorder()
+    beats = Heartbeats(outlet, clock=clock)
     beats.beat("backup", every=300)
     for _ in range(3):
         clock.now += 100
@@ -49,8 +51,8 @@ def test_a_job_that_stops_beating_fires_once_and_resolves_once():
 
 
 def test_down_fires_at_the_next_check_and_up_resolves_it():
-    clock, (posted, post) = Clock(), recorder()
-    beats = Heartbeats(post, clock=clock)
+    clock, (posted, outlet) = Clock(), recorder()
+    beats = Heartbeats(outlet, clock=clock)
     beats.beat("deploy", status="down", message="exit 3")
     assert [a["message"] for a in beats.check()] == ["deploy is down: exit 3"]
     beats.beat("deploy", status="down", message="exit 4")  # still down: still the one alert, saying so
@@ -61,8 +63,8 @@ def test_down_fires_at_the_next_check_and_up_resolves_it():
 
 
 def test_a_configured_heartbeat_gets_one_period_of_grace_from_the_start():
-    clock, (posted, post) = Clock(), recorder()
-    beats = Heartbeats(post, configured=parse_heartbeats({"nightly": {"every": 3600, "level": "warning"}}),
+    clock, (posted, outlet) = Clock(), recorder()
+    beats = Heartbeats(outlet, configured=parse_heartbeats({"nightly": {"every": 3600, "level": "warning"}}),
                        clock=clock)
     assert beats.listing()[0]["status"] == "waiting"
     clock.now += 3600
@@ -72,22 +74,22 @@ def test_a_configured_heartbeat_gets_one_period_of_grace_from_the_start():
 
 
 def test_state_survives_a_restart_so_a_job_that_died_meanwhile_is_noticed():
-    clock, (posted, post) = Clock(), recorder()
+    clock, (posted, outlet) = Clock(), recorder()
     saved = []
-    beats = Heartbeats(post, clock=clock, persist=saved.append)
+    beats = Heartbeats(outlet, clock=clock, persist=saved.append)
     beats.beat("backup", every=60, message="ok", ping=12.5)
     clock.now += 120  # the dashboard was down for two minutes
-    again = Heartbeats(post, clock=clock, state=saved[-1], persist=saved.append)
+    again = Heartbeats(outlet, clock=clock, state=saved[-1], persist=saved.append)
     assert [a["message"] for a in again.check()] == ["backup silent for 1 min"]
     assert again.listing()[0]["message"] == "ok" and again.listing()[0]["ping"] == 12.5
-    third = Heartbeats(post, clock=clock, state=saved[-1])  # restarted while it fires
+    third = Heartbeats(outlet, clock=clock, state=saved[-1])  # restarted while it fires
     assert [a["message"] for a in third.check()] == ["backup silent for 1 min"]
     assert [p["type"] for p in posted] == ["alert.firing"]  # announced once, not at every start
 
 
 def test_a_heartbeat_without_every_that_is_up_never_fires():
-    posted, post = recorder()
-    beats = Heartbeats(post)
+    posted, outlet = recorder()
+    beats = Heartbeats(outlet)
     beats.beat("adhoc")
     assert beats.check() == [] and posted == []
 
@@ -106,7 +108,7 @@ def test_a_bad_name_is_a_400(server, name):
 
 
 def test_too_many_heartbeats_are_refused():
-    beats = Heartbeats(lambda *a, **k: None)
+    beats = Heartbeats(AlertOutlet(lambda *a, **k: None))
     for i in range(200):
         beats.beat("job%d" % i)
     with pytest.raises(ValueError, match="too many"):

@@ -21,7 +21,8 @@ import pytest
 from sse_dashboard.alerting.rules import parse_rules
 from conftest import required, wait_until
 from sse_dashboard.events import EventLog
-from sse_dashboard.alerting.notify import TEST_ANSWER_S, Notifier, Target, parse_targets, render
+from sse_dashboard.alerting.notify import TEST_ANSWER_S, Notifier
+from sse_dashboard.alerting.targets import Target, parse_targets, render
 from sse_dashboard.web.server import load_config
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -191,6 +192,61 @@ def test_a_flapping_rule_notifies_once_per_repeat_and_resolves_once_per_firing(r
     got = hook.wait_for(4)
     kinds = [json.loads(r["body"])["type"] for r in got]
     assert kinds == ["alert.firing", "alert.resolved", "alert.firing", "alert.resolved"]
+    n.stop()
+
+
+def test_the_notifier_keeps_its_own_clock_a_firing_that_waited_goes_by_itself(receiver):
+    """#22: the resend clock ran inside the sampler's ``enrich``; now the notifier's own clock
+    thread sends the firing that waited out ``repeat``, and ends with ``stop()``."""
+    hook = receiver()
+    clock = [1000.0]
+    n = notifier([Target("ops", hook.url, repeat_s=600)], clock=lambda: clock[0], tick_s=0.02)
+    n.alert_changed("alert.firing", ALERT)
+    n.alert_changed("alert.resolved", ALERT)
+    clock[0] += 10
+    n.alert_changed("alert.firing", ALERT)  # within repeat: it waits
+    hook.wait_for(2)
+    clock[0] += 600                         # nobody calls tick(): the notifier's clock sees the time
+    got = hook.wait_for(3)
+    assert [json.loads(r["body"])["type"] for r in got] == ["alert.firing", "alert.resolved", "alert.firing"]
+    assert "notify-clock" in [t.name for t in threading.enumerate()]
+    n.stop()
+    wait_until(lambda: "notify-clock" not in [t.name for t in threading.enumerate()], timeout=1,
+               message="the clock thread ended")
+
+
+def test_flood_control_is_safe_between_the_sampler_and_the_clock_thread(receiver):
+    """Changes (the sampler's thread) and ticks (the clock's) meet in one flood state: neither
+    sees it half-changed, and what is kept on disk is the last state decided."""
+    clock = [1000.0]
+    kept = []
+    n = Notifier([Target("ops", receiver().url, repeat_s=5)], "http://127.0.0.1:8080/", max_queue=100_000,
+                 clock=lambda: clock[0], persist=kept.append)  # not started: the queue only fills
+    failed = []
+
+    def tick_all_along():
+        try:
+            while not stop.is_set():
+                n.tick()
+        except Exception as exc:  # "dictionary changed size during iteration", without the lock
+            failed.append(exc)
+    stop = threading.Event()
+    ticker = threading.Thread(target=tick_all_along)
+    ticker.start()
+    try:
+        for i in range(300):
+            for kind in ("alert.firing", "alert.resolved", "alert.firing"):  # the second firing waits
+                n.alert_changed(kind, dict(ALERT, name="r%d" % i))
+            clock[0] += 0.05
+    finally:
+        stop.set()
+        ticker.join(5)
+    clock[0] += 5
+    n.tick()                                # the last firings that waited go too
+    assert failed == []
+    state = {(e["rule"], e["target"]): e for e in json.loads(kept[-1])}
+    assert len(state) == 300 and all(e["waiting"] is None and e["open"] for e in state.values())
+    assert n.status()[0]["queued"] == 900  # each name: a firing, its resolve, the firing that waited
     n.stop()
 
 

@@ -20,15 +20,16 @@ Invariants:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Callable
+
+from sse_dashboard.alerting.alert import Alert, AlertChange, AlertOutlet
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class _Beat:
     ping: float | None = None
     last_seen: float | None = None
     since: float = 0.0               # when it was configured or first heard of (the grace period's start)
-    alert: dict | None = field(default=None)
+    alert: Alert | None = None
 
     def to_dict(self, now: float) -> dict:
         return {"name": self.name, "status": self.status, "message": self.message, "ping": self.ping,
@@ -67,7 +68,7 @@ class _Beat:
 
     def state(self) -> dict:
         return {"status": self.status, "message": self.message, "ping": self.ping, "last_seen": self.last_seen,
-                "every": self.every, "since": self.since, "alert": self.alert}
+                "every": self.every, "since": self.since, "alert": None if self.alert is None else self.alert.to_dict()}
 
 
 def parse_heartbeats(document: Any) -> dict[str, dict]:
@@ -122,18 +123,17 @@ def _ping(value: Any) -> float:
 class Heartbeats:
     """Every heartbeat, checked on each sample.
 
-    >>> beats = Heartbeats(post=event_log.post, configured={"backup": {"every": 3600, "level": "error"}})
+    >>> beats = Heartbeats(AlertOutlet(post, notify), configured={"backup": {"every": 3600, "level": "error"}})
     >>> beats.beat("backup", status="up", message="42 files")
     >>> beats.check()            # the sampler calls this: fires or resolves, returns the active alerts
 
-    ``post(level, message, source=..., data=..., type=...)`` is called outside the lock.
+    The outlet is called from the sampler thread, outside the lock.
     """
 
-    def __init__(self, post: Callable[..., Any], configured: dict | None = None,
+    def __init__(self, outlet: AlertOutlet, configured: dict | None = None,
                  clock: Callable[[], float] = time.time, persist: Callable[[str], None] | None = None,
-                 state: str | None = None, notify: Callable[[str, dict, tuple | None], None] | None = None) -> None:
-        self._post = post
-        self._notify = notify
+                 state: str | None = None) -> None:
+        self._outlet = outlet
         self._clock = clock
         self._persist = persist
         self._lock = threading.Lock()
@@ -143,7 +143,7 @@ class Heartbeats:
             self._beats[name] = _Beat(name, every=kept.get("every"), status=kept.get("status", "up"),
                                       message=kept.get("message", ""), ping=kept.get("ping"),
                                       last_seen=kept.get("last_seen"), since=kept.get("since", now),
-                                      alert=kept.get("alert"))  # still firing: not announced twice
+                                      alert=_kept_alert(kept.get("alert")))  # still firing: not announced twice
         for name, entry in (configured or {}).items():
             beat = self._beats.setdefault(name, _Beat(name, since=now))
             beat.every, beat.level, beat.notify = entry["every"], entry["level"], entry.get("notify")
@@ -171,7 +171,7 @@ class Heartbeats:
             old = self._beats.get(name)
             if old is None and len(self._beats) >= MAX_HEARTBEATS:
                 raise ValueError("too many heartbeats (at most %d names)" % MAX_HEARTBEATS)
-            beat = dataclasses.replace(old) if old is not None else _Beat(name, since=now)
+            beat = replace(old) if old is not None else _Beat(name, since=now)
             beat.status, beat.message, beat.ping, beat.last_seen = status, message, ping, now
             if every is not None:
                 beat.every = every
@@ -191,40 +191,39 @@ class Heartbeats:
     def check(self) -> list[dict]:
         """Fire and resolve as the beats say; return the active heartbeat alerts."""
         now = self._clock()
-        to_post = []
+        changes = []
         with self._lock:
             for beat in self._beats.values():
-                to_post.extend(self._step(beat, now))
-            active = [dict(b.alert) for b in self._beats.values() if b.alert is not None]
-            if to_post:
+                changes.extend(self._step(beat, now))
+            active = [b.alert.to_dict() for b in self._beats.values() if b.alert is not None]
+            if changes:
                 try:
                     self._save(self._beats)  # a restart must know what is firing
                 except Exception as exc:
                     log.warning("heartbeat alert state not kept: %s", exc)
-        for level, message, data, kind, change in to_post:
-            self._post(level, message, source="heartbeats", data=data, type=kind)
-            if self._notify is not None:
-                self._notify(kind, change, change.pop("targets"))
+        self._outlet.send(changes)
         return active
 
     def active(self) -> list[dict]:
         with self._lock:
-            return [dict(b.alert) for b in self._beats.values() if b.alert is not None]
+            return [b.alert.to_dict() for b in self._beats.values() if b.alert is not None]
 
     def listing(self) -> list[dict]:
         now = self._clock()
         with self._lock:
             return [b.to_dict(now) for b in sorted(self._beats.values(), key=lambda b: b.name)]
 
-    def _step(self, beat: _Beat, now: float) -> list:
+    def _step(self, beat: _Beat, now: float) -> list[AlertChange]:
         reference = beat.last_seen if beat.last_seen is not None else beat.since
         silent = beat.every is not None and now - reference > beat.every
         wrong = beat.status == "down" or silent
         if beat.alert is not None and not wrong:
             alert, beat.alert = beat.alert, None
-            return [("info", "resolved: %s is up again%s" % (beat.name, _said(beat.message)),
-                     {"heartbeat": beat.name, "state": "resolved", "since": alert["since"]}, "alert.resolved",
-                     _change(beat, alert, now))]
+            text = "resolved: %s is up again%s" % (beat.name, _said(beat.message))
+            # Told as the heartbeat is now: a beat may have changed its ``every``, a restart its level.
+            told = replace(alert, threshold=beat.every, level=beat.level, targets=beat.notify)
+            data = {"heartbeat": beat.name, "state": "resolved", "since": alert.since}
+            return [AlertChange.resolved(told, text, data, ended_at=now)]
         if not wrong:
             return []
         if beat.status == "down":
@@ -232,24 +231,20 @@ class Heartbeats:
         else:
             message = "%s silent for %s" % (beat.name, _duration(beat.every))
         if beat.alert is not None:  # still the one alert; it says what is wrong now
-            beat.alert.update(value=round(now - reference, 3), message=message)
+            beat.alert = replace(beat.alert, value=round(now - reference, 3), message=message)
             return []
-        beat.alert = {"rule": "heartbeat:" + beat.name, "level": beat.level, "metric": "heartbeat." + beat.name,
-                      "op": ">", "threshold": beat.every, "value": round(now - reference, 3), "since": round(now, 3),
-                      "message": message}
-        return [(beat.level, message, {"heartbeat": beat.name, "state": "firing", "status": beat.status,
-                                       "last_seen": beat.last_seen}, "alert.firing", _change(beat, beat.alert, None))]
+        beat.alert = Alert("heartbeat:" + beat.name, "heartbeat", beat.level, "heartbeat." + beat.name, ">", beat.every,
+                           round(now - reference, 3), since=round(now, 3), message=message, targets=beat.notify)
+        return [AlertChange.fired(beat.alert, message, {"heartbeat": beat.name, "state": "firing",
+                                                        "status": beat.status, "last_seen": beat.last_seen})]
 
     def _save(self, beats: dict) -> None:
         if self._persist is not None:
             self._persist(json.dumps({name: b.state() for name, b in beats.items()}))
 
 
-def _change(beat: _Beat, alert: dict, ended_at: float | None) -> dict:
-    """An alert as notifications describe it (notify.py)."""
-    return {"name": alert["rule"], "metric": alert["metric"], "value": alert["value"], "threshold": beat.every,
-            "level": beat.level, "message": alert["message"], "started_at": alert["since"], "ended_at": ended_at,
-            "targets": beat.notify}
+def _kept_alert(kept: dict | None) -> Alert | None:
+    return None if kept is None else Alert.from_dict(kept, "heartbeat")
 
 
 def _said(message: str) -> str:

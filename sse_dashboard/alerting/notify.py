@@ -1,29 +1,30 @@
-"""Alert notifications: webhooks (Standard Webhooks signed), ntfy, Slack and Discord.
+"""Alert notifications: delivering each change to the targets that want it (targets.py says
+what each receives: webhooks signed as Standard Webhooks, ntfy, Slack and Discord).
 
 One concept: telling someone outside the page that an alert fired or resolved.
 
 Invariants:
 - nothing here blocks the sampler or a request: ``alert_changed`` only queues (and
-  commits what was sent to whom, with ``persist``: one small commit per change);
+  commits what was sent to whom, with ``persist``: one small commit per change; at worst it
+  waits for the clock thread's own such commit);
 - each target has its own bounded queue and its own sender thread (so there are as many
-  threads as targets, whatever the traffic), so a slow or dead target only ever delays
-  itself; past ``max_queue`` the oldest waiting delivery of that target is dropped, counted,
-  and warned about at most once a minute per target (with how many went);
+  threads as targets, whatever the traffic, and one clock), so a slow or dead target only ever
+  delays itself; past ``max_queue`` the oldest waiting delivery of that target is dropped,
+  counted, and warned about at most once a minute per target (with how many went);
+- the notifier keeps its own time: its clock thread (``tick()`` every ``tick_s``, started by
+  ``start()``, ended by ``stop()``) sends the firings that waited out ``repeat`` and tells of
+  drops; nobody else has to call it;
 - a test (``test()``, ``POST /api/alerts/test``) never enters those queues: it is sent by one
   short-lived thread per target, one test at a time (another call while one is sending raises
   ``NotificationTestBusy``: a 429), and answers within ``TEST_ANSWER_S`` with what it knows,
   "pending" for a target that has not answered yet;
-- a target URL is checked when it is loaded with the rules http.client applies when it sends
-  (no space, control or non-ASCII character; a numeric port), so it cannot fail later for
-  that; ``user:password@`` in it is sent as HTTP basic auth, not as part of the host;
 - every exception in a delivery is one failed attempt, retried as any other: an unexpected one
   is logged by its type and where it happened, never its message (it may hold the URL);
 - 2xx is success; a redirect is not followed (it is a failure); 429 and 503
   wait for ``Retry-After``; other failures are retried with exponential backoff
   and jitter for at most ``max_retry_s``; 410 disables that target until restart;
-- every retry of a delivery carries the same ``webhook-id``, a fresh
-  ``webhook-timestamp`` and the signature over both (Standard Webhooks);
-- flood control per rule and target: a firing is sent at most once per
+- every retry of a delivery is the same message (the same ``webhook-id``), sent afresh;
+- flood control per rule and target (flood.py): a firing is sent at most once per
   ``repeat`` seconds; one that comes sooner waits, and is sent when the
   interval is over if the alert still fires; a resolve is sent exactly once for
   every firing that was sent (and never for one that was not);
@@ -34,207 +35,38 @@ Invariants:
 
 from __future__ import annotations
 
-import base64
-import email.header
 import email.utils
-import hashlib
 import heapq
-import hmac
 import http.client
 import itertools
-import json
 import logging
 import random
-import re
 import socket
 import threading
 import time
 import traceback
 import urllib.error
-import urllib.parse
 import urllib.request
-import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import timezone
 from typing import Any, Callable
 
-__all__ = ["Target", "Notifier", "NotificationTestBusy", "parse_targets", "render", "sign"]
+from sse_dashboard.alerting.flood import FloodControl
+from sse_dashboard.alerting.targets import Target, message
+
+__all__ = ["Notifier", "NotificationTestBusy", "TEST_ANSWER_S"]
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("json", "ntfy", "slack", "discord")
-LEVELS = ("warning", "error")
-DEFAULT_REPEAT_S = 600.0
 TIMEOUT_S = 10.0
 MAX_QUEUE = 1000              # per target
+TICK_S = 1.0                  # the notifier's clock: firings that waited out ``repeat`` go, drops are told
 TEST_ANSWER_S = 2.0           # POST /api/alerts/test answers within this; a target still sending is pending
 DROP_LOG_EVERY_S = 60.0       # at most one "dropped" warning per target a minute, with a count
 MAX_ERROR_CHARS = 200         # of a delivery's error, as shown in status and notify.failing
 MAX_RETRY_S = 3600.0
 BACKOFF_S = 5.0
 MAX_BACKOFF_S = 600.0
-_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-# What http.client refuses in a request line or host (its _contains_disallowed_url_pchar_re).
-_URL_FORBIDDEN_RE = re.compile("[\x00-\x20\x7f]")
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    url: str
-    format: str = "json"
-    secret: str | None = field(default=None, repr=False)
-    levels: tuple = LEVELS
-    repeat_s: float = DEFAULT_REPEAT_S
-
-    def __post_init__(self) -> None:
-        problem = _url_problem(self.url)
-        if problem:
-            raise ValueError("notify target %s: %s" % (self.name, problem))
-
-    @property
-    def where(self) -> str:
-        """The URL without path or query (Slack and Discord put their secret in the path)."""
-        parts = urllib.parse.urlsplit(self.url)
-        return "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2])
-
-
-def _url_problem(url: Any) -> str | None:
-    """Why ``url`` cannot be a target's URL, in words that never repeat it (its path or query
-    may be the secret); None when http.client will send to it. Checked on the raw string:
-    ``urlsplit`` silently drops tabs and newlines that http.client then refuses."""
-    if not isinstance(url, str):
-        return "url must be an http:// or https:// URL"
-    if _URL_FORBIDDEN_RE.search(url):
-        return "url has a space or control character (percent-encode it: a space is %20)"
-    if not url.isascii():
-        return "url has a non-ASCII character (percent-encode it; a host name in punycode, xn--)"
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
-    except ValueError:
-        return "url has a bad host or port (a port is a number up to 65535; an IPv6 host in [brackets])"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "url must be an http:// or https:// URL"
-    return None
-
-
-def _split_credentials(url: str) -> tuple[str, str | None]:
-    """(the URL without ``user:password@``, a basic ``Authorization`` value or None): urllib
-    would take the credentials for part of the host name (RFC 7617; percent-escapes decoded)."""
-    netloc = urllib.parse.urlsplit(url).netloc
-    if "@" not in netloc:
-        return url, None
-    userinfo, _, hostport = netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    credentials = "%s:%s" % (urllib.parse.unquote(user), urllib.parse.unquote(password))
-    head, _, rest = url.partition("//")
-    return (head + "//" + hostport + rest[len(netloc):],
-            "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii"))
-
-
-def parse_targets(document: Any) -> list[Target]:
-    """The config file's ``"notify": [{"name", "url", "format", "secret", "levels", "repeat"}]``."""
-    if document is None:
-        return []
-    if not isinstance(document, list):
-        raise ValueError('"notify" must be a list of targets')
-    targets = []
-    for index, raw in enumerate(document, start=1):
-        where = "notify target %d" % index
-        if not isinstance(raw, dict):
-            raise ValueError("%s: must be an object" % where)
-        unknown = set(raw) - {"name", "url", "format", "secret", "levels", "repeat"}
-        if unknown:
-            raise ValueError("%s: unknown field %s" % (where, sorted(unknown)[0]))
-        name = raw.get("name")
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            raise ValueError("%s: name must be 1-64 letters, digits or _ . -" % where)
-        where = "notify target %s" % name
-        url = raw.get("url")
-        problem = _url_problem(url)
-        if problem:
-            raise ValueError("%s: %s" % (where, problem))
-        fmt = raw.get("format", "json")
-        if fmt not in FORMATS:
-            raise ValueError("%s: format must be one of %s" % (where, ", ".join(FORMATS)))
-        secret = raw.get("secret")
-        if secret is not None and (not isinstance(secret, str) or not _key(secret)):
-            raise ValueError("%s: secret must be a Standard Webhooks secret, whsec_ and base64" % where)
-        levels = raw.get("levels", list(LEVELS))
-        if not isinstance(levels, list) or not levels or any(level not in LEVELS for level in levels):
-            raise ValueError("%s: levels must be a list of warning, error" % where)
-        repeat = raw.get("repeat", DEFAULT_REPEAT_S)
-        if not isinstance(repeat, (int, float)) or isinstance(repeat, bool) or not 0 <= repeat <= 7 * 86400:
-            raise ValueError("%s: repeat must be 0 to 604800 seconds" % where)
-        if any(t.name == name for t in targets):
-            raise ValueError("%s: the name is used twice" % where)
-        targets.append(Target(name, url, fmt, secret, tuple(levels), float(repeat)))
-    return targets
-
-
-def _key(secret: str) -> bytes:
-    """The HMAC key of a secret, as the Standard Webhooks libraries read it."""
-    text = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
-    try:
-        return base64.b64decode(text + "==")
-    except ValueError:
-        return b""
-
-
-def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    """``v1,<base64 HMAC-SHA256 of id.timestamp.body>`` (Standard Webhooks)."""
-    signed = b"%s.%d.%s" % (message_id.encode(), timestamp, body)
-    return "v1," + base64.b64encode(hmac.new(_key(secret), signed, hashlib.sha256).digest()).decode()
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def render(target: Target, message: dict) -> tuple[bytes, dict]:
-    """The body and headers of ``message`` in ``target``'s format (without the webhook-* headers)."""
-    alert = message["alert"]
-    kind = message["type"]
-    if kind == "alert.firing":
-        title = "%s: %s" % (alert["level"].upper(), alert["name"])
-    elif kind == "alert.resolved":
-        title = "RESOLVED: %s" % alert["name"]
-    else:
-        title = "Test notification from sse-dashboard"
-    text = alert["message"] or alert["name"]
-    if target.format == "ntfy":
-        priority = {"alert.firing": "urgent" if alert["level"] == "error" else "high"}.get(kind, "default")
-        tags = {"alert.firing": "rotating_light" if alert["level"] == "error" else "warning",
-                "alert.resolved": "white_check_mark"}.get(kind, "information_source")
-        return text.encode("utf-8"), {"Content-Type": "text/plain; charset=utf-8", "Title": _header(title),
-                                      "Priority": priority, "Tags": tags}
-    if target.format == "slack":
-        # Slack reads & < > as markup (<!channel> pings everyone): escape them in our text.
-        body = {"text": _slack_escape("*%s*\n%s" % (title, text))}
-    elif target.format == "discord":
-        # No @everyone or role pings from an alert message, whatever it says.
-        body = {"content": ("**%s**\n%s" % (title, text))[:2000], "allowed_mentions": {"parse": []}}
-    else:
-        body = message
-    return (json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
-            {"Content-Type": "application/json"})
-
-
-def _slack_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _header(text: str) -> str:
-    """A header value: ASCII as is, anything else RFC 2047-encoded (ntfy decodes it)."""
-    text = text.replace("\r", " ").replace("\n", " ")
-    try:
-        text.encode("ascii")
-        return text
-    except UnicodeEncodeError:
-        return email.header.Header(text, "utf-8").encode()
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -268,6 +100,40 @@ class _TargetState:
     dropped_unlogged: int = 0     # dropped since the last warning line
     drop_logged_at: float | None = None
 
+    # Each is called under the notifier's lock.
+
+    def row(self, target: Target, queued: int) -> dict:
+        """The target as ``GET /api/alerts`` shows it (its URL as scheme and host only)."""
+        return {"name": target.name, "format": target.format, "where": target.where, "state": self.state,
+                "last_ok_at": self.last_ok_at, "failing_since": self.failing_since, "last_error": self.last_error,
+                "last_status": self.last_status, "attempts": self.attempts, "dropped": self.dropped,
+                "queued": queued}
+
+    def record(self, ok: bool, status: int | None, error: str | None, now: float) -> str:
+        """Count one attempt; return the state before it (disabled stays so until restart,
+        whatever a test says)."""
+        before = self.state
+        self.attempts += 1
+        self.last_status = status
+        if before == "disabled":
+            return before
+        if ok:
+            self.state, self.last_ok_at, self.failing_since, self.last_error = "ok", now, None, None
+        else:
+            self.last_error = error
+            if self.state != "failing":
+                self.state, self.failing_since = "failing", now
+        return before
+
+    def drop_counts(self, now: float) -> int:
+        """How many were dropped since the last warning, if a minute has passed (a full queue
+        drops one a delivery: a line each would flood the log); then counting starts again."""
+        if not self.dropped_unlogged or (self.drop_logged_at is not None
+                                         and now - self.drop_logged_at < DROP_LOG_EVERY_S):
+            return 0
+        count, self.dropped_unlogged, self.drop_logged_at = self.dropped_unlogged, 0, now
+        return count
+
 
 class NotificationTestBusy(Exception):
     """A test notification is still being sent; ``retry_after_s`` says when it will be done."""
@@ -281,21 +147,21 @@ class Notifier:
     """Sends alert changes to every target that wants them.
 
     >>> notifier = Notifier(parse_targets(config["notify"]), dashboard_url, post=event_log.post)
-    >>> notifier.start()                                # one sender thread per target
+    >>> notifier.start()                                # a sender thread per target, and the clock
     >>> notifier.alert_changed("alert.firing", alert)   # from the sampler thread: only queues
-    >>> notifier.tick()                                 # each sample: sends firings that waited
     >>> notifier.stop()                                 # at most ``timeout_s``, whatever a target does
 
     ``post(level, message, source=..., data=..., type=...)`` reports a target that starts
-    or stops failing. ``clock``, ``rng``, ``opener`` and ``test_answer_s`` can be injected.
+    or stops failing. ``clock``, ``rng``, ``opener``, ``test_answer_s`` and ``tick_s`` can be
+    injected; ``tick()`` is what the clock thread calls every ``tick_s``.
     """
 
     def __init__(self, targets: list[Target], dashboard_url: str, post: Callable[..., Any] | None = None, *,
                  clock: Callable[[], float] = time.time, opener: Callable[..., Any] | None = None,
                  timeout_s: float = TIMEOUT_S, backoff_s: float = BACKOFF_S, max_backoff_s: float = MAX_BACKOFF_S,
                  max_retry_s: float = MAX_RETRY_S, max_queue: int = MAX_QUEUE, rng: random.Random | None = None,
-                 test_answer_s: float = TEST_ANSWER_S, persist: Callable[[str], None] | None = None,
-                 state: str | None = None) -> None:
+                 test_answer_s: float = TEST_ANSWER_S, tick_s: float = TICK_S,
+                 persist: Callable[[str], None] | None = None, state: str | None = None) -> None:
         self.targets = list(targets)
         self.dashboard = {"url": dashboard_url, "host": socket.gethostname()}
         self._post = post
@@ -307,6 +173,7 @@ class Notifier:
         self.max_retry_s = max_retry_s
         self.max_queue = max_queue
         self.test_answer_s = test_answer_s
+        self.tick_s = tick_s
         self._rng = rng or random.Random()
         # One lock for the queues and states; each target's sender waits on its own condition
         # (over that lock), so a delivery wakes only the thread that sends it.
@@ -318,81 +185,45 @@ class Notifier:
         self._test_started = 0.0                         # monotonic
         self._seq = itertools.count()
         self._states = {t.name: _TargetState() for t in self.targets}
-        # (rule, target) -> {"sent_at": time of the last firing sent, "open": a firing was sent and not
-        # resolved yet, "waiting": a firing not sent yet (within repeat)}
-        self._flood: dict[tuple, dict] = {}
-        # Kept across restarts (``persist`` after each change, ``state`` at start), for the targets
-        # still configured: a resolve after a restart reaches whoever got the firing, and ``repeat``
-        # still counts from the firing sent before it.
-        self._persist = persist
-        names = {t.name for t in self.targets}
-        for entry in json.loads(state) if state else []:
-            if entry["target"] in names:
-                self._flood[(entry["rule"], entry["target"])] = {
-                    "sent_at": entry["sent_at"], "open": entry["open"], "waiting": entry["waiting"]}
+        # Flood control is asked from two threads, the sampler's (alert_changed) and the clock's
+        # (tick), and commits what it decides. Its own lock, held from the decision through the
+        # commit to the queueing, keeps both in the order decided; it is taken before ``_lock``
+        # (in _enqueue), never while holding it, and never by a sender.
+        self._flood_lock = threading.Lock()
+        self._flood = FloodControl(self.targets, persist=persist, state=state)
         self._stop = False
+        self._stopping = threading.Event()  # wakes the clock thread at once
         self._threads: dict[str, threading.Thread] = {}
+        self._clock_thread: threading.Thread | None = None
         self._sending: set[str] = set()  # targets whose sender is in the middle of a delivery
 
     # --- called from other threads ----------------------------------------------------
 
     def alert_changed(self, kind: str, alert: dict, targets: tuple | None = None) -> None:
         """An alert fired (``alert.firing``) or resolved; ``targets`` names the targets the rule
-        uses (None: all). Never blocks."""
+        uses (None: all). Only queues, after flood control (whose commit it may wait for)."""
         now = self._clock()
-        for target in self.targets:
-            if targets is not None and target.name not in targets:
-                continue
-            if alert.get("level") not in target.levels:
-                continue
-            flood = self._flood.setdefault((alert["name"], target.name), {"sent_at": None, "open": False,
-                                                                          "waiting": None})
-            if kind == "alert.firing":
-                if flood["open"]:
+        with self._flood_lock:
+            for target in self.targets:
+                if targets is not None and target.name not in targets:
                     continue
-                if flood["sent_at"] is not None and now - flood["sent_at"] < target.repeat_s:
-                    flood["waiting"] = alert  # flapping: sent when the repeat interval is over, if still firing
-                    self._save_flood()
+                if alert.get("level") not in target.levels:
                     continue
-                flood.update(sent_at=now, open=True, waiting=None)
-            else:
-                if flood["waiting"] is not None:
-                    flood["waiting"] = None  # its firing was never sent: nor is its resolve
-                    self._save_flood()
-                    continue
-                if not flood["open"]:
-                    continue
-                flood["open"] = False
-            self._save_flood()
-            self._enqueue(target, self._message(kind, alert), now)
+                if self._flood.admit(kind, alert, target, now):
+                    self._enqueue(target, self._message(kind, alert), now)
 
     def tick(self) -> None:
         """Send the firings that waited out their repeat interval, and say what was dropped
-        (the sampler calls this)."""
+        (the clock thread calls this every ``tick_s``)."""
         now = self._clock()
-        for (rule, name), flood in self._flood.items():
-            target = next((t for t in self.targets if t.name == name), None)
-            alert = flood["waiting"]
-            if alert is None or target is None or now - flood["sent_at"] < target.repeat_s:
-                continue
-            flood.update(sent_at=now, open=True, waiting=None)
-            self._save_flood()
-            self._enqueue(target, self._message("alert.firing", alert), now)
+        with self._flood_lock:
+            for target, alert in self._flood.due(now):
+                self._enqueue(target, self._message("alert.firing", alert), now)
         with self._lock:
             warnings = [self._drop_warning(t.name, now) for t in self.targets]
         for warning in warnings:
             if warning:
                 log.warning(*warning)
-
-    def _save_flood(self) -> None:
-        """Keep what was sent to whom (the sampler thread's, as ``_flood`` is)."""
-        if self._persist is None:
-            return
-        try:
-            self._persist(json.dumps([dict(flood, rule=rule, target=name)
-                                      for (rule, name), flood in self._flood.items()]))
-        except Exception as exc:  # storage failing: the notification still goes out
-            log.warning("notification state not kept: %s", exc)
 
     def test(self) -> list[dict]:
         """Send a test notification to every target now and wait (at most ``test_answer_s``) for
@@ -430,11 +261,7 @@ class Notifier:
 
     def status(self) -> list[dict]:
         with self._lock:
-            return [{"name": t.name, "format": t.format, "where": t.where, "state": self._states[t.name].state,
-                     "last_ok_at": self._states[t.name].last_ok_at, "failing_since": self._states[t.name].failing_since,
-                     "last_error": self._states[t.name].last_error, "last_status": self._states[t.name].last_status,
-                     "attempts": self._states[t.name].attempts, "dropped": self._states[t.name].dropped,
-                     "queued": len(self._queues[t.name])} for t in self.targets]
+            return [self._states[t.name].row(t, len(self._queues[t.name])) for t in self.targets]
 
     def start(self) -> None:
         for target in self.targets:
@@ -442,31 +269,39 @@ class Notifier:
                                       daemon=True)
             self._threads[target.name] = thread
             thread.start()
+        if self.targets:  # without a target nothing waits and nothing is dropped
+            self._clock_thread = threading.Thread(target=self._tick_loop, name="notify-clock", daemon=True)
+            self._clock_thread.start()
 
     def stop(self, timeout_s: float = 0.5) -> None:
-        """Stop sending. The idle senders end at once (waited for, at most ``timeout_s`` in
-        all); one in the middle of a delivery (up to its 10 s timeout) is not waited for: its
-        daemon thread ends after it, and posts no event."""
+        """Stop sending. The clock and the idle senders end at once (waited for, at most
+        ``timeout_s`` in all); a sender in the middle of a delivery (up to its 10 s timeout) is
+        not waited for: its daemon thread ends after it, and posts no event."""
         with self._lock:
             self._stop = True
             for wake in self._wake.values():
                 wake.notify()
             self._tested.notify_all()
             idle = [thread for name, thread in self._threads.items() if name not in self._sending]
+        self._stopping.set()
+        if self._clock_thread is not None:
+            idle.append(self._clock_thread)  # at most one commit of flood state away from its end
         deadline = time.monotonic() + timeout_s
         for thread in idle:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    # --- the sender threads ------------------------------------------------------------
+    # --- the clock and the sender threads -----------------------------------------------
+
+    def _tick_loop(self) -> None:
+        """The notifier's own clock: ``tick()`` every ``tick_s`` until ``stop()``."""
+        while not self._stopping.wait(self.tick_s):
+            try:
+                self.tick()
+            except Exception:  # a bug here must not stop the clock: firings that wait would never go
+                log.exception("notifications: the clock's tick failed (a bug)")
 
     def _message(self, kind: str, alert: dict) -> dict:
-        now = self._clock()
-        return {"type": kind, "id": "msg_" + uuid.uuid4().hex, "timestamp": _iso(now),
-                "alert": {"name": alert["name"], "metric": alert.get("metric"), "value": alert.get("value"),
-                          "threshold": alert.get("threshold"), "level": alert.get("level"),
-                          "message": alert.get("message") or "", "started_at": _iso(alert.get("started_at")),
-                          "ended_at": _iso(alert.get("ended_at"))},
-                "dashboard": dict(self.dashboard)}
+        return message(kind, alert, self.dashboard, self._clock())
 
     def _enqueue(self, target: Target, message: dict, now: float) -> None:
         warning = None
@@ -486,13 +321,10 @@ class Notifier:
             log.warning(*warning)
 
     def _drop_warning(self, name: str, now: float) -> tuple | None:
-        """The warning for what ``name`` dropped since the last one, if a minute has passed
-        (a full queue drops one a delivery: a line each would flood the log). Under the lock."""
-        state = self._states[name]
-        if not state.dropped_unlogged or (state.drop_logged_at is not None
-                                          and now - state.drop_logged_at < DROP_LOG_EVERY_S):
+        """The warning for what ``name`` dropped since the last one, at most one a minute. Under the lock."""
+        count = self._states[name].drop_counts(now)
+        if not count:
             return None
-        count, state.dropped_unlogged, state.drop_logged_at = state.dropped_unlogged, 0, now
         return ("notifications to %s: queue full (%d), dropped the oldest %d waiting since the last warning",
                 name, self.max_queue, count)
 
@@ -571,19 +403,10 @@ class Notifier:
     def _attempt(self, delivery: _Delivery) -> tuple[int | None, str | None, float | None]:
         """(HTTP status or None, error or None, Retry-After seconds or None) of one POST. Never
         raises: whatever goes wrong is a failed attempt, described without the URL."""
-        target, message = delivery.target, delivery.message
+        target = delivery.target
         delivery.attempts += 1
         try:
-            body, headers = render(target, message)
-            timestamp = int(self._clock())
-            headers.update({"webhook-id": message["id"], "webhook-timestamp": str(timestamp),
-                            "User-Agent": "sse-dashboard-notify"})
-            if target.secret:
-                headers["webhook-signature"] = sign(target.secret, message["id"], timestamp, body)
-            url, authorization = _split_credentials(target.url)
-            if authorization:
-                headers["Authorization"] = authorization
-            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+            request = target.request(delivery.message, int(self._clock()))
             with self._open(request, timeout=self.timeout_s) as response:
                 status = response.status
                 response.read(65536)
@@ -615,18 +438,9 @@ class Notifier:
     def _record(self, target: Target, ok: bool, status: int | None, error: str | None) -> None:
         now = self._clock()
         with self._lock:
-            state = self._states[target.name]
-            state.attempts += 1
-            state.last_status = status
-            before = state.state
-            if before == "disabled":  # until restart, whatever a test says
-                return
-            if ok:
-                state.state, state.last_ok_at, state.failing_since, state.last_error = "ok", now, None, None
-            else:
-                state.last_error = error
-                if state.state != "failing":
-                    state.state, state.failing_since = "failing", now
+            before = self._states[target.name].record(ok, status, error, now)
+        if before == "disabled":
+            return
         if not ok and before != "failing" and status != 410:  # 410 is said once, by _disable
             log.warning("notifications to %s are failing: %s", target.name, error)
             self._tell("warning", "notifications to %s are failing: %s" % (target.name, error),

@@ -32,10 +32,11 @@ import operator
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from sse_dashboard.alerting.alert import Alert, AlertChange, AlertOutlet
 from sse_dashboard.metrics import LIST_FIELDS, SYSTEM_FIELDS, flatten_snapshot
 
 __all__ = ["AlertRule", "AlertEngine", "load_rules", "load_document", "parse_rules"]
@@ -171,36 +172,35 @@ def _parse_rule(index: int, raw: Any) -> AlertRule:
 
 
 class AlertEngine:
-    """Checks rules against each snapshot and posts fire/resolve events.
+    """Checks rules against each snapshot; what fires or resolves goes to the outlet.
 
-    >>> engine = AlertEngine(load_rules("examples/alerts.example.json"), post=event_log.post)
+    >>> engine = AlertEngine(load_rules("examples/alerts.example.json"), AlertOutlet(post, notify))
     >>> extra = engine.evaluate(snapshot)      # {"alerts": [...active...]}
 
-    ``post(level, message, source=..., data=...)`` is called from the sampler
-    thread, outside this engine's lock.
+    The outlet is called from the sampler thread, outside this engine's lock.
     """
 
-    def __init__(self, rules: list[AlertRule], post: Callable[..., Any],
+    def __init__(self, rules: list[AlertRule], outlet: AlertOutlet,
                  clock: Callable[[], float] = time.monotonic,
-                 notify: Callable[[str, dict, tuple | None], None] | None = None,
                  persist: Callable[[str], None] | None = None, state: str | None = None) -> None:
         self.rules = list(rules)
-        self._post = post
-        self._notify = notify
+        self._outlet = outlet
         self._persist = persist
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: dict[str, float] = {}    # rule -> monotonic time first breached
-        self._firing: dict[str, dict] = {}      # rule -> the active alert
+        self._firing: dict[str, Alert] = {}     # rule -> the active alert
         self._previous: dict[str, tuple[float, float]] = {}  # counter -> (ts, value), for rates
         self._seen: set[str] = set()  # rules whose metric has had a value at least once
         kept = json.loads(state).get("firing", {}) if state else {}
         configured = {rule.name: rule for rule in self.rules}
         for name, alert in kept.items():
             if name in configured:
-                self._firing[name] = dict(alert, level=configured[name].level)
+                rule = configured[name]
+                self._firing[name] = replace(Alert.from_dict(alert, "rule"), level=rule.level, targets=rule.notify)
         # Firing when the dashboard stopped, and gone from the config since: resolved at the first sample.
-        self._orphans = {name: alert for name, alert in kept.items() if name not in configured}
+        self._orphans = {name: Alert.from_dict(alert, "rule") for name, alert in kept.items()
+                         if name not in configured}
 
     def evaluate(self, snapshot: dict) -> dict:
         """Update every rule from one snapshot; return ``{"alerts": [active ...]}``."""
@@ -208,21 +208,18 @@ class AlertEngine:
         now = self._clock()
         ts = snapshot.get("ts", time.time())
         with self._lock:
-            to_post = self._resolve_orphans(ts)
+            changes = self._resolve_orphans(ts)
             for rule in self.rules:
                 value = values.get(rule.metric)
                 if value is None:
                     continue
                 self._seen.add(rule.name)
-                to_post.extend(self._step(rule, value, now, ts))
-            active = [dict(alert) for alert in self._firing.values()]
+                changes.extend(self._step(rule, value, now, ts))
+            active = [alert.to_dict() for alert in self._firing.values()]
             waiting = [{"rule": r.name, "metric": r.metric} for r in self.rules if r.name not in self._seen]
-            if to_post:
+            if changes:
                 self._save()  # before the events: a restart must know what is firing
-        for level, message, data, change in to_post:
-            self._post(level, message, source="alerts", data=data, type="alert." + data["state"])
-            if self._notify is not None:
-                self._notify("alert." + data["state"], change, change.pop("targets"))
+        self._outlet.send(changes)
         return {"alerts": active, "alerts_waiting": waiting} if waiting else {"alerts": active}
 
     def rule_states(self) -> list[dict]:
@@ -234,39 +231,38 @@ class AlertEngine:
 
     def active(self) -> list[dict]:
         with self._lock:
-            return [dict(alert) for alert in self._firing.values()]
+            return [alert.to_dict() for alert in self._firing.values()]
 
-    def _resolve_orphans(self, ts: float) -> list:
+    def _resolve_orphans(self, ts: float) -> list[AlertChange]:
         """Resolve what fired under a rule that is no longer configured (once, after a restart)."""
-        to_post = []
+        changes = []
         for name, alert in self._orphans.items():
-            change = {"name": name, "metric": alert.get("metric"), "value": alert.get("value"),
-                      "threshold": alert.get("threshold"), "level": alert.get("level"),
-                      "message": alert.get("message") or name, "started_at": alert.get("since"),
-                      "ended_at": ts, "targets": None}
-            to_post.append(("info", "resolved: %s (the rule is no longer configured)" % (alert.get("message") or name),
-                            {"rule": name, "value": alert.get("value"), "state": "resolved"}, change))
+            text = "resolved: %s (the rule is no longer configured)" % (alert.message or name)
+            changes.append(AlertChange.resolved(alert, text, {"rule": name, "value": alert.value, "state": "resolved"},
+                                                ended_at=ts))
         self._orphans = {}
-        return to_post
+        return changes
 
     def _save(self) -> None:
         if self._persist is None:
             return
         try:
-            self._persist(json.dumps({"firing": self._firing}))
+            self._persist(json.dumps({"firing": {name: alert.to_dict() for name, alert in self._firing.items()}}))
         except Exception as exc:  # storage failing: the alert still goes out, the page still shows it
             log.warning("alert state not kept: %s", exc)
 
-    def _step(self, rule: AlertRule, value: float, now: float, ts: float) -> list:
+    def _step(self, rule: AlertRule, value: float, now: float, ts: float) -> list[AlertChange]:
         firing = self._firing.get(rule.name)
         if firing is not None:
-            firing["value"] = value
+            firing = self._firing[rule.name] = replace(firing, value=value)
             if rule.cleared(value):
                 del self._firing[rule.name]
                 self._pending.pop(rule.name, None)
-                return [("info", "resolved: %s (%s = %s)" % (rule.message or rule.name, rule.metric, _fmt(value)),
-                         {"rule": rule.name, "value": value, "state": "resolved"},
-                         _change(rule, value, firing["since"], ts))]
+                text = "resolved: %s (%s = %s)" % (rule.message or rule.name, rule.metric, _fmt(value))
+                # Told as the rule is now: it may have been edited while the dashboard was down.
+                told = replace(firing, metric=rule.metric, threshold=rule.threshold, message=rule.message)
+                return [AlertChange.resolved(told, text, {"rule": rule.name, "value": value, "state": "resolved"},
+                                             ended_at=ts)]
             return []
         if not rule.breached(value):
             self._pending.pop(rule.name, None)
@@ -274,12 +270,11 @@ class AlertEngine:
         since = self._pending.setdefault(rule.name, now)
         if now - since < rule.for_s:
             return []
-        alert = {"rule": rule.name, "level": rule.level, "metric": rule.metric, "op": rule.op,
-                 "threshold": rule.threshold, "value": value, "since": ts, "message": rule.message}
-        self._firing[rule.name] = alert
+        alert = self._firing[rule.name] = Alert(rule.name, "rule", rule.level, rule.metric, rule.op, rule.threshold,
+                                                value, since=ts, message=rule.message, targets=rule.notify)
         text = "%s (%s = %s, %s %s)" % (rule.message or rule.name, rule.metric, _fmt(value), rule.op, _fmt(rule.threshold))
-        return [(rule.level, text, {"rule": rule.name, "value": value, "threshold": rule.threshold, "state": "firing"},
-                 _change(rule, value, ts, None))]
+        return [AlertChange.fired(alert, text, {"rule": rule.name, "value": value, "threshold": rule.threshold,
+                                                "state": "firing"})]
 
     def _values(self, snapshot: dict) -> dict:
         flat = flatten_snapshot(snapshot)
@@ -295,13 +290,6 @@ class AlertEngine:
             if previous and ts > previous[0] and value >= previous[1]:
                 flat["rate(%s)" % counter] = (value - previous[1]) / (ts - previous[0])
         return flat
-
-
-def _change(rule: AlertRule, value: float, started_at: float, ended_at: float | None) -> dict:
-    """An alert as notifications describe it (notify.py)."""
-    return {"name": rule.name, "metric": rule.metric, "value": value, "threshold": rule.threshold,
-            "level": rule.level, "message": rule.message or rule.name, "started_at": started_at,
-            "ended_at": ended_at, "targets": rule.notify}
 
 
 def _fmt(value: float) -> str:

@@ -44,9 +44,11 @@ from typing import Any, Callable
 
 from sse_dashboard import __version__
 from sse_dashboard.web.mcp import McpEndpoint, dashboard_tools
+from sse_dashboard.alerting.alert import AlertOutlet
 from sse_dashboard.alerting.rules import AlertEngine, load_document, parse_rules
 from sse_dashboard.alerting.heartbeats import Heartbeats, parse_heartbeats
-from sse_dashboard.alerting.notify import NotificationTestBusy, Notifier, parse_targets
+from sse_dashboard.alerting.notify import NotificationTestBusy, Notifier
+from sse_dashboard.alerting.targets import parse_targets
 from sse_dashboard.collectors.processes import TopProcesses
 from sse_dashboard.web.openapi import openapi_spec
 from sse_dashboard.demo import DemoFeeder
@@ -300,7 +302,6 @@ class DashboardServer(ThreadingHTTPServer):
         extra = self.alerts.evaluate(snapshot)
         extra["alerts"] = extra["alerts"] + self.heartbeats.check()
         extra["heartbeats"] = self.heartbeats.listing()
-        self.notifier.tick()
         return extra
 
     def active_alerts(self) -> list[dict]:
@@ -1217,13 +1218,13 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     server.notifier = Notifier(list(config.notify), server.url, post=notice,
                                persist=functools.partial(store.write_meta, "notify_flood") if store else None,
                                state=store.read_meta("notify_flood") if store is not None else None)
-    server.alerts = AlertEngine(list(config.alert_rules), post=notice, notify=server.notifier.alert_changed,
+    outlet = AlertOutlet(notice, server.notifier.alert_changed)  # rules and heartbeats: posted, then notified
+    server.alerts = AlertEngine(list(config.alert_rules), outlet,
                                 persist=functools.partial(store.write_meta, "alerts") if store else None,
                                 state=store.read_meta("alerts") if store is not None else None)
-    server.heartbeats = Heartbeats(notice, dict(config.heartbeats),
+    server.heartbeats = Heartbeats(outlet, dict(config.heartbeats),
                                    persist=functools.partial(store.write_meta, "heartbeats") if store else None,
-                                   state=store.read_meta("heartbeats") if store is not None else None,
-                                   notify=server.notifier.alert_changed)
+                                   state=store.read_meta("heartbeats") if store is not None else None)
     hub = server.hub = StreamHub(events, lambda: server.sampler.latest(), heartbeat_s=config.heartbeat_s,
                                  write_timeout_s=config.write_timeout_s)
     events.on_post = hub.wake  # an event goes out the moment it is posted
