@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sse_dashboard.collectors import devices
+from sse_dashboard.collectors.rates import Rates
 __all__ = [
     "METRIC_NAME_RE",
     "MetricsRegistry",
@@ -503,30 +504,6 @@ def default_disk_path() -> str:
     return Path(sys.executable or ".").resolve().anchor or os.sep
 
 
-class _Rates:
-    """Per-second rates from two readings of monotonically growing totals."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._previous: dict[str, tuple[float, float]] = {}
-
-    def rate(self, key: str, total: float | None) -> float | None:
-        now = self._clock()
-        previous = self._previous.get(key)
-        if total is None:
-            self._previous.pop(key, None)
-            return None
-        self._previous[key] = (now, total)
-        if previous is None:
-            return None
-        then, old_total = previous
-        elapsed = now - then
-        # A total that went down means a counter wrapped or a device left.
-        if elapsed <= 0 or total < old_total:
-            return None
-        return (total - old_total) / elapsed
-
-
 class SystemCollector:
     """The collector protocol: ``collect()`` returns a dict of ``SYSTEM_FIELDS``
     (``None`` where unknown) plus ``source``; ``rss_bytes()`` is this process's
@@ -536,9 +513,11 @@ class SystemCollector:
 
     def __init__(self, disk_path: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.disk_path = disk_path or default_disk_path()
-        self._rates = _Rates(clock)
-        self._disk_rates = devices.Rates(clock)
-        self._net_rates = devices.Rates(clock)
+        # One Rates per group read together (an update forgets the keys it is not given).
+        self._disk_io_rates = Rates(clock)
+        self._net_io_rates = Rates(clock)
+        self._disk_rates = Rates(clock, ndigits=1)   # per disk
+        self._net_rates = Rates(clock, ndigits=1)    # per interface
         self._warned: set[str] = set()
 
     def collect(self) -> dict:
@@ -645,20 +624,18 @@ class PsutilCollector(SystemCollector):
 
     def _disk_io(self) -> dict:
         io = self._psutil.disk_io_counters()
-        read = io.read_bytes if io else None
-        written = io.write_bytes if io else None
-        return {
-            "disk_read_bytes_per_s": self._rates.rate("disk_read", read),
-            "disk_write_bytes_per_s": self._rates.rate("disk_write", written),
-        }
+        per_s = self._disk_io_rates.update({"read": io.read_bytes if io else None,
+                                            "write": io.write_bytes if io else None})
+        return {"disk_read_bytes_per_s": per_s["read"], "disk_write_bytes_per_s": per_s["write"]}
 
     def _net(self) -> dict:
         io = self._psutil.net_io_counters()
+        per_s = self._net_io_rates.update({"sent": io.bytes_sent, "recv": io.bytes_recv})
         return {
             "net_sent_bytes": io.bytes_sent,
             "net_recv_bytes": io.bytes_recv,
-            "net_sent_bytes_per_s": self._rates.rate("net_sent", io.bytes_sent),
-            "net_recv_bytes_per_s": self._rates.rate("net_recv", io.bytes_recv),
+            "net_sent_bytes_per_s": per_s["sent"],
+            "net_recv_bytes_per_s": per_s["recv"],
         }
 
     def _load(self) -> dict:
@@ -776,10 +753,8 @@ class StdlibCollector(SystemCollector):
                 continue
             read += int(fields[5]) * 512  # sectors are always 512 bytes here
             written += int(fields[9]) * 512
-        return {
-            "disk_read_bytes_per_s": self._rates.rate("disk_read", read),
-            "disk_write_bytes_per_s": self._rates.rate("disk_write", written),
-        }
+        per_s = self._disk_io_rates.update({"read": read, "write": written})
+        return {"disk_read_bytes_per_s": per_s["read"], "disk_write_bytes_per_s": per_s["write"]}
 
     def _proc_net(self) -> dict:
         recv = sent = 0
@@ -790,11 +765,12 @@ class StdlibCollector(SystemCollector):
                 continue
             recv += int(fields[0])
             sent += int(fields[8])
+        per_s = self._net_io_rates.update({"sent": sent, "recv": recv})
         return {
             "net_sent_bytes": sent,
             "net_recv_bytes": recv,
-            "net_sent_bytes_per_s": self._rates.rate("net_sent", sent),
-            "net_recv_bytes_per_s": self._rates.rate("net_recv", recv),
+            "net_sent_bytes_per_s": per_s["sent"],
+            "net_recv_bytes_per_s": per_s["recv"],
         }
 
     def _proc_filesystems(self) -> dict:

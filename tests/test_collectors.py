@@ -160,3 +160,21 @@ def test_disk_percent_matches_psutil_on_this_machine(tmp_path):
 
     ours = StdlibCollector(proc_root=tmp_path / "missing", platform="posix").collect()["disk_percent"]
     assert ours == pytest.approx(psutil.disk_usage(default_disk_path()).percent, abs=0.2)
+
+
+def test_one_rate_calculator_gives_a_rate_only_from_two_readings_that_grew():
+    from sse_dashboard.collectors.rates import Rates
+
+    clock = FakeClock()
+    rates = Rates(clock=clock)
+    assert rates.update({"a": 100, "b": 5}) == {"a": None, "b": None}      # one reading: no rate
+    clock.now += 2.0
+    assert rates.update({"a": 300, "b": 1}) == {"a": 100.0, "b": None}     # b went down: wrapped
+    assert rates.update({"a": 400, "b": 2}) == {"a": None, "b": None}      # the clock did not move
+    clock.now += 1.0
+    assert rates.update({"a": None}) == {"a": None}                        # unknown: forgotten, b gone
+    clock.now += 1.0
+    assert rates.update({"a": 500, "b": 3}) == {"a": None, "b": None}
+    rounded = Rates(ndigits=1)
+    rounded.update({"x": 0}, now=0.0)
+    assert rounded.update({"x": 1}, now=3.0) == {"x": 0.3}                 # ``now``: the reading's own time
