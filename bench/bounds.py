@@ -95,8 +95,8 @@ def names_case() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = storage.open_store(tmp)
         for ts, flat in rows:
-            store._write([(ts, flat)])
-        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            store.history.write([(ts, flat)])
+        store.database.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         size = sum(f.stat().st_size for f in Path(tmp).glob("dashboard.sqlite3*")) / 1e6
         store.close()
     return {"name_chars": name_chars, "history_mb": after - before, "snapshot_kb": snapshot_kb,

@@ -66,7 +66,7 @@ def tick_cost(with_store: bool, ticks: int = 300) -> tuple[float, float]:
         batch = [(time.time() + i, {"s%d" % k: float(k) for k in range(60)}) for i in range(ticks)]
         started = time.perf_counter()
         for item in batch:  # one sample per commit: the worst case (the writer batches when behind)
-            store._write([item])
+            store.history.write([item])
         writer_ms = (time.perf_counter() - started) * 1000 / ticks
         store.close()
     return statistics.median(times), writer_ms
