@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sse_server  # noqa: E402
-from sse_dashboard.metrics import MetricsRegistry, Sampler, make_system_collector  # noqa: E402
+from sse_dashboard.collectors.system import make_system_collector  # noqa: E402
+from sse_dashboard.registry import MetricsRegistry  # noqa: E402
+from sse_dashboard.sampler import Sampler  # noqa: E402
 from sse_dashboard.storage import open_store  # noqa: E402
 
 POST_SECONDS = 5.0

@@ -12,7 +12,8 @@ import pytest
 from sse_dashboard import storage
 from conftest import wait_until
 from sse_dashboard.events import EventLog
-from sse_dashboard.metrics import MAX_NAME_CHARS, MetricsRegistry, flatten_snapshot
+from sse_dashboard.registry import MAX_NAME_CHARS, MetricsRegistry
+from sse_dashboard.sampler import flatten_snapshot
 
 
 def test_the_event_log_is_bounded_by_characters_as_well_as_by_count():

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from sse_dashboard.metrics import SYSTEM_FIELDS, PsutilCollector, StdlibCollector, default_disk_path, make_system_collector
+from sse_dashboard.collectors.system import SYSTEM_FIELDS, PsutilCollector, StdlibCollector, default_disk_path, make_system_collector
 
 FIXTURE_PROC = Path(__file__).parent / "fixtures" / "proc"
 
@@ -142,14 +142,14 @@ def test_make_system_collector_falls_back_without_psutil():
 def test_disk_percent_is_used_over_used_plus_available_as_df_says(monkeypatch, tmp_path, use_psutil):
     import collections
 
-    from sse_dashboard import metrics
+    from sse_dashboard.collectors import system
     usage = collections.namedtuple("usage", "total used free")
     # 100 GB disk, 20 GB used, 75 GB available to users, 5 GB reserved for root:
-    monkeypatch.setattr(metrics.shutil, "disk_usage", lambda path: usage(100e9, 20e9, 75e9))
+    monkeypatch.setattr(system.shutil, "disk_usage", lambda path: usage(100e9, 20e9, 75e9))
     if use_psutil:
         import psutil  # the [test] extra
 
-        collector = metrics.PsutilCollector(psutil, disk_path=str(tmp_path))
+        collector = PsutilCollector(psutil, disk_path=str(tmp_path))
     else:
         collector = StdlibCollector(proc_root=tmp_path / "missing", disk_path=str(tmp_path), platform="posix")
     assert collector.collect()["disk_percent"] == pytest.approx(100 * 20 / 95, abs=0.01)

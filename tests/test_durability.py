@@ -16,7 +16,7 @@ import pytest
 
 from sse_dashboard import storage
 from conftest import wait_until
-from sse_dashboard.metrics import MetricsRegistry
+from sse_dashboard.registry import MetricsRegistry
 
 
 def call(port, method, path, body=None, timeout=5):

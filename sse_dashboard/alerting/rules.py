@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from sse_dashboard.metrics import LIST_FIELDS, SYSTEM_FIELDS, flatten_snapshot
+from sse_dashboard.collectors.system import LIST_FIELDS, SYSTEM_FIELDS
+from sse_dashboard.sampler import flatten_snapshot
 
 __all__ = ["AlertRule", "AlertEngine", "load_rules", "load_document", "parse_rules"]
 
