@@ -5,7 +5,9 @@
 - ``events``: event rows: each committed before it is acknowledged, paged, exported, pruned;
 - ``metric_state``: counters' and gauges' state and small named values (``meta``);
 - ``history``: samples and roll-ups, and the one thread that writes them;
-- ``store``: ``Store``, the parts composed, and ``open_store()``.
+- ``store``: ``Store``, the parts composed, and ``open_store()``;
+- ``memory``: the same reads from memory (``MemoryStore``), over the recent samples'
+  ring (``History``), for a dashboard that keeps nothing on disk.
 
 May import: ``sse_dashboard.events`` (the data it keeps) and the standard library; nothing
 above it (not the sampler, the alerting or the web layer). Lock order, where it matters: the
@@ -18,8 +20,9 @@ from sse_dashboard.storage.database import (DB_FILENAME, MIGRATIONS, URL_FILENAM
                                             open_database)
 from sse_dashboard.storage.events import DEFAULT_MAX_STORED_EVENT_BYTES, DEFAULT_MAX_STORED_EVENTS
 from sse_dashboard.storage.history import DEFAULT_FULL_S, DEFAULT_ROLLUP_KEEP_S, DEFAULT_ROLLUP_S
+from sse_dashboard.storage.memory import History, MemoryStore
 from sse_dashboard.storage.store import Store, open_store
 
-__all__ = ["Store", "open_store", "open_database", "StorageError", "DataDirInUse", "DB_FILENAME", "URL_FILENAME",
-           "MIGRATIONS", "DEFAULT_MAX_STORED_EVENTS", "DEFAULT_MAX_STORED_EVENT_BYTES", "DEFAULT_FULL_S",
-           "DEFAULT_ROLLUP_S", "DEFAULT_ROLLUP_KEEP_S"]
+__all__ = ["Store", "MemoryStore", "History", "open_store", "open_database", "StorageError", "DataDirInUse",
+           "DB_FILENAME", "URL_FILENAME", "MIGRATIONS", "DEFAULT_MAX_STORED_EVENTS", "DEFAULT_MAX_STORED_EVENT_BYTES",
+           "DEFAULT_FULL_S", "DEFAULT_ROLLUP_S", "DEFAULT_ROLLUP_KEEP_S"]
