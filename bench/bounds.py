@@ -78,13 +78,15 @@ def events_case() -> dict:
 
 
 def names_case() -> dict:
-    from sse_dashboard import metrics
+    from sse_dashboard import registry as metric_registry
     from sse_dashboard import storage
-    name_chars = getattr(metrics, "MAX_NAME_CHARS", 100)
-    registry = metrics.MetricsRegistry()
+    from sse_dashboard.collectors.system import make_system_collector
+    from sse_dashboard.sampler import Sampler
+    name_chars = getattr(metric_registry, "MAX_NAME_CHARS", 100)
+    registry = metric_registry.MetricsRegistry()
     names = ["g%03d_" % i + "x" * (name_chars - 5) for i in range(1000)]
     registry.update(gauges={name: 1.5 for name in names})
-    sampler = metrics.Sampler(registry, metrics.make_system_collector(), interval_s=1.0)
+    sampler = Sampler(registry, make_system_collector(), interval_s=1.0)
     process = psutil.Process()
     before = process.memory_info().rss / 1e6
     for _ in range(900):
@@ -95,8 +97,8 @@ def names_case() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = storage.open_store(tmp)
         for ts, flat in rows:
-            store._write([(ts, flat)])
-        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            store.history.write([(ts, flat)])
+        store.database.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         size = sum(f.stat().st_size for f in Path(tmp).glob("dashboard.sqlite3*")) / 1e6
         store.close()
     return {"name_chars": name_chars, "history_mb": after - before, "snapshot_kb": snapshot_kb,

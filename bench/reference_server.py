@@ -29,7 +29,9 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from sse_dashboard.metrics import MetricsRegistry, Sampler, make_system_collector  # noqa: E402
+from sse_dashboard.collectors.system import make_system_collector  # noqa: E402
+from sse_dashboard.registry import MetricsRegistry  # noqa: E402
+from sse_dashboard.sampler import Sampler  # noqa: E402
 
 QUEUE_SIZE = 100
 

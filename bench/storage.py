@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sse_server  # noqa: E402
-from sse_dashboard.metrics import MetricsRegistry, Sampler, make_system_collector  # noqa: E402
+from sse_dashboard.collectors.system import make_system_collector  # noqa: E402
+from sse_dashboard.registry import MetricsRegistry  # noqa: E402
+from sse_dashboard.sampler import Sampler  # noqa: E402
 from sse_dashboard.storage import open_store  # noqa: E402
 
 POST_SECONDS = 5.0
@@ -66,7 +68,7 @@ def tick_cost(with_store: bool, ticks: int = 300) -> tuple[float, float]:
         batch = [(time.time() + i, {"s%d" % k: float(k) for k in range(60)}) for i in range(ticks)]
         started = time.perf_counter()
         for item in batch:  # one sample per commit: the worst case (the writer batches when behind)
-            store._write([item])
+            store.history.write([item])
         writer_ms = (time.perf_counter() - started) * 1000 / ticks
         store.close()
     return statistics.median(times), writer_ms

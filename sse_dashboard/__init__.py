@@ -6,9 +6,11 @@ One package; its folders are its layers, and imports only point down the list:
   MCP for agents, the OpenAPI description, exports, access checks;
 - ``alerting/``: rules, heartbeats and notifications;
 - ``ingest/``: the protocols applications already speak: StatsD, Prometheus push;
-- ``storage``: what must survive a restart (SQLite);
-- ``metrics``: the application's counters and gauges, the sampler and the Prometheus text;
-- ``collectors/``: what the machine says: system, devices, processes;
+- ``sampler``: one snapshot per interval, taken once for every client;
+- ``storage/``: what must survive a restart (SQLite), and the recent samples in memory;
+- ``collectors/``: what the machine says: system, devices, processes; one rate calculator;
+- ``exposition``: the Prometheus text of a snapshot;
+- ``registry``: the application's counters and gauges, and the grammar of their names;
 - ``events``: the event log, the data at the bottom.
 
 ``client`` is the library applications report with (it imports nothing of the rest);

@@ -12,7 +12,7 @@ import threading
 import time
 
 from sse_dashboard.events import EventLog
-from sse_dashboard.metrics import MetricsRegistry, RegistrySealed
+from sse_dashboard.registry import MetricsRegistry, RegistrySealed
 from sse_dashboard.storage import StorageError
 
 __all__ = ["DemoFeeder"]

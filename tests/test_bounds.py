@@ -12,7 +12,8 @@ import pytest
 from sse_dashboard import storage
 from conftest import wait_until
 from sse_dashboard.events import EventLog
-from sse_dashboard.metrics import MAX_NAME_CHARS, MetricsRegistry, flatten_snapshot
+from sse_dashboard.registry import MAX_NAME_CHARS, MetricsRegistry
+from sse_dashboard.sampler import flatten_snapshot
 
 
 def test_the_event_log_is_bounded_by_characters_as_well_as_by_count():
@@ -55,7 +56,7 @@ def test_stored_events_are_pruned_by_bytes(tmp_path):
     for i in range(30):
         log.post("info", "m" * 4000)
     store.prune()
-    left = store._query("SELECT COUNT(*), MAX(id) FROM events", ())[0]
+    left = store.database.query("SELECT COUNT(*), MAX(id) FROM events", ())[0]
     assert 8 <= left[0] <= 12 and left[1] == 30
     store.close()
 
@@ -92,7 +93,7 @@ def test_stored_samples_refer_to_names_by_id(make_server, tmp_path):
     running = make_server(data_dir=tmp_path)
     running.json("POST", "/api/metrics", {"gauges": {"a_long_gauge_name": 1}})
     store = running.server.store
-    wait_until(lambda: store.flush() or store._query(
+    wait_until(lambda: store.flush() or store.database.query(
         "SELECT COUNT(*) FROM points JOIN series ON series.id = points.series "
         "WHERE series.name = 'gauges.a_long_gauge_name'", ())[0][0] >= 2, message="points written")
     conn = sqlite3.connect(str(tmp_path / storage.DB_FILENAME))
@@ -115,7 +116,7 @@ def test_delete_a_counter_and_a_gauge_with_their_history(make_server, tmp_path):
     wait_until(lambda: running.json("GET", "/api/metrics")[1]["gauges"] == {"keep": 1}, message="gone live")
     series = running.json("GET", "/api/metrics/history?seconds=60")[1]["series"]
     assert "gauges.depth" not in series and "counters.jobs" not in series and "gauges.keep" in series
-    assert not store._query("SELECT * FROM series WHERE name IN ('gauges.depth', 'counters.jobs')", ())
+    assert not store.database.query("SELECT * FROM series WHERE name IN ('gauges.depth', 'counters.jobs')", ())
     running.stop()
     again = make_server(data_dir=tmp_path)
     snapshot = again.json("GET", "/api/metrics")[1]

@@ -674,7 +674,7 @@ def test_a_second_filesystem_from_a_fixture_machine_appears_with_its_mountpoint(
     import shutil as sh
     from pathlib import Path
 
-    from sse_dashboard.metrics import StdlibCollector
+    from sse_dashboard.collectors.system import StdlibCollector
 
     proc = tmp_path / "proc"
     sh.copytree(Path(__file__).parent / "fixtures" / "proc", proc)

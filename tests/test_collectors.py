@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from sse_dashboard.metrics import SYSTEM_FIELDS, PsutilCollector, StdlibCollector, default_disk_path, make_system_collector
+from sse_dashboard.collectors.system import SYSTEM_FIELDS, PsutilCollector, StdlibCollector, default_disk_path, make_system_collector
 
 FIXTURE_PROC = Path(__file__).parent / "fixtures" / "proc"
 
@@ -142,14 +142,14 @@ def test_make_system_collector_falls_back_without_psutil():
 def test_disk_percent_is_used_over_used_plus_available_as_df_says(monkeypatch, tmp_path, use_psutil):
     import collections
 
-    from sse_dashboard import metrics
+    from sse_dashboard.collectors import system
     usage = collections.namedtuple("usage", "total used free")
     # 100 GB disk, 20 GB used, 75 GB available to users, 5 GB reserved for root:
-    monkeypatch.setattr(metrics.shutil, "disk_usage", lambda path: usage(100e9, 20e9, 75e9))
+    monkeypatch.setattr(system.shutil, "disk_usage", lambda path: usage(100e9, 20e9, 75e9))
     if use_psutil:
         import psutil  # the [test] extra
 
-        collector = metrics.PsutilCollector(psutil, disk_path=str(tmp_path))
+        collector = PsutilCollector(psutil, disk_path=str(tmp_path))
     else:
         collector = StdlibCollector(proc_root=tmp_path / "missing", disk_path=str(tmp_path), platform="posix")
     assert collector.collect()["disk_percent"] == pytest.approx(100 * 20 / 95, abs=0.01)
@@ -160,3 +160,21 @@ def test_disk_percent_matches_psutil_on_this_machine(tmp_path):
 
     ours = StdlibCollector(proc_root=tmp_path / "missing", platform="posix").collect()["disk_percent"]
     assert ours == pytest.approx(psutil.disk_usage(default_disk_path()).percent, abs=0.2)
+
+
+def test_one_rate_calculator_gives_a_rate_only_from_two_readings_that_grew():
+    from sse_dashboard.collectors.rates import Rates
+
+    clock = FakeClock()
+    rates = Rates(clock=clock)
+    assert rates.update({"a": 100, "b": 5}) == {"a": None, "b": None}      # one reading: no rate
+    clock.now += 2.0
+    assert rates.update({"a": 300, "b": 1}) == {"a": 100.0, "b": None}     # b went down: wrapped
+    assert rates.update({"a": 400, "b": 2}) == {"a": None, "b": None}      # the clock did not move
+    clock.now += 1.0
+    assert rates.update({"a": None}) == {"a": None}                        # unknown: forgotten, b gone
+    clock.now += 1.0
+    assert rates.update({"a": 500, "b": 3}) == {"a": None, "b": None}
+    rounded = Rates(ndigits=1)
+    rounded.update({"x": 0}, now=0.0)
+    assert rounded.update({"x": 1}, now=3.0) == {"x": 0.3}                 # ``now``: the reading's own time

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_until
-from sse_dashboard.collectors.devices import Rates, interface_list, is_virtual_interface, real_filesystems
-from sse_dashboard.metrics import StdlibCollector, render_prometheus
+from sse_dashboard.collectors.devices import interface_list, is_virtual_interface, real_filesystems
+from sse_dashboard.collectors.rates import Rates
+from sse_dashboard.collectors.system import StdlibCollector
+from sse_dashboard.exposition import render_prometheus
 
 FIXTURE_PROC = Path(__file__).parent / "fixtures" / "proc"
 

@@ -16,7 +16,7 @@ import pytest
 
 from sse_dashboard import storage
 from conftest import wait_until
-from sse_dashboard.metrics import MetricsRegistry
+from sse_dashboard.registry import MetricsRegistry
 
 
 def call(port, method, path, body=None, timeout=5):
@@ -40,7 +40,7 @@ def stop_cleanly(process):
 
 def sampled_to_disk(store) -> bool:
     store.flush()
-    return bool(store._query("SELECT COUNT(*) FROM samples", ())[0][0])
+    return bool(store.database.query("SELECT COUNT(*) FROM samples", ())[0][0])
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
@@ -92,7 +92,7 @@ def test_a_huge_gauge_is_stored_as_a_float_and_the_writer_keeps_going(make_serve
     wait_until(lambda: sampled_to_disk(store), message="a sample written")
     wait_until(lambda: store.metric_state()[1].get("g", (None,))[0] == float(value), message="gauge written")
     assert running.json("GET", "/api/health")[1]["storage"] == "ok"
-    assert store._thread.is_alive()
+    assert store.history._thread.is_alive()
 
 
 def test_a_counter_past_2_63_and_a_stored_total_past_1e15_restart_fine(make_server, tmp_path):
@@ -118,7 +118,7 @@ def test_numbers_beyond_a_float_are_refused_and_store_nothing(server):
 def test_the_writer_thread_survives_any_failure_and_health_says_so(make_server, tmp_path, caplog):
     running = make_server(data_dir=tmp_path)
     store = running.server.store
-    real_accumulate = store._accumulate
+    real_accumulate = store.history._accumulate
     failures = []
 
     def broken_once(ts, flat):
@@ -128,10 +128,10 @@ def test_the_writer_thread_survives_any_failure_and_health_says_so(make_server, 
         return real_accumulate(ts, flat)
 
     with caplog.at_level(logging.ERROR, logger="sse_dashboard.storage"):
-        store._accumulate = broken_once
+        store.history._accumulate = broken_once
         wait_until(lambda: failures, message="the failure")
         wait_until(lambda: store.last_error is None and sampled_to_disk(store), message="the writer recovered")
-    assert store._thread.is_alive()
+    assert store.history._thread.is_alive()
     assert sum("could not store" in r.getMessage() for r in caplog.records) == 1  # logged once
 
 
@@ -142,7 +142,7 @@ def test_health_reports_a_failing_writer(make_server, tmp_path):
     def broken(ts, flat):
         raise ValueError("boom")
 
-    store._accumulate = broken
+    store.history._accumulate = broken
     wait_until(lambda: running.json("GET", "/api/health")[1]["storage"] == "error: boom", message="error shown")
     status, body = running.json("POST", "/api/metrics", {"counters": {"c": 1}})
     assert status == 503 and "boom" in body["error"]
@@ -188,11 +188,11 @@ def make_store(tmp_path, **options):
 
 def test_a_clock_stepping_back_merges_into_the_rollup_bucket(tmp_path):
     store = make_store(tmp_path)
-    store._write([(1200.0 + i, {"g": 10}) for i in range(60)])
-    store._write([(1260.0, {"g": 10})])              # closes bucket 1200 (n=60, avg 10)
-    store._write([(1230.0, {"g": 99})])              # the clock went back: bucket 1200 again
-    store._write([(1320.0, {"g": 10})])              # closes it a second time (n=1, avg 99)
-    (n, lo, avg, hi), = store._query("SELECT n, min, avg, max FROM rollups WHERE bucket = 1200", ())
+    store.history.write([(1200.0 + i, {"g": 10}) for i in range(60)])
+    store.history.write([(1260.0, {"g": 10})])              # closes bucket 1200 (n=60, avg 10)
+    store.history.write([(1230.0, {"g": 99})])              # the clock went back: bucket 1200 again
+    store.history.write([(1320.0, {"g": 10})])              # closes it a second time (n=1, avg 99)
+    (n, lo, avg, hi), = store.database.query("SELECT n, min, avg, max FROM rollups WHERE bucket = 1200", ())
     assert (n, lo, hi) == (61, 10, 99) and avg == pytest.approx((60 * 10 + 99) / 61)
     store.close()
 
@@ -200,13 +200,13 @@ def test_a_clock_stepping_back_merges_into_the_rollup_bucket(tmp_path):
 def test_a_clock_jumping_forward_keeps_the_full_resolution_history(tmp_path):
     store = make_store(tmp_path, full_s=60.0, interval_s=1.0)
     now = 1_700_000_000.0
-    store._write([(now + i, {"g": i}) for i in range(30)])
-    store._write([(now + 7200 + i, {"g": i}) for i in range(5)])  # two hours later, by the clock
+    store.history.write([(now + i, {"g": i}) for i in range(30)])
+    store.history.write([(now + 7200 + i, {"g": i}) for i in range(5)])  # two hours later, by the clock
     store.prune()
-    assert store._query("SELECT COUNT(*) FROM samples", ())[0][0] == 35  # within the 61 kept
-    store._write([(now + 7300 + i, {"g": i}) for i in range(100)])
+    assert store.database.query("SELECT COUNT(*) FROM samples", ())[0][0] == 35  # within the 61 kept
+    store.history.write([(now + 7300 + i, {"g": i}) for i in range(100)])
     store.prune()
-    assert store._query("SELECT COUNT(*) FROM samples", ())[0][0] == store.keep_samples == 61
+    assert store.database.query("SELECT COUNT(*) FROM samples", ())[0][0] == store.keep_samples == 61
     store.close()
 
 
@@ -226,8 +226,8 @@ def test_a_version_1_database_is_migrated_with_its_counters_and_history(tmp_path
     assert store.metric_state()[:2] == ({"jobs": 42, "bytes": 2.5}, {})
     assert store.metric_state()[2] == {("counters", "jobs"): "api", ("counters", "bytes"): "api"}
     assert type(store.metric_state()[0]["jobs"]) is int
-    assert list(store._full_rows(0, 2000)) == [(1000.0, {"system.cpu_percent": 3.5, "counters.jobs": 42})]
-    assert list(store._rollup_rows(0, 2000)) == [(960.0, {"system.cpu_percent": 2.0})]
+    assert list(store.history._full_rows(0, 2000)) == [(1000.0, {"system.cpu_percent": 3.5, "counters.jobs": 42})]
+    assert list(store.history._rollup_rows(0, 2000)) == [(960.0, {"system.cpu_percent": 2.0})]
     store.close()
 
 

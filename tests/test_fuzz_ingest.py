@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from sse_dashboard.web import server as sse_server
 from conftest import RunningServer, require_tool, required, wait_until
-from sse_dashboard.metrics import labeled_name
+from sse_dashboard.registry import labeled_name
 
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "sse-dashboard-hypothesis"))
 

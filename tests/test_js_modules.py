@@ -31,7 +31,7 @@ def test_the_page_flattens_a_snapshot_exactly_as_the_server_does(server, tmp_pat
     Python and one in static/series.js; they had drifted apart (the page had no server.*)."""
     import json
 
-    from sse_dashboard.metrics import flatten_snapshot
+    from sse_dashboard.sampler import flatten_snapshot
 
     node = shutil.which("node")
     require_tool(node is not None, "node (apt-get install -y nodejs)")

@@ -6,13 +6,21 @@ import threading
 
 import pytest
 
-from sse_dashboard import metrics
 from conftest import check_public_names
-from sse_dashboard.metrics import MetricsRegistry, Sampler, SystemCollector
+from sse_dashboard.collectors.system import SystemCollector
+from sse_dashboard.registry import MetricsRegistry
+from sse_dashboard.sampler import Sampler, flatten_snapshot
+from sse_dashboard.storage.memory import History
 
 
 def test_all_lists_exactly_the_public_names():
-    check_public_names(metrics)
+    from sse_dashboard import exposition, registry, sampler
+    from sse_dashboard.collectors import rates, system, windows
+    from sse_dashboard.storage import database, events, history, memory, metric_state, store
+
+    for module in (registry, sampler, exposition, system, rates, windows, database, events, history, memory,
+                   metric_state, store):
+        check_public_names(module)
 
 
 def test_counters_add_and_gauges_set():
@@ -188,7 +196,7 @@ def test_sampler_refuses_a_bad_interval():
 
 
 def test_flatten_snapshot_names_every_numeric_series():
-    flat = metrics.flatten_snapshot({
+    flat = flatten_snapshot({
         "system": {"cpu_percent": 5.0, "cpu_per_core": [1.0, None, 3.0], "disk_path": "/", "load_1": None},
         "counters": {"jobs": 3}, "gauges": {"q": -1.5},
         "server": {"clients": 2, "rss_bytes": 100, "uptime": 9},
@@ -200,7 +208,7 @@ def test_flatten_snapshot_names_every_numeric_series():
 
 
 def test_history_is_bounded_and_served_as_columns():
-    history = metrics.History(maxlen=3)
+    history = History(maxlen=3)
     for i in range(5):
         history.append(100.0 + i, {"a": i} if i != 3 else {"b": 30})
     assert history.columns(seconds=1000) == {
@@ -208,7 +216,7 @@ def test_history_is_bounded_and_served_as_columns():
         "series": {"a": [2, None, 4], "b": [None, 30, None]},
     }
     assert history.columns(seconds=1) == {"ts": [103.0, 104.0], "series": {"a": [None, 4], "b": [30, None]}}
-    assert metrics.History(maxlen=5).columns(seconds=60) == {"ts": [], "series": {}}
+    assert History(maxlen=5).columns(seconds=60) == {"ts": [], "series": {}}
 
 
 def test_sampler_history_covers_the_requested_time_at_the_interval():

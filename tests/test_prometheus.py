@@ -8,7 +8,7 @@ import urllib.parse
 import urllib.request
 
 from conftest import require_tool, wait_until
-from sse_dashboard.metrics import PROMETHEUS_CONTENT_TYPE, prometheus_name, render_prometheus
+from sse_dashboard.exposition import PROMETHEUS_CONTENT_TYPE, prometheus_name, render_prometheus
 
 
 def test_exposition_is_exact():

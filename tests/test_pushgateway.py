@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import require_tool, required
-from sse_dashboard.metrics import labeled_name
+from sse_dashboard.registry import labeled_name
 
 try:
     from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, delete_from_gateway,

@@ -14,7 +14,7 @@ import pytest
 
 from sse_dashboard import events
 from sse_dashboard.alerting import heartbeats
-from sse_dashboard import metrics
+from sse_dashboard import registry as metrics  # the registry's limits (once in metrics.py)
 from sse_dashboard.ingest import push as pushgateway
 from sse_dashboard.web import server as sse_server
 from sse_dashboard.ingest import statsd as statsd_listener

@@ -145,7 +145,7 @@ def test_a_new_data_folder_says_once_that_it_was_created_and_an_old_one_says_wha
     caplog.set_level(logging.INFO, logger="sse_dashboard.storage")
 
     def schema_lines():
-        lines = [r.getMessage() for r in caplog.records if r.name == "sse_dashboard.storage" and "version" in r.getMessage()]
+        lines = [r.getMessage() for r in caplog.records if r.name == "sse_dashboard.storage.database" and "version" in r.getMessage()]
         caplog.clear()
         return lines
 

@@ -123,9 +123,9 @@ def test_retention_keeps_the_file_bounded(make_server, tmp_path):
     store.flush()
     late = size()
     assert late <= early * 1.5 + 64 * 1024, (early, late)
-    rows = store._query("SELECT COUNT(*) FROM samples", ())[0][0]
+    rows = store.database.query("SELECT COUNT(*) FROM samples", ())[0][0]
     assert rows <= 0.5 / 0.02 + 40  # about full_s worth of samples (plus a prune interval)
-    assert store._query("SELECT COUNT(*) FROM events", ())[0][0] <= 50 + 1
+    assert store.database.query("SELECT COUNT(*) FROM events", ())[0][0] <= 50 + 1
 
 
 def test_history_reads_rollups_beyond_the_full_resolution_window(make_server, tmp_path):
@@ -255,8 +255,8 @@ def test_rollup_answers_say_their_spacing_and_carry_min_and_max(tmp_path):
     now = time.time()
     base = now - now % 10 - 300  # five minutes ago, on a bucket boundary
     for i in range(30):  # three buckets of ten samples: 0..9, 10..19, 20..29
-        store._write([(base + i, {"g": i})])
-    store._write([(base + 40, {"g": 0})])  # closes the third bucket
+        store.history.write([(base + i, {"g": i})])
+    store.history.write([(base + 40, {"g": 0})])  # closes the third bucket
     body = store.history_columns(now - 3600, now)
     assert body["resolution"] == "rollup" and body["interval"] == 10.0
     assert body["ts"][:3] == [base, base + 10, base + 20]
@@ -269,7 +269,7 @@ def test_a_long_window_in_the_first_minute_still_has_the_recent_samples(tmp_path
     store = rollup_store(tmp_path)
     now = time.time()
     for i in range(5):  # a few seconds of full-resolution samples, no bucket closed yet
-        store._write([(now - 5 + i, {"g": 2 * i})])
+        store.history.write([(now - 5 + i, {"g": 2 * i})])
     body = store.history_columns(now - 61 - 3600, now)
     assert body["resolution"] == "rollup" and body["ts"], body
     assert min(v for v in body["min"]["g"] if v is not None) == 0

@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sse_dashboard.alerting.alert import Alert, AlertChange, AlertOutlet
-from sse_dashboard.metrics import LIST_FIELDS, SYSTEM_FIELDS, flatten_snapshot
+from sse_dashboard.collectors.rates import Rates
+from sse_dashboard.collectors.system import LIST_FIELDS, SYSTEM_FIELDS
+from sse_dashboard.sampler import flatten_snapshot
 
 __all__ = ["AlertRule", "AlertEngine", "load_rules", "load_document", "parse_rules"]
 
@@ -190,7 +192,7 @@ class AlertEngine:
         self._lock = threading.Lock()
         self._pending: dict[str, float] = {}    # rule -> monotonic time first breached
         self._firing: dict[str, Alert] = {}     # rule -> the active alert
-        self._previous: dict[str, tuple[float, float]] = {}  # counter -> (ts, value), for rates
+        self._rates = Rates()  # rate(counters.x): per second between two snapshots' ts
         self._seen: set[str] = set()  # rules whose metric has had a value at least once
         kept = json.loads(state).get("firing", {}) if state else {}
         configured = {rule.name: rule for rule in self.rules}
@@ -281,14 +283,10 @@ class AlertEngine:
         ts = snapshot.get("ts")
         if not isinstance(ts, (int, float)):
             return flat
-        for counter in {m.group(1) for m in map(_RATE_RE.fullmatch, (r.metric for r in self.rules)) if m}:
-            value = flat.get(counter)
-            previous = self._previous.get(counter)
-            if value is None:
-                continue
-            self._previous[counter] = (ts, value)
-            if previous and ts > previous[0] and value >= previous[1]:
-                flat["rate(%s)" % counter] = (value - previous[1]) / (ts - previous[0])
+        counters = {m.group(1) for m in map(_RATE_RE.fullmatch, (r.metric for r in self.rules)) if m}
+        for counter, rate in self._rates.update({c: flat.get(c) for c in counters}, now=ts).items():
+            if rate is not None:
+                flat["rate(%s)" % counter] = rate
         return flat
 
 

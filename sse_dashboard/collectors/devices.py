@@ -2,7 +2,7 @@
 
 One concept: which devices a machine has that a person wants to see, and their numbers,
 from psutil or the standard library (``/proc`` and ``/sys`` on Linux, drive letters on
-Windows). ``metrics.SystemCollector`` calls these; they only read.
+Windows). ``collectors.system.SystemCollector`` calls these; they only read.
 
 Invariants:
 - filesystems: pseudo ones (proc, sysfs, cgroup, overlay, squashfs ...), mounts under
@@ -10,8 +10,8 @@ Invariants:
   node_exporter's defaults do; tmpfs elsewhere (/tmp) is a real place to run out of space;
 - interfaces: every one is listed, with ``virtual`` true for loopback, bridges, veth,
   docker and other interfaces without a device behind them (the page hides those unless asked);
-- rates come from two readings; a device that appears has ``None`` the first time, and one
-  that disappears is forgotten (containers come and go: the memory does not grow);
+- rates come from two readings (``rates.Rates``); a device that appears has ``None`` the first
+  time, and one that disappears is forgotten (containers come and go: the memory does not grow);
 - lists are bounded (``MAX_ITEMS`` each): a host with 5,000 veth interfaces sends 200.
 """
 
@@ -20,11 +20,12 @@ from __future__ import annotations
 import os
 import shutil
 import string
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
-__all__ = ["Rates", "real_filesystems", "filesystem_usage", "proc_mounts", "windows_drives", "interface_list",
+from sse_dashboard.collectors.rates import Rates
+
+__all__ = ["real_filesystems", "filesystem_usage", "proc_mounts", "windows_drives", "interface_list",
            "disk_list", "is_virtual_interface", "psutil_sensors", "MAX_ITEMS"]
 
 MAX_ITEMS = 200
@@ -34,26 +35,6 @@ rpc_pipefs securityfs selinuxfs squashfs erofs sysfs tracefs nfsd cifs_bogus""".
 HIDDEN_MOUNTS = ("/dev", "/proc", "/sys", "/run", "/var/lib/docker/", "/var/lib/containers/", "/snap/")
 VIRTUAL_PREFIXES = ("lo", "docker", "br-", "veth", "virbr", "vmnet", "vboxnet", "cni", "flannel", "cali", "tun",
                     "tap", "vEthernet", "Loopback", "isatap", "Teredo")
-
-
-class Rates:
-    """Per-second rates of growing totals, per key; keys not seen in a round are forgotten."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._previous: dict[str, tuple[float, float]] = {}
-
-    def round(self, totals: dict[str, float]) -> dict[str, float | None]:
-        now = self._clock()
-        rates: dict[str, float | None] = {}
-        for key, total in totals.items():
-            before = self._previous.get(key)
-            rate = None
-            if before is not None and now > before[0] and total >= before[1]:
-                rate = round((total - before[1]) / (now - before[0]), 1)
-            rates[key] = rate
-        self._previous = {key: (now, total) for key, total in totals.items()}
-        return rates
 
 
 def _hidden(mountpoint: str) -> bool:
@@ -134,7 +115,7 @@ def interface_list(counters: dict[str, tuple[int, int]], rates: Rates, sys_net: 
     totals = {}
     for name in names:
         totals["%s:recv" % name], totals["%s:sent" % name] = counters[name]
-    per_s = rates.round(totals)
+    per_s = rates.update(totals)
     return [{"name": name, "virtual": is_virtual_interface(name, sys_net),
              "recv_bytes": counters[name][0], "sent_bytes": counters[name][1],
              "recv_bytes_per_s": per_s["%s:recv" % name], "sent_bytes_per_s": per_s["%s:sent" % name]}
@@ -147,7 +128,7 @@ def disk_list(counters: dict[str, tuple[int, int]], rates: Rates) -> list[dict]:
     totals = {}
     for name in names:
         totals["%s:read" % name], totals["%s:write" % name] = counters[name]
-    per_s = rates.round(totals)
+    per_s = rates.update(totals)
     return [{"device": name, "read_bytes_per_s": per_s["%s:read" % name],
              "write_bytes_per_s": per_s["%s:write" % name]} for name in names]
 

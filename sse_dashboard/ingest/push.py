@@ -36,7 +36,7 @@ import time
 import urllib.parse
 from typing import Any, Callable
 
-from sse_dashboard.metrics import LABEL_NAME_RE, METRIC_NAME_RE, MetricsRegistry, labeled_name, metric_number, unescape_label_value
+from sse_dashboard.registry import LABEL_NAME_RE, METRIC_NAME_RE, MetricsRegistry, labeled_name, metric_number, unescape_label_value
 
 __all__ = ["PushGroups", "parse_grouping", "parse_exposition", "PushError", "MAX_PUSH_BYTES", "gunzip_bounded"]
 

@@ -37,7 +37,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from sse_dashboard.metrics import MAX_NAME_CHARS, MetricsRegistry, RegistrySealed, labeled_name
+from sse_dashboard.registry import MAX_NAME_CHARS, MetricsRegistry, RegistrySealed, labeled_name
 
 __all__ = ["StatsdAggregator", "StatsdListener", "parse_address", "DEFAULT_STATSD_PORT"]
 

@@ -57,8 +57,11 @@ from sse_dashboard.web.exports import EVENTS_CSV_NAME, HISTORY_CSV_NAME, events_
 from sse_dashboard.web.guard import (Decision, Policy, RateLimiter, check_access, cookie_name, cookie_value, is_loopback, origin_of,
                    redact_secrets, token_matches, token_problem)
 from sse_dashboard.ingest.push import MAX_PUSH_BYTES, PushError, PushGroups, gunzip_bounded, parse_exposition, parse_grouping
-from sse_dashboard.metrics import (DEFAULT_GAUGE_TTL_S, PROMETHEUS_CONTENT_TYPE, MetricsRegistry, RegistrySealed, Sampler,
-                     encode_json, labeled_name, make_system_collector, render_prometheus, to_columns)
+from sse_dashboard.collectors.system import make_system_collector
+from sse_dashboard.exposition import PROMETHEUS_CONTENT_TYPE, render_prometheus
+from sse_dashboard.registry import DEFAULT_GAUGE_TTL_S, MetricsRegistry, RegistrySealed, labeled_name
+from sse_dashboard.sampler import Sampler, encode_json
+from sse_dashboard.storage.memory import to_columns
 from sse_dashboard.ingest.statsd import StatsdAggregator, StatsdListener, parse_address
 from sse_dashboard.storage import DataDirInUse, Store, StorageError, open_store
 from sse_dashboard.web.streams import StreamHub, format_sse, metrics_frame, resync_frame

@@ -1,0 +1,210 @@
+"""What the dashboard keeps in memory: the recent samples, and the store that reads them.
+
+One concept: storage in memory, the twin of the SQLite store. ``History`` is a bounded ring
+of recent samples (rows of ``(ts, {series: value})``, served as columns); ``MemoryStore``
+answers the reads ``Store`` answers from that ring and the event log, for a dashboard that
+keeps nothing on disk, so the layers above ask one store and never "memory or SQLite?".
+
+Invariants:
+- memory is bounded: at most ``maxlen`` rows, each holding the series of one sample, whose
+  number the registry bounds (``MAX_METRICS``); events are the event log's (its own bounds);
+- rows are never mutated once appended (``forget`` replaces them), so a reader holding one
+  keeps a consistent row without a lock;
+- a ``MemoryStore`` read gives what the SQLite store's gives for the same samples and events
+  (tests/test_memory_store.py), within what memory still holds.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections import deque
+from typing import Iterator
+
+from sse_dashboard.events import Event, EventFilter, EventLog
+
+__all__ = ["History", "MemoryStore", "to_columns", "DEFAULT_HISTORY_S", "MAX_HISTORY_POINTS"]
+
+DEFAULT_HISTORY_S = 900.0   # 15 minutes at full resolution
+MAX_HISTORY_POINTS = 100_000
+
+
+class History:
+    """A bounded ring of recent samples, served as compact columns.
+
+    >>> history = History(maxlen=600)
+    >>> history.append(1700000000.0, {"system.cpu_percent": 3.5})
+    >>> history.columns(seconds=300, now=1700000001.0)
+    {'ts': [1700000000.0], 'series': {'system.cpu_percent': [3.5]}}
+
+    Memory is bounded by ``maxlen`` rows times the number of series, which
+    the registry bounds (``MAX_METRICS``).
+    """
+
+    def __init__(self, maxlen: int) -> None:
+        if maxlen < 1:
+            raise ValueError("history needs room for at least one sample")
+        self._lock = threading.Lock()
+        self._rows: deque[tuple[float, dict]] = deque(maxlen=maxlen)
+
+    @classmethod
+    def covering(cls, seconds: float, interval_s: float) -> "History":
+        """Room for ``seconds`` of samples taken every ``interval_s`` (at least 10 rows, at
+        most ``MAX_HISTORY_POINTS``)."""
+        return cls(min(MAX_HISTORY_POINTS, max(10, int(math.ceil(seconds / interval_s)) + 1)))
+
+    @property
+    def maxlen(self) -> int:
+        return self._rows.maxlen or 0
+
+    def append(self, ts: float, flat: dict) -> None:
+        with self._lock:
+            self._rows.append((ts, flat))
+
+    def forget(self, name: str) -> None:
+        """Remove series ``name`` from every row (a deleted counter or gauge); rows are
+        replaced, never mutated, so a reader holding one keeps a consistent row."""
+        with self._lock:
+            self._rows = deque(((ts, {k: v for k, v in flat.items() if k != name}) if name in flat else (ts, flat)
+                                for ts, flat in self._rows), maxlen=self._rows.maxlen)
+
+    def between(self, start: float, end: float) -> list[tuple[float, dict]]:
+        """The (ts, series) rows with start <= ts <= end, oldest first (rows are never mutated)."""
+        with self._lock:
+            rows = list(self._rows)
+        return [row for row in rows if start <= row[0] <= end]
+
+    def rows(self, seconds: float, now: float | None = None) -> list[tuple[float, dict]]:
+        """The rows of the last ``seconds`` (before ``now``, or before the newest row)."""
+        with self._lock:
+            if not self._rows:
+                return []
+            newest = self._rows[-1][0]
+        end = newest if now is None else now
+        return self.between(end - seconds, max(end, newest))
+
+    def columns(self, seconds: float, now: float | None = None) -> dict:
+        return to_columns(self.rows(seconds, now))
+
+
+def to_columns(rows: list[tuple[float, dict]]) -> dict:
+    """Rows of (ts, series) as ``{"ts": [...], "series": {name: [...]}}``, None where a series had no value."""
+    names: dict[str, None] = {}
+    for _, flat in rows:
+        names.update(dict.fromkeys(flat))
+    return {
+        "ts": [ts for ts, _ in rows],
+        "series": {name: [flat.get(name) for _, flat in rows] for name in sorted(names)},
+    }
+
+
+class MemoryStore:
+    """Storage's reads answered from memory: the store of a dashboard without a data folder.
+
+    >>> events = EventLog()
+    >>> history = History.covering(900, interval_s=1.0)
+    >>> store = MemoryStore(history, events)
+    >>> sampler = Sampler(registry, collector, history=history, record=store.enqueue_sample)
+    >>> store.history_columns(time.time() - 300, time.time())
+
+    The reads of ``Store`` (``history_columns``, ``iter_history_rows``, ``iter_events``,
+    ``recent_events``, ``last_event_id``, ``metric_state``, ``read_meta``, ``problem``,
+    ``health``, ``epoch``) and its lifecycle (``start``, ``flush``, ``close``, ``announce``).
+    It writes nothing of its own: the sampler appends each sample to ``history`` and the event
+    log keeps the events, so ``enqueue_sample`` does nothing and there is no ``insert_event``;
+    ``journal`` is None (the registry then keeps no unsaved set). Named values
+    (``write_meta``) last as long as the process. ``unavailable``: why the SQLite store could
+    not be opened, for /api/health (the event log refuses posts itself).
+
+    Use ``Store`` (``open_store()``) when anything must survive a restart.
+    """
+
+    durable = False       # nothing acknowledged survives a restart (Store: True)
+    journal = None        # MetricsRegistry(journal=store.journal): nothing to commit to
+    last_error = None
+    dropped_samples = 0
+
+    def __init__(self, history: History, events: EventLog, epoch: str | None = None,
+                 unavailable: str | None = None) -> None:
+        self.history = history
+        self.events = events
+        self.epoch = epoch if epoch is not None else uuid.uuid4().hex[:12]  # this run's: ids restart with it
+        self.unavailable = unavailable
+        self._lock = threading.Lock()
+        self._meta: dict[str, str] = {}
+
+    def problem(self) -> str | None:
+        """None: nothing here can fail to keep what is acknowledged (it keeps it in memory)."""
+        return None
+
+    def health(self) -> str:
+        """What /api/health says of storage."""
+        return "unavailable: " + self.unavailable if self.unavailable else "memory"
+
+    def announce(self, url: str) -> None:
+        """Nothing to announce: no data folder is held."""
+
+    def start(self) -> None:
+        """No writer thread to start."""
+
+    def flush(self, timeout_s: float = 5.0) -> None:
+        """Nothing is queued."""
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Nothing to write or let go."""
+
+    # --- history ----------------------------------------------------------------------
+
+    def enqueue_sample(self, ts: float, flat: dict) -> None:
+        """Nothing to do: the sampler appends every sample to ``history``, which this store reads."""
+
+    def history_columns(self, start: float, end: float) -> dict:
+        """The window's rows as columns (always full resolution: memory keeps no roll-ups)."""
+        return to_columns(self.history.between(start, end))
+
+    def iter_history_rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
+        """The window's rows, oldest first."""
+        return iter(self.history.between(start, end))
+
+    # --- events ---------------------------------------------------------------------
+
+    def last_event_id(self) -> int:
+        return self.events.last_id
+
+    def recent_events(self, limit: int, max_chars: int | None = None) -> list[Event]:
+        """The newest events, oldest first: at most ``limit``, and about ``max_chars`` of JSON."""
+        events, chars = [], 0
+        for event in reversed(self.events.newest(limit)):
+            chars += len(event.json)
+            if max_chars is not None and chars > max_chars and events:
+                break
+            events.append(event)
+        events.reverse()
+        return events
+
+    def iter_events(self, after_id: int = 0, start: float | None = None, end: float | None = None,
+                    level: str | None = None, limit: int | None = None,
+                    only: EventFilter | None = None, newest: bool = False) -> Iterator[Event]:
+        """Events after ``after_id`` with ``start <= ts <= end``, of ``level``, matching ``only``,
+        oldest first; ``newest``: the newest ``limit`` of them, newest first (as ``Store``'s,
+        among the events the log still holds)."""
+        events = [event for event in self.events.since(after_id, level=level, only=only)
+                  if (start is None or event.ts >= start) and (end is None or event.ts <= end)]
+        if newest:
+            events.reverse()
+        yield from (events if limit is None else events[:limit])
+
+    # --- counters, gauges and named values ------------------------------------------
+
+    def metric_state(self) -> tuple[dict, dict, dict]:
+        """Nothing kept from a previous run."""
+        return {}, {}, {}
+
+    def read_meta(self, key: str) -> str | None:
+        with self._lock:
+            return self._meta.get(key)
+
+    def write_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._meta[key] = value
