@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sse_dashboard import __version__
 from sse_dashboard.web.mcp import McpEndpoint, dashboard_tools
@@ -59,6 +59,7 @@ from sse_dashboard.metrics import (DEFAULT_GAUGE_TTL_S, PROMETHEUS_CONTENT_TYPE,
                      encode_json, labeled_name, make_system_collector, render_prometheus, to_columns)
 from sse_dashboard.ingest.statsd import StatsdAggregator, StatsdListener, parse_address
 from sse_dashboard.storage import DataDirInUse, Store, StorageError, open_store
+from sse_dashboard.web.routes import Route, access_for, allowed_methods, find_route
 from sse_dashboard.web.streams import StreamHub, format_sse, metrics_frame, resync_frame
 
 
@@ -433,7 +434,7 @@ class DashboardServer(ThreadingHTTPServer):
 
 
 class DashboardHandler(BaseHTTPRequestHandler):
-    """One request. Routes are data (``ROUTES``); each handler returns a ``Response``."""
+    """One request. Routes are data (``routes.ROUTES``); each handler returns a ``Response``."""
 
     server: DashboardServer
     server_version = "sse-dashboard/" + __version__
@@ -472,35 +473,6 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self._reader.deadline = time.monotonic() + self.server.config.request_timeout_s
         self._body_pending = False
         super().handle_one_request()
-
-    ROUTES = {  # (method, exact path) -> handler method name
-        ("GET", "/"): "serve_index",
-        ("GET", "/index.html"): "serve_index",
-        ("GET", "/api/metrics"): "get_metrics",
-        ("POST", "/api/metrics"): "post_metrics",
-        ("GET", "/api/metrics/stream"): "stream_metrics",
-        ("GET", "/api/metrics/history"): "get_history",
-        ("GET", "/api/events"): "get_events",
-        ("POST", "/api/events"): "post_event",
-        ("GET", "/api/health"): "get_health",
-        ("GET", "/api/openapi.json"): "get_openapi",
-        ("GET", "/api/alerts"): "get_alerts",
-        ("GET", "/api/processes"): "get_processes",
-        ("POST", "/api/alerts/test"): "post_alerts_test",
-        ("POST", "/mcp"): "post_mcp",
-        ("GET", "/metrics"): "get_prometheus",
-    }
-    PREFIX_ROUTES = (  # (method, path prefix, handler method name)
-        ("GET", "/static/", "serve_static"),
-        ("DELETE", "/api/metrics/counters/", "delete_metric"),
-        ("DELETE", "/api/metrics/gauges/", "delete_metric"),
-        ("GET", "/api/push/", "push_heartbeat"),      # a GET that writes: guard.WRITES_BY_GET
-        ("POST", "/api/push/", "push_heartbeat"),
-        ("DELETE", "/api/push/", "delete_heartbeat"),
-        ("PUT", "/metrics/job", "push_metrics"),       # the Pushgateway's API
-        ("POST", "/metrics/job", "push_metrics"),
-        ("DELETE", "/metrics/job", "delete_push_group"),
-    )
 
     # --- dispatch ----------------------------------------------------------
 
@@ -562,12 +534,14 @@ class DashboardHandler(BaseHTTPRequestHandler):
         head = method == "HEAD"
         length = self.headers.get("Content-Length", "0").strip()
         self._body_pending = length not in ("", "0") or "Transfer-Encoding" in self.headers
-        decision = check_access(self.server.policy, method, parts.path, self.headers, self.client_address[0],
+        route = find_route(method, parts.path)
+        access = route.access if route is not None else access_for(method, parts.path)
+        decision = check_access(self.server.policy, access, method, self.headers, self.client_address[0],
                                 self.query_value("token"))
         if decision is not None:  # refused, or a CORS preflight answered
             response = _decided(decision)
         else:
-            response = self._handle(method, parts.path)
+            response = self._handle(method, parts.path, route)
         if response is not None:
             if self._body_pending:
                 # A body we did not read would be taken for the next request: close instead.
@@ -575,10 +549,15 @@ class DashboardHandler(BaseHTTPRequestHandler):
                                     tuple(response.headers) + (("Connection", "close"),))
             self._send(response, head)
 
-    def _handle(self, method: str, path: str) -> Response | None:
+    def _handle(self, method: str, path: str, route: Route | None) -> Response | None:
         """The route's response, or the error it raised as a JSON response."""
         try:
-            response = self._find_handler("GET" if method == "HEAD" else method, path)()
+            if route is None:
+                allowed = allowed_methods(path)
+                if allowed:
+                    raise HTTPError(405, "method not allowed", (("Allow", ", ".join(allowed)),))
+                raise HTTPError(404, "not found")
+            response = getattr(self, route.handler)()
             if response is not None and not isinstance(response.body, (bytes, bytearray)):
                 response = _primed(response)
             return response
@@ -595,28 +574,6 @@ class DashboardHandler(BaseHTTPRequestHandler):
         except Exception:
             log.exception("error handling %s %s", method, path)
             return json_response({"error": "internal server error"}, HTTPStatus.INTERNAL_SERVER_ERROR)
-
-    def _find_handler(self, method: str, path: str) -> Callable[[], Response | None]:
-        name = self.ROUTES.get((method, path))
-        if name is None:
-            for route_method, prefix, prefix_name in self.PREFIX_ROUTES:
-                if route_method == method and path.startswith(prefix):
-                    name = prefix_name
-                    break
-        if name is not None:
-            return getattr(self, name)
-        allowed = self._allowed_methods(path)
-        if allowed:
-            raise HTTPError(405, "method not allowed", (("Allow", ", ".join(allowed)),))
-        raise HTTPError(404, "not found")
-
-    @classmethod
-    def _allowed_methods(cls, path: str) -> list[str]:
-        methods = {m for (m, p) in cls.ROUTES if p == path}
-        methods |= {m for (m, prefix, _) in cls.PREFIX_ROUTES if path.startswith(prefix)}
-        if "GET" in methods:
-            methods.add("HEAD")
-        return sorted(methods)
 
     def _send(self, response: Response, head: bool = False) -> None:
         # Reads ran against the request deadline; writes get the write timeout.
