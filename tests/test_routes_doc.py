@@ -2,7 +2,7 @@
 README documents every path with that rule."""
 
 from conftest import ROOT
-from sse_dashboard.web.server import DashboardHandler
+from sse_dashboard.web.handler import DashboardHandler
 from sse_dashboard.web.routes import PING, ROUTES, WRITE_METHODS, access_for
 
 

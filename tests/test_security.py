@@ -206,11 +206,12 @@ def test_public_url_is_the_one_origin_for_its_name_and_admits_its_host(make_serv
                                  "https://dash.example.org/dash/", "https://user:pw@dash.example.org",
                                  "https://dash.example.org/?a=1", "https://dash.example.org:99999"])
 def test_public_url_must_be_an_origin(url, capsys):
-    from sse_dashboard.web import server as sse_server
+    from sse_dashboard.cli import parse_args
+    from sse_dashboard.config import Config
     with pytest.raises(ValueError, match="public URL"):
-        sse_server.Config(public_url=url)
+        Config(public_url=url)
     with pytest.raises(SystemExit):
-        sse_server.parse_args(["--public-url", url])
+        parse_args(["--public-url", url])
     err = capsys.readouterr().err
     assert "--public-url" in err and "pw" not in err
 

@@ -30,11 +30,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
+from sse_dashboard.config import browser_origin
 from sse_dashboard.web.routes import Access
 
 __all__ = ["token_matches", "token_problem", "host_allowed", "is_loopback", "RateLimiter", "cookie_name",
            "cookie_value", "parse_cookies", "redact_secrets", "Policy", "Decision", "check_access", "offered_token",
-           "origin_of", "own_origins"]
+           "own_origins"]
 
 MAX_TOKEN_CHARS = 1000
 
@@ -120,41 +121,6 @@ def host_allowed(host_header: str | None, allowed_names: Iterable[str] = ()) -> 
     except ValueError:
         pass
     return host in {name.lower().rstrip(".") for name in allowed_names}
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origin(scheme: str, host_header: str) -> str:
-    """``scheme://host[:port]`` as a browser serialises it in ``Origin``: lower case, and no
-    port when it is the scheme's default (``Host: dash.lan:443`` is ``https://dash.lan``)."""
-    host = host_header.strip().lower()
-    default = ":%d" % _DEFAULT_PORTS[scheme]
-    if host.endswith(default) and (host.count(":") == 1 or host[:-len(default)].endswith("]")):
-        host = host[:-len(default)]
-    return "%s://%s" % (scheme, host)
-
-
-def origin_of(url: str) -> str:
-    """The origin of ``--public-url`` (``https://dash.example.org[:port]``); ``ValueError``
-    says what is wrong without echoing the URL (it could hold a password)."""
-    example = "e.g. https://dash.example.org or https://dash.example.org:8443"
-    parts = urllib.parse.urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ValueError("the public URL must start with https:// or http:// and name a host (%s)" % example)
-    if "@" in parts.netloc or parts.query or parts.fragment or parts.path not in ("", "/"):
-        # The page asks for /api/... from the root: it cannot be served under a path.
-        raise ValueError("the public URL must be only the origin the page is served from: scheme, host and "
-                         "port, with no path, user name or query (%s)" % example)
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValueError("the public URL's port must be a number from 1 to 65535 (%s)" % example)
-    host = "[%s]" % parts.hostname if ":" in parts.hostname else parts.hostname
-    return _origin(scheme, host if port is None else "%s:%d" % (host, port))
 
 
 def is_loopback(host: str) -> bool:
@@ -298,7 +264,7 @@ def own_origins(policy: Policy, host_header: str | None) -> set[str]:
     origins = {o for o in (policy.cors_origin, policy.public_origin) if o}
     host = host_header.strip() if host_header else ""
     if host and _split_host(host).rstrip(".") != policy.public_host:
-        origins.update((_origin("http", host), _origin("https", host)))
+        origins.update((browser_origin("http", host), browser_origin("https", host)))
     return origins
 
 
