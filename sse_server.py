@@ -13,7 +13,10 @@ the command is ``sse-dashboard`` (or ``python -m sse_dashboard``) and the import
 import sys
 
 from sse_dashboard import __version__
-from sse_dashboard.web.server import Config, DashboardServer, build_app, main
+from sse_dashboard.app import build_app
+from sse_dashboard.cli import main
+from sse_dashboard.config import Config
+from sse_dashboard.web.server import DashboardServer
 
 __all__ = ["__version__", "Config", "DashboardServer", "build_app", "main"]
 

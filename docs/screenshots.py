@@ -10,14 +10,14 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-import sse_server  # noqa: E402
+from sse_dashboard.app import build_app  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def main() -> None:
-    server = sse_server.build_app(port=0, demo=True)
+    server = build_app(port=0, demo=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     time.sleep(45)  # let the demo fill the charts and post some events (a picture, not a test)
     with sync_playwright() as pw:

@@ -2,6 +2,6 @@
 
 import sys
 
-from sse_dashboard.web.server import main
+from sse_dashboard.cli import main
 
 sys.exit(main())

@@ -20,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import sse_server  # noqa: E402
+from sse_dashboard.app import build_app  # noqa: E402
+from sse_dashboard.web.server import DashboardServer  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 FAST_INTERVAL_S = 0.2
@@ -75,7 +76,7 @@ def wait_until(predicate, timeout: float = 5.0, message: str = "condition", inte
 class RunningServer:
     """A DashboardServer serving in a thread, with small helpers for requests."""
 
-    def __init__(self, server: sse_server.DashboardServer) -> None:
+    def __init__(self, server: DashboardServer) -> None:
         self.server = server
         self.host, self.port = server.server_address[:2]
         self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -136,7 +137,7 @@ def make_server():
     def make(**kwargs) -> RunningServer:
         kwargs.setdefault("interval_s", FAST_INTERVAL_S)
         kwargs.setdefault("port", 0)
-        server = sse_server.build_app(host="127.0.0.1", **kwargs)
+        server = build_app(host="127.0.0.1", **kwargs)
         running = RunningServer(server)
         started.append(running)
         return running

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from sse_dashboard.web import server as sse_server
+from sse_dashboard import cli
 from conftest import ROOT, SSEReader, wait_until  # noqa: F401  (spawn is a conftest fixture)
 
 
@@ -139,7 +139,7 @@ def test_a_wide_bind_with_a_token_from_the_environment_starts(spawn):
     (OSError(errno.EACCES, "Permission denied"), "reserved or forbidden"),
 ])
 def test_port_errors_name_the_port_and_what_to_try(exc, words):
-    message = sse_server.port_error_message(exc, "127.0.0.1", 8080)
+    message = cli.port_error_message(exc, "127.0.0.1", 8080)
     assert words in message and "8080" in message and "--port 8090" in message
     assert "\n" not in message
 
@@ -149,8 +149,8 @@ def test_windows_port_errors_are_recognised_by_winerror():
     reserved.winerror = 10013
     in_use = OSError(0, "in use")
     in_use.winerror = 10048
-    assert "netsh interface ipv4 show excludedportrange" in sse_server.port_error_message(reserved, "127.0.0.1", 80)
-    assert "already in use" in sse_server.port_error_message(in_use, "127.0.0.1", 80)
+    assert "netsh interface ipv4 show excludedportrange" in cli.port_error_message(reserved, "127.0.0.1", 80)
+    assert "already in use" in cli.port_error_message(in_use, "127.0.0.1", 80)
 
 
 def test_demo_feeds_counters_gauges_and_events(make_server):
@@ -183,13 +183,12 @@ def test_the_example_alert_file_starts(spawn):
 
 def test_the_stream_cap_fits_the_open_file_limit():
     resource = pytest.importorskip("resource")  # POSIX only: Windows has no such limit for sockets
-    from sse_dashboard.web import server as sse_server
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (200, hard))
-        assert sse_server.fit_open_file_limit(100) == 100  # fits as it is
+        assert cli.fit_open_file_limit(100) == 100  # fits as it is
         if hard != resource.RLIM_INFINITY and hard < 100_000:
-            assert sse_server.fit_open_file_limit(100_000) == hard - sse_server.SPARE_FILES  # capped
+            assert cli.fit_open_file_limit(100_000) == hard - cli.SPARE_FILES  # capped
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= min(hard, 100_000)  # raised toward it
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
@@ -208,10 +207,10 @@ def test_the_readme_embedding_example_runs_from_a_checkout(tmp_path):
 
 
 def test_version_comes_from_one_place():
-    from sse_dashboard.web import server as sse_server
+    import sse_dashboard
     done = subprocess.run([sys.executable, str(ROOT / "sse_server.py"), "--version"], capture_output=True, text=True,
                           timeout=30)
-    assert done.stdout.strip() == "sse-dashboard " + sse_server.__version__
+    assert done.stdout.strip() == "sse-dashboard " + sse_dashboard.__version__
     assert 'version = { attr = "sse_dashboard.__version__" }' in (ROOT / "pyproject.toml").read_text()
 
 

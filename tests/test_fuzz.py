@@ -39,7 +39,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from sse_dashboard.web import server as sse_server
+from sse_dashboard.app import build_app
 from conftest import RunningServer, wait_until
 
 # Hypothesis keeps caches (source constants, Unicode tables) in .hypothesis/ under the working
@@ -274,7 +274,7 @@ def judged(server: RunningServer, errors: ErrorLog) -> Iterator[list]:
 
 
 def start_server(data_dir: str | None, interval_s: float) -> RunningServer:
-    return RunningServer(sse_server.build_app(host="127.0.0.1", port=0, interval_s=interval_s, post_rate_per_s=0,
+    return RunningServer(build_app(host="127.0.0.1", port=0, interval_s=interval_s, post_rate_per_s=0,
                                               data_dir=data_dir))
 
 

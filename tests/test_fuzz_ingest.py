@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sse_dashboard.web import server as sse_server
+from sse_dashboard.app import build_app
 from conftest import RunningServer, require_tool, required, wait_until
 from sse_dashboard.registry import labeled_name
 
@@ -28,7 +28,7 @@ FUZZ = settings(max_examples=int(os.environ.get("SSE_FUZZ_EXAMPLES") or 60), dea
 
 @pytest.fixture(scope="module")
 def running():
-    server = RunningServer(sse_server.build_app(host="127.0.0.1", port=0, interval_s=0.1, data_dir=":memory:",
+    server = RunningServer(build_app(host="127.0.0.1", port=0, interval_s=0.1, data_dir=":memory:",
                                                 psutil=None, post_rate_per_s=0, statsd="127.0.0.1:0"))
     yield server
     server.stop()
@@ -74,7 +74,7 @@ def test_statsd_takes_anything_and_keeps_listening(running, lines, tcp):
 def pushed():
     """A server of its own: the StatsD fuzz's timers roll over at each flush, which would show
     as a change in the registry a refused push must leave alone."""
-    server = RunningServer(sse_server.build_app(host="127.0.0.1", port=0, interval_s=0.1, data_dir=":memory:",
+    server = RunningServer(build_app(host="127.0.0.1", port=0, interval_s=0.1, data_dir=":memory:",
                                                 psutil=None, post_rate_per_s=0))
     yield server
     server.stop()

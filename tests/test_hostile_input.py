@@ -171,16 +171,16 @@ def test_an_export_that_fails_at_once_is_an_error_status(make_server, tmp_path):
 
 
 def test_the_token_never_reaches_the_log(make_server, caplog):
-    from sse_dashboard.web import server as sse_server
+    from sse_dashboard.web.handler import access_log
     running = make_server(token="s3cret")
     caplog.set_level(logging.DEBUG, logger="sse_dashboard.web.access")
-    sse_server.access_log.setLevel(logging.INFO)
+    access_log.setLevel(logging.INFO)
     try:
         running.request("GET", "/?token=s3cret")
         running.request("GET", "/?token=wrong&x=1")
         running.request("GET", "/api/health", headers={"Authorization": "Bearer s3cret"})
     finally:
-        sse_server.access_log.setLevel(logging.WARNING)
+        access_log.setLevel(logging.WARNING)
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "token=[redacted]" in text
     assert "s3cret" not in text and "wrong" not in text

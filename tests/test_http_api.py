@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import wait_until
-from sse_dashboard.web.server import MAX_BODY_BYTES
+from sse_dashboard.web.request import MAX_BODY_BYTES
 
 
 def test_snapshot_has_the_documented_shape(server):

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from sse_dashboard.web import server as sse_server
+from sse_dashboard.app import build_app
 from conftest import RunningServer
 
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "sse-dashboard-hypothesis"))
@@ -60,7 +60,7 @@ class PushModel(RuleBasedStateMachine):
         self.groups: dict[str, dict] = {}  # path -> {family: {label: value}}
 
     def start(self) -> RunningServer:
-        return RunningServer(sse_server.build_app(host="127.0.0.1", port=0, interval_s=0.2, data_dir=self.data_dir,
+        return RunningServer(build_app(host="127.0.0.1", port=0, interval_s=0.2, data_dir=self.data_dir,
                                                   psutil=None, post_rate_per_s=0))
 
     def teardown(self) -> None:

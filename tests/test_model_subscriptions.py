@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
-from sse_dashboard.web import server as sse_server
+from sse_dashboard.app import build_app
 from conftest import RunningServer, SSEReader
 
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "sse-dashboard-hypothesis"))
@@ -73,7 +73,7 @@ class Subscriber:
 class SubscriptionModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        server = sse_server.build_app(host="127.0.0.1", port=0, interval_s=0.5, heartbeat_s=3600,
+        server = build_app(host="127.0.0.1", port=0, interval_s=0.5, heartbeat_s=3600,
                                       data_dir=":memory:", psutil=None, post_rate_per_s=0)
         self.running = RunningServer(server)
         self.events: list[dict] = []     # what the server acknowledged, in order

@@ -23,7 +23,7 @@ from conftest import required, wait_until
 from sse_dashboard.events import EventLog
 from sse_dashboard.alerting.notify import TEST_ANSWER_S, Notifier
 from sse_dashboard.alerting.targets import Target, parse_targets, render
-from sse_dashboard.web.server import load_config
+from sse_dashboard.cli import load_config
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -56,7 +56,7 @@ def test_the_wheel_has_one_top_level_name_the_page_and_the_command(dist):
         record = zf.read(next(n for n in names if n.endswith("RECORD"))).decode()
     tops = {line.split(",")[0].split("/")[0] for line in record.splitlines() if line}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"sse_dashboard"}, tops
-    for module in ("web/server.py", "web/streams.py", "events.py", "client.py", "__init__.py", "__main__.py"):
+    for module in ("app.py", "cli.py", "application.py", "web/server.py", "web/routes.py", "web/handlers/page.py", "web/streams.py", "events.py", "client.py", "__init__.py", "__main__.py"):
         assert "sse_dashboard/" + module in names
     for asset in ("index.html", "app.js", "style.css", "favicon.svg"):
         assert "sse_dashboard/static/" + asset in names
@@ -64,7 +64,7 @@ def test_the_wheel_has_one_top_level_name_the_page_and_the_command(dist):
     # The root's faces stay in the checkout: installed, the one name is sse_dashboard.
     assert "sse_dashboard/sse_server.py" not in names and "sse_server.py" not in names
     assert not any(n.startswith("sse_dashboard/tests/") or n.startswith("sse_dashboard/bench/") for n in names)
-    assert "sse-dashboard = sse_dashboard.web.server:main" in entry_points
+    assert "sse-dashboard = sse_dashboard.cli:main" in entry_points
     import sse_dashboard
     assert "Version: %s" % sse_dashboard.__version__ in metadata  # one source for the version
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]

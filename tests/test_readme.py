@@ -16,7 +16,8 @@ from sse_dashboard import events
 from sse_dashboard.alerting import heartbeats
 from sse_dashboard import registry as metrics  # the registry's limits (once in metrics.py)
 from sse_dashboard.ingest import push as pushgateway
-from sse_dashboard.web import server as sse_server
+from sse_dashboard import cli, config
+from sse_dashboard.web import request
 from sse_dashboard.ingest import statsd as statsd_listener
 from sse_dashboard import storage
 from conftest import ROOT
@@ -41,7 +42,7 @@ def table(text: str) -> list[list[str]]:
 
 def parser_actions() -> list[argparse.Action]:
     # argparse has no public list of its arguments; _actions is what its own help is made from.
-    return [a for a in sse_server.make_parser()._actions if not isinstance(a, argparse._HelpAction)]
+    return [a for a in cli.make_parser()._actions if not isinstance(a, argparse._HelpAction)]
 
 
 def names(action: argparse.Action) -> list[str]:
@@ -61,7 +62,7 @@ def test_the_usage_block_shows_every_option_and_only_real_ones():
     missing = [" or ".join(names(a)) for a in parser_actions() if not shown & set(names(a))]
     unknown = sorted(shown - known_to_parser())
     assert not (missing or unknown), "README.md, ## Options, the usage block: %s" % "; ".join(
-        (["lacks %s (sse_server.make_parser() has it)" % ", ".join(missing)] if missing else []) +
+        (["lacks %s (cli.make_parser() has it)" % ", ".join(missing)] if missing else []) +
         (["shows %s, which the parser does not know" % ", ".join(unknown)] if unknown else []))
 
 
@@ -106,7 +107,7 @@ def matches(stated: str, actual) -> bool:
 
 def test_every_default_the_options_table_states_is_the_parsers(monkeypatch):
     monkeypatch.delenv("SSE_DASHBOARD_TOKEN", raising=False)
-    effective = vars(sse_server.parse_args([]))  # after parse_args' own filling-in (--port from PORT)
+    effective = vars(cli.parse_args([]))  # after parse_args' own filling-in (--port from PORT)
     rows = option_rows()
     wrong = []
     for action in parser_actions():
@@ -137,8 +138,8 @@ LIMITS = {
     "history on disk": [],
     "labels": [("metrics.MAX_LABELS", metrics.MAX_LABELS), ("metrics.MAX_LABELED_NAME_CHARS",
                                                             metrics.MAX_LABELED_NAME_CHARS)],
-    "request bodies": [("sse_server.MAX_BODY_BYTES in KiB", sse_server.MAX_BODY_BYTES / 1024),
-                       ("sse_server.MAX_JSON_DEPTH", sse_server.MAX_JSON_DEPTH),
+    "request bodies": [("request.MAX_BODY_BYTES in KiB", request.MAX_BODY_BYTES / 1024),
+                       ("request.MAX_JSON_DEPTH", request.MAX_JSON_DEPTH),
                        ("pushgateway.MAX_PUSH_BYTES in MiB", pushgateway.MAX_PUSH_BYTES / MIB)],
     "StatsD": [("statsd_listener.MAX_VALUES_PER_TIMER and MAX_SET_MEMBERS",
                 (statsd_listener.MAX_VALUES_PER_TIMER, statsd_listener.MAX_SET_MEMBERS)),
@@ -150,8 +151,8 @@ LIMITS = {
                    ("the shortest ping", 0), ("heartbeats.MAX_PING_MS in days", heartbeats.MAX_PING_MS / 86400000)],
     "push groups": [("pushgateway.MAX_GROUPS", pushgateway.MAX_GROUPS)],
     "stream filters": [("events.MAX_FILTER_TERMS", events.MAX_FILTER_TERMS)],
-    "streams": [("sse_server.DEFAULT_MAX_CLIENTS", sse_server.DEFAULT_MAX_CLIENTS)],
-    "POSTs": [("sse_server.DEFAULT_POST_RATE_PER_S", sse_server.DEFAULT_POST_RATE_PER_S)],
+    "streams": [("config.DEFAULT_MAX_CLIENTS", config.DEFAULT_MAX_CLIENTS)],
+    "POSTs": [("config.DEFAULT_POST_RATE_PER_S", config.DEFAULT_POST_RATE_PER_S)],
 }
 _NUMBER = re.compile(r"(?<![\w.^])\d+(?:,\d{3})*(?:\.\d+)?(?:e\d+)?(?![\w^])")
 

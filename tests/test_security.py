@@ -8,6 +8,7 @@ import pytest
 
 from conftest import SSEReader, wait_until
 from sse_dashboard.web.guard import RateLimiter, cookie_name, host_allowed, token_matches
+from sse_dashboard.web.routes import ROUTES
 
 
 def call(server, method, path, body=None, headers=None, source="127.0.0.1"):
@@ -16,15 +17,36 @@ def call(server, method, path, body=None, headers=None, source="127.0.0.1"):
 
 # --- token ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/api/metrics", "/api/events", "/api/health", "/api/metrics/history",
-                                  "/api/openapi.json", "/api/metrics/stream"])
-def test_with_a_token_every_api_path_needs_it(make_server, path):
+def concrete(route) -> str:
+    """A path the route takes: a prefix route's prefix with a name after it."""
+    return route.path + ("x" if route.path.endswith("/") else "/x") if route.prefix else route.path
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.access.token], ids=lambda r: "%s %s" % (r.method, r.path))
+def test_with_a_token_every_route_but_the_pages_needs_it(make_server, route):
+    """Walks the route table itself: a route added later is checked here without being listed."""
     server = make_server(token="s3cret")
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
-        status, resp_headers, body = call(server, "GET", path, headers=headers)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"},
+                    {"Cookie": "%s=wrong" % cookie_name(server.port)}):
+        status, resp_headers, body = call(server, route.method, concrete(route) + "?token=wrong", headers=headers)
         assert status == 401, headers
         assert resp_headers["WWW-Authenticate"] == "Bearer"
         assert "token" in json.loads(body)["error"]
+
+
+def test_only_the_page_is_open_to_anyone():
+    """A route anyone may use is a decision, made here: the page and its files hold no data."""
+    assert {(r.method, r.path) for r in ROUTES if not r.access.token} == {
+        ("GET", "/"), ("GET", "/index.html"), ("GET", "/static/")}
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/api/nope"), ("GET", "/api/"), ("POST", "/metrics/nope"),
+                                          ("PUT", "/api/metrics"), ("GET", "/mcp"), ("GET", "/metrics/job/x"),
+                                          ("PATCH", "/api/push/job")])
+def test_with_a_token_an_unknown_api_path_or_method_is_401_before_404_or_405(make_server, method, path):
+    server = make_server(token="s3cret")
+    assert call(server, method, path)[0] == 401
+    assert call(server, method, path, headers={"Authorization": "Bearer s3cret"})[0] in (404, 405)
 
 
 def test_bearer_token_opens_the_api(make_server):
@@ -184,11 +206,12 @@ def test_public_url_is_the_one_origin_for_its_name_and_admits_its_host(make_serv
                                  "https://dash.example.org/dash/", "https://user:pw@dash.example.org",
                                  "https://dash.example.org/?a=1", "https://dash.example.org:99999"])
 def test_public_url_must_be_an_origin(url, capsys):
-    from sse_dashboard.web import server as sse_server
+    from sse_dashboard.cli import parse_args
+    from sse_dashboard.config import Config
     with pytest.raises(ValueError, match="public URL"):
-        sse_server.Config(public_url=url)
+        Config(public_url=url)
     with pytest.raises(SystemExit):
-        sse_server.parse_args(["--public-url", url])
+        parse_args(["--public-url", url])
     err = capsys.readouterr().err
     assert "--public-url" in err and "pw" not in err
 

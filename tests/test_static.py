@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from sse_dashboard.web.server import find_static_dir
+from sse_dashboard.config import find_static_dir
 
 
 @pytest.mark.parametrize("path, content_type", [

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import require_tool, required, wait_until
 from sse_dashboard.registry import MetricsRegistry
-from sse_dashboard.web.server import ListenerUnavailable, build_app
+from sse_dashboard.app import ListenerUnavailable, build_app
 from sse_dashboard.ingest.statsd import MAX_TCP_CONNECTIONS, StatsdAggregator, StatsdListener, parse_address
 
 

@@ -1,7 +1,8 @@
 """Who may use the dashboard, and how much: the token, the Host header, Origin, rate limits.
 
-One concept: access decisions, free of HTTP plumbing. ``sse_server`` asks and
-turns the answers into statuses.
+One concept: access decisions, free of HTTP plumbing. ``DashboardHandler`` asks, with the
+rule of the request's route (``routes.py`` says who may use each), and turns the answers
+into statuses.
 
 Invariants:
 - a token is compared in constant time (``hmac.compare_digest``);
@@ -29,13 +30,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
+from sse_dashboard.config import browser_origin
+from sse_dashboard.web.routes import Access
+
 __all__ = ["token_matches", "token_problem", "host_allowed", "is_loopback", "RateLimiter", "cookie_name",
            "cookie_value", "parse_cookies", "redact_secrets", "Policy", "Decision", "check_access", "offered_token",
-           "origin_of", "own_origins"]
+           "own_origins"]
 
 MAX_TOKEN_CHARS = 1000
-# Paths where a GET writes (heartbeats: cron jobs and push monitors send GET): treated as writes.
-WRITES_BY_GET = ("/api/push/",)
 
 
 def token_matches(expected: str | None, offered: str | None) -> bool:
@@ -119,41 +121,6 @@ def host_allowed(host_header: str | None, allowed_names: Iterable[str] = ()) -> 
     except ValueError:
         pass
     return host in {name.lower().rstrip(".") for name in allowed_names}
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origin(scheme: str, host_header: str) -> str:
-    """``scheme://host[:port]`` as a browser serialises it in ``Origin``: lower case, and no
-    port when it is the scheme's default (``Host: dash.lan:443`` is ``https://dash.lan``)."""
-    host = host_header.strip().lower()
-    default = ":%d" % _DEFAULT_PORTS[scheme]
-    if host.endswith(default) and (host.count(":") == 1 or host[:-len(default)].endswith("]")):
-        host = host[:-len(default)]
-    return "%s://%s" % (scheme, host)
-
-
-def origin_of(url: str) -> str:
-    """The origin of ``--public-url`` (``https://dash.example.org[:port]``); ``ValueError``
-    says what is wrong without echoing the URL (it could hold a password)."""
-    example = "e.g. https://dash.example.org or https://dash.example.org:8443"
-    parts = urllib.parse.urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ValueError("the public URL must start with https:// or http:// and name a host (%s)" % example)
-    if "@" in parts.netloc or parts.query or parts.fragment or parts.path not in ("", "/"):
-        # The page asks for /api/... from the root: it cannot be served under a path.
-        raise ValueError("the public URL must be only the origin the page is served from: scheme, host and "
-                         "port, with no path, user name or query (%s)" % example)
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValueError("the public URL's port must be a number from 1 to 65535 (%s)" % example)
-    host = "[%s]" % parts.hostname if ":" in parts.hostname else parts.hostname
-    return _origin(scheme, host if port is None else "%s:%d" % (host, port))
 
 
 def is_loopback(host: str) -> bool:
@@ -240,30 +207,29 @@ PREFLIGHT = Decision(204, headers=(
 ))
 
 
-def check_access(policy: Policy, method: str, path: str, headers: Mapping[str, str],
+def check_access(policy: Policy, access: Access, method: str, headers: Mapping[str, str],
                  client: str, query_token: str | None = None) -> Decision | None:
     """None when the request may go on to its handler; else what to answer instead.
 
-    In order: the Host header (DNS rebinding), a CORS preflight from the one allowed
-    origin, the token for the API, then for writes the Origin (CSRF) and the rate.
-    ``query_token`` (``?token=``) counts only on ``WRITES_BY_GET`` paths: a heartbeat URL
-    pasted into a tool that cannot send headers."""
+    ``access`` is the rule of the request's route (``routes.access_for``). In order: the Host
+    header (DNS rebinding), a CORS preflight from the one allowed origin, the token where the
+    rule asks for it, then for writes the Origin (CSRF) and the rate. ``query_token``
+    (``?token=``) counts only where the rule says so: a heartbeat URL pasted into a tool
+    that cannot send headers."""
     named = policy.allowed_hosts + ((policy.public_host,) if policy.public_host else ())
     if not host_allowed(headers.get("Host"), named):
         return Decision(421, "this server does not answer to that Host name (see --allow-host)")
     origin = headers.get("Origin")
     if method == "OPTIONS" and policy.cors_origin and origin == policy.cors_origin:
         return PREFLIGHT
-    by_get = path.startswith(WRITES_BY_GET)
-    # Where a GET writes, the browser's cookie does not count: an <img> on any page could send it.
-    offered = offered_token(policy, headers, cookie=not by_get)
-    if offered is None and by_get:
-        offered = query_token
-    if (path.startswith(("/api/", "/metrics/")) or path in ("/metrics", "/mcp")) and not token_matches(policy.token,
-                                                                                                      offered):
-        return Decision(401, "a valid token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN once)",
-                        (("WWW-Authenticate", "Bearer"),))
-    if method in ("POST", "PUT", "DELETE") or by_get:
+    if access.token:
+        offered = offered_token(policy, headers, cookie=access.cookie)
+        if offered is None and access.query:
+            offered = query_token
+        if not token_matches(policy.token, offered):
+            return Decision(401, "a valid token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN once)",
+                            (("WWW-Authenticate", "Bearer"),))
+    if access.write:
         if origin is not None and origin not in own_origins(policy, headers.get("Host")):
             return Decision(403, "cross-site requests are refused (Origin %s; behind a proxy, see --public-url)"
                             % json.dumps(origin[:100]))
@@ -298,7 +264,7 @@ def own_origins(policy: Policy, host_header: str | None) -> set[str]:
     origins = {o for o in (policy.cors_origin, policy.public_origin) if o}
     host = host_header.strip() if host_header else ""
     if host and _split_host(host).rstrip(".") != policy.public_host:
-        origins.update((_origin("http", host), _origin("https", host)))
+        origins.update((browser_origin("http", host), browser_origin("https", host)))
     return origins
 
 

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from sse_dashboard.application import Application
 from sse_dashboard.events import DASHBOARD_TYPE_PREFIXES
 
 __all__ = ["McpEndpoint", "MODERN_VERSIONS", "HANDSHAKE_VERSIONS", "TOOLS", "RpcError", "ToolError",
@@ -295,14 +296,15 @@ def _check_arguments(schema: dict, arguments: dict) -> dict:
     return arguments
 
 
-def dashboard_tools(server: Any, post_event: Callable[..., Any], only_filter: Callable[..., Any]) -> dict:
-    """The tools, over a ``DashboardServer`` (``post_event(level, message, **fields)`` stores one
-    event; ``only_filter(types, levels, sources)`` builds an ``events.EventFilter``)."""
+def dashboard_tools(app: Application, post_event: Callable[..., Any], only_filter: Callable[..., Any]) -> dict:
+    """The tools, over the application (``post_event(level, message, **fields)`` stores one
+    event; ``only_filter(types, levels, sources)`` builds an ``events.EventFilter``): they read
+    what the HTTP API reads, through the same ``Application`` methods."""
 
     def get_history(args: dict) -> dict:
         metric, seconds = args["metric"], float(args.get("seconds", 300))
         now = time.time()
-        columns = server.history_columns(now - seconds, now)
+        columns = app.history_columns(now - seconds, now)
         if metric not in columns.get("series", {}):
             known = sorted(columns.get("series", {}))
             raise ToolError("no series %s in that window; these have values: %s" % (_shown(metric),
@@ -319,7 +321,7 @@ def dashboard_tools(server: Any, post_event: Callable[..., Any], only_filter: Ca
             only = only_filter(args.get("type"), args.get("level"), args.get("source"))
         except ValueError as exc:
             raise ToolError(str(exc)) from None
-        page = server.event_page(args.get("since"), int(args.get("limit", 100)), None, only)
+        page = app.event_page(args.get("since"), int(args.get("limit", 100)), None, only)
         return dict(page, events=[e.to_dict() for e in page["events"]])
 
     def post(args: dict) -> dict:
@@ -332,9 +334,9 @@ def dashboard_tools(server: Any, post_event: Callable[..., Any], only_filter: Ca
             raise ToolError("not stored: %s" % exc) from None
         return event.to_dict()
 
-    return {"get_snapshot": lambda args: server.current_snapshot(),
+    return {"get_snapshot": lambda args: app.current_snapshot(),
             "get_history": get_history,
             "list_events": list_events,
-            "list_alerts": lambda args: server.alerts_state(),
-            "get_health": lambda args: server.health(),
+            "list_alerts": lambda args: app.alerts_state(),
+            "get_health": lambda args: app.health(),
             "post_event": post}

@@ -1,0 +1,188 @@
+"""The composition root: ``build_app()`` creates every part, connects them and starts them.
+
+One concept: wiring. Read ``build_app`` top to bottom to see what a dashboard is made of and
+in which order: storage, the registry and the event log (both resumed from storage), the
+HTTP socket (bound early: the URL is part of what storage and the notifier are given), push
+groups, StatsD, the alerting parts, the stream hub, the sampler, then the application object
+(``application.Application``) and the HTTP server that serves it. Each part is given what it
+needs when it is made.
+
+    >>> from sse_dashboard.app import build_app, Config     # in a checkout: import sse_server
+    >>> server = build_app(port=0)                           # or build_app(Config(port=0))
+
+Intentional choices: the stream hub and the sampler still reach each other through the two
+lambdas below, and ``events.on_post`` is still filled in after the log is made (the hub is
+made after it); the sample pipeline's rework (#22) replaces both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import functools
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sse_dashboard import __version__
+from sse_dashboard.alerting.alert import AlertOutlet
+from sse_dashboard.alerting.heartbeats import Heartbeats
+from sse_dashboard.alerting.notify import Notifier
+from sse_dashboard.alerting.rules import AlertEngine
+from sse_dashboard.application import Application, alert_extras, server_stats
+from sse_dashboard.collectors.processes import TopProcesses
+from sse_dashboard.config import Config
+from sse_dashboard.demo import DemoFeeder
+from sse_dashboard.events import EventFilter, EventLog
+from sse_dashboard.ingest.push import PushGroups
+from sse_dashboard.ingest.statsd import StatsdAggregator, StatsdListener, parse_address
+from sse_dashboard.collectors.system import make_system_collector
+from sse_dashboard.registry import MetricsRegistry
+from sse_dashboard.sampler import Sampler
+from sse_dashboard.storage import DataDirInUse, Store, StorageError, open_store
+from sse_dashboard.web.mcp import McpEndpoint, dashboard_tools
+from sse_dashboard.web.server import DashboardServer, listen, listen_url
+from sse_dashboard.web.streams import StreamHub
+
+__all__ = ["build_app", "Config", "ListenerUnavailable", "address_in_use"]
+
+log = logging.getLogger(__name__)
+
+
+class ListenerUnavailable(OSError):
+    """A second listener (StatsD) could not take its port: the message says what to do."""
+
+
+def build_app(config: Config | None = None, *, start: bool = True, **fields: Any) -> DashboardServer:
+    """Create, connect and (with ``start=True``) start everything but ``serve_forever``.
+
+    >>> server = build_app(port=0)                 # or build_app(Config(port=0))
+    >>> threading.Thread(target=server.serve_forever, daemon=True).start()
+    >>> server.events.post("info", "hello")      # in-process use
+    """
+    config = Config(**fields) if config is None else dataclasses.replace(config, **fields)
+    store, storage_problem = _open_storage(config.data_dir,
+                                           dict({"interval_s": config.interval_s}, **dict(config.storage_options)))
+    # Every counter and gauge update is committed before it is applied (and answered).
+    registry = MetricsRegistry(gauge_ttl_s=config.gauge_ttl_s,
+                               journal=store.commit_metrics if store is not None else None)
+    listener = None
+    try:
+        events = _event_log(store, storage_problem, config.max_events, config.max_event_chars)
+        if store is not None:
+            registry.restore(*store.metric_state())  # totals and gauges continue where they stopped
+        started_monotonic = time.monotonic()
+        listener = listen(config.host, config.port)
+        pushes = PushGroups(registry, store.read_meta(PushGroups.META_KEY) if store is not None else None)
+        # StatsD's interval timings become gauges just before each sample: its flush is the sampler's `prepare`.
+        statsd = _statsd_listener(registry, config.statsd) if config.statsd else None
+    except BaseException:
+        if listener is not None:
+            listener.close()
+        if store is not None:
+            store.close()
+        raise
+    url = listen_url(listener.getsockname())
+    if store is not None:
+        store.announce(url)
+    boot_id = uuid.uuid4().hex[:12]
+    events_epoch = store.epoch if store is not None else boot_id
+    notice = functools.partial(_post_notice, events)
+    notifier = Notifier(list(config.notify), url, post=notice,
+                        persist=functools.partial(store.write_meta, "notify_flood") if store else None,
+                        state=store.read_meta("notify_flood") if store is not None else None)
+    outlet = AlertOutlet(notice, notifier.alert_changed)  # one "post, then notify" for rules and heartbeats
+    alerts = AlertEngine(list(config.alert_rules), outlet,
+                         persist=functools.partial(store.write_meta, "alerts") if store else None,
+                         state=store.read_meta("alerts") if store is not None else None)
+    heartbeats = Heartbeats(outlet, dict(config.heartbeats),
+                            persist=functools.partial(store.write_meta, "heartbeats") if store else None,
+                            state=store.read_meta("heartbeats") if store is not None else None)
+    hub = StreamHub(events, lambda: sampler.latest(), heartbeat_s=config.heartbeat_s,
+                    write_timeout_s=config.write_timeout_s)
+    events.on_post = hub.wake  # an event goes out the moment it is posted
+    sampler = Sampler(
+        registry,
+        make_system_collector(config.psutil),
+        interval_s=config.interval_s,
+        on_sample=lambda: hub.published(*sampler.latest()),
+        server_stats=functools.partial(server_stats, hub, statsd, started_monotonic),
+        extra=dict({"boot_id": boot_id, "events_epoch": events_epoch}, **({"demo": True} if config.demo else {})),
+        enrich=functools.partial(alert_extras, alerts, heartbeats),
+        record=store.enqueue_sample if store is not None else None,
+        prepare=statsd.aggregator.flush if statsd is not None else None,
+    )
+    app = Application(config=config, registry=registry, events=events, store=store, storage_problem=storage_problem,
+                    pushes=pushes, notifier=notifier, alerts=alerts, heartbeats=heartbeats, hub=hub, sampler=sampler,
+                    processes=TopProcesses(getattr(sampler.collector, "_psutil", None)), statsd=statsd,
+                    boot_id=boot_id, events_epoch=events_epoch, started_monotonic=started_monotonic)
+    mcp = McpEndpoint(dashboard_tools(app, functools.partial(events.post), EventFilter.parse), __version__)
+    server = DashboardServer(listener, app, hub, mcp)
+    if start:
+        if store is not None:
+            store.start()
+        sampler.start()
+        hub.start()
+        notifier.start()
+        if statsd is not None:
+            statsd.start()
+            log.info("StatsD on %s:%d (UDP and TCP)", *statsd.address)
+        if config.demo:
+            DemoFeeder(registry, events, stop=server.stopping).start()
+    return server
+
+
+def address_in_use(exc: OSError) -> bool:
+    """Whether a bind failed because the port is taken (POSIX errno, or WinError 10048)."""
+    return exc.errno == errno.EADDRINUSE or getattr(exc, "winerror", None) == 10048
+
+
+def _statsd_listener(registry: MetricsRegistry, address: str) -> StatsdListener:
+    host, port = parse_address(address)
+    try:
+        return StatsdListener(StatsdAggregator(registry), host, port)
+    except OSError as exc:
+        why = ("UDP or TCP port %d on %s is taken (a local Netdata, Telegraf or statsd agent often listens on 8125); "
+               "stop it or use --statsd %s:OTHER_PORT" % (port, host, host) if address_in_use(exc)
+               else "cannot listen on %s:%d: %s" % (host, port, exc.strerror or exc))
+        raise ListenerUnavailable("StatsD: " + why) from None
+
+
+def _open_storage(data_dir: str | Path | None, options: dict) -> tuple[Store | None, str | None]:
+    """The store, or (None, why not). No data_dir (or ":memory:") means memory only, by choice."""
+    if data_dir is None or str(data_dir) == ":memory:":
+        return None, None
+    try:
+        store = open_store(data_dir, **options)
+    except DataDirInUse:
+        raise  # not a fault to run around: the user has two dashboards on one folder (main() says so)
+    except StorageError as exc:
+        # The live page still works from memory; POST /api/events answers 503 (nothing durable).
+        log.error("storage unavailable, events will be refused until restarted: %s", exc)
+        return None, str(exc)
+    log.info("storing events and history in %s", store.path)
+    return store, None
+
+
+def _post_notice(events: EventLog, level: str, message: str, **fields: Any) -> None:
+    """Post one of the dashboard's own events (an alert firing): durably when storage can,
+    else in memory only, so the page still hears of it. Only these may use the alert.* types."""
+    try:
+        events.post(level, message, by_dashboard=True, **fields)
+    except StorageError as exc:
+        log.warning("storage failing (%s): alert event kept in memory only", exc)
+        events.post(level, message, durable=False, by_dashboard=True, **fields)
+
+
+def _event_log(store: Store | None, problem: str | None, max_events: int, max_chars: int) -> EventLog:
+    if store is not None:
+        return EventLog(maxlen=max_events, max_chars=max_chars, persist=store.insert_event,
+                        initial=store.recent_events(max_events, max_chars), last_id=store.last_event_id())
+    if problem is not None:
+        def refuse(event: Any) -> None:
+            raise StorageError("storage is unavailable: %s" % problem)
+
+        return EventLog(maxlen=max_events, max_chars=max_chars, persist=refuse)
+    return EventLog(maxlen=max_events, max_chars=max_chars)

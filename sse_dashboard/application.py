@@ -1,0 +1,190 @@
+"""The application: the wired parts of one dashboard, and the reads that HTTP and MCP share.
+
+One concept: what a dashboard *is*, apart from how it is reached. ``app.build_app`` makes
+the parts and hands them all to ``Application``; the web handlers and the MCP tools read
+through it (``current_snapshot``, ``health``, ``history_columns``, ``event_page``...), so
+both answer alike. It knows no sockets, no HTTP and no status codes.
+
+Invariants:
+- an ``Application`` is complete when constructed: nothing is assigned onto it afterwards;
+- ``close()`` stops the parts in the order that keeps everything acknowledged: the
+  listeners and the notifier, the interval's StatsD timings, the registry (sealed: a write
+  still running is refused, not lost), the sampler, then storage's last write;
+- it imports nothing of ``web``: the stream hub is only read for its counts (``StreamCounts``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Protocol
+
+from sse_dashboard import __version__
+from sse_dashboard.alerting.heartbeats import Heartbeats
+from sse_dashboard.alerting.notify import Notifier
+from sse_dashboard.alerting.rules import AlertEngine
+from sse_dashboard.collectors.processes import TopProcesses
+from sse_dashboard.config import Config
+from sse_dashboard.events import EventFilter, EventLog
+from sse_dashboard.ingest.push import PushGroups
+from sse_dashboard.ingest.statsd import StatsdListener
+from sse_dashboard.registry import MetricsRegistry
+from sse_dashboard.sampler import Sampler
+from sse_dashboard.storage.memory import to_columns
+from sse_dashboard.storage import Store
+
+__all__ = ["Application", "StreamCounts", "server_stats", "alert_extras"]
+
+log = logging.getLogger(__name__)
+
+
+class StreamCounts(Protocol):
+    """What the application reads of the stream hub: how many streams are open, how many dropped."""
+
+    clients: int
+    dropped: int
+
+
+def server_stats(hub: StreamCounts, statsd: StatsdListener | None, started_monotonic: float) -> dict:
+    """The snapshot's ``server`` part: streams open and dropped, uptime, and StatsD's counts."""
+    stats = {"clients": hub.clients, "dropped": hub.dropped,
+             "uptime": round(time.monotonic() - started_monotonic, 3)}
+    if statsd is not None:
+        stats.update(statsd.aggregator.stats())
+    return stats
+
+
+def alert_extras(alerts: AlertEngine, heartbeats: Heartbeats, snapshot: dict) -> dict:
+    """What a sample adds to the system part: active alerts (rules and heartbeats), heartbeats."""
+    extra = alerts.evaluate(snapshot)
+    extra["alerts"] = extra["alerts"] + heartbeats.check()
+    extra["heartbeats"] = heartbeats.listing()
+    return extra
+
+
+class Application:
+    """One dashboard's parts, wired, and what HTTP and MCP read of them.
+
+    >>> server = build_app(port=0)
+    >>> server.app.health()["status"]
+    'ok'
+
+    ``store`` is None in memory (by choice, or with ``storage_problem`` saying why storage
+    could not open); ``events_epoch`` names the event store (it outlives restarts with the
+    file); ``boot_id`` names this run."""
+
+    def __init__(self, *, config: Config, registry: MetricsRegistry, events: EventLog, store: Store | None,
+                 storage_problem: str | None, pushes: PushGroups, notifier: Notifier, alerts: AlertEngine,
+                 heartbeats: Heartbeats, hub: StreamCounts, sampler: Sampler, processes: TopProcesses,
+                 statsd: StatsdListener | None, boot_id: str, events_epoch: str, started_monotonic: float) -> None:
+        self.config = config
+        self.registry = registry
+        self.events = events
+        self.store = store
+        self.storage_problem = storage_problem
+        self.pushes = pushes
+        self.notifier = notifier
+        self.alerts = alerts
+        self.heartbeats = heartbeats
+        self.hub = hub
+        self.sampler = sampler
+        self.processes = processes
+        self.statsd = statsd
+        self.boot_id = boot_id
+        self.events_epoch = events_epoch
+        self.started_monotonic = started_monotonic
+
+    def stats(self) -> dict:
+        return server_stats(self.hub, self.statsd, self.started_monotonic)
+
+    def active_alerts(self) -> list[dict]:
+        return self.alerts.active() + self.heartbeats.active()
+
+    def current_snapshot(self) -> dict:
+        """The latest sample with the application's counters and gauges as they are now:
+        a script that posts and then reads sees what it posted (the system part stays the sample)."""
+        snapshot, _ = self.sampler.latest()
+        counters, gauges = self.registry.snapshot()
+        return dict(snapshot, counters=counters, gauges=gauges)
+
+    def health(self) -> dict:
+        stats = self.stats()
+        return {"status": "ok", "clients": stats["clients"], "uptime": stats["uptime"], "version": __version__,
+                "storage": self.storage_state()}
+
+    def storage_state(self) -> str:
+        if self.storage_problem:
+            return "unavailable: " + self.storage_problem
+        if self.store is None:
+            return "memory"
+        problem = self.store.problem()
+        return "error: " + problem if problem else "ok"
+
+    def alerts_state(self) -> dict:
+        return {"alerts": self.active_alerts(), "rules": self.alerts.rule_states(),
+                "heartbeats": self.heartbeats.listing(), "notify": self.notifier.status()}
+
+    def history_columns(self, start: float, end: float) -> dict:
+        """Columns of the window: stored (with roll-ups' min and max) when there is a store."""
+        if self.store is not None:
+            columns = self.store.history_columns(start, end)
+        else:
+            columns = to_columns(self.sampler.history.between(start, end))
+        columns.setdefault("interval", self.sampler.interval_s)  # the spacing of the points returned
+        return columns
+
+    def event_page(self, since: int | None, limit: int, level: str | None = None,
+                   only: EventFilter | None = None) -> dict:
+        """A page of events: the oldest ``limit`` after the cursor ``since`` (None: the newest
+        ``limit``), with ``more`` and ``next``; older than memory holds comes from storage."""
+        log_, store = self.events, self.store
+        known = log_.last_id  # read before the query: every event up to it is in the answer
+        if since is None:  # the newest `limit`; `more`: older ones exist
+            events = log_.newest(limit + 1, level, only)
+            if store is not None and len(events) <= limit and log_.first_id > 1 and (level or only):
+                # Memory holds fewer matches than asked for: the older ones are on disk.
+                events = list(store.iter_events(level=level, limit=limit + 1, only=only, newest=True))[::-1]
+            more = len(events) > limit
+            events = events[-limit:]
+            cursor = max(known, events[-1].id if events else 0)
+        else:  # a page: the oldest `limit` after the cursor
+            if store is not None and since < log_.first_id - 1:
+                events = list(store.iter_events(since, level=level, limit=limit + 1, only=only))  # older than memory
+            else:
+                events = log_.since(since, limit=limit + 1, level=level, only=only)
+            more = len(events) > limit
+            events = events[:limit]
+            cursor = events[-1].id if more else max(since, known, events[-1].id if events else 0)
+        return {"events": events, "more": more, "next": cursor, "last_id": log_.last_id, "epoch": self.events_epoch}
+
+    def close(self) -> None:
+        """Stop taking data and write everything acknowledged (the module docstring's order).
+        The web server calls it after it has stopped the streams and cut its connections."""
+        # Each may wait up to 0.5 s for its thread (a receive timeout, a delivery in flight): at
+        # once, those waits overlap instead of adding up. Neither holds anything acknowledged.
+        _stop_together(self.statsd, self.notifier)
+        if self.statsd is not None:
+            self.statsd.aggregator.flush()  # the last interval's timings, before the final state
+        self.registry.seal()
+        self.sampler.stop()
+        if self.store is not None:
+            self.store.flush()
+            self.store.close()
+            self.store = None  # closed: a second close() must not release the data folder twice
+
+
+def _stop_together(*parts: Any) -> None:
+    """Call ``stop()`` on every part that is there, all at once, and wait for them all."""
+    def stop(part: Any) -> None:
+        try:
+            part.stop()
+        except Exception:  # one part's failure must not keep the others, or storage, from stopping
+            log.exception("stopping %s failed", type(part).__name__)
+
+    threads = [threading.Thread(target=stop, args=(part,), name="stop", daemon=True)
+               for part in parts if part is not None]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

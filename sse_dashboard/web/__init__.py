@@ -1,0 +1,11 @@
+"""HTTP: how the dashboard is reached.
+
+Owns: the server's lifecycle (``server``), the dispatcher (``handler``) and the route table
+with who may use each route (``routes``), reading requests (``request``) and answering them
+(``response``), the handlers by resource (``handlers/``), access decisions (``guard``), the
+stream hub and the SSE frame (``streams``), MCP for agents (``mcp``), the OpenAPI
+description (``openapi``) and the streamed exports (``exports``).
+
+May import: ``application`` (the ``Application`` it serves), ``config``, and the layers below
+them (alerting, ingest, storage, metrics, events). Nothing below imports ``web``.
+"""

@@ -1,0 +1,74 @@
+"""Metrics: the snapshot, posting and deleting counters and gauges, history, Prometheus text,
+the top processes.
+
+One concept: the numbers, read and written over HTTP. Validation stays with the registry: its
+``ValueError`` becomes a 400 here, narrowly, around the one call.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from sse_dashboard.exposition import PROMETHEUS_CONTENT_TYPE, render_prometheus
+from sse_dashboard.sampler import encode_json
+from sse_dashboard.web.exports import HISTORY_CSV_NAME, history_csv, json_array_chunks
+from sse_dashboard.web.response import JSON_TYPE, HTTPError, Response, csv_download, json_response, json_stream
+
+__all__ = ["MetricHandlers"]
+
+
+class MetricHandlers:
+    """``get_metrics``, ``post_metrics``, ``delete_metric``, ``get_history``, ``get_prometheus``
+    and ``get_processes``: part of ``DashboardHandler``."""
+
+    def get_metrics(self) -> Response:
+        return Response(200, encode_json(self.app.current_snapshot()), JSON_TYPE, (("Cache-Control", "no-store"),))
+
+    def post_metrics(self) -> Response:
+        body = self.read_json_body()
+        self.check_fields(body, ("counters", "gauges"))
+        for key in ("counters", "gauges"):
+            if key in body and not isinstance(body[key], dict):
+                raise HTTPError(400, "%s must be an object of name: number" % key)
+        self.refuse_unless_durable()
+        try:
+            stored = self.app.registry.update(counters=body.get("counters"), gauges=body.get("gauges"))
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from None
+        return json_response(dict(status="ok", **stored))
+
+    def delete_metric(self) -> Response:
+        """DELETE /api/metrics/counters/NAME or /gauges/NAME: the metric and its history."""
+        kind, _, name = self.route_path[len("/api/metrics/"):].partition("/")
+        name = urllib.parse.unquote(name)
+        app = self.app
+        self.refuse_unless_durable()
+        found = app.registry.delete(kind, name)  # with its stored history, in one commit
+        if not found:
+            raise HTTPError(404, "no such %s" % kind[:-1])
+        app.sampler.history.forget("%s.%s" % (kind, name))
+        return json_response({"status": "deleted", "kind": kind, "name": name})
+
+    def get_history(self) -> Response:
+        sampler, store = self.app.sampler, self.app.store
+        start, end, explicit = self.time_window(300)
+        if self.response_format() == "csv":
+            if store is not None:
+                return csv_download(history_csv(lambda: store.iter_history_rows(start, end)), HISTORY_CSV_NAME)
+            rows = sampler.history.between(start, end)
+            return csv_download(history_csv(lambda: iter(rows)), HISTORY_CSV_NAME)
+        if explicit:  # an export: rows, streamed, so a week never sits in memory at once
+            rows = store.iter_history_rows(start, end) if store is not None else iter(sampler.history.between(start, end))
+            return json_stream(json_array_chunks('{"rows":[', (encode_json({"ts": ts, "series": flat})
+                                                               for ts, flat in rows), "]}"))
+        return Response(200, encode_json(self.app.history_columns(start, end)), JSON_TYPE,
+                        (("Cache-Control", "no-store"),))
+
+    def get_prometheus(self) -> Response:
+        snapshot = self.app.current_snapshot()
+        return Response(200, render_prometheus(snapshot).encode("utf-8"), PROMETHEUS_CONTENT_TYPE,
+                        (("Cache-Control", "no-store"),))
+
+    def get_processes(self) -> Response:
+        """The top ten by CPU and by memory, read now (at most every 2 s, however many ask)."""
+        return Response(200, encode_json(self.app.processes.top()), JSON_TYPE, (("Cache-Control", "no-store"),))

@@ -1,0 +1,134 @@
+"""The route table: every path the dashboard answers, the handler that answers it, and who may use it.
+
+One concept: routing as data. ``DashboardHandler`` finds a request's ``Route`` here and calls
+the handler it names; ``guard.check_access`` reads the route's ``Access`` before that. Tests walk
+this table: every handler exists, the README lists every route and its rule, and with a token
+every route but the page's refuses a client without it (tests/test_security.py).
+
+Invariants:
+- every row states its rule: ``Access`` has no default, so a new route cannot be left open
+  by forgetting it;
+- a request that no route takes (404, 405) is checked by the rule of the place it aims at
+  (``access_for``): an unknown method or path under the API still needs the token, so what
+  is there is not told to whoever lacks it; any method that changes state is checked as a write;
+- HEAD is GET without the body; a path that exists under other methods gets 405 with ``Allow``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["Access", "PUBLIC", "TOKEN", "WRITE", "PING", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
+           "find_route", "allowed_methods", "access_for"]
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may use a route. The token parts count only when the dashboard has ``--token``.
+
+    ``token``: the token is required. ``cookie``: the page's cookie (set by ``/?token=``) carries
+    it; not where a GET writes, since an ``<img>`` on any page would send it. ``query``:
+    ``?token=`` carries it, for a URL pasted into a tool that cannot send headers. ``write``: the
+    request changes state, so a foreign ``Origin`` (or another page's request) gets 403 and the
+    per-address rate applies. ``name`` is how the README's API table says it."""
+
+    name: str
+    token: bool
+    cookie: bool
+    query: bool
+    write: bool
+
+
+PUBLIC = Access("anyone", token=False, cookie=False, query=False, write=False)  # the page: it holds no data
+TOKEN = Access("token", token=True, cookie=True, query=False, write=False)
+WRITE = Access("token, same-origin", token=True, cookie=True, query=False, write=True)
+# Heartbeats: cron jobs and push monitors send GET, so a GET writes here (README "Heartbeats").
+PING = Access("token or ?token=, same-origin", token=True, cookie=False, query=True, write=True)
+
+WRITE_METHODS = ("POST", "PUT", "DELETE")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One row: ``method`` and ``path`` (the whole path, or with ``prefix`` its start) go to the
+    handler method named ``handler``, for whoever ``access`` lets in."""
+
+    method: str
+    path: str
+    handler: str
+    access: Access
+    prefix: bool = False
+
+    def matches(self, path: str) -> bool:
+        return path.startswith(self.path) if self.prefix else path == self.path
+
+
+ROUTES = (
+    Route("GET", "/", "serve_index", PUBLIC),
+    Route("GET", "/index.html", "serve_index", PUBLIC),
+    Route("GET", "/static/", "serve_static", PUBLIC, prefix=True),
+    Route("GET", "/api/metrics", "get_metrics", TOKEN),
+    Route("POST", "/api/metrics", "post_metrics", WRITE),
+    Route("DELETE", "/api/metrics/counters/", "delete_metric", WRITE, prefix=True),
+    Route("DELETE", "/api/metrics/gauges/", "delete_metric", WRITE, prefix=True),
+    Route("GET", "/api/metrics/stream", "stream_metrics", TOKEN),
+    Route("GET", "/api/metrics/history", "get_history", TOKEN),
+    Route("GET", "/api/events", "get_events", TOKEN),
+    Route("POST", "/api/events", "post_event", WRITE),
+    Route("GET", "/api/push/", "push_heartbeat", PING, prefix=True),
+    Route("POST", "/api/push/", "push_heartbeat", PING, prefix=True),
+    Route("DELETE", "/api/push/", "delete_heartbeat", PING, prefix=True),
+    Route("PUT", "/metrics/job", "push_metrics", WRITE, prefix=True),  # the Pushgateway's API
+    Route("POST", "/metrics/job", "push_metrics", WRITE, prefix=True),
+    Route("DELETE", "/metrics/job", "delete_push_group", WRITE, prefix=True),
+    Route("GET", "/api/health", "get_health", TOKEN),
+    Route("GET", "/api/alerts", "get_alerts", TOKEN),
+    Route("GET", "/api/processes", "get_processes", TOKEN),
+    Route("POST", "/api/alerts/test", "post_alerts_test", WRITE),
+    Route("POST", "/mcp", "post_mcp", WRITE),
+    Route("GET", "/metrics", "get_prometheus", TOKEN),
+    Route("GET", "/api/openapi.json", "get_openapi", TOKEN),
+)
+
+# The API's own places: a path under one that no route takes is still the API's, and needs the
+# token before it is told 404. Any other unknown path is nobody's: 404 for anyone.
+UNROUTED = (("/api/", TOKEN), ("/metrics/", TOKEN))
+
+_EXACT = {(route.method, route.path): route for route in ROUTES if not route.prefix}
+_PREFIXED = tuple(route for route in ROUTES if route.prefix)
+
+
+def find_route(method: str, path: str) -> Route | None:
+    """The route for ``method`` (HEAD is looked up as GET) and ``path``: an exact path first,
+    then the prefixes in table order."""
+    method = "GET" if method == "HEAD" else method
+    route = _EXACT.get((method, path))
+    if route is None:
+        route = next((r for r in _PREFIXED if r.method == method and r.matches(path)), None)
+    return route
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods ``path`` takes, for a 405's ``Allow`` (HEAD wherever GET is); empty: 404."""
+    methods = {route.method for route in ROUTES if route.matches(path)}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+def access_for(method: str, path: str) -> Access:
+    """Who may send this request: its route's rule; with no route, the rule of the path's
+    routes under other methods (a 405), else of the API place it is under (``UNROUTED``), else
+    anyone's. Without a route it is a write when its method is one, or the path's GET writes."""
+    route = find_route(method, path)
+    if route is not None:
+        return route.access
+    near = [route for route in ROUTES if route.matches(path)]
+    if near:
+        rule = near[0].access  # every route of one path asks for the token the same way (a test says so)
+        get_writes = any(route.method == "GET" and route.access.write for route in near)
+    else:
+        rule = next((access for start, access in UNROUTED if path.startswith(start)), PUBLIC)
+        get_writes = False
+    return dataclasses.replace(rule, write=method in WRITE_METHODS or get_writes)
