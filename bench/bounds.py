@@ -86,14 +86,19 @@ def names_case() -> dict:
     registry = metric_registry.MetricsRegistry()
     names = ["g%03d_" % i + "x" * (name_chars - 5) for i in range(1000)]
     registry.update(gauges={name: 1.5 for name in names})
-    sampler = Sampler(registry, make_system_collector(), interval_s=1.0)
+    from sse_dashboard.events import EventLog
+    from sse_dashboard.storage.memory import History, MemoryStore
+
+    history = History.covering(900, 1.0)  # what a dashboard without a data folder keeps
+    sampler = Sampler(registry, make_system_collector(), interval_s=1.0,
+                      subscribers=[MemoryStore(history, EventLog()).record])
     process = psutil.Process()
     before = process.memory_info().rss / 1e6
     for _ in range(900):
         sampler.tick()
     after = process.memory_info().rss / 1e6
     snapshot_kb = len(sampler.latest()[1]) / 1e3
-    rows = sampler.history.rows(900)
+    rows = history.rows(900)
     with tempfile.TemporaryDirectory() as tmp:
         store = storage.open_store(tmp)
         for ts, flat in rows:

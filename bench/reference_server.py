@@ -42,12 +42,11 @@ class Hub:
         self.ids = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.sampler = Sampler(MetricsRegistry(), make_system_collector(), interval_s=interval_s,
-                               on_sample=self._sampled)
+                               subscribers=[self._sampled])
 
-    def _sampled(self) -> None:  # sampler thread
+    def _sampled(self, sample) -> None:  # sampler thread
         if self.loop is not None:
-            _, body = self.sampler.latest()
-            self.loop.call_soon_threadsafe(self.broadcast, ServerSentEvent(data=body.decode(), event="metrics"))
+            self.loop.call_soon_threadsafe(self.broadcast, ServerSentEvent(data=sample.body.decode(), event="metrics"))
 
     def broadcast(self, event: ServerSentEvent) -> None:
         for queue in list(self.clients):

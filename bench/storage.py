@@ -57,7 +57,7 @@ def tick_cost(with_store: bool, ticks: int = 300) -> tuple[float, float]:
     tmp = tempfile.mkdtemp()
     store = open_store(tmp) if with_store else None
     sampler = Sampler(registry, make_system_collector(), interval_s=1.0,
-                      record=store.enqueue_sample if store else None)
+                      subscribers=[store.record] if store else [])
     times = []
     for _ in range(ticks):
         started = time.perf_counter()

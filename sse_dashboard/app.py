@@ -10,9 +10,11 @@ needs when it is made.
     >>> from sse_dashboard.app import build_app, Config     # in a checkout: import sse_server
     >>> server = build_app(port=0)                           # or build_app(Config(port=0))
 
-Intentional choices: the stream hub and the sampler still reach each other through the two
-lambdas below, and ``events.on_post`` is still filled in after the log is made (the hub is
-made after it); the sample pipeline's rework (#22) replaces both.
+Data flows one way: the sampler hands each ``Sample`` to the subscribers it is given (the
+store, then the stream hub); an event posted rings the hub's ``Doorbell``, which the event log
+is given when it is made. Nobody asks the sampler again, and nothing is set onto a part after
+it is made. In memory (no data folder) the store is a ``MemoryStore`` answering the same reads,
+so nothing above asks "memory or SQLite?".
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ from sse_dashboard.collectors.system import make_system_collector
 from sse_dashboard.registry import MetricsRegistry
 from sse_dashboard.sampler import Sampler
 from sse_dashboard.storage import DataDirInUse, Store, StorageError, open_store
+from sse_dashboard.storage.memory import DEFAULT_HISTORY_S, History, MemoryStore
 from sse_dashboard.web.mcp import McpEndpoint, dashboard_tools
 from sse_dashboard.web.server import DashboardServer, listen, listen_url
-from sse_dashboard.web.streams import StreamHub
+from sse_dashboard.web.streams import Doorbell, StreamHub
 
 __all__ = ["build_app", "Config", "ListenerUnavailable", "address_in_use"]
 
@@ -63,66 +66,55 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     >>> server.events.post("info", "hello")      # in-process use
     """
     config = Config(**fields) if config is None else dataclasses.replace(config, **fields)
-    store, storage_problem = _open_storage(config.data_dir,
-                                           dict({"interval_s": config.interval_s}, **dict(config.storage_options)))
+    boot_id = uuid.uuid4().hex[:12]
+    doorbell = Doorbell()  # wakes the stream hub: rung by each posted event and each sample
+    store, events = _open_storage(config, doorbell, boot_id)
     # Every counter and gauge update is committed before it is applied (and answered).
-    registry = MetricsRegistry(gauge_ttl_s=config.gauge_ttl_s,
-                               journal=store.commit_metrics if store is not None else None)
+    registry = MetricsRegistry(gauge_ttl_s=config.gauge_ttl_s, journal=store.journal)
     listener = None
     try:
-        events = _event_log(store, storage_problem, config.max_events, config.max_event_chars)
-        if store is not None:
-            registry.restore(*store.metric_state())  # totals and gauges continue where they stopped
+        registry.restore(*store.metric_state())  # totals and gauges continue where they stopped
         started_monotonic = time.monotonic()
         listener = listen(config.host, config.port)
-        pushes = PushGroups(registry, store.read_meta(PushGroups.META_KEY) if store is not None else None)
+        pushes = PushGroups(registry, store.read_meta(PushGroups.META_KEY))
         # StatsD's interval timings become gauges just before each sample: its flush is the sampler's `prepare`.
         statsd = _statsd_listener(registry, config.statsd) if config.statsd else None
     except BaseException:
         if listener is not None:
             listener.close()
-        if store is not None:
-            store.close()
+        store.close()
         raise
     url = listen_url(listener.getsockname())
-    if store is not None:
-        store.announce(url)
-    boot_id = uuid.uuid4().hex[:12]
-    events_epoch = store.epoch if store is not None else boot_id
+    store.announce(url)
     notice = functools.partial(_post_notice, events)
-    notifier = Notifier(list(config.notify), url, post=notice,
-                        persist=functools.partial(store.write_meta, "notify_flood") if store else None,
-                        state=store.read_meta("notify_flood") if store is not None else None)
+    notifier = Notifier(list(config.notify), url, post=notice, persist=functools.partial(store.write_meta, "notify_flood"),
+                        state=store.read_meta("notify_flood"))
     outlet = AlertOutlet(notice, notifier.alert_changed)  # one "post, then notify" for rules and heartbeats
-    alerts = AlertEngine(list(config.alert_rules), outlet,
-                         persist=functools.partial(store.write_meta, "alerts") if store else None,
-                         state=store.read_meta("alerts") if store is not None else None)
-    heartbeats = Heartbeats(outlet, dict(config.heartbeats),
-                            persist=functools.partial(store.write_meta, "heartbeats") if store else None,
-                            state=store.read_meta("heartbeats") if store is not None else None)
-    hub = StreamHub(events, lambda: sampler.latest(), heartbeat_s=config.heartbeat_s,
-                    write_timeout_s=config.write_timeout_s)
-    events.on_post = hub.wake  # an event goes out the moment it is posted
+    alerts = AlertEngine(list(config.alert_rules), outlet, persist=functools.partial(store.write_meta, "alerts"),
+                         state=store.read_meta("alerts"))
+    heartbeats = Heartbeats(outlet, dict(config.heartbeats), persist=functools.partial(store.write_meta, "heartbeats"),
+                            state=store.read_meta("heartbeats"))
+    hub = StreamHub(events, doorbell, heartbeat_s=config.heartbeat_s, write_timeout_s=config.write_timeout_s)
+    # The sample pipeline, in the order each tick runs it (sampler.Sampler): StatsD's interval,
+    # the snapshot, the alerts' judgement, then one Sample to storage and to the stream hub.
     sampler = Sampler(
         registry,
         make_system_collector(config.psutil),
         interval_s=config.interval_s,
-        on_sample=lambda: hub.published(*sampler.latest()),
         server_stats=functools.partial(server_stats, hub, statsd, started_monotonic),
-        extra=dict({"boot_id": boot_id, "events_epoch": events_epoch}, **({"demo": True} if config.demo else {})),
-        enrich=functools.partial(alert_extras, alerts, heartbeats),
-        record=store.enqueue_sample if store is not None else None,
-        prepare=statsd.aggregator.flush if statsd is not None else None,
+        extra=dict({"boot_id": boot_id, "events_epoch": store.epoch}, **({"demo": True} if config.demo else {})),
+        prepare=[statsd.aggregator.flush] if statsd is not None else [],
+        judges=[functools.partial(alert_extras, alerts, heartbeats)],
+        subscribers=[store.record, hub.publish],
     )
-    app = Application(config=config, registry=registry, events=events, store=store, storage_problem=storage_problem,
-                    pushes=pushes, notifier=notifier, alerts=alerts, heartbeats=heartbeats, hub=hub, sampler=sampler,
-                    processes=TopProcesses(getattr(sampler.collector, "_psutil", None)), statsd=statsd,
-                    boot_id=boot_id, events_epoch=events_epoch, started_monotonic=started_monotonic)
+    app = Application(config=config, registry=registry, events=events, store=store, pushes=pushes, notifier=notifier,
+                      alerts=alerts, heartbeats=heartbeats, hub=hub, sampler=sampler,
+                      processes=TopProcesses(getattr(sampler.collector, "_psutil", None)), statsd=statsd,
+                      boot_id=boot_id, started_monotonic=started_monotonic)
     mcp = McpEndpoint(dashboard_tools(app, functools.partial(events.post), EventFilter.parse), __version__)
     server = DashboardServer(listener, app, hub, mcp)
     if start:
-        if store is not None:
-            store.start()
+        store.start()
         sampler.start()
         hub.start()
         notifier.start()
@@ -150,20 +142,41 @@ def _statsd_listener(registry: MetricsRegistry, address: str) -> StatsdListener:
         raise ListenerUnavailable("StatsD: " + why) from None
 
 
-def _open_storage(data_dir: str | Path | None, options: dict) -> tuple[Store | None, str | None]:
-    """The store, or (None, why not). No data_dir (or ":memory:") means memory only, by choice."""
-    if data_dir is None or str(data_dir) == ":memory:":
-        return None, None
-    try:
-        store = open_store(data_dir, **options)
-    except DataDirInUse:
-        raise  # not a fault to run around: the user has two dashboards on one folder (main() says so)
-    except StorageError as exc:
-        # The live page still works from memory; POST /api/events answers 503 (nothing durable).
-        log.error("storage unavailable, events will be refused until restarted: %s", exc)
-        return None, str(exc)
-    log.info("storing events and history in %s", store.path)
-    return store, None
+def _open_storage(config: Config, doorbell: Doorbell, boot_id: str) -> tuple[Store | MemoryStore, EventLog]:
+    """The store and the event log it keeps. No data folder (or ":memory:"): both in memory,
+    by choice; a folder that cannot be used: in memory too, with events refused (nothing posted
+    could be kept) and /api/health saying why."""
+    limits = {"maxlen": config.max_events, "max_chars": config.max_event_chars, "on_post": doorbell.ring}
+    data_dir = config.data_dir
+    if data_dir is not None and str(data_dir) != ":memory:":
+        try:
+            store = open_store(data_dir, **dict({"interval_s": config.interval_s}, **dict(config.storage_options)))
+        except DataDirInUse:
+            raise  # not a fault to run around: the user has two dashboards on one folder (main() says so)
+        except StorageError as exc:
+            # The live page still works from memory; POST /api/events answers 503 (nothing durable).
+            log.error("storage unavailable, events will be refused until restarted: %s", exc)
+            return _in_memory(config, EventLog(persist=_refuse(str(exc)), **limits), boot_id, str(exc))
+        log.info("storing events and history in %s", store.path)
+        try:
+            events = EventLog(persist=store.insert_event, initial=store.recent_events(config.max_events,
+                              config.max_event_chars), last_id=store.last_event_id(), **limits)
+        except BaseException:
+            store.close()
+            raise
+        return store, events
+    return _in_memory(config, EventLog(**limits), boot_id, None)
+
+
+def _in_memory(config: Config, events: EventLog, boot_id: str, problem: str | None) -> tuple[MemoryStore, EventLog]:
+    history = History.covering(DEFAULT_HISTORY_S, config.interval_s)
+    return MemoryStore(history, events, epoch=boot_id, unavailable=problem), events
+
+
+def _refuse(problem: str) -> Any:
+    def refuse(event: Any) -> None:
+        raise StorageError("storage is unavailable: %s" % problem)
+    return refuse
 
 
 def _post_notice(events: EventLog, level: str, message: str, **fields: Any) -> None:
@@ -174,15 +187,3 @@ def _post_notice(events: EventLog, level: str, message: str, **fields: Any) -> N
     except StorageError as exc:
         log.warning("storage failing (%s): alert event kept in memory only", exc)
         events.post(level, message, durable=False, by_dashboard=True, **fields)
-
-
-def _event_log(store: Store | None, problem: str | None, max_events: int, max_chars: int) -> EventLog:
-    if store is not None:
-        return EventLog(maxlen=max_events, max_chars=max_chars, persist=store.insert_event,
-                        initial=store.recent_events(max_events, max_chars), last_id=store.last_event_id())
-    if problem is not None:
-        def refuse(event: Any) -> None:
-            raise StorageError("storage is unavailable: %s" % problem)
-
-        return EventLog(maxlen=max_events, max_chars=max_chars, persist=refuse)
-    return EventLog(maxlen=max_events, max_chars=max_chars)

@@ -31,8 +31,8 @@ from sse_dashboard.ingest.push import PushGroups
 from sse_dashboard.ingest.statsd import StatsdListener
 from sse_dashboard.registry import MetricsRegistry
 from sse_dashboard.sampler import Sampler
-from sse_dashboard.storage.memory import to_columns
 from sse_dashboard.storage import Store
+from sse_dashboard.storage.memory import MemoryStore
 
 __all__ = ["Application", "StreamCounts", "server_stats", "alert_extras"]
 
@@ -70,19 +70,18 @@ class Application:
     >>> server.app.health()["status"]
     'ok'
 
-    ``store`` is None in memory (by choice, or with ``storage_problem`` saying why storage
-    could not open); ``events_epoch`` names the event store (it outlives restarts with the
-    file); ``boot_id`` names this run."""
+    ``store`` is the SQLite ``Store`` or, without a data folder, a ``MemoryStore`` answering the
+    same reads; ``events_epoch`` names the event store (it outlives restarts with the file);
+    ``boot_id`` names this run."""
 
-    def __init__(self, *, config: Config, registry: MetricsRegistry, events: EventLog, store: Store | None,
-                 storage_problem: str | None, pushes: PushGroups, notifier: Notifier, alerts: AlertEngine,
-                 heartbeats: Heartbeats, hub: StreamCounts, sampler: Sampler, processes: TopProcesses,
-                 statsd: StatsdListener | None, boot_id: str, events_epoch: str, started_monotonic: float) -> None:
+    def __init__(self, *, config: Config, registry: MetricsRegistry, events: EventLog, store: Store | MemoryStore,
+                 pushes: PushGroups, notifier: Notifier, alerts: AlertEngine, heartbeats: Heartbeats,
+                 hub: StreamCounts, sampler: Sampler, processes: TopProcesses, statsd: StatsdListener | None,
+                 boot_id: str, started_monotonic: float) -> None:
         self.config = config
         self.registry = registry
         self.events = events
         self.store = store
-        self.storage_problem = storage_problem
         self.pushes = pushes
         self.notifier = notifier
         self.alerts = alerts
@@ -92,8 +91,9 @@ class Application:
         self.processes = processes
         self.statsd = statsd
         self.boot_id = boot_id
-        self.events_epoch = events_epoch
+        self.events_epoch = store.epoch
         self.started_monotonic = started_monotonic
+        self._closed = False
 
     def stats(self) -> dict:
         return server_stats(self.hub, self.statsd, self.started_monotonic)
@@ -114,23 +114,16 @@ class Application:
                 "storage": self.storage_state()}
 
     def storage_state(self) -> str:
-        if self.storage_problem:
-            return "unavailable: " + self.storage_problem
-        if self.store is None:
-            return "memory"
-        problem = self.store.problem()
-        return "error: " + problem if problem else "ok"
+        """"ok", "memory", "error: ..." or "unavailable: ..." (/api/health)."""
+        return self.store.health()
 
     def alerts_state(self) -> dict:
         return {"alerts": self.active_alerts(), "rules": self.alerts.rule_states(),
                 "heartbeats": self.heartbeats.listing(), "notify": self.notifier.status()}
 
     def history_columns(self, start: float, end: float) -> dict:
-        """Columns of the window: stored (with roll-ups' min and max) when there is a store."""
-        if self.store is not None:
-            columns = self.store.history_columns(start, end)
-        else:
-            columns = to_columns(self.sampler.history.between(start, end))
+        """Columns of the window (stored ones with roll-ups' min and max when they are older)."""
+        columns = self.store.history_columns(start, end)
         columns.setdefault("interval", self.sampler.interval_s)  # the spacing of the points returned
         return columns
 
@@ -142,14 +135,14 @@ class Application:
         known = log_.last_id  # read before the query: every event up to it is in the answer
         if since is None:  # the newest `limit`; `more`: older ones exist
             events = log_.newest(limit + 1, level, only)
-            if store is not None and len(events) <= limit and log_.first_id > 1 and (level or only):
+            if len(events) <= limit and log_.first_id > 1 and (level or only):
                 # Memory holds fewer matches than asked for: the older ones are on disk.
                 events = list(store.iter_events(level=level, limit=limit + 1, only=only, newest=True))[::-1]
             more = len(events) > limit
             events = events[-limit:]
             cursor = max(known, events[-1].id if events else 0)
         else:  # a page: the oldest `limit` after the cursor
-            if store is not None and since < log_.first_id - 1:
+            if since < log_.first_id - 1:
                 events = list(store.iter_events(since, level=level, limit=limit + 1, only=only))  # older than memory
             else:
                 events = log_.since(since, limit=limit + 1, level=level, only=only)
@@ -168,10 +161,10 @@ class Application:
             self.statsd.aggregator.flush()  # the last interval's timings, before the final state
         self.registry.seal()
         self.sampler.stop()
-        if self.store is not None:
+        if not self._closed:  # a second close() must not release the data folder twice
+            self._closed = True
             self.store.flush()
             self.store.close()
-            self.store = None  # closed: a second close() must not release the data folder twice
 
 
 def _stop_together(*parts: Any) -> None:

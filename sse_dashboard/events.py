@@ -112,7 +112,7 @@ class EventLog:
     >>> [e.message for e in events.since(0)]
     ['disk almost full']
 
-    ``on_post`` (for example ``StreamHub.wake``) is called after each post,
+    ``on_post`` (the stream hub's ``Doorbell.ring``) is called after each post,
     outside the lock. ``persist(event)``, when given, stores the event durably
     before it becomes visible; if it raises, the post fails and nothing is
     stored. ``initial`` (oldest first) and ``last_id`` resume a log kept
@@ -142,7 +142,7 @@ class EventLog:
         for event in initial:
             self._append(event)
         self._last_id = max([last_id] + [e.id for e in self._events])
-        self.on_post = on_post  # settable: the stream hub is made after the log
+        self._on_post = on_post
         self._clock = clock
         self._persist = persist
 
@@ -186,8 +186,8 @@ class EventLog:
                 self._last_id = event_id
         # Posted events are data, not diagnostics: never re-log them above DEBUG.
         log.debug("event %d posted (%s)", event.id, level)
-        if self.on_post is not None:
-            self.on_post()
+        if self._on_post is not None:
+            self._on_post()
         return event
 
     def _append(self, event: Event) -> None:

@@ -1,8 +1,8 @@
 """The sampler: one snapshot per interval, taken once for every client.
 
 One concept: the tick. Each interval the sampler reads the system collector and the registry,
-builds one snapshot, encodes its JSON once, publishes both, appends the flattened series to
-the history and hands them to storage.
+builds one snapshot, lets the judges (alerts) add to it, encodes its JSON once and hands one
+``Sample`` to the subscribers it was given (storage, the stream hub).
 
 Invariants:
 - only the sampler thread calls the system collector, so only it calls psutil (see
@@ -12,7 +12,8 @@ Invariants:
 - every number in a snapshot is finite or ``None`` (``allow_nan=False``);
 - ticks sit on a fixed grid (no drift by the cost of sampling); after a long stall (suspend)
   the missed ticks are skipped, not replayed;
-- a failing collector, feeder or enricher is logged and the tick goes on: sampling never stops.
+- a failing collector, feeder, judge or subscriber is logged and the tick goes on: sampling
+  never stops.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import math
 import sys
 import threading
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 from sse_dashboard.collectors.system import SystemCollector
 from sse_dashboard.registry import MetricsRegistry, is_finite_number
-from sse_dashboard.storage.memory import DEFAULT_HISTORY_S, History
 
-__all__ = ["Sampler", "flatten_snapshot", "encode_json"]
+__all__ = ["Sample", "Sampler", "flatten_snapshot", "encode_json"]
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +64,34 @@ def flatten_snapshot(snapshot: dict) -> dict:
     return flat
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One tick, as every subscriber gets it: the snapshot (never mutated), its JSON encoded
+    once, and its numeric series (``flatten_snapshot``)."""
+
+    seq: int
+    ts: float
+    snapshot: dict
+    body: bytes
+    series: dict
+
+
 class Sampler:
-    """One daemon thread that takes one snapshot per interval for every client.
+    """One daemon thread that takes one sample per interval for everybody.
 
-    >>> sampler = Sampler(MetricsRegistry(), make_system_collector(), interval_s=1.0)
-    >>> sampler.start()          # returns once the first snapshot exists
+    >>> sampler = Sampler(registry, make_system_collector(), interval_s=1.0,
+    ...                   prepare=[statsd.flush], judges=[alerts.judge], subscribers=[store.record, hub.publish])
+    >>> sampler.start()          # returns once the first sample exists
     >>> snapshot, body = sampler.latest()
-    >>> recent = sampler.history.columns(seconds=300)
 
-    ``on_sample`` (e.g. the stream hub's) is called after each publish;
-    ``server_stats`` returns the ``server`` part (clients, dropped, uptime);
-    ``enrich(snapshot)`` returns extra top-level keys (the active alerts);
-    ``record(ts, series)`` hands each sample to storage; ``prepare()`` runs first
-    (StatsD turns the interval's timings into gauges). ``history``: the ring each sample is
-    appended to (shared with a ``MemoryStore``); by default one holding ``history_s``.
+    Each tick runs, in this order:
+
+    1. ``prepare``: what turns the interval into values first (StatsD's timers and sets);
+    2. the system collector, the registry (its unsaved state kept first), ``server_stats()``;
+    3. ``judges``: each reads the snapshot and returns keys it adds (the active alerts);
+    4. the JSON, encoded once, and one ``Sample`` handed to each of ``subscribers`` in order
+       (storage or the in-memory history, then the stream hub). Nobody asks the sampler again;
+       ``latest()`` is for readers that come later (a request, a stream's first frame).
     """
 
     def __init__(
@@ -84,36 +99,32 @@ class Sampler:
         registry: MetricsRegistry,
         collector: SystemCollector,
         interval_s: float = 1.0,
-        on_sample: Callable[[], None] | None = None,
+        *,
         server_stats: Callable[[], dict] | None = None,
         extra: dict | None = None,
-        history_s: float = DEFAULT_HISTORY_S,
-        enrich: Callable[[dict], dict] | None = None,
-        record: Callable[[float, dict], None] | None = None,
-        prepare: Callable[[], None] | None = None,
-        history: History | None = None,
+        prepare: Iterable[Callable[[], None]] = (),
+        judges: Iterable[Callable[[dict], dict]] = (),
+        subscribers: Iterable[Callable[[Sample], None]] = (),
     ) -> None:
         if not (interval_s > 0 and math.isfinite(interval_s)):
             raise ValueError("interval must be a positive number of seconds")
         self.registry = registry
         self.collector = collector
         self.interval_s = interval_s
-        self._on_sample = on_sample
         self._server_stats = server_stats or dict
         self._extra = dict(extra or {})
-        self._enrich = enrich
-        self._record = record
-        self.prepare = prepare  # settable: e.g. StatsD's flush of the interval's timings
-        self.history = history if history is not None else History.covering(history_s, interval_s)
+        self._prepare = tuple(prepare)
+        self._judges = tuple(judges)
+        self._subscribers = tuple(subscribers)
         self._lock = threading.Lock()
-        self._latest: tuple[dict, bytes] | None = None
+        self._latest: Sample | None = None
         self._seq = 0
         self._stop = threading.Event()
         self._first = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self, timeout_s: float = 5.0) -> None:
-        """Start the thread and wait (bounded) for the first snapshot."""
+        """Start the thread and wait (bounded) for the first sample."""
         if self._thread is not None:
             raise RuntimeError("sampler already started")
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
@@ -132,12 +143,11 @@ class Sampler:
     def latest(self) -> tuple[dict, bytes]:
         """The newest snapshot and its JSON bytes (never mutate the dict).
 
-        No lock: the pair is published by one reference assignment, which is atomic,
-        and thousands of streams read it at once on every tick."""
+        No lock: the sample is published by one reference assignment, which is atomic."""
         latest = self._latest
         if latest is None:
             raise RuntimeError("no sample yet: call start() first")
-        return latest
+        return latest.snapshot, latest.body
 
     def _run(self) -> None:
         next_tick = time.monotonic()
@@ -152,13 +162,31 @@ class Sampler:
                 next_tick = now + self.interval_s
             self._stop.wait(next_tick - now)
 
-    def tick(self) -> dict:
-        """Take, encode and publish one snapshot (the sampler thread's job)."""
-        if self.prepare is not None:
+    def tick(self) -> Sample:
+        """Take, encode and publish one sample (the sampler thread's job)."""
+        for prepare in self._prepare:
             try:
-                self.prepare()
+                prepare()
             except Exception:  # a feeder's bug must not stop sampling
                 log.exception("preparing the sample failed; taking it anyway")
+        snapshot = self._snapshot()
+        for judge in self._judges:
+            try:
+                snapshot.update(judge(snapshot))
+            except Exception:  # an alert bug must not stop sampling
+                log.exception("judging the sample failed; publishing it without")
+        sample = Sample(snapshot["seq"], snapshot["ts"], snapshot, encode_json(snapshot), flatten_snapshot(snapshot))
+        with self._lock:
+            self._seq = sample.seq
+            self._latest = sample
+        for subscriber in self._subscribers:
+            try:
+                subscriber(sample)  # each must not block: storage queues, the hub only rings
+            except Exception:
+                log.exception("a subscriber of the sample failed; the others still get it")
+        return sample
+
+    def _snapshot(self) -> dict:
         try:
             system = self.collector.collect()
         except Exception as exc:  # a broken collector must not kill the sampler
@@ -168,31 +196,7 @@ class Sampler:
         counters, gauges = self.registry.snapshot()
         server = dict(self._server_stats())
         server["rss_bytes"] = self.collector.rss_bytes()
-        with self._lock:
-            seq = self._seq + 1
         snapshot = dict(self._extra)
-        snapshot.update(
-            seq=seq,
-            ts=round(time.time(), 3),
-            interval=self.interval_s,
-            system=system,
-            counters=counters,
-            gauges=gauges,
-            server=server,
-        )
-        if self._enrich is not None:
-            try:
-                snapshot.update(self._enrich(snapshot))
-            except Exception:  # an alert bug must not stop sampling
-                log.exception("enriching the snapshot failed; publishing it without")
-        body = encode_json(snapshot)
-        with self._lock:
-            self._seq = seq
-            self._latest = (snapshot, body)
-        flat = flatten_snapshot(snapshot)
-        self.history.append(snapshot["ts"], flat)
-        if self._record is not None:
-            self._record(snapshot["ts"], flat)  # must not block: storage queues it
-        if self._on_sample is not None:
-            self._on_sample()
+        snapshot.update(seq=self._seq + 1, ts=round(time.time(), 3), interval=self.interval_s, system=system,
+                        counters=counters, gauges=gauges, server=server)
         return snapshot

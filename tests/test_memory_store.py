@@ -109,7 +109,7 @@ def test_what_the_web_layer_asks_of_any_store(tmp_path):
         store.close()
 
 
-def test_the_sampler_and_the_memory_store_share_one_ring():
+def test_the_sampler_feeds_the_memory_store_its_samples():
     class Collector:
         source = "test"
 
@@ -121,11 +121,10 @@ def test_the_sampler_and_the_memory_store_share_one_ring():
 
     history = History.covering(60, interval_s=1.0)
     store = MemoryStore(history, EventLog())
-    sampler = Sampler(MetricsRegistry(), Collector(), history=history, record=store.enqueue_sample)
-    snapshot = sampler.tick()
-    assert sampler.history is history
-    columns = store.history_columns(snapshot["ts"] - 1, snapshot["ts"] + 1)
-    assert columns["ts"] == [snapshot["ts"]] and columns["series"]["system.cpu_percent"] == [7.0]
+    sampler = Sampler(MetricsRegistry(), Collector(), subscribers=[store.record])
+    sample = sampler.tick()
+    columns = store.history_columns(sample.ts - 1, sample.ts + 1)
+    assert columns["ts"] == [sample.ts] and columns["series"]["system.cpu_percent"] == [7.0]
 
 
 def test_memory_answers_only_what_the_event_log_still_holds():

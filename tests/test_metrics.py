@@ -10,7 +10,8 @@ from conftest import check_public_names
 from sse_dashboard.collectors.system import SystemCollector
 from sse_dashboard.registry import MetricsRegistry
 from sse_dashboard.sampler import Sampler, flatten_snapshot
-from sse_dashboard.storage.memory import History
+from sse_dashboard.events import EventLog
+from sse_dashboard.storage.memory import History, MemoryStore
 
 
 def test_all_lists_exactly_the_public_names():
@@ -174,10 +175,12 @@ def test_a_failing_reader_degrades_to_none_and_warns_once(caplog):
     assert len(warnings) == 1
 
 
-def test_sampler_thread_ticks_once_per_interval_and_rings():
+def test_sampler_thread_ticks_once_per_interval_and_hands_each_sample_to_every_subscriber_in_order():
     rings = []
     collector = CountingCollector()
-    sampler = Sampler(MetricsRegistry(), collector, interval_s=0.05, on_sample=lambda: rings.append(1))
+    sampler = Sampler(MetricsRegistry(), collector, interval_s=0.05,
+                      subscribers=[lambda sample: rings.append(("first", sample.seq)),
+                                   lambda sample: rings.append(("second", sample.seq))])
     sampler.start()
     try:
         assert sampler.latest()[0]["seq"] >= 1  # start() waits for the first snapshot
@@ -186,7 +189,8 @@ def test_sampler_thread_ticks_once_per_interval_and_rings():
         wait_until(lambda: sampler.seq >= 4, timeout=5, message="4 ticks")
     finally:
         sampler.stop()
-    assert len(rings) == sampler.seq == collector.calls
+    assert len(rings) == 2 * sampler.seq == 2 * collector.calls
+    assert rings[:4] == [("first", 1), ("second", 1), ("first", 2), ("second", 2)]
 
 
 def test_sampler_refuses_a_bad_interval():
@@ -219,10 +223,12 @@ def test_history_is_bounded_and_served_as_columns():
     assert History(maxlen=5).columns(seconds=60) == {"ts": [], "series": {}}
 
 
-def test_sampler_history_covers_the_requested_time_at_the_interval():
-    sampler = Sampler(MetricsRegistry(), CountingCollector(), interval_s=0.5, history_s=600)
-    assert sampler.history.maxlen == 1201
+def test_a_memory_store_covers_the_requested_time_at_the_interval_and_the_sampler_feeds_it():
+    history = History.covering(600, interval_s=0.5)
+    store = MemoryStore(history, EventLog())
+    sampler = Sampler(MetricsRegistry(), CountingCollector(), interval_s=0.5, subscribers=[store.record])
+    assert history.maxlen == 1201
     sampler.tick()
     sampler.tick()
-    columns = sampler.history.columns(seconds=60)
+    columns = history.columns(seconds=60)
     assert len(columns["ts"]) == 2 and columns["series"]["system.cpu_percent"] == [1.0, 2.0]

@@ -20,7 +20,7 @@ import math
 import threading
 import uuid
 from collections import deque
-from typing import Iterator
+from typing import Any, Iterator
 
 from sse_dashboard.events import Event, EventFilter, EventLog
 
@@ -156,8 +156,17 @@ class MemoryStore:
 
     # --- history ----------------------------------------------------------------------
 
+    def record(self, sample: Any) -> None:
+        """Keep one sample (a ``sampler.Sample``; the sampler calls this each tick)."""
+        self.history.append(sample.ts, sample.series)
+
     def enqueue_sample(self, ts: float, flat: dict) -> None:
-        """Nothing to do: the sampler appends every sample to ``history``, which this store reads."""
+        """Keep one sample's series (what ``record`` does, by its parts)."""
+        self.history.append(ts, flat)
+
+    def forget_series(self, name: str) -> None:
+        """A deleted counter's or gauge's history (``counters.jobs``) goes from memory."""
+        self.history.forget(name)
 
     def history_columns(self, start: float, end: float) -> dict:
         """The window's rows as columns (always full resolution: memory keeps no roll-ups)."""

@@ -140,6 +140,15 @@ class Store:
 
     # --- history ----------------------------------------------------------------------
 
+    def record(self, sample: Any) -> None:
+        """Hand one sample (a ``sampler.Sample``) to the writer thread without waiting (the sampler
+        calls this each tick)."""
+        self.history.enqueue(sample.ts, sample.series)
+
+    def forget_series(self, name: str) -> None:
+        """Nothing more to do: a delete takes the stored history with it in its own commit
+        (``MetricsRegistry.delete``)."""
+
     def enqueue_sample(self, ts: float, flat: dict) -> None:
         """Hand a sample to the writer thread without waiting (the sampler calls this)."""
         self.history.enqueue(ts, flat)

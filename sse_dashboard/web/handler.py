@@ -205,8 +205,7 @@ class DashboardHandler(PageHandlers, MetricHandlers, EventHandlers, StreamHandle
 
     def refuse_unless_durable(self) -> None:
         """503 while storage cannot keep what we would acknowledge (file gone, disk full)."""
-        store = self.app.store
-        problem = store.problem() if store is not None else None
+        problem = self.app.store.problem()
         if problem:
             raise HTTPError(503, "storage cannot keep this right now: %s" % problem, (("Retry-After", "30"),))
 

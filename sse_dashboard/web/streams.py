@@ -131,29 +131,67 @@ class _Stream:
         self.backlog_bytes += len(frame)
 
 
+class Doorbell:
+    """What wakes the hub from any thread: a posted event, a sample, a new stream.
+
+    A socket pair, so the hub's one ``select()`` waits for it and for writable sockets together.
+    Made before the event log and the hub, and given to both (``EventLog(on_post=doorbell.ring)``),
+    so each is complete when constructed."""
+
+    def __init__(self) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+
+    def ring(self) -> None:
+        """Safe from any thread, never blocks."""
+        try:
+            self._w.send(b"\0")
+        except OSError:  # the pipe is full (a wake-up is pending anyway) or closed (stopping)
+            pass
+
+    @property
+    def socket(self) -> socket.socket:
+        """The end to ``select()`` on for reading."""
+        return self._r
+
+    def drain(self) -> None:
+        """Forget the rings so far (the hub is awake now)."""
+        try:
+            while self._r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for sock in (self._r, self._w):
+            sock.close()
+
+
 class StreamHub:
     """Every open stream, written by one thread.
 
-    >>> hub = StreamHub(events, sampler.latest)
+    >>> doorbell = Doorbell()
+    >>> events = EventLog(on_post=doorbell.ring)                     # an event goes out at once
+    >>> hub = StreamHub(events, doorbell)
+    >>> sampler = Sampler(..., subscribers=[store.record, hub.publish])   # each sample, once
     >>> hub.start()
-    >>> events = EventLog(on_post=hub.wake)        # and Sampler(on_sample=hub.wake)
     >>> hub.add(sock, cursor=events.last_id, seq=snapshot["seq"])   # from a request handler
     """
 
-    def __init__(self, events: EventLog, latest: Callable[[], tuple[dict, bytes]], *,
+    def __init__(self, events: EventLog, doorbell: Doorbell | None = None, *,
                  heartbeat_s: float = 15.0, write_timeout_s: float = 10.0,
                  max_backlog_bytes: int = DEFAULT_MAX_BACKLOG, select_group: int = SELECT_GROUP,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.events = events
-        self._latest = latest
+        self.doorbell = doorbell if doorbell is not None else Doorbell()
         self.heartbeat_s = heartbeat_s
         self.write_timeout_s = write_timeout_s
         self.max_backlog_bytes = max_backlog_bytes
         self.select_group = select_group
         self._clock = clock
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
         self._incoming: deque[_Stream] = deque()
         self._streams: list[_Stream] = []
         self._count_lock = threading.Lock()
@@ -164,8 +202,8 @@ class StreamHub:
         self._cursor = events.last_id
         self._seq: int | None = None
         self._metrics: bytes | None = None
-        # Every snapshot the sampler published, not only the latest: if two ticks land
-        # between two steps (the hub was slow, or starved of CPU), neither is lost.
+        # Every sample published, not only the latest: if two ticks land between two steps
+        # (the hub was slow, or starved of CPU), neither is lost.
         self._published: deque[tuple[int, bytes]] = deque(maxlen=RECENT_SNAPSHOTS)
         self._frames: dict[int, bytes] = {}  # log-named frames of the newest events
         self._typed: dict[int, bytes] = {}   # type-named ones, for typed events only
@@ -198,17 +236,15 @@ class StreamHub:
         self._incoming.append(_Stream(sock, cursor, seq, self._clock(), only, typed, metrics))
         self.wake()
 
-    def published(self, snapshot: dict, body: bytes) -> None:
-        """A new sample (the sampler calls this after each publish): queue its frame, wake."""
-        self._published.append((snapshot["seq"], metrics_frame(body)))
+    def publish(self, sample: Any) -> None:
+        """A new sample (a ``sampler.Sample``; the sampler hands each one here): its frame is
+        made once, here, and the hub woken."""
+        self._published.append((sample.seq, metrics_frame(sample.body)))
         self.wake()
 
     def wake(self) -> None:
-        """Something new to send (a sample, an event): safe from any thread, never blocks."""
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:  # the pipe is full (a wake-up is pending anyway) or closed (stopping)
-            pass
+        """Something new to send: safe from any thread, never blocks."""
+        self.doorbell.ring()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="stream-hub", daemon=True)
@@ -220,8 +256,7 @@ class StreamHub:
         self.wake()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        for sock in (self._wake_r, self._wake_w):
-            sock.close()
+        self.doorbell.close()
 
     # --- the hub thread --------------------------------------------------------------
 
@@ -244,26 +279,18 @@ class StreamHub:
         timeout = 0.5 if not backlogged else min(0.5, self.write_timeout_s / 4)
         groups = [backlogged[i:i + self.select_group] for i in range(0, len(backlogged), self.select_group)]
         try:
-            select.select([self._wake_r], groups[0] if groups else [], [], timeout)
+            select.select([self.doorbell.socket], groups[0] if groups else [], [], timeout)
         except (OSError, ValueError):
             pass  # a socket closed under us: the sends below find out which
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            pass
+        self.doorbell.drain()
 
     def _step(self) -> None:
         now = self._clock()
         while self._incoming:
             self._streams.append(self._incoming.popleft())
-        snapshot, body = self._latest()
-        recent = [item for item in list(self._published) if item[0] <= snapshot["seq"]]
-        if not recent or recent[-1][0] != snapshot["seq"]:  # (a sampler that does not tell us)
-            recent.append((snapshot["seq"], metrics_frame(body)))
-        self._seq, self._metrics = recent[-1]
+        recent = list(self._published)
+        if recent:
+            self._seq, self._metrics = recent[-1]
         before = self._cursor
         first = self.events.first_id
         new_events = self.events.since(before)
@@ -293,9 +320,11 @@ class StreamHub:
                     if frames:
                         stream.queue(frames)
                     stream.cursor = self._cursor
-            if not stream.metrics:
+            if self._seq is None:
+                pass  # no sample published yet: nothing to send or to skip
+            elif not stream.metrics:
                 stream.seq = self._seq
-            elif stream.seq != self._seq:
+            elif stream.seq < self._seq:  # (a stream opened on a sample not handed to the hub yet is ahead)
                 for seq, frame in recent:
                     if seq <= stream.seq:
                         continue

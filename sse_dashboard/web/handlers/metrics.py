@@ -46,19 +46,16 @@ class MetricHandlers:
         found = app.registry.delete(kind, name)  # with its stored history, in one commit
         if not found:
             raise HTTPError(404, "no such %s" % kind[:-1])
-        app.sampler.history.forget("%s.%s" % (kind, name))
+        app.store.forget_series("%s.%s" % (kind, name))  # in memory; SQLite's went in the commit
         return json_response({"status": "deleted", "kind": kind, "name": name})
 
     def get_history(self) -> Response:
-        sampler, store = self.app.sampler, self.app.store
+        store = self.app.store
         start, end, explicit = self.time_window(300)
         if self.response_format() == "csv":
-            if store is not None:
-                return csv_download(history_csv(lambda: store.iter_history_rows(start, end)), HISTORY_CSV_NAME)
-            rows = sampler.history.between(start, end)
-            return csv_download(history_csv(lambda: iter(rows)), HISTORY_CSV_NAME)
+            return csv_download(history_csv(lambda: store.iter_history_rows(start, end)), HISTORY_CSV_NAME)
         if explicit:  # an export: rows, streamed, so a week never sits in memory at once
-            rows = store.iter_history_rows(start, end) if store is not None else iter(sampler.history.between(start, end))
+            rows = store.iter_history_rows(start, end)
             return json_stream(json_array_chunks('{"rows":[', (encode_json({"ts": ts, "series": flat})
                                                                for ts, flat in rows), "]}"))
         return Response(200, encode_json(self.app.history_columns(start, end)), JSON_TYPE,
