@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 __all__ = ["LEVELS", "Event", "EventFilter", "EventLog", "Replay", "make_event", "is_unicode_text", "check_type",
-           "DASHBOARD_TYPE_PREFIXES"]
+           "newest_within", "DASHBOARD_TYPE_PREFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +303,19 @@ def check_type(event_type: Any, by_dashboard: bool = False) -> None:
     if event_type.startswith(DASHBOARD_TYPE_PREFIXES) and not by_dashboard:
         raise ValueError("types starting with %s belong to the dashboard (its alerts and notification reports); "
                          "choose another, such as myapp.%s" % (" or ".join(DASHBOARD_TYPE_PREFIXES), event_type))
+
+
+def newest_within(newest_first: Any, max_chars: int | None) -> list[Event]:
+    """The events of ``newest_first`` (newest first) that fit in about ``max_chars`` of JSON,
+    oldest first; at least one. What a restart keeps in memory, from disk or from memory alike."""
+    events, chars = [], 0
+    for event in newest_first:
+        chars += len(event.json)
+        if max_chars is not None and chars > max_chars and events:
+            break
+        events.append(event)
+    events.reverse()
+    return events
 
 
 def make_event(event_id: int, ts: float, level: str, source: str, message: str, data_json: str | None,

@@ -289,3 +289,26 @@ def chromium_path() -> str | None:
         if found:
             return found
     return None
+
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    # This machine has no network: without these Chromium keeps dialling out.
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Debian Chromium, driven by Playwright (one per test module)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    require_tool(sync_playwright is not None, "playwright (pip install -e .[test])")
+    executable = chromium_path()
+    require_tool(executable is not None, "chromium (apt-get install -y chromium)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

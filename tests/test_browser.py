@@ -6,31 +6,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, chromium_path, require_tool, wait_until
+from conftest import ROOT, require_tool, wait_until
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    # This machine has no network: without these Chromium keeps dialling out.
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    require_tool(sync_playwright is not None, "playwright (pip install -e .[test])")
-    executable = chromium_path()
-    require_tool(executable is not None, "chromium (apt-get install -y chromium)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
 
 @pytest.fixture
 def page(browser):

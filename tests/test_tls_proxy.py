@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import chromium_path, require_tool, wait_until
+from conftest import require_tool, wait_until
 
 NGINX_START_S = 5.0
 # The README's location block (Security, "Behind a reverse proxy"), with the upstream and the
@@ -163,23 +163,6 @@ def post_through(proxy: Nginx, origin: str | None, path: str = "/api/events") ->
 # from --public-url; $http_host passes the port, and the page's https origin is then its own Host.
 SETUPS = [pytest.param("$host", True, id="README-host-with-public-url"),
           pytest.param("$http_host", False, id="http_host-without-options")]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    require_tool(sync_playwright is not None, "playwright (pip install -e .[test])")
-    executable = chromium_path()
-    require_tool(executable is not None, "chromium (apt-get install -y chromium)")
-    from test_browser import CHROMIUM_ARGS
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.browser

@@ -19,7 +19,7 @@ import logging
 import sqlite3
 from typing import Any, Iterator
 
-from sse_dashboard.events import Event, EventFilter, make_event
+from sse_dashboard.events import Event, EventFilter, make_event, newest_within
 from sse_dashboard.storage.database import Database, StorageError, describe
 
 __all__ = ["EventTable", "DEFAULT_MAX_STORED_EVENTS", "DEFAULT_MAX_STORED_EVENT_BYTES"]
@@ -65,16 +65,8 @@ class EventTable:
 
     def recent(self, limit: int, max_chars: int | None = None) -> list[Event]:
         """The newest events, oldest first: at most ``limit``, and about ``max_chars`` of JSON."""
-        events, chars = [], 0
-        for row in self._db.iterate("SELECT %s FROM events ORDER BY id DESC LIMIT ?" % EVENT_COLUMNS,
-                                    (limit,), chunk=100):
-            event = _event(row)
-            chars += len(event.json)
-            if max_chars is not None and chars > max_chars and events:
-                break
-            events.append(event)
-        events.reverse()
-        return events
+        rows = self._db.iterate("SELECT %s FROM events ORDER BY id DESC LIMIT ?" % EVENT_COLUMNS, (limit,), chunk=100)
+        return newest_within((_event(row) for row in rows), max_chars)
 
     def iterate(self, after_id: int = 0, start: float | None = None, end: float | None = None,
                 level: str | None = None, limit: int | None = None,

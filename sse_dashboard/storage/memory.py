@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from typing import Any, Iterator
 
-from sse_dashboard.events import Event, EventFilter, EventLog
+from sse_dashboard.events import Event, EventFilter, EventLog, newest_within
 
 __all__ = ["History", "MemoryStore", "to_columns", "DEFAULT_HISTORY_S", "MAX_HISTORY_POINTS"]
 
@@ -183,14 +183,7 @@ class MemoryStore:
 
     def recent_events(self, limit: int, max_chars: int | None = None) -> list[Event]:
         """The newest events, oldest first: at most ``limit``, and about ``max_chars`` of JSON."""
-        events, chars = [], 0
-        for event in reversed(self.events.newest(limit)):
-            chars += len(event.json)
-            if max_chars is not None and chars > max_chars and events:
-                break
-            events.append(event)
-        events.reverse()
-        return events
+        return newest_within(reversed(self.events.newest(limit)), max_chars)
 
     def iter_events(self, after_id: int = 0, start: float | None = None, end: float | None = None,
                     level: str | None = None, limit: int | None = None,
