@@ -87,8 +87,10 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     url = listen_url(listener.getsockname())
     store.announce(url)
     notice = functools.partial(_post_notice, events)
-    notifier = Notifier(list(config.notify), url, post=notice, persist=functools.partial(store.write_meta, "notify_flood"),
-                        state=store.read_meta("notify_flood"))
+    # A notification links to the page as its reader reaches it: through the proxy when there is one.
+    page_url = config.public_url + "/" if config.public_url else url
+    notifier = Notifier(list(config.notify), page_url, post=notice,
+                        persist=functools.partial(store.write_meta, "notify_flood"), state=store.read_meta("notify_flood"))
     outlet = AlertOutlet(notice, notifier.alert_changed)  # one "post, then notify" for rules and heartbeats
     alerts = AlertEngine(list(config.alert_rules), outlet, persist=functools.partial(store.write_meta, "alerts"),
                          state=store.read_meta("alerts"))

@@ -645,3 +645,12 @@ def test_an_alert_whose_rule_was_removed_is_resolved_after_the_restart(make_serv
     events = running.json("GET", "/api/events")[1]["events"]
     assert [e["type"] for e in events if e["source"] == "alerts"] == ["alert.firing", "alert.resolved"]
     assert running.json("GET", "/api/alerts")[1]["alerts"] == []
+
+
+def test_a_notification_links_to_the_public_url_behind_a_proxy(make_server, receiver):
+    hook = receiver()
+    rules = parse_rules({"rules": [{"name": "deep", "metric": "gauges.q", "op": ">", "threshold": 5}]})
+    running = make_server(alert_rules=rules, notify=[Target("ops", hook.url)], public_url="https://dash.example.org")
+    running.json("POST", "/api/metrics", {"gauges": {"q": 10}})
+    payload = json.loads(hook.wait_for(1)[0]["body"])
+    assert payload["dashboard"]["url"] == "https://dash.example.org/"

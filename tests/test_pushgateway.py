@@ -288,3 +288,24 @@ def test_a_pushed_number_is_kept_as_the_same_number_posted_in_json(server):
     shown = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith(("p_", "j_")))
     for key in list(numbers) + ["c_total"]:
         assert shown['p_%s{job="n"}' % key] == shown["j_%s" % key], (key, shown)
+
+
+def test_curl_as_the_pushgateway_readme_shows_it_pushes_and_a_foreign_form_does_not(server):
+    """`echo "some_metric 3.14" | curl --data-binary @- .../metrics/job/some_job` (the Pushgateway's
+    own example) sends Content-Type application/x-www-form-urlencoded: it got 415 here."""
+    import shutil
+    import subprocess
+
+    from conftest import require_tool
+
+    curl = shutil.which("curl")
+    require_tool(curl is not None, "curl (apt-get install -y curl)")
+    done = subprocess.run([curl, "-s", "-w", "\n%{http_code}", "--data-binary", "@-",
+                           "%s/metrics/job/some_job" % server.url], input="some_metric 3.14\n",
+                          capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip().endswith("200"), done.stdout
+    assert app_metrics(server)[1]['some_metric{job="some_job"}'] == 3.14
+    status, _, _ = server.request("POST", "/metrics/job/evil", b"x 1\n",
+                                  {"Content-Type": "application/x-www-form-urlencoded",
+                                   "Origin": "https://evil.example"})
+    assert status == 403 and 'x{job="evil"}' not in app_metrics(server)[1]

@@ -88,6 +88,18 @@ def test_visiting_with_the_token_sets_an_httponly_cookie_that_opens_api_and_stre
     assert call(server, "GET", "/api/metrics", headers={"Cookie": "sse_dashboard_token_1=s3cret"})[0] == 401
 
 
+def test_the_token_cookie_is_secure_through_an_https_public_url_and_only_there(make_server):
+    """Behind a TLS proxy (--public-url https://...), the cookie carrying the token must never go
+    back over plain http; opened directly on http://127.0.0.1, it cannot be Secure or it is lost."""
+    server = make_server(token="s3cret", public_url="https://dash.example.org")
+    status, headers, _ = call(server, "GET", "/?token=s3cret", headers={"Host": "dash.example.org"})
+    assert status == 303 and headers["Set-Cookie"].endswith("; Secure")
+    status, headers, _ = call(server, "GET", "/?token=s3cret")
+    assert status == 303 and "Secure" not in headers["Set-Cookie"]
+    plain = make_server(token="s3cret")
+    assert "Secure" not in call(plain, "GET", "/?token=s3cret")[1]["Set-Cookie"]
+
+
 def test_visiting_with_a_wrong_token_is_401(make_server):
     server = make_server(token="s3cret")
     status, headers, _ = call(server, "GET", "/?token=guess")

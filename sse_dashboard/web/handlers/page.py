@@ -40,6 +40,8 @@ class PageHandlers:
             # (and from history); EventSource cannot send an Authorization header.
             cookie = "%s=%s; HttpOnly; SameSite=Strict; Path=/" % (cookie_name(self.server.server_port),
                                                                   cookie_value(offered))
+            if self._through_https_public_url():
+                cookie += "; Secure"  # never sent back over plain http, where anyone on the path reads it
             return Response(303, b"", "text/plain", (("Location", "/"), ("Set-Cookie", cookie),
                                                     ("Cache-Control", "no-store")))
         return self._static_file("index.html")
@@ -65,3 +67,12 @@ class PageHandlers:
         if content_type is None:
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return Response(200, content, content_type, (("Cache-Control", "no-cache"),))
+
+    def _through_https_public_url(self) -> bool:
+        """Whether this request came through ``--public-url`` and it is https (a TLS proxy)."""
+        public = self.app.config.public_url
+        if not public or not public.startswith("https://"):
+            return False
+        host = (self.headers.get("Host") or "").strip().lower()
+        named = urllib.parse.urlsplit(public)
+        return host in (named.netloc.lower(), named.hostname or "")
