@@ -192,7 +192,7 @@ class MetricsRegistry:
         with self._lock:
             self._check_open()
             gone = [(kind, name) for kind, name in remove if name not in (totals if kind == "counters" else values)]
-            gone = [key for key in gone if key[1] in self._table(key[0])]
+            gone = [key for key in dict.fromkeys(gone) if key[1] in self._table(key[0])]  # each once: room is counted
             room = self._max_metrics - self._door_counts.get("push", 0) + sum(
                 1 for key in gone if self._doors.get(key) == "push")
             new = [key for key in [("counters", n) for n in totals] + [("gauges", n) for n in values]
@@ -264,15 +264,19 @@ class MetricsRegistry:
         self._journal(rows, meta=meta, forget=forget)
         self._unsaved.clear()
 
-    def save_unsaved(self) -> None:
+    def save_unsaved(self, last: bool = False) -> None:
         """Commit what changed without a commit (StatsD lines, expired gauges); on failure it stays
-        unsaved and the store has said why (``Store.problem()``)."""
+        unsaved and the store has said why (``Store.problem()``). ``last``: no later try comes."""
         with self._lock:
             if self._unsaved:
                 try:
                     self._keep({}, {}, 0.0, "api", True)
                 except Exception as exc:  # StorageError: retried at the next tick
-                    log.debug("unsaved metrics not kept yet: %s", exc)
+                    if last:
+                        log.warning("%d counter or gauge change(s) not kept at the stop (StatsD lines, "
+                                    "expired gauges): %s", len(self._unsaved), exc)
+                    else:
+                        log.debug("unsaved metrics not kept yet: %s", exc)
 
     def restore(self, counters: dict, gauges: dict, doors: dict | None = None) -> None:
         """Take back stored state (``{name: total}``, ``{name: (value, set_at)}``, and which door
@@ -314,7 +318,7 @@ class MetricsRegistry:
         """Refuse every later update, keep what is unsaved, and return the final ``state()``."""
         with self._lock:
             self._sealed = True
-        self.save_unsaved()
+        self.save_unsaved(last=True)
         return self.state()
 
     def _expire(self, now: float) -> None:

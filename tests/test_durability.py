@@ -261,3 +261,35 @@ def test_an_update_of_no_names_is_answered_and_changes_nothing(make_server, tmp_
         status, answer = running.json("POST", "/api/metrics", body)
         assert status == 200 and answer == {"status": "ok", "counters": {}, "gauges": {}}, (body, answer)
     assert running.json("GET", "/api/health")[1]["storage"] == "ok"
+
+
+def test_a_failed_history_write_gives_no_series_id_to_another_name(tmp_path):
+    """A new series' id was cached inside the transaction; after a rollback SQLite gave the same id
+    to the next new name, and one metric's history was stored and shown under the other's."""
+    store = storage.open_store(tmp_path)
+    history = store.history
+    history.write([(1.0, {"a": 1})])
+    # A trigger stands in for a full disk: the write fails after its new series row was made.
+    store.database.conn.execute("CREATE TEMP TRIGGER full BEFORE INSERT ON rollups "
+                                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    with pytest.raises(sqlite3.Error):
+        history.write([(2.0, {"b": 2})], final=True)
+    store.database.conn.execute("DROP TRIGGER full")
+    history.write([(3.0, {"c": 3})])
+    history.write([(4.0, {"b": 4})])
+    assert list(history._full_rows(0, 10)) == [(1.0, {"a": 1}), (3.0, {"c": 3}), (4.0, {"b": 4})]
+    store.close()
+
+
+def test_a_name_another_door_takes_over_is_kept_as_that_doors_across_a_restart(tmp_path):
+    """An API gauge expired and StatsD set the name again before the next save: the upsert kept the
+    row's old door, so after a restart the API's budget was charged for a StatsD name."""
+    clock = [1000.0]
+    store = storage.open_store(tmp_path)
+    registry = MetricsRegistry(gauge_ttl_s=60, clock=lambda: clock[0], journal=store.journal)
+    registry.update(gauges={"g": 1})
+    clock[0] += 120                                            # expired (deleted on disk at the next save)
+    registry.update(gauges={"g": 2}, door="statsd", durable=False)
+    registry.save_unsaved()
+    assert store.metric_state()[2] == {("gauges", "g"): "statsd"}
+    store.close()

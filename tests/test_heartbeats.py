@@ -219,3 +219,20 @@ def test_a_heartbeat_post_without_a_body_is_taken_whatever_its_type(server):
                                headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 200 and beat["ping"] == 12.0
     assert [b["name"] for b in server.json("GET", "/api/alerts")[1]["heartbeats"]] == ["a", "b"]
+
+
+def test_removing_a_firing_heartbeat_resolves_its_alert_once():
+    """DELETE of a firing heartbeat dropped its alert silently: the page's span stayed open and the
+    targets that got the firing never got a resolve (flood control, now kept across restarts,
+    remembered it as open for good)."""
+    clock, (posted, outlet) = Clock(), recorder()
+    beats = Heartbeats(outlet, clock=clock)
+    beats.beat("deploy", status="down", message="exit 3")
+    beats.check()
+    assert beats.forget("deploy") and beats.active() == []
+    assert [(p["type"], p["message"]) for p in posted] == [("alert.firing", "deploy is down: exit 3"),
+                                                           ("alert.resolved", "resolved: deploy was removed")]
+    beats.check()
+    assert len(posted) == 2
+    beats.beat("quiet")
+    assert beats.forget("quiet") and len(posted) == 2  # nothing was firing: nothing to say

@@ -323,3 +323,14 @@ def test_a_keep_alive_client_is_answered_without_the_delayed_ack_wait(server):
         latencies.append(time.perf_counter() - started)
     conn.close()
     assert statistics.median(latencies) < 0.02, latencies
+
+
+def test_a_labeled_metric_is_deleted_by_the_name_it_was_posted_under(server):
+    """The registry keeps labels in canonical order; a DELETE spelling them as the POST did got 404."""
+    import urllib.parse
+
+    posted = 'jobs{queue="mail",host="a"}'
+    assert server.json("POST", "/api/metrics", {"counters": {posted: 1}})[0] == 200
+    status, body = server.json("DELETE", "/api/metrics/counters/" + urllib.parse.quote(posted, safe=""))
+    assert status == 200, body
+    assert server.json("GET", "/api/metrics")[1]["counters"] == {}

@@ -92,8 +92,9 @@ def test_the_token_cookie_is_secure_through_an_https_public_url_and_only_there(m
     """Behind a TLS proxy (--public-url https://...), the cookie carrying the token must never go
     back over plain http; opened directly on http://127.0.0.1, it cannot be Secure or it is lost."""
     server = make_server(token="s3cret", public_url="https://dash.example.org")
-    status, headers, _ = call(server, "GET", "/?token=s3cret", headers={"Host": "dash.example.org"})
-    assert status == 303 and headers["Set-Cookie"].endswith("; Secure")
+    for host in ("dash.example.org", "dash.example.org:443", "DASH.example.org."):
+        status, headers, _ = call(server, "GET", "/?token=s3cret", headers={"Host": host})
+        assert status == 303 and headers["Set-Cookie"].endswith("; Secure"), host
     status, headers, _ = call(server, "GET", "/?token=s3cret")
     assert status == 303 and "Secure" not in headers["Set-Cookie"]
     plain = make_server(token="s3cret")

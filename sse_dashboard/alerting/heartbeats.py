@@ -180,13 +180,20 @@ class Heartbeats:
             return beat.to_dict(now)
 
     def forget(self, name: str) -> bool:
-        """Remove a heartbeat (and resolve its alert silently); False if unknown."""
+        """Remove a heartbeat; False if unknown. A firing one is resolved ("removed"), so the
+        page's alert span closes and every target that got the firing gets its resolve."""
         with self._lock:
-            if name not in self._beats:
+            beat = self._beats.get(name)
+            if beat is None:
                 return False
             self._save({n: b for n, b in self._beats.items() if n != name})
             del self._beats[name]
-            return True
+        if beat.alert is not None:
+            told = replace(beat.alert, threshold=beat.every, level=beat.level, targets=beat.notify)
+            data = {"heartbeat": name, "state": "resolved", "since": beat.alert.since}
+            self._outlet.send([AlertChange.resolved(told, "resolved: %s was removed" % name, data,
+                                                    ended_at=self._clock())])
+        return True
 
     def check(self) -> list[dict]:
         """Fire and resolve as the beats say; return the active heartbeat alerts."""
@@ -196,12 +203,13 @@ class Heartbeats:
             for beat in self._beats.values():
                 changes.extend(self._step(beat, now))
             active = [b.alert.to_dict() for b in self._beats.values() if b.alert is not None]
-            if changes:
+        self._outlet.send(changes)
+        if changes:  # after the event and the notification, as AlertEngine.evaluate says why
+            with self._lock:
                 try:
                     self._save(self._beats)  # a restart must know what is firing
                 except Exception as exc:
                     log.warning("heartbeat alert state not kept: %s", exc)
-        self._outlet.send(changes)
         return active
 
     def active(self) -> list[dict]:

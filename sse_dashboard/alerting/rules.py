@@ -219,9 +219,13 @@ class AlertEngine:
                 changes.extend(self._step(rule, value, now, ts))
             active = [alert.to_dict() for alert in self._firing.values()]
             waiting = [{"rule": r.name, "metric": r.metric} for r in self.rules if r.name not in self._seen]
-            if changes:
-                self._save()  # before the events: a restart must know what is firing
         self._outlet.send(changes)
+        if changes:
+            # After the event and the notifier's own record of what it sent: a crash in between
+            # fires once more after the restart (a second event; flood control sends no second
+            # notification), where saving first could lose the alert's announcement for good.
+            with self._lock:
+                self._save()
         return {"alerts": active, "alerts_waiting": waiting} if waiting else {"alerts": active}
 
     def rule_states(self) -> list[dict]:

@@ -162,6 +162,10 @@ class StoredHistory:
         db = self._db
         db.check_file()
         with db.write_lock:
+            # Put back on failure: the open bucket (folded in before the transaction) and the ids
+            # of new series (handed out inside it); a kept id SQLite then gave another name would
+            # show one metric's history under the other's.
+            bucket_before, acc_before = self._bucket, {name: list(a) for name, a in self._acc.items()}
             rollups = []
             for ts, flat in batch:
                 rollups.extend(self._accumulate(ts, flat))
@@ -182,6 +186,8 @@ class StoredHistory:
                 conn.execute("COMMIT")
             except BaseException:
                 db.rollback()
+                self._bucket, self._acc = bucket_before, acc_before
+                self.reload_series()
                 raise
 
     def _series_id(self, name: str) -> int:

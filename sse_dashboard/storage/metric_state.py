@@ -28,7 +28,7 @@ __all__ = ["MetricState"]
 log = logging.getLogger(__name__)
 
 _UPSERT_STATE = ("INSERT INTO metric_state (kind, name, value, set_at, door) VALUES %s "
-                 "ON CONFLICT (kind, name) DO UPDATE SET value = excluded.value, set_at = excluded.set_at")
+                 "ON CONFLICT (kind, name) DO UPDATE SET value = excluded.value, set_at = excluded.set_at, door = excluded.door")
 _UPSERT_META = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 _ONE_STATEMENT_ROWS = 100  # 5 parameters a row, well within SQLite's oldest limit of 999
 

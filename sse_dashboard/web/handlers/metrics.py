@@ -10,6 +10,7 @@ from __future__ import annotations
 import urllib.parse
 
 from sse_dashboard.exposition import PROMETHEUS_CONTENT_TYPE, render_prometheus
+from sse_dashboard.registry import canonical_name
 from sse_dashboard.sampler import encode_json
 from sse_dashboard.web.exports import HISTORY_CSV_NAME, history_csv, json_array_chunks
 from sse_dashboard.web.response import JSON_TYPE, HTTPError, Response, csv_download, json_response, json_stream
@@ -40,7 +41,7 @@ class MetricHandlers:
     def delete_metric(self) -> Response:
         """DELETE /api/metrics/counters/NAME or /gauges/NAME: the metric and its history."""
         kind, _, name = self.route_path[len("/api/metrics/"):].partition("/")
-        name = urllib.parse.unquote(name)
+        name = _as_stored(urllib.parse.unquote(name))
         app = self.app
         self.refuse_unless_durable()
         found = app.registry.delete(kind, name)  # with its stored history, in one commit
@@ -69,3 +70,12 @@ class MetricHandlers:
     def get_processes(self) -> Response:
         """The top ten by CPU and by memory, read now (at most every 2 s, however many ask)."""
         return Response(200, encode_json(self.app.processes.top()), JSON_TYPE, (("Cache-Control", "no-store"),))
+
+
+def _as_stored(name: str) -> str:
+    """A name as the registry keeps it (labels in canonical order), so a DELETE may spell the
+    labels as the POST did; a name that does not parse is looked up as it is (and not found)."""
+    try:
+        return canonical_name(name)
+    except ValueError:
+        return name

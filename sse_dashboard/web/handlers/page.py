@@ -73,6 +73,7 @@ class PageHandlers:
         public = self.app.config.public_url
         if not public or not public.startswith("https://"):
             return False
-        host = (self.headers.get("Host") or "").strip().lower()
+        host = (self.headers.get("Host") or "").strip().lower().rstrip(".")
         named = urllib.parse.urlsplit(public)
-        return host in (named.netloc.lower(), named.hostname or "")
+        port = named.port or 443
+        return host in (named.hostname or "", "%s:%d" % (named.hostname, port))
