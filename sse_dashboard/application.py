@@ -32,9 +32,17 @@ from sse_dashboard.ingest.statsd import StatsdListener
 from sse_dashboard.registry import MetricsRegistry
 from sse_dashboard.sampler import Sampler
 from sse_dashboard.storage import Store
-from sse_dashboard.storage.memory import MemoryStore
+from sse_dashboard.storage.memory import MemoryStore, downsample
 
-__all__ = ["Application", "StreamCounts", "server_stats", "alert_extras"]
+# History answers (README "Limits"): points a series by default and at most, names at most, and how
+# many are built at once (each holds its window in memory while it is built).
+DEFAULT_HISTORY_POINTS = 2000
+MAX_HISTORY_POINTS = 10_000
+MAX_HISTORY_NAMES = 100
+MAX_HISTORY_READS = 4
+
+__all__ = ["Application", "DEFAULT_HISTORY_POINTS", "MAX_HISTORY_POINTS", "MAX_HISTORY_NAMES", "MAX_HISTORY_READS",
+           "StreamCounts", "server_stats", "alert_extras"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +102,7 @@ class Application:
         self.events_epoch = store.epoch
         self.started_monotonic = started_monotonic
         self._closed = False
+        self._heavy_reads = threading.BoundedSemaphore(MAX_HISTORY_READS)
 
     def stats(self) -> dict:
         return server_stats(self.hub, self.statsd, self.started_monotonic)
@@ -121,11 +130,14 @@ class Application:
         return {"alerts": self.active_alerts(), "rules": self.alerts.rule_states(),
                 "heartbeats": self.heartbeats.listing(), "notify": self.notifier.status()}
 
-    def history_columns(self, start: float, end: float) -> dict:
-        """Columns of the window (stored ones with roll-ups' min and max when they are older)."""
-        columns = self.store.history_columns(start, end)
-        columns.setdefault("interval", self.sampler.interval_s)  # the spacing of the points returned
-        return columns
+    def history_columns(self, start: float, end: float, names: list | None = None,
+                        points: int = DEFAULT_HISTORY_POINTS) -> dict:
+        """Columns of the window (stored ones with roll-ups' min and max when they are older), of
+        ``names`` only when given, at most ``points`` a series (``storage.memory.downsample``)."""
+        with self._heavy_reads:  # a few at once: each holds its window in memory while it is built
+            columns = self.store.history_columns(start, end, names)
+            columns.setdefault("interval", self.sampler.interval_s)  # the spacing of the points returned
+            return downsample(columns, points, start, end)
 
     def event_page(self, since: int | None, limit: int, level: str | None = None,
                    only: EventFilter | None = None) -> dict:

@@ -113,7 +113,8 @@ import { createCharts } from "./charts.js";
 
   async function seedHistory() {
     try {
-      const body = await getJSON("/api/metrics/history?seconds=" + HISTORY_SECONDS);
+      // Every point of the live window (the page's own buffer holds them): the cap, not the default.
+      const body = await getJSON("/api/metrics/history?points=10000&seconds=" + HISTORY_SECONDS);
       if (isNum(body.interval) && body.interval > 0) state.intervalMs = body.interval * 1000;
       const keys = Object.keys(body.series || {});
       (body.ts || []).forEach((ts, i) => {
@@ -193,7 +194,7 @@ import { createCharts } from "./charts.js";
     $("range-note").textContent = "";
     if (seconds > HISTORY_SECONDS) {
       try {
-        const body = await getJSON("/api/metrics/history?seconds=" + seconds);
+        const body = await getJSON("/api/metrics/history?points=" + chartPoints() + "&seconds=" + seconds);
         source = { ts: body.ts || [], series: new Map(Object.entries(body.series || {})), bands: {} };
         for (const key of Object.keys(body.min || {})) {
           if (body.max && body.max[key]) source.bands[key] = { min: body.min[key], max: body.max[key] };
@@ -203,7 +204,7 @@ import { createCharts } from "./charts.js";
           source.series.set(key, totals.map((v, i) => (i && isNum(v) && isNum(totals[i - 1]) && v >= totals[i - 1] ?
             (v - totals[i - 1]) / (source.ts[i] - source.ts[i - 1]) : null)));
         }
-        $("range-note").textContent = body.resolution === "rollup" ? "stored history: averages per " +
+        $("range-note").textContent = body.resolution === "rollup" || body.downsampled ? "stored history: averages per " +
           formatDuration(body.interval) + " with their min\u2013max band" : "stored history";
       } catch (e) {
         $("range-note").textContent = "could not load the stored history";
@@ -238,6 +239,12 @@ import { createCharts } from "./charts.js";
     scheduleDraw();
   }
 
+  // About a point per pixel of the widest chart (the server averages longer windows into buckets,
+  // with their min-max band).
+  function chartPoints() {
+    return Math.max(200, Math.min(2000, Math.round(document.documentElement.clientWidth || 1000)));
+  }
+
   // Longer ranges come from the server (its stored history: full resolution, then
   // one-minute averages); the live 15 minutes come from this page's own buffer.
   async function showDetailRange(seconds) {
@@ -251,7 +258,9 @@ import { createCharts } from "./charts.js";
       const key = detailChart.keys[0];
       const base = key.replace(/:rate$/, "");
       try {
-        const body = await getJSON("/api/metrics/history?seconds=" + seconds);
+        // One series, about as many points as the chart is wide: the server reads no more than that.
+        const body = await getJSON("/api/metrics/history?names=" + encodeURIComponent(base) + "&points=" +
+          chartPoints() + "&seconds=" + seconds);
         const source = { ts: body.ts || [], series: new Map() };
         const values = (body.series || {})[base] || [];
         if (key.endsWith(":rate")) {
@@ -265,7 +274,7 @@ import { createCharts } from "./charts.js";
           }
         }
         if (detailChart.seconds === seconds) detailChart.source = source;
-        $("detail-note").textContent = body.resolution === "rollup" ?
+        $("detail-note").textContent = body.resolution === "rollup" || body.downsampled ?
           "averages per " + formatDuration(body.interval) + (source.bands ? ", with the min–max band" : "") : "";
       } catch (e) {
         $("detail-note").textContent = "could not load the history";

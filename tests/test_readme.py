@@ -16,7 +16,7 @@ from sse_dashboard import events
 from sse_dashboard.alerting import heartbeats
 from sse_dashboard import registry as metrics  # the registry's limits (once in metrics.py)
 from sse_dashboard.ingest import push as pushgateway
-from sse_dashboard import cli, config
+from sse_dashboard import application, cli, config
 from sse_dashboard.web import request
 from sse_dashboard.ingest import statsd as statsd_listener
 from sse_dashboard import storage
@@ -150,6 +150,10 @@ LIMITS = {
                    ("heartbeats.MAX_MESSAGE_CHARS", heartbeats.MAX_MESSAGE_CHARS),
                    ("the shortest ping", 0), ("heartbeats.MAX_PING_MS in days", heartbeats.MAX_PING_MS / 86400000)],
     "push groups": [("pushgateway.MAX_GROUPS", pushgateway.MAX_GROUPS)],
+    "history answers": [("application.DEFAULT_HISTORY_POINTS", application.DEFAULT_HISTORY_POINTS),
+                        ("application.MAX_HISTORY_POINTS", application.MAX_HISTORY_POINTS),
+                        ("application.MAX_HISTORY_NAMES", application.MAX_HISTORY_NAMES),
+                        ("application.MAX_HISTORY_READS", application.MAX_HISTORY_READS)],
     "stream filters": [("events.MAX_FILTER_TERMS", events.MAX_FILTER_TERMS)],
     "streams": [("config.DEFAULT_MAX_CLIENTS", config.DEFAULT_MAX_CLIENTS)],
     "POSTs": [("config.DEFAULT_POST_RATE_PER_S", config.DEFAULT_POST_RATE_PER_S)],

@@ -265,16 +265,18 @@ class StoredHistory:
 
     # --- reading ----------------------------------------------------------------------
 
-    def columns(self, start: float, end: float) -> dict:
+    def columns(self, start: float, end: float, names: list | None = None) -> dict:
         """Columns like ``History.columns()``: full resolution when the window is kept, else
         one point per roll-up bucket with ``min``/``max`` beside the averages in ``series``.
 
         ``interval`` is the spacing of the points returned. Buckets not rolled up yet (the
         open minute, or the first minute of a new file) are made from the full-resolution
-        samples, so the newest data is never missing from a long window."""
+        samples, so the newest data is never missing from a long window. ``names``: only these
+        series are read (a read of one series reads one series)."""
+        only = self._ids_of(names)
         # (a second of slack: "the last hour" asked for a moment ago is still the last hour)
         if start >= time.time() - self.full_s - 1.0:
-            rows = list(self._full_rows(start, end))
+            rows = list(self._full_rows(start, end, only))
             names = sorted({name for _, flat in rows for name in flat})
             return {"ts": [ts for ts, _ in rows],
                     "series": {name: [flat.get(name) for _, flat in rows] for name in names},
@@ -282,14 +284,14 @@ class StoredHistory:
         names_by_id = self._names()
         buckets: dict[float, dict[str, tuple]] = {}
         for bucket, series, lo, avg, hi in self._db.query(
-                "SELECT bucket, series, min, avg, max FROM rollups WHERE bucket >= ? AND bucket <= ? ORDER BY bucket",
-                (start - self.rollup_s, end)):
+                "SELECT bucket, series, min, avg, max FROM rollups WHERE bucket >= ? AND bucket <= ?%s ORDER BY bucket"
+                % _among(only), (start - self.rollup_s, end) + tuple(only or ())):
             name = names_by_id.get(series)
             if name is not None:
                 buckets.setdefault(bucket, {})[name] = (lo, avg, hi)
         stored_until = max(buckets) + self.rollup_s if buckets else start - self.rollup_s
         recent: dict[float, dict[str, list]] = {}
-        for ts, flat in self._full_rows(max(start - self.rollup_s, stored_until), end):
+        for ts, flat in self._full_rows(max(start - self.rollup_s, stored_until), end, only):
             acc = recent.setdefault(round(ts - ts % self.rollup_s, 3), {})
             for name, value in flat.items():
                 a = acc.get(name)
@@ -321,11 +323,19 @@ class StoredHistory:
     def _names(self) -> dict[int, str]:
         return dict(self._db.query("SELECT id, name FROM series", ()))
 
-    def _full_rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
+    def _full_rows(self, start: float, end: float, only: list | None = None) -> Iterator[tuple[float, dict]]:
         names = self._names()
         yield from _group(self._db.iterate(
             "SELECT s.id, s.ts, p.series, p.value FROM samples s JOIN points p ON p.sample = s.id "
-            "WHERE s.ts >= ? AND s.ts <= ? ORDER BY s.ts, s.id", (start, end)), names)
+            "WHERE s.ts >= ? AND s.ts <= ?%s ORDER BY s.ts, s.id" % _among(only, "p.series"),
+            (start, end) + tuple(only or ())), names)
+
+    def _ids_of(self, names: list | None) -> list | None:
+        """The series ids of ``names`` (None: every series)."""
+        if names is None:
+            return None
+        return [row[0] for row in self._db.query(
+            "SELECT id FROM series WHERE name IN (%s)" % ", ".join("?" * len(names)), tuple(names))] if names else []
 
     def _rollup_rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
         names = self._names()
@@ -348,3 +358,10 @@ def _group(rows: Iterator[tuple], names: dict[int, str]) -> Iterator[tuple[float
         current[1][name] = value
     if current is not None:
         yield current
+
+
+def _among(ids: list | None, column: str = "series") -> str:
+    """The SQL that keeps only ``ids`` (their values go after the query's own arguments)."""
+    if ids is None:
+        return ""
+    return " AND %s IN (%s)" % (column, ", ".join("?" * len(ids))) if ids else " AND 0"

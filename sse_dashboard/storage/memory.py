@@ -17,6 +17,7 @@ Invariants:
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import uuid
 from collections import deque
@@ -24,7 +25,7 @@ from typing import Any, Iterator
 
 from sse_dashboard.events import Event, EventFilter, EventLog, newest_within
 
-__all__ = ["History", "MemoryStore", "to_columns", "DEFAULT_HISTORY_S", "MAX_HISTORY_POINTS"]
+__all__ = ["History", "MemoryStore", "to_columns", "downsample", "DEFAULT_HISTORY_S", "MAX_HISTORY_POINTS"]
 
 DEFAULT_HISTORY_S = 900.0   # 15 minutes at full resolution
 MAX_HISTORY_POINTS = 100_000
@@ -99,6 +100,41 @@ def to_columns(rows: list[tuple[float, dict]]) -> dict:
     }
 
 
+def downsample(columns: dict, points: int, start: float, end: float) -> dict:
+    """At most ``points`` points a series: the window cut into ``points`` equal buckets, each
+    with the average of its values and, beside it, their ``min`` and ``max`` (of the roll-ups'
+    own min and max where the columns carry them). Columns with no more points come back as
+    they are. Like Grafana's ``maxDataPoints``: an answer costs what it shows."""
+    if len(columns["ts"]) <= points:
+        return columns
+    width = max((end - start) / points, 1e-9)
+    index = [min(points - 1, max(0, int((ts - start) // width))) for ts in columns["ts"]]
+    used = sorted(set(index))
+    at = {bucket: i for i, bucket in enumerate(used)}
+    out = {"ts": [round(start + bucket * width, 3) for bucket in used], "series": {}, "min": {}, "max": {}}
+    for name, values in columns["series"].items():
+        lows, highs = (columns.get("min") or {}).get(name, values), (columns.get("max") or {}).get(name, values)
+        kept: list = [[] for _ in used]  # each bucket's (value, min, max)
+        for i, value in enumerate(values):
+            if value is not None:
+                kept[at[index[i]]].append((value, lows[i], highs[i]))
+        out["series"][name] = [_mean([v for v, _, _ in bucket]) if bucket else None for bucket in kept]
+        out["min"][name] = [min(lo for _, lo, _ in bucket) if bucket else None for bucket in kept]
+        out["max"][name] = [max(hi for _, _, hi in bucket) if bucket else None for bucket in kept]
+    out["resolution"] = columns.get("resolution", "full")
+    out["interval"] = round(width, 3)
+    out["downsampled"] = True
+    return out
+
+
+def _mean(values: list) -> float:
+    """The average, finite for any finite values (a plain sum of two 1e308s is infinity)."""
+    total = 0.0
+    for value in values:
+        total += value / len(values)
+    return total if math.isfinite(total) else math.copysign(sys.float_info.max, total)
+
+
 class MemoryStore:
     """Storage's reads answered from memory: the store of a dashboard without a data folder.
 
@@ -168,9 +204,15 @@ class MemoryStore:
         """A deleted counter's or gauge's history (``counters.jobs``) goes from memory."""
         self.history.forget(name)
 
-    def history_columns(self, start: float, end: float) -> dict:
-        """The window's rows as columns (always full resolution: memory keeps no roll-ups)."""
-        return to_columns(self.history.between(start, end))
+    def history_columns(self, start: float, end: float, names: list | None = None) -> dict:
+        """The window's rows as columns (always full resolution: memory keeps no roll-ups), of
+        ``names`` only when given (rows without any of them left out, as SQLite's are)."""
+        rows = self.history.between(start, end)
+        if names is not None:
+            wanted = set(names)
+            rows = [(ts, {k: v for k, v in flat.items() if k in wanted}) for ts, flat in rows]
+            rows = [row for row in rows if row[1]]
+        return to_columns(rows)
 
     def iter_history_rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
         """The window's rows, oldest first."""

@@ -153,9 +153,10 @@ class Store:
         """Hand a sample to the writer thread without waiting (the sampler calls this)."""
         self.history.enqueue(ts, flat)
 
-    def history_columns(self, start: float, end: float) -> dict:
-        """Columns of the window, full resolution or roll-ups (``StoredHistory.columns``)."""
-        return self.history.columns(start, end)
+    def history_columns(self, start: float, end: float, names: list | None = None) -> dict:
+        """Columns of the window, full resolution or roll-ups (``StoredHistory.columns``), of
+        ``names`` only when given."""
+        return self.history.columns(start, end, names)
 
     def iter_history_rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
         """Full-resolution rows where kept, roll-up averages before that, oldest first, in chunks."""

@@ -86,7 +86,10 @@ TOOLS = [
                     "`metric` is a series name such as system.cpu_percent, gauges.queue_depth or "
                     "counters.jobs_done (the keys of get_snapshot, joined with a dot).",
      "inputSchema": _schema({"metric": {"type": "string", "minLength": 1, "maxLength": 300},
-                             "seconds": {"type": "number", "minimum": 1, "maximum": 7 * 86400}}, ("metric",)),
+                             "seconds": {"type": "number", "minimum": 1, "maximum": 7 * 86400},
+                             "points": {"type": "integer", "minimum": 1, "maximum": 2000,
+                                        "description": "at most this many points (default 600): longer windows "
+                                                       "come as averages with min and max"}}, ("metric",)),
      "outputSchema": _OBJECT, "annotations": dict(_READ, title="History of one metric")},
     {"name": "list_events", "title": "List events",
      "description": "Events oldest first after the cursor `since` (continue with `next` while `more`), or "
@@ -304,9 +307,10 @@ def dashboard_tools(app: Application, post_event: Callable[..., Any], only_filte
     def get_history(args: dict) -> dict:
         metric, seconds = args["metric"], float(args.get("seconds", 300))
         now = time.time()
-        columns = app.history_columns(now - seconds, now)
-        if metric not in columns.get("series", {}):
-            known = sorted(columns.get("series", {}))
+        points = int(args.get("points", 600))
+        columns = app.history_columns(now - seconds, now, [metric], points)  # reads that one series only
+        if metric not in columns.get("series", {}):  # (only then is every series read: to name them)
+            known = sorted(app.history_columns(now - seconds, now, None, 1).get("series", {}))
             raise ToolError("no series %s in that window; these have values: %s" % (_shown(metric),
                                                                                     ", ".join(known[:60])))
         answer = {"metric": metric, "ts": columns["ts"], "values": columns["series"][metric],

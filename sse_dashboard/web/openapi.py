@@ -233,6 +233,11 @@ def openapi_spec(version: str) -> dict:
                         _query("seconds", {"type": "integer", "minimum": 1, "maximum": _MAX_WHOLE, "default": 300}, "how far back"),
                         _query("from", {"type": "number"}, "start, unix seconds (an export: rows, streamed)"),
                         _query("to", {"type": "number"}, "end, unix seconds (default now)"),
+                        _query("points", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 2000},
+                               "at most this many points a series: a longer window comes as buckets' averages "
+                               "with their min and max"),
+                        _query("names", {"type": "string"}, "only these series, comma-separated (at most 100), "
+                               "e.g. system.cpu_percent,gauges.depth"),
                         _FORMAT,
                     ],
                     "responses": {
@@ -248,10 +253,12 @@ def openapi_spec(version: str) -> dict:
                                          "interval": {"type": "number",
                                                       "description": "seconds between the points returned"},
                                          "resolution": {"type": "string", "enum": ["full", "rollup"]},
-                                         "min": {"type": "object", "description": "rollup only: each "
-                                                 "bucket's minimum, aligned with ts (series holds the average)"},
-                                         "max": {"type": "object", "description": "rollup only: each "
-                                                 "bucket's maximum"},
+                                         "min": {"type": "object", "description": "rollups and downsampled "
+                                                 "answers: each bucket's minimum, aligned with ts (series holds "
+                                                 "the average)"},
+                                         "max": {"type": "object", "description": "each bucket's maximum"},
+                                         "downsampled": {"type": "boolean",
+                                                         "description": "more points than `points` were bucketed"},
                                      }},
                                     {"type": "object", "required": ["rows"],
                                      "properties": {"rows": {"type": "array", "items": {

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import urllib.parse
 
+from sse_dashboard.application import DEFAULT_HISTORY_POINTS, MAX_HISTORY_NAMES, MAX_HISTORY_POINTS
 from sse_dashboard.exposition import PROMETHEUS_CONTENT_TYPE, render_prometheus
 from sse_dashboard.registry import canonical_name
 from sse_dashboard.sampler import encode_json
 from sse_dashboard.web.exports import HISTORY_CSV_NAME, history_csv, json_array_chunks
+from sse_dashboard.web.request import parse_int
 from sse_dashboard.web.response import JSON_TYPE, HTTPError, Response, csv_download, json_response, json_stream
 
 __all__ = ["MetricHandlers"]
@@ -53,14 +55,28 @@ class MetricHandlers:
     def get_history(self) -> Response:
         store = self.app.store
         start, end, explicit = self.time_window(300)
+        points = parse_int(self.query_value("points"), "points", default=DEFAULT_HISTORY_POINTS, minimum=1)
+        if points > MAX_HISTORY_POINTS:
+            raise HTTPError(400, "points must be at most %d a series" % MAX_HISTORY_POINTS)
+        names = self._history_names()
         if self.response_format() == "csv":
             return csv_download(history_csv(lambda: store.iter_history_rows(start, end)), HISTORY_CSV_NAME)
         if explicit:  # an export: rows, streamed, so a week never sits in memory at once
             rows = store.iter_history_rows(start, end)
             return json_stream(json_array_chunks('{"rows":[', (encode_json({"ts": ts, "series": flat})
                                                                for ts, flat in rows), "]}"))
-        return Response(200, encode_json(self.app.history_columns(start, end)), JSON_TYPE,
-                        (("Cache-Control", "no-store"),))
+        columns = self.app.history_columns(start, end, names, points)
+        return Response(200, encode_json(columns), JSON_TYPE, (("Cache-Control", "no-store"),))
+
+    def _history_names(self) -> list | None:
+        """``names``: comma-separated series names (``system.cpu_percent,gauges.depth``), or None: all."""
+        value = self.query_value("names")
+        if value is None:
+            return None
+        names = list(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+        if len(names) > MAX_HISTORY_NAMES:
+            raise HTTPError(400, "names takes at most %d series names (comma-separated)" % MAX_HISTORY_NAMES)
+        return names or None  # (only commas: every series, as without it)
 
     def get_prometheus(self) -> Response:
         snapshot = self.app.current_snapshot()

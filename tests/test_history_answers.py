@@ -1,0 +1,91 @@
+"""History answers cost what they show (#23, first part): ``names`` reads only those series,
+``points`` bounds the points a series (longer windows come as buckets' averages with their min
+and max), and both have caps that answer 400. Over the SQLite store and the in-memory one."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sse_dashboard.application import MAX_HISTORY_NAMES, MAX_HISTORY_POINTS
+from sse_dashboard.storage.memory import downsample
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def filled(request, make_server, tmp_path):
+    """A server whose history holds 120 samples of a, b and c, a second apart, ending now."""
+    import time
+
+    running = make_server(data_dir=tmp_path if request.param == "sqlite" else None)
+    store = running.server.store
+    now = time.time()
+    rows = [(now - 120 + i, {"gauges.a": float(i), "gauges.b": float(-i), "gauges.c": 7.0}) for i in range(120)]
+    if request.param == "sqlite":
+        store.history.write(rows)
+    else:
+        for ts, flat in rows:
+            store.history.append(ts, flat)
+    return running
+
+
+def test_names_reads_only_those_series(filled):
+    status, body = filled.json("GET", "/api/metrics/history?seconds=300&names=gauges.a,gauges.c")
+    assert status == 200 and set(body["series"]) == {"gauges.a", "gauges.c"}
+    assert body["series"]["gauges.a"][-120:] == [float(i) for i in range(120)]
+    assert filled.json("GET", "/api/metrics/history?seconds=300&names=gauges.nothing")[1]["series"] == {}
+
+
+def test_points_bounds_a_series_with_averages_min_and_max(filled):
+    status, body = filled.json("GET", "/api/metrics/history?seconds=300&names=gauges.a&points=10")
+    assert status == 200 and body["downsampled"] is True and len(body["ts"]) <= 10
+    averages, lows, highs = body["series"]["gauges.a"], body["min"]["gauges.a"], body["max"]["gauges.a"]
+    assert lows[-1] <= averages[-1] <= highs[-1] and highs[-1] == 119.0
+    assert min(v for v in lows if v is not None) == 0.0
+    full = filled.json("GET", "/api/metrics/history?seconds=300&points=1000")[1]
+    assert "downsampled" not in full and len(full["ts"]) >= 120
+
+
+@pytest.mark.parametrize("query", ["points=0", "points=%d" % (MAX_HISTORY_POINTS + 1), "points=x",
+                                   "names=" + ",".join("s%d" % i for i in range(MAX_HISTORY_NAMES + 1))])
+def test_past_the_caps_is_a_400_that_says_so(server, query):
+    status, body = server.json("GET", "/api/metrics/history?" + query)
+    assert status == 400 and ("points" in body["error"] or "names" in body["error"])
+
+
+def test_the_mcp_history_of_one_metric_is_bounded_too(filled):
+    import json
+
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "get_history", "arguments": {"metric": "gauges.a", "seconds": 300, "points": 12}}}
+    status, _, raw = filled.request("POST", "/mcp", json.dumps(call).encode(),
+                                    {"Content-Type": "application/json", "Accept": "application/json"})
+    answer = json.loads(raw)["result"]["structuredContent"]
+    assert status == 200 and len(answer["values"]) <= 12 and answer["max"][-1] == 119.0
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=int(os.environ.get("SSE_FUZZ_EXAMPLES") or 100), deadline=None)
+@given(values=st.lists(st.one_of(st.none(), finite), min_size=1, max_size=200), points=st.integers(1, 50))
+def test_downsampling_keeps_every_value_within_its_buckets_bounds(values, points):
+    columns = {"ts": [1000.0 + i for i in range(len(values))], "series": {"s": values}}
+    out = downsample(columns, points, 1000.0, 1000.0 + len(values))
+    if len(values) <= points:
+        assert out is columns  # no more points than asked for: as it is
+        return
+    assert len(out["ts"]) <= points and out["ts"] == sorted(out["ts"])
+    kept = [v for v in values if v is not None]
+    for average, low, high in zip(out["series"]["s"], out["min"]["s"], out["max"]["s"]):
+        if average is None:
+            assert low is None and high is None
+            continue
+        slack = 1e-9 * max(1.0, abs(low), abs(high))  # an average of n values, rounded n times
+        assert math.isfinite(average) and low - slack <= average <= high + slack
+    if kept:
+        assert min(v for v in out["min"]["s"] if v is not None) == min(kept)
+        assert max(v for v in out["max"]["s"] if v is not None) == max(kept)
