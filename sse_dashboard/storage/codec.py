@@ -17,8 +17,9 @@ Format, version 1 (the numbers are kept: a future method gets a new number, neve
 
 - byte 0, the method: ``0x01`` raw float64, ``0x02`` float64 XOR, ``0x03`` scaled-integer
   delta, ``0x04`` scaled-integer delta-of-delta; ``| 0x80`` when the rest is raw DEFLATE
-  (RFC 1951, ``zlib`` with ``wbits=-15``). ``encode`` tries every method that applies and keeps
-  the smallest result (``bench/RESULTS-codec.md`` has the measurements behind the choice).
+  (RFC 1951, ``zlib`` with ``wbits=-15``). ``encode`` writes scaled delta when a decimal scale
+  fits the chunk, else XOR, each plain or deflated, whichever is smaller
+  (``bench/RESULTS-codec.md`` has the measurements behind the choice).
 - the body: ``varint n`` (values in the chunk), then the kinds as runs, each one
   ``varint (run_length << 2 | kind)`` until they cover ``n`` (kind 0 None, 1 float, 2 int held
   in the stream, 3 int held apart), then per method:
@@ -52,9 +53,10 @@ Value = Union[int, float, None]
 RAW, XOR, DELTA, DOD = 0x01, 0x02, 0x03, 0x04
 DEFLATED = 0x80
 METHODS = {RAW: "raw", XOR: "xor", DELTA: "scaled-delta", DOD: "scaled-dod"}
-# Tried by ``encode`` unless told otherwise: raw float64 never beat XOR by more than a byte a
-# chunk in bench/codec.py, and costs a candidate's CPU, so it is decoded but not chosen.
-DEFAULT_METHODS = (XOR, DELTA, DOD)
+# ``encode``'s default, from bench/RESULTS-codec.md: scaled delta wherever a decimal scale fits
+# (constants, counters, few-decimal gauges), XOR where none does. Keeping the smallest of XOR,
+# delta and delta-of-delta saved under 1% and cost 3x the CPU; raw float64 never won. All four
+# are decoded.
 ZLIB_LEVEL = 6
 MAX_VALUES = 1 << 20               # a chunk is a minute or a few; this bounds a corrupt one's cost
 MAX_BODY_BYTES = 8 * MAX_VALUES + 4096
@@ -69,11 +71,18 @@ _ZERO_XOR = 0x80
 
 # --- the public pair ----------------------------------------------------------------------
 
-def encode(values: Sequence[Value], methods: Sequence[int] = DEFAULT_METHODS) -> bytes:
-    """The smallest encoding of ``values`` among ``methods`` (each also tried deflated)."""
+def encode(values: Sequence[Value], methods: Optional[Sequence[int]] = None) -> bytes:
+    """``values`` as bytes: by default scaled-integer delta when a decimal scale fits every
+    float, else XOR; with ``methods``, the smallest of those. Either way each is tried plain
+    and deflated, and the smaller kept."""
     if len(values) > MAX_VALUES:
         raise ValueError("a chunk holds at most %d values" % MAX_VALUES)
     kinds = _kinds_of(values)
+    if methods is None:
+        body = _body(DELTA, values, kinds)
+        if body is not None:
+            return min(_framings(DELTA, body), key=len)
+        methods = (XOR,)
     best: Optional[bytes] = None
     for method in methods:
         body = _body(method, values, kinds)
