@@ -55,7 +55,7 @@ DEFLATED = 0x80
 METHODS = {RAW: "raw", XOR: "xor", DELTA: "scaled-delta", DOD: "scaled-dod"}
 # ``encode``'s default, from bench/RESULTS-codec.md: scaled delta wherever a decimal scale fits
 # (constants, counters, few-decimal gauges), XOR where none does. Keeping the smallest of XOR,
-# delta and delta-of-delta saved under 1% and cost 3x the CPU; raw float64 never won. All four
+# delta and delta-of-delta saved at most 1.2% and cost 3x the CPU; raw float64 never won. All four
 # are decoded.
 ZLIB_LEVEL = 6
 MAX_VALUES = 1 << 20               # a chunk is a minute or a few; this bounds a corrupt one's cost
