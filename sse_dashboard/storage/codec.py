@@ -1,0 +1,405 @@
+"""One series' values of one chunk as bytes, and back, exactly (#23).
+
+One concept: a pure function pair, ``encode(values) -> bytes`` and ``decode(data) -> list``,
+with no I/O and no state. The chunk's timestamps are shared by every series and stored apart
+(``encode_timestamps`` is the same codec over integer milliseconds).
+
+>>> decode(encode([1, 2, None, 3.5, float("nan")]))
+[1, 2, None, 3.5, nan]
+
+What comes back is what went in, of the same type and, for floats, the same bit pattern:
+``None`` stays ``None`` (no value at this tick); ``int`` stays ``int`` at any size (beyond
+int64 too); ``float`` stays ``float``, NaN payloads, the sign of ``-0.0``, ``±inf`` and
+subnormals included. ``bool`` is an ``int`` and comes back as ``0``/``1``; anything else is a
+``TypeError``. A byte string this module did not write is a ``ValueError``.
+
+Format, version 1 (the numbers are kept: a future method gets a new number, never an old one):
+
+- byte 0, the method: ``0x01`` raw float64, ``0x02`` float64 XOR, ``0x03`` scaled-integer
+  delta, ``0x04`` scaled-integer delta-of-delta; ``| 0x80`` when the rest is raw DEFLATE
+  (RFC 1951, ``zlib`` with ``wbits=-15``). ``encode`` writes scaled delta when a decimal scale
+  fits the chunk, else XOR, each plain or deflated, whichever is smaller
+  (``bench/RESULTS-codec.md`` has the measurements behind the choice).
+- the body: ``varint n`` (values in the chunk), then the kinds as runs, each one
+  ``varint (run_length << 2 | kind)`` until they cover ``n`` (kind 0 None, 1 float, 2 int held
+  in the stream, 3 int held apart), then per method:
+  - raw: the stream as little-endian float64s;
+  - XOR: per value, ``bits XOR previous bits`` (the first against 0) as one control byte
+    ``leading_zero_bytes << 4 | trailing_zero_bytes`` and the bytes between them, big-endian
+    (``0x80``: the XOR is zero, the value repeats);
+  - scaled: one byte ``k`` (0..6), then per stream value ``m = value * 10**k`` (an int64; a
+    float comes back as ``m / 10**k``, an int as ``m // 10**k``), written as zigzag varints
+    of the differences (delta: ``m[0], m[1]-m[0], ...``; delta-of-delta: ``m[0], m[1]-m[0],
+    (m[2]-m[1])-(m[1]-m[0]), ...``), each difference wrapped to int64 as in two's complement;
+  - last, the ints held apart (those the stream cannot carry exactly: beyond int64 once
+    scaled, or not a float64 in the float methods), each as a zigzag varint of any length.
+
+"varint" is LEB128 (7 bits a byte, low first); "zigzag" maps 0, -1, 1, -2 ... to 0, 1, 2, 3 ...
+
+May import: the standard library only.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import List, Optional, Sequence, Tuple, Union
+
+__all__ = ["encode", "decode", "encode_timestamps", "decode_timestamps", "method_of",
+           "RAW", "XOR", "DELTA", "DOD", "METHODS", "DEFLATED"]
+
+Value = Union[int, float, None]
+
+RAW, XOR, DELTA, DOD = 0x01, 0x02, 0x03, 0x04
+DEFLATED = 0x80
+METHODS = {RAW: "raw", XOR: "xor", DELTA: "scaled-delta", DOD: "scaled-dod"}
+# ``encode``'s default, from bench/RESULTS-codec.md: scaled delta wherever a decimal scale fits
+# (constants, counters, few-decimal gauges), XOR where none does. Keeping the smallest of XOR,
+# delta and delta-of-delta saved at most 1.2% and cost 3x the CPU; raw float64 never won. All four
+# are decoded.
+ZLIB_LEVEL = 6
+MAX_VALUES = 1 << 20               # a chunk is a minute or a few; this bounds a corrupt one's cost
+MAX_BODY_BYTES = 8 * MAX_VALUES + 4096
+
+NONE, FLOAT, INT, APART = 0, 1, 2, 3
+MAX_SCALE = 6
+_POW = [10 ** k for k in range(MAX_SCALE + 1)]
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
+_TWO64 = 2 ** 64
+_ZERO_XOR = 0x80
+
+
+# --- the public pair ----------------------------------------------------------------------
+
+def encode(values: Sequence[Value], methods: Optional[Sequence[int]] = None) -> bytes:
+    """``values`` as bytes: by default scaled-integer delta when a decimal scale fits every
+    float, else XOR; with ``methods``, the smallest of those. Either way each is tried plain
+    and deflated, and the smaller kept."""
+    if len(values) > MAX_VALUES:
+        raise ValueError("a chunk holds at most %d values" % MAX_VALUES)
+    kinds = _kinds_of(values)
+    if methods is None:
+        body = _body(DELTA, values, kinds)
+        if body is not None:
+            return min(_framings(DELTA, body), key=len)
+        methods = (XOR,)
+    best: Optional[bytes] = None
+    for method in methods:
+        body = _body(method, values, kinds)
+        if body is None:
+            continue  # the method does not apply (a scaled method on full-precision floats)
+        for candidate in _framings(method, body):
+            if best is None or len(candidate) < len(best):
+                best = candidate
+    if best is None:  # only scaled methods asked for, and they do not apply
+        raise ValueError("no method of %r can encode these values" % (list(methods),))
+    return best
+
+
+def decode(data: bytes) -> List[Value]:
+    """The values ``encode`` was given."""
+    try:
+        return _decode(bytes(data))
+    except (IndexError, struct.error, zlib.error, OverflowError) as exc:
+        raise ValueError("not an encoded chunk: %s" % exc) from None
+
+
+def method_of(data: bytes) -> str:
+    """Which method a chunk was written with, e.g. ``"scaled-delta+deflate"`` (the bench)."""
+    name = METHODS.get(data[0] & ~DEFLATED, "unknown")
+    return name + ("+deflate" if data[0] & DEFLATED else "")
+
+
+def encode_timestamps(ms: Sequence[int]) -> bytes:
+    """A chunk's shared timestamps as integer milliseconds: exact ticks cost next to nothing,
+    a few milliseconds of jitter about a byte a tick (shared by every series of the chunk)."""
+    if any(type(t) is not int for t in ms):
+        raise TypeError("timestamps are integer milliseconds")
+    return encode(ms, methods=(DELTA, DOD))
+
+
+def decode_timestamps(data: bytes) -> List[int]:
+    out = decode(data)
+    if any(type(t) is not int for t in out):
+        raise ValueError("not encoded timestamps")
+    return out  # type: ignore[return-value]
+
+
+# --- encoding -----------------------------------------------------------------------------
+
+def _kinds_of(values: Sequence[Value]) -> List[int]:
+    kinds = []
+    for v in values:
+        if v is None:
+            kinds.append(NONE)
+        elif isinstance(v, float):
+            kinds.append(FLOAT)
+        elif isinstance(v, int):
+            kinds.append(INT)
+        else:
+            raise TypeError("a chunk holds int, float or None, not %s" % type(v).__name__)
+    return kinds
+
+
+def _framings(method: int, body: bytes):
+    yield bytes((method,)) + body
+    if len(body) > 8:  # below that, DEFLATE's own framing costs more than it saves
+        packer = zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, -15)
+        yield bytes((method | DEFLATED,)) + packer.compress(body) + packer.flush()
+
+
+def _body(method: int, values: Sequence[Value], kinds: List[int]) -> Optional[bytes]:
+    if method in (RAW, XOR):
+        kinds, stream, apart = _float_stream(values, kinds)
+        out = _header(kinds)
+        if method == RAW:
+            out += struct.pack("<%dd" % len(stream), *stream)
+        else:
+            _write_xor(out, stream)
+    elif method in (DELTA, DOD):
+        scaled = _scaled_stream(values, kinds)
+        if scaled is None:
+            return None
+        k, kinds, stream, apart = scaled
+        out = _header(kinds)
+        out.append(k)
+        _write_differences(out, stream, method == DOD)
+    else:
+        raise ValueError("unknown method %r" % (method,))
+    for v in apart:
+        _write_varint(out, _zigzag(v))
+    return bytes(out)
+
+
+def _header(kinds: List[int]) -> bytearray:
+    out = bytearray()
+    _write_varint(out, len(kinds))
+    i, n = 0, len(kinds)
+    while i < n:
+        kind, j = kinds[i], i + 1
+        while j < n and kinds[j] == kind:
+            j += 1
+        _write_varint(out, (j - i) << 2 | kind)
+        i = j
+    return out
+
+
+def _float_stream(values, kinds) -> Tuple[List[int], List[float], List[int]]:
+    """The values as float64s; an int that is not exactly a float64 is held apart."""
+    stream: List[float] = []
+    apart: List[int] = []
+    out_kinds = list(kinds)
+    for i, v in enumerate(values):
+        kind = kinds[i]
+        if kind == FLOAT:
+            stream.append(v)
+        elif kind == INT:
+            v = int(v)
+            try:
+                f = float(v)
+            except OverflowError:
+                f = None
+            if f is not None and int(f) == v:
+                stream.append(f)
+            else:
+                out_kinds[i] = APART
+                apart.append(v)
+    return out_kinds, stream, apart
+
+
+def _scale_of(x: float) -> Optional[int]:
+    """The least k <= MAX_SCALE with x == m / 10**k for an int64 m, or None."""
+    if x == 0.0:
+        return 0 if struct.pack("<d", x)[7] == 0 else None  # -0.0 has no integer of its own
+    if not (-9.2e18 < x < 9.2e18):  # NaN, ±inf, and anything no int64 m can hold
+        return None
+    for k, p in enumerate(_POW):
+        m = round(x * p)
+        if m / p == x:  # int / int rounds once, correctly: the decoder computes the same
+            return k if INT64_MIN <= m <= INT64_MAX else None
+    return None
+
+
+def _scaled_stream(values, kinds):
+    k = 0
+    for i, v in enumerate(values):
+        if kinds[i] == FLOAT and not (v and k == 0 and v.is_integer() and -9.2e18 < v < 9.2e18):
+            scale = _scale_of(v)
+            if scale is None:
+                return None
+            if scale > k:
+                k = scale
+    p = _POW[k]
+    stream: List[int] = []
+    apart: List[int] = []
+    out_kinds = list(kinds)
+    for i, v in enumerate(values):
+        kind = kinds[i]
+        if kind == FLOAT:
+            m = round(v * p)
+            if m / p != v or not INT64_MIN <= m <= INT64_MAX:  # k grew past what v can hold
+                return None
+            stream.append(m)
+        elif kind == INT:
+            m = int(v) * p
+            if INT64_MIN <= m <= INT64_MAX:
+                stream.append(m)
+            else:
+                out_kinds[i] = APART
+                apart.append(int(v))
+    return k, out_kinds, stream, apart
+
+
+def _wrap(d: int) -> int:
+    """d as a two's complement int64 (differences of int64s wrap, as in C or Go)."""
+    return (d + 2 ** 63) % _TWO64 - 2 ** 63
+
+
+def _write_differences(out: bytearray, stream: List[int], twice: bool) -> None:
+    prev = prev_delta = 0
+    for m in stream:
+        delta = _wrap(m - prev)
+        d = _wrap(delta - prev_delta) if twice else delta
+        z = (d << 1) if d >= 0 else ((-d << 1) - 1)
+        if z < 0x80:
+            out.append(z)
+        else:
+            _write_varint(out, z)
+        prev, prev_delta = m, delta
+
+
+def _write_xor(out: bytearray, stream: List[float]) -> None:
+    bits = struct.unpack("<%dQ" % len(stream), struct.pack("<%dd" % len(stream), *stream))
+    prev = 0
+    for b in bits:
+        x = b ^ prev
+        prev = b
+        if x == 0:
+            out.append(_ZERO_XOR)
+            continue
+        lead = (64 - x.bit_length()) >> 3
+        trail = ((x & -x).bit_length() - 1) >> 3
+        out.append(lead << 4 | trail)
+        out += (x >> (trail << 3)).to_bytes(8 - lead - trail, "big")
+
+
+def _zigzag(v: int) -> int:
+    return (v << 1) if v >= 0 else ((-v << 1) - 1)
+
+
+def _write_varint(out: bytearray, z: int) -> None:
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+
+
+# --- decoding -----------------------------------------------------------------------------
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def varint(self) -> int:
+        z = shift = 0
+        data = self.data
+        while True:
+            byte = data[self.pos]
+            self.pos += 1
+            z |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return z
+            shift += 7
+
+    def signed(self) -> int:
+        z = self.varint()
+        return (z >> 1) if not z & 1 else -((z + 1) >> 1)
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise IndexError("truncated")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+
+def _decode(data: bytes) -> List[Value]:
+    if not data:
+        raise ValueError("not an encoded chunk: empty")
+    method = data[0] & ~DEFLATED
+    if method not in METHODS:
+        raise ValueError("unknown chunk method 0x%02x (written by a newer version?)" % data[0])
+    body = data[1:]
+    if data[0] & DEFLATED:
+        unpacker = zlib.decompressobj(-15)
+        body = unpacker.decompress(body, MAX_BODY_BYTES)
+        if unpacker.unconsumed_tail or not unpacker.eof:
+            raise ValueError("not an encoded chunk: the DEFLATE stream is cut or too large")
+    r = _Reader(body)
+    n = r.varint()
+    if n > MAX_VALUES:
+        raise ValueError("not an encoded chunk: %d values" % n)
+    kinds: List[int] = []
+    while len(kinds) < n:
+        run = r.varint()
+        if not 0 < run >> 2 <= n - len(kinds):
+            raise ValueError("not an encoded chunk: the kinds overrun the count")
+        kinds.extend([run & 3] * (run >> 2))
+    in_stream = sum(1 for kind in kinds if kind in (FLOAT, INT))
+    if method in (RAW, XOR):
+        floats = _read_raw(r, in_stream) if method == RAW else _read_xor(r, in_stream)
+        stream: list = floats
+        as_float, as_int = (lambda m: m), int
+    else:
+        k = r.take(1)[0]
+        if k > MAX_SCALE:
+            raise ValueError("not an encoded chunk: scale %d" % k)
+        p = _POW[k]
+        stream = _read_differences(r, in_stream, method == DOD)
+        as_float, as_int = (lambda m: m / p), (lambda m: m // p)
+    out: List[Value] = []
+    it = iter(stream)
+    for kind in kinds:
+        if kind == NONE:
+            out.append(None)
+        elif kind == FLOAT:
+            out.append(as_float(next(it)))
+        elif kind == INT:
+            out.append(as_int(next(it)))
+        else:
+            out.append(r.signed())
+    if r.pos != len(body):
+        raise ValueError("not an encoded chunk: %d bytes left over" % (len(body) - r.pos))
+    return out
+
+
+def _read_raw(r: _Reader, count: int) -> List[float]:
+    return list(struct.unpack("<%dd" % count, r.take(8 * count)))
+
+
+def _read_xor(r: _Reader, count: int) -> List[float]:
+    bits = []
+    prev = 0
+    for _ in range(count):
+        control = r.take(1)[0]
+        if control != _ZERO_XOR:
+            lead, trail = control >> 4, control & 15
+            if lead + trail > 7:
+                raise ValueError("not an encoded chunk: XOR control 0x%02x" % control)
+            prev ^= int.from_bytes(r.take(8 - lead - trail), "big") << (trail << 3)
+        bits.append(prev)
+    return list(struct.unpack("<%dd" % count, struct.pack("<%dQ" % count, *bits)))
+
+
+def _read_differences(r: _Reader, count: int, twice: bool) -> List[int]:
+    out = []
+    prev = prev_delta = 0
+    for _ in range(count):
+        d = r.signed()
+        delta = _wrap(prev_delta + d) if twice else d
+        prev = _wrap(prev + delta)
+        prev_delta = delta
+        out.append(prev)
+    return out
