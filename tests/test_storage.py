@@ -274,6 +274,21 @@ def test_a_long_window_in_the_first_minute_still_has_the_recent_samples(tmp_path
     assert body["resolution"] == "rollup" and body["ts"], body
     assert min(v for v in body["min"]["g"] if v is not None) == 0
     assert max(v for v in body["max"]["g"] if v is not None) == 8
+    # #23: it ends in the latest samples themselves, not in one bucket labelled at the open minute's start.
+    assert body["ts"] == [now - 5 + i for i in range(5)] and body["series"]["g"] == [0, 2, 4, 6, 8]
+    store.close()
+
+
+def test_a_long_window_is_roll_ups_then_the_samples_not_rolled_up_yet(tmp_path):
+    store = rollup_store(tmp_path)
+    now = time.time()
+    base = now - now % 10 - 300
+    for i in range(25):  # two buckets closed (0..9, 10..19), then five samples of the open one
+        store.history.write([(base + i, {"g": i})])
+    body = store.history_columns(now - 3600, now)
+    assert body["ts"] == [base, base + 10] + [base + 20 + i for i in range(5)]
+    assert body["series"]["g"] == [4.5, 14.5, 20, 21, 22, 23, 24]
+    assert body["min"]["g"][-1] == body["max"]["g"][-1] == 24
     store.close()
 
 

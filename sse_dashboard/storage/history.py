@@ -269,9 +269,9 @@ class StoredHistory:
         """Columns like ``History.columns()``: full resolution when the window is kept, else
         one point per roll-up bucket with ``min``/``max`` beside the averages in ``series``.
 
-        ``interval`` is the spacing of the points returned. Buckets not rolled up yet (the
-        open minute, or the first minute of a new file) are made from the full-resolution
-        samples, so the newest data is never missing from a long window. ``names``: only these
+        ``interval`` is the spacing of the roll-ups returned; after the last stored bucket come
+        the full-resolution samples not rolled up yet (``min`` and ``max`` are then the value
+        itself), so the newest data is never missing from a long window. ``names``: only these
         series are read (a read of one series reads one series)."""
         only = self._ids_of(names)
         # (a second of slack: "the last hour" asked for a moment ago is still the last hour)
@@ -289,26 +289,20 @@ class StoredHistory:
             name = names_by_id.get(series)
             if name is not None:
                 buckets.setdefault(bucket, {})[name] = (lo, avg, hi)
-        stored_until = max(buckets) + self.rollup_s if buckets else start - self.rollup_s
-        recent: dict[float, dict[str, list]] = {}
-        for ts, flat in self._full_rows(max(start - self.rollup_s, stored_until), end, only):
-            acc = recent.setdefault(round(ts - ts % self.rollup_s, 3), {})
-            for name, value in flat.items():
-                a = acc.get(name)
-                if a is None:
-                    acc[name] = [value, value, value, 1]
-                else:
-                    a[0], a[1], a[2], a[3] = min(a[0], value), a[1] + value, max(a[2], value), a[3] + 1
-        for bucket, acc in recent.items():
-            if bucket not in buckets:
-                buckets[bucket] = {name: (a[0], a[1] / a[3], a[2]) for name, a in acc.items()}
+        # What is not rolled up yet (the open minute, a new file's first minutes) comes as its
+        # full-resolution samples, so a long window ends in the latest seconds, not in one bucket
+        # labelled at the start of the open minute.
+        stored_until = max(buckets) + self.rollup_s if buckets else start
+        recent = list(self._full_rows(max(start, stored_until), end, only))
         order = sorted(buckets)
-        names = sorted({name for values in buckets.values() for name in values})
+        names = sorted({name for values in buckets.values() for name in values}
+                       | {name for _, flat in recent for name in flat})
 
         def column(i: int, name: str) -> list:
-            return [buckets[b][name][i] if name in buckets[b] else None for b in order]
+            return ([buckets[b][name][i] if name in buckets[b] else None for b in order]
+                    + [flat.get(name) for _, flat in recent])
 
-        return {"ts": order, "series": {name: column(1, name) for name in names},
+        return {"ts": order + [ts for ts, _ in recent], "series": {name: column(1, name) for name in names},
                 "min": {name: column(0, name) for name in names},
                 "max": {name: column(2, name) for name in names},
                 "resolution": "rollup", "interval": self.rollup_s}
