@@ -86,6 +86,15 @@ MIGRATIONS = [
     """
     ALTER TABLE metric_state ADD COLUMN door TEXT NOT NULL DEFAULT 'api';
     """,
+    # 5: older samples compacted per series (storage/chunks.py, codec format 1); the staged rows
+    # of an upgraded folder move into chunks as the writer goes on.
+    """
+    CREATE TABLE chunks (series INTEGER NOT NULL, first REAL NOT NULL, last REAL NOT NULL, upto INTEGER NOT NULL,
+                         n INTEGER NOT NULL, ts BLOB NOT NULL, vals BLOB NOT NULL,
+                         PRIMARY KEY (series, upto)) WITHOUT ROWID;
+    CREATE INDEX chunks_last ON chunks (last);
+    CREATE INDEX chunks_upto ON chunks (upto);
+    """,
 ]
 # Steps that need Python after their SQL, in the same transaction.
 

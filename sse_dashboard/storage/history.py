@@ -19,6 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import queue
@@ -27,6 +28,7 @@ import threading
 import time
 from typing import Callable, Iterable, Iterator
 
+from sse_dashboard.storage.chunks import chunk_values, compact
 from sse_dashboard.storage.database import Database, StorageError, describe
 
 __all__ = ["StoredHistory", "DEFAULT_FULL_S", "DEFAULT_ROLLUP_S", "DEFAULT_ROLLUP_KEEP_S", "DEFAULT_INTERVAL_S"]
@@ -178,6 +180,7 @@ class StoredHistory:
                     sample = conn.execute("INSERT INTO samples (ts) VALUES (?)", (ts,)).lastrowid
                     conn.executemany("INSERT INTO points VALUES (?, ?, ?)",
                                      [(sample, self._series_id(name), value) for name, value in flat.items()])
+                compact(conn)  # the oldest staged samples into chunks, in this same transaction
                 conn.executemany(
                     "INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, series) DO UPDATE SET "
                     "min = MIN(min, excluded.min), max = MAX(max, excluded.max), "
@@ -230,6 +233,7 @@ class StoredHistory:
         if series_id is not None:
             conn = self._db.conn
             conn.execute("DELETE FROM points WHERE series = ?", (series_id,))
+            conn.execute("DELETE FROM chunks WHERE series = ?", (series_id,))
             conn.execute("DELETE FROM rollups WHERE series = ?", (series_id,))
             conn.execute("DELETE FROM series WHERE id = ?", (series_id,))
 
@@ -251,6 +255,7 @@ class StoredHistory:
                 if cut is not None and cut > self.keep_samples:
                     conn.execute("DELETE FROM points WHERE sample <= ?", (cut - self.keep_samples,))
                     conn.execute("DELETE FROM samples WHERE id <= ?", (cut - self.keep_samples,))
+                    conn.execute("DELETE FROM chunks WHERE upto <= ?", (cut - self.keep_samples,))
                 oldest_bucket = conn.execute("SELECT bucket FROM (SELECT DISTINCT bucket FROM rollups) "
                                              "ORDER BY bucket DESC LIMIT 1 OFFSET ?", (self.keep_buckets,)).fetchone()
                 if oldest_bucket is not None:
@@ -318,11 +323,18 @@ class StoredHistory:
         return dict(self._db.query("SELECT id, name FROM series", ()))
 
     def _full_rows(self, start: float, end: float, only: list | None = None) -> Iterator[tuple[float, dict]]:
+        """Every sample in the window, oldest first: the chunked ones, then the staged rows."""
         names = self._names()
-        yield from _group(self._db.iterate(
+        chunked: dict[float, dict] = {}
+        for ts, series, value in chunk_values(self._db.iterate, start, end, _among(only), tuple(only or ())):
+            name = names.get(series)
+            if name is not None:
+                chunked.setdefault(ts, {})[name] = value
+        staged = _group(self._db.iterate(
             "SELECT s.id, s.ts, p.series, p.value FROM samples s JOIN points p ON p.sample = s.id "
             "WHERE s.ts >= ? AND s.ts <= ?%s ORDER BY s.ts, s.id" % _among(only, "p.series"),
             (start, end) + tuple(only or ())), names)
+        yield from heapq.merge(sorted(chunked.items(), key=lambda row: row[0]), staged, key=lambda row: row[0])
 
     def _ids_of(self, names: list | None) -> list | None:
         """The series ids of ``names`` (None: every series)."""

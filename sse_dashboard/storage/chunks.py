@@ -1,0 +1,71 @@
+"""Compacted history: each series' older samples in chunks, compressed (``storage.codec``).
+
+One concept: moving staged samples into chunks, and reading them back. The writer stages every
+sample as rows (``samples``, and ``points``: one row a value, each with an index entry), which
+costs about 20-30 bytes a value whatever the value. Once more than ``2 * CHUNK_SAMPLES``
+samples are staged, the oldest ``CHUNK_SAMPLES`` move here in the writer's transaction: one row
+a series (``chunks``), holding the timestamps and the values of that series in those samples,
+each encoded by ``codec.encode`` (format version 1, README "Storage").
+
+Invariants:
+- nothing is lost to kill -9: a compaction is part of one transaction, and what it has not
+  moved is still staged; the newest ``CHUNK_SAMPLES`` samples are always staged rows, so a
+  sample is never rewritten once acknowledged to the disk;
+- a chunk's values decode exactly (every float bit for bit, ints as ints: codec's property
+  tests);
+- a chunk records the highest sample id it holds (``upto``), so retention counts samples
+  written, as it does for the staged rows: a clock step does not wipe history.
+
+May import: ``storage.codec``, ``storage.database``, the standard library.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable, Iterator
+
+from sse_dashboard.storage import codec
+
+__all__ = ["compact", "chunk_values", "CHUNK_SAMPLES"]
+
+CHUNK_SAMPLES = 60
+MAX_COMPACTIONS_A_WRITE = 8  # a folder upgraded with an hour staged catches up over a few writes
+
+
+def compact(conn: sqlite3.Connection, size: int = CHUNK_SAMPLES) -> int:
+    """Move the oldest ``size`` staged samples into chunks while more than ``2 * size`` are
+    staged (at most ``MAX_COMPACTIONS_A_WRITE`` times), inside the caller's transaction; returns
+    how many samples moved."""
+    moved = 0
+    for _ in range(MAX_COMPACTIONS_A_WRITE):
+        first, count = conn.execute("SELECT MIN(id), COUNT(*) FROM samples").fetchone()
+        if first is None or count <= 2 * size:
+            break
+        upto = conn.execute("SELECT id FROM samples ORDER BY id LIMIT 1 OFFSET ?", (size - 1,)).fetchone()[0]
+        by_series: dict[int, tuple[list, list]] = {}
+        for series, ts, value in conn.execute(
+                "SELECT p.series, s.ts, p.value FROM points p JOIN samples s ON s.id = p.sample "
+                "WHERE p.sample BETWEEN ? AND ? ORDER BY p.series, s.ts, s.id", (first, upto)):
+            times, values = by_series.setdefault(series, ([], []))
+            times.append(ts)
+            values.append(value)
+        conn.executemany(
+            "INSERT INTO chunks (series, first, last, upto, n, ts, vals) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(series, times[0], times[-1], upto, len(times), codec.encode(times), codec.encode(values))
+             for series, (times, values) in by_series.items()])
+        conn.execute("DELETE FROM points WHERE sample BETWEEN ? AND ?", (first, upto))
+        conn.execute("DELETE FROM samples WHERE id BETWEEN ? AND ?", (first, upto))
+        moved += upto - first + 1
+    return moved
+
+
+def chunk_values(iterate: Callable[[str, tuple], Iterator[tuple]], start: float, end: float,
+                 among: str = "", args: tuple = ()) -> Iterator[tuple[float, int, object]]:
+    """``(ts, series, value)`` of every chunked value with ``start <= ts <= end``, read through
+    ``iterate(sql, args)`` (a reader's connection); ``among`` narrows the series (an SQL
+    condition on ``series`` whose arguments are ``args``)."""
+    for series, times, values in iterate(
+            "SELECT series, ts, vals FROM chunks WHERE last >= ? AND first <= ?%s" % among, (start, end) + args):
+        for ts, value in zip(codec.decode(times), codec.decode(values)):
+            if start <= ts <= end and value is not None:
+                yield ts, series, value

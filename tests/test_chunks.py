@@ -1,0 +1,104 @@
+"""History compacted into chunks (#23): what was written reads back exactly, whatever was moved
+into chunks, pruned or reopened; an upgraded folder's staged rows move into chunks as it goes on.
+The model is a plain list of the samples written."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import struct
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sse_dashboard import storage
+from sse_dashboard.storage.chunks import CHUNK_SAMPLES
+
+NAMES = ["system.cpu_percent", "gauges.depth", "counters.jobs", 'gauges.q{k="v"}']
+# What the registry lets through (metric_number): ints within 2**53, finite floats.
+values = st.one_of(st.integers(-(2 ** 53), 2 ** 53), st.floats(allow_nan=False, allow_infinity=False),
+                   st.floats(allow_nan=False, allow_infinity=False).map(lambda v: round(v, 3)))
+samples = st.lists(st.dictionaries(st.sampled_from(NAMES), values, min_size=1, max_size=4),
+                   min_size=2 * CHUNK_SAMPLES + 1, max_size=5 * CHUNK_SAMPLES)  # enough to chunk
+
+
+def same(a, b) -> bool:
+    """Equal, with floats compared by bit pattern (-0.0 is not 0.0) and ints staying ints."""
+    if isinstance(a, float) and isinstance(b, float):
+        return struct.pack("<d", a) == struct.pack("<d", b)
+    return type(a) is type(b) and a == b
+
+
+def rows_equal(got, want) -> bool:
+    return len(got) == len(want) and all(
+        ts == wts and flat.keys() == wflat.keys() and all(same(flat[k], wflat[k]) for k in flat)
+        for (ts, flat), (wts, wflat) in zip(got, want))
+
+
+@settings(max_examples=int(os.environ.get("SSE_MODEL_EXAMPLES") or 15), deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(written=samples, batch=st.integers(1, 50), reopen_at=st.integers(0, 5 * CHUNK_SAMPLES),
+       window=st.tuples(st.integers(0, 300), st.integers(0, 300)), names=st.sets(st.sampled_from(NAMES)))
+def test_what_was_written_reads_back_exactly_through_chunks_and_a_restart(tmp_path_factory, written, batch,
+                                                                          reopen_at, window, names):
+    folder = tmp_path_factory.mktemp("chunks")
+    store = storage.open_store(folder, full_s=10 ** 6, interval_s=1.0)
+    model = [(1000.0 + i, flat) for i, flat in enumerate(written)]
+    try:
+        for i in range(0, len(model), batch):
+            if i <= reopen_at < i + batch:
+                store.close()  # a stop and a start between two writes
+                store = storage.open_store(folder, full_s=10 ** 6, interval_s=1.0)
+            store.history.write(model[i:i + batch])
+        staged = store.database.query("SELECT COUNT(*) FROM samples", ())[0][0]
+        assert staged <= 2 * CHUNK_SAMPLES  # the rest went into chunks
+        assert store.database.query("SELECT COUNT(*) FROM chunks", ())[0][0] > 0
+        got = list(store.history._full_rows(0, 10 ** 7))
+        assert rows_equal(got, model)
+        lo, hi = 1000.0 + min(window), 1000.0 + max(window)
+        narrowed = [(ts, {k: v for k, v in flat.items() if k in names}) for ts, flat in model if lo <= ts <= hi]
+        only = store.history._ids_of(sorted(names))
+        got = list(store.history._full_rows(lo, hi, only))
+        assert rows_equal(got, [row for row in narrowed if row[1]])
+    finally:
+        store.close()
+
+
+def test_retention_counts_samples_written_and_drops_whole_chunks(tmp_path):
+    store = storage.open_store(tmp_path, full_s=200.0, interval_s=1.0)
+    store.history.write([(1000.0 + i, {"g": i}) for i in range(600)])
+    store.history.prune()
+    got = list(store.history._full_rows(0, 10 ** 7))
+    kept = [ts for ts, _ in got]
+    assert kept[-1] == 1599.0 and 201 <= len(kept) <= 201 + CHUNK_SAMPLES  # the newest 201, and the rest of a chunk
+    assert [flat["g"] for _, flat in got] == [int(ts) - 1000 for ts in kept]
+    store.close()
+
+
+def test_a_constant_series_costs_well_under_a_byte_a_sample_once_chunked(tmp_path):
+    store = storage.open_store(tmp_path, full_s=10 ** 6, interval_s=1.0)
+    for i in range(20):
+        store.history.write([(1_700_000_000.0 + 60 * i + j, {"c%d" % k: 7 for k in range(50)}) for j in range(60)])
+    size, n = store.database.query("SELECT SUM(LENGTH(ts) + LENGTH(vals)), SUM(n) FROM chunks", ())[0]
+    assert n >= 50 * (1200 - 2 * CHUNK_SAMPLES) and size / n < 0.5, (size, n)
+    store.close()
+
+
+def test_a_version_4_folder_with_staged_samples_upgrades_and_moves_them_into_chunks(tmp_path):
+    conn = sqlite3.connect(str(tmp_path / storage.DB_FILENAME))
+    for script in storage.MIGRATIONS[:4]:
+        conn.executescript(script)
+    conn.executescript("CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (4);"
+                       "INSERT INTO meta VALUES ('epoch', 'abc'); INSERT INTO series (id, name) VALUES (1, 'g');")
+    for i in range(500):  # what today's main keeps: a row a sample, a row a value
+        conn.execute("INSERT INTO samples (id, ts) VALUES (?, ?)", (i + 1, 1000.0 + i))
+        conn.execute("INSERT INTO points VALUES (?, 1, ?)", (i + 1, i * 0.5))
+    conn.commit()
+    conn.close()
+    store = storage.open_store(tmp_path, full_s=10 ** 6, interval_s=1.0)
+    for i in range(500, 520):
+        store.history.write([(1000.0 + i, {"g": i * 0.5})])
+    assert store.database.query("SELECT COUNT(*) FROM samples", ())[0][0] <= 2 * CHUNK_SAMPLES
+    got = list(store.history._full_rows(0, 10 ** 7))
+    assert [(ts, flat["g"]) for ts, flat in got] == [(1000.0 + i, i * 0.5) for i in range(520)]
+    store.close()
