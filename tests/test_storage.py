@@ -268,14 +268,16 @@ def test_rollup_answers_say_their_spacing_and_carry_min_and_max(tmp_path):
 def test_a_long_window_in_the_first_minute_still_has_the_recent_samples(tmp_path):
     store = rollup_store(tmp_path)
     now = time.time()
-    for i in range(5):  # a few seconds of full-resolution samples, no bucket closed yet
-        store.history.write([(now - 5 + i, {"g": 2 * i})])
+    first = now - now % 10 if now % 10 >= 5 else now - now % 10 - 10  # five seconds inside one bucket
+    stamps = [first + i for i in range(5)]
+    for i, ts in enumerate(stamps):  # a few seconds of full-resolution samples, no bucket closed yet
+        store.history.write([(ts, {"g": 2 * i})])
     body = store.history_columns(now - 61 - 3600, now)
     assert body["resolution"] == "rollup" and body["ts"], body
     assert min(v for v in body["min"]["g"] if v is not None) == 0
     assert max(v for v in body["max"]["g"] if v is not None) == 8
     # #23: it ends in the latest samples themselves, not in one bucket labelled at the open minute's start.
-    assert body["ts"] == [now - 5 + i for i in range(5)] and body["series"]["g"] == [0, 2, 4, 6, 8]
+    assert body["ts"] == stamps and body["series"]["g"] == [0, 2, 4, 6, 8]
     store.close()
 
 
