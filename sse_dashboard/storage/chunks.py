@@ -8,8 +8,10 @@ a series (``chunks``), holding the timestamps and the values of that series in t
 each encoded by ``codec.encode`` (format version 1, README "Storage").
 
 Invariants:
-- nothing is lost to kill -9: a compaction is part of one transaction, and what it has not
-  moved is still staged; the newest ``CHUNK_SAMPLES`` samples are always staged rows, so a
+- nothing is lost to kill -9: the swap of rows for chunks is one transaction, and what it has
+  not moved is still staged; the storage lock is held only for that swap (the reading and the
+  encoding, most of the cost, run on a reader's connection, and the swap checks that what was
+  read did not change meanwhile); the newest ``CHUNK_SAMPLES`` samples are always staged rows, so a
   sample is never rewritten once acknowledged to the disk;
 - a chunk's values decode exactly (every float bit for bit, ints as ints: codec's property
   tests);
@@ -21,8 +23,7 @@ May import: ``storage.codec``, ``storage.database``, the standard library.
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from sse_dashboard.storage import codec
 
@@ -32,29 +33,48 @@ CHUNK_SAMPLES = 60
 MAX_COMPACTIONS_A_WRITE = 8  # a folder upgraded with an hour staged catches up over a few writes
 
 
-def compact(conn: sqlite3.Connection, size: int = CHUNK_SAMPLES) -> int:
+def compact(db: Any, size: int = CHUNK_SAMPLES) -> int:
     """Move the oldest ``size`` staged samples into chunks while more than ``2 * size`` are
-    staged (at most ``MAX_COMPACTIONS_A_WRITE`` times), inside the caller's transaction; returns
-    how many samples moved."""
+    staged (at most ``MAX_COMPACTIONS_A_WRITE`` times); returns how many samples moved.
+
+    Reading and encoding happen on a reader's connection, without the storage lock (they are
+    most of the cost); the lock is taken only to swap the rows for the chunks, in one
+    transaction, after checking that nothing it read changed meanwhile (a delete, a prune)."""
     moved = 0
     for _ in range(MAX_COMPACTIONS_A_WRITE):
-        first, count = conn.execute("SELECT MIN(id), COUNT(*) FROM samples").fetchone()
+        ((first, count),) = db.query("SELECT MIN(id), COUNT(*) FROM samples", ())
         if first is None or count <= 2 * size:
             break
-        upto = conn.execute("SELECT id FROM samples ORDER BY id LIMIT 1 OFFSET ?", (size - 1,)).fetchone()[0]
+        ((upto,),) = db.query("SELECT id FROM samples ORDER BY id LIMIT 1 OFFSET ?", (size - 1,))
         by_series: dict[int, tuple[list, list]] = {}
-        for series, ts, value in conn.execute(
+        read = 0
+        for series, ts, value in db.iterate(
                 "SELECT p.series, s.ts, p.value FROM points p JOIN samples s ON s.id = p.sample "
                 "WHERE p.sample BETWEEN ? AND ? ORDER BY p.series, s.ts, s.id", (first, upto)):
             times, values = by_series.setdefault(series, ([], []))
             times.append(ts)
             values.append(value)
-        conn.executemany(
-            "INSERT INTO chunks (series, first, last, upto, n, ts, vals) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(series, times[0], times[-1], upto, len(times), codec.encode(times), codec.encode(values))
-             for series, (times, values) in by_series.items()])
-        conn.execute("DELETE FROM points WHERE sample BETWEEN ? AND ?", (first, upto))
-        conn.execute("DELETE FROM samples WHERE id BETWEEN ? AND ?", (first, upto))
+            read += 1
+        rows = [(series, times[0], times[-1], upto, len(times), codec.encode(times), codec.encode(values))
+                for series, (times, values) in by_series.items()]
+        with db.write_lock:
+            conn = db.conn
+            conn.execute("BEGIN")
+            try:
+                ((still,),) = conn.execute("SELECT COUNT(*) FROM points WHERE sample BETWEEN ? AND ?",
+                                           (first, upto)).fetchall()
+                ((staged_first,),) = conn.execute("SELECT MIN(id) FROM samples", ()).fetchall()
+                if still != read or staged_first != first:  # changed under us: next time
+                    conn.execute("ROLLBACK")
+                    break
+                conn.executemany("INSERT INTO chunks (series, first, last, upto, n, ts, vals) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                conn.execute("DELETE FROM points WHERE sample BETWEEN ? AND ?", (first, upto))
+                conn.execute("DELETE FROM samples WHERE id BETWEEN ? AND ?", (first, upto))
+                conn.execute("COMMIT")
+            except BaseException:
+                db.rollback()
+                raise
         moved += upto - first + 1
     return moved
 

@@ -180,7 +180,6 @@ class StoredHistory:
                     sample = conn.execute("INSERT INTO samples (ts) VALUES (?)", (ts,)).lastrowid
                     conn.executemany("INSERT INTO points VALUES (?, ?, ?)",
                                      [(sample, self._series_id(name), value) for name, value in flat.items()])
-                compact(conn)  # the oldest staged samples into chunks, in this same transaction
                 conn.executemany(
                     "INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, series) DO UPDATE SET "
                     "min = MIN(min, excluded.min), max = MAX(max, excluded.max), "
@@ -192,6 +191,7 @@ class StoredHistory:
                 self._bucket, self._acc = bucket_before, acc_before
                 self.reload_series()
                 raise
+        compact(db)  # the oldest staged samples into chunks: read and encoded without the lock
 
     def _series_id(self, name: str) -> int:
         series_id = self._series.get(name)
