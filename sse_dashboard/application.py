@@ -36,7 +36,7 @@ from sse_dashboard.storage.memory import MemoryStore, downsample
 
 # History answers (README "Limits"): points a series by default and at most, names at most, and how
 # many are built at once (each holds its window in memory while it is built).
-DEFAULT_HISTORY_POINTS = 2000
+DEFAULT_HISTORY_POINTS = 1000  # about a chart's width
 MAX_HISTORY_POINTS = 10_000
 MAX_HISTORY_NAMES = 100
 MAX_HISTORY_READS = 4

@@ -194,7 +194,8 @@ import { createCharts } from "./charts.js";
     $("range-note").textContent = "";
     if (seconds > HISTORY_SECONDS) {
       try {
-        const body = await getJSON("/api/metrics/history?points=" + chartPoints() + "&seconds=" + seconds);
+        const body = await getJSON("/api/metrics/history?names=" + encodeURIComponent(mainSeriesNames().join(",")) +
+          "&points=" + chartPoints() + "&seconds=" + seconds);
         source = { ts: body.ts || [], series: new Map(Object.entries(body.series || {})), bands: {} };
         for (const key of Object.keys(body.min || {})) {
           if (body.max && body.max[key]) source.bands[key] = { min: body.min[key], max: body.max[key] };
@@ -237,6 +238,16 @@ import { createCharts } from "./charts.js";
     showDetailRange(HISTORY_SECONDS);
     if (dialog.showModal) dialog.showModal(); else dialog.setAttribute("open", "");
     scheduleDraw();
+  }
+
+  // The series the main charts draw (a pinned counter's rate from its totals): the server reads
+  // only these, not every series it keeps.
+  function mainSeriesNames() {
+    const names = new Set();
+    for (const chart of mainCharts()) {
+      for (const key of (typeof chart.keys === "function" ? chart.keys() : chart.keys)) names.add(key.replace(/:rate$/, ""));
+    }
+    return [...names].slice(0, 100);
   }
 
   // About a point per pixel of the widest chart (the server averages longer windows into buckets,

@@ -233,7 +233,7 @@ def openapi_spec(version: str) -> dict:
                         _query("seconds", {"type": "integer", "minimum": 1, "maximum": _MAX_WHOLE, "default": 300}, "how far back"),
                         _query("from", {"type": "number"}, "start, unix seconds (an export: rows, streamed)"),
                         _query("to", {"type": "number"}, "end, unix seconds (default now)"),
-                        _query("points", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 2000},
+                        _query("points", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
                                "at most this many points a series: a longer window comes as buckets' averages "
                                "with their min and max"),
                         _query("names", {"type": "string"}, "only these series, comma-separated (at most 100), "
