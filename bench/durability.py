@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from reference import reference_checkout  # noqa: E402
 REFERENCE = "3411770"  # main before writes were committed before their answer
 CLIENTS = 4
 
@@ -125,16 +127,10 @@ def main() -> None:
         "reference, keep-alive": ("ref", True, False),
     }
     runs: dict[str, list] = {side: [] for side in sides}
-    with tempfile.TemporaryDirectory() as tmp:
-        reference = Path(tmp) / "reference"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(reference), args.reference],
-                       check=True)
-        try:
-            for _ in range(args.rounds):
-                for side, (which, keep_alive, memory) in sides.items():
-                    runs[side].append(measure(reference if which == "ref" else ROOT, args.seconds, keep_alive, memory))
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(reference)], check=False)
+    with reference_checkout(args.reference) as reference:
+        for _ in range(args.rounds):
+            for side, (which, keep_alive, memory) in sides.items():
+                runs[side].append(measure(reference if which == "ref" else ROOT, args.seconds, keep_alive, memory))
     lines = [
         "# Durable counters, gauges and pushes: what they cost",
         "",

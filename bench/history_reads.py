@@ -26,6 +26,8 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from reference import reference_checkout  # noqa: E402
 REFERENCE = "3411770"
 QUERIES = {
     "all series, 1 h (default answer)": "/api/metrics/history?seconds=3600",
@@ -115,15 +117,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=3600)
     args = parser.parse_args()
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        reference = Path(tmp) / "reference"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(reference), args.reference],
-                       check=True)
-        try:
-            results["reference"] = measure(reference, args.series, args.seconds)
-            results["now"] = measure(ROOT, args.series, args.seconds)
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(reference)], check=False)
+    with reference_checkout(args.reference) as reference:
+        results["reference"] = measure(reference, args.series, args.seconds)
+        results["now"] = measure(ROOT, args.series, args.seconds)
     lines = ["# Reading history: what an answer costs", "",
              "`python bench/history_reads.py` on %s (%s, Python %s): %d series of a 3-decimal random walk over "
              "%d s at one sample a second, in a data folder; a real server process; reference %s, now this "

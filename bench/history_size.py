@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from reference import reference_checkout  # noqa: E402
 REFERENCE = "99f5c0e"  # main before history was compacted into chunks
 START = 1_700_000_000
 
@@ -115,18 +117,13 @@ def main() -> None:
         print(json.dumps(ours(ROOT, args.series, args.samples)))
         return
     new = ours(ROOT, args.series, args.samples)
-    with tempfile.TemporaryDirectory() as tmp:
-        reference = Path(tmp) / "reference"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(reference), args.reference],
-                       check=True)
-        try:
-            shutil.copy2(__file__, reference / "bench" / "history_size.py")
-            done = subprocess.run([sys.executable, str(reference / "bench" / "history_size.py"), "--only-ours",
-                                   "--series", str(args.series), "--samples", str(args.samples)],
-                                  capture_output=True, text=True, check=True, timeout=600)
-            old = json.loads(done.stdout.strip().splitlines()[-1])
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(reference)], check=False)
+    with reference_checkout(args.reference) as reference:
+        for script in (__file__, ROOT / "bench" / "reference.py"):  # this script runs there too
+            shutil.copy2(script, reference / "bench" / Path(script).name)
+        done = subprocess.run([sys.executable, str(reference / "bench" / "history_size.py"), "--only-ours",
+                               "--series", str(args.series), "--samples", str(args.samples)],
+                              capture_output=True, text=True, check=True, timeout=600)
+        old = json.loads(done.stdout.strip().splitlines()[-1])
     prom = prometheus(args.series, args.samples)
     lines = [
         "# History on disk: bytes a sample",

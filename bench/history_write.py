@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from reference import reference_checkout  # noqa: E402
 REFERENCE = "99f5c0e"  # main before history was compacted into chunks
 SERIES = (1000, 10000)
 
@@ -79,17 +81,11 @@ def main() -> None:
         print(json.dumps(measure(Path(args.only), args.samples)))
         return
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        reference = Path(tmp) / "reference"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(reference), args.reference],
-                       check=True)
-        try:
-            for side, checkout in (("before chunks", reference), ("now", ROOT)):
-                done = subprocess.run([sys.executable, __file__, "--only", str(checkout), "--samples", str(args.samples)],
-                                      capture_output=True, text=True, check=True, timeout=1800)
-                results[side] = json.loads(done.stdout.strip().splitlines()[-1])
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(reference)], check=False)
+    with reference_checkout(args.reference) as reference:
+        for side, checkout in (("before chunks", reference), ("now", ROOT)):
+            done = subprocess.run([sys.executable, __file__, "--only", str(checkout), "--samples", str(args.samples)],
+                                  capture_output=True, text=True, check=True, timeout=1800)
+            results[side] = json.loads(done.stdout.strip().splitlines()[-1])
     lines = ["# Writing history: what it costs", "",
              "`python bench/history_write.py` on %s (%s, Python %s): %d samples of a 3-decimal random walk, one "
              "a transaction, as the storage writer writes them. CPU of the writing thread (`time.process_time`); "
