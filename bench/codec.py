@@ -107,8 +107,9 @@ CANDIDATES = [
     ("(b) byte-level XOR + deflate", lambda v: codec.encode(v, methods=(codec.XOR,))),
     ("(c) scaled delta + deflate", method_or_xor(codec.DELTA)),
     ("(c) scaled delta-of-delta + deflate", method_or_xor(codec.DOD)),
+    ("(d) scaled delta packed at a fixed width + deflate", method_or_xor(codec.PACKED)),
     ("smallest of b, c-delta, c-dod", lambda v: codec.encode(v, methods=(codec.XOR, codec.DELTA, codec.DOD))),
-    ("**chosen**: c-delta, else b", codec.encode),
+    ("**chosen**: d, else c-delta, else b", codec.encode),
 ]
 
 

@@ -13,13 +13,16 @@ int64 too); ``float`` stays ``float``, NaN payloads, the sign of ``-0.0``, ``±i
 subnormals included. ``bool`` is an ``int`` and comes back as ``0``/``1``; anything else is a
 ``TypeError``. A byte string this module did not write is a ``ValueError``.
 
-Format, version 1 (the numbers are kept: a future method gets a new number, never an old one):
+Format, version 2 (the numbers are kept: a new method gets a new number, never an old one;
+version 1 had methods 1-4, version 2 added 5):
 
 - byte 0, the method: ``0x01`` raw float64, ``0x02`` float64 XOR, ``0x03`` scaled-integer
-  delta, ``0x04`` scaled-integer delta-of-delta; ``| 0x80`` when the rest is raw DEFLATE
-  (RFC 1951, ``zlib`` with ``wbits=-15``). ``encode`` writes scaled delta when a decimal scale
-  fits the chunk, else XOR, each plain or deflated, whichever is smaller
-  (``bench/RESULTS-codec.md`` has the measurements behind the choice).
+  delta, ``0x04`` scaled-integer delta-of-delta, ``0x05`` scaled-integer delta packed at a
+  fixed width; ``| 0x80`` when the rest is raw DEFLATE (RFC 1951, ``zlib`` with
+  ``wbits=-15``). ``encode`` writes packed delta when a decimal scale fits the chunk and the
+  differences fit an int64, else varint delta when a scale fits, else XOR, each plain or
+  deflated, whichever is smaller (``bench/RESULTS-codec.md`` has the measurements behind the
+  choice: packed decodes in C, three times as fast).
 - the body: ``varint n`` (values in the chunk), then the kinds as runs, each one
   ``varint (run_length << 2 | kind)`` until they cover ``n`` (kind 0 None, 1 float, 2 int held
   in the stream, 3 int held apart), then per method:
@@ -31,6 +34,8 @@ Format, version 1 (the numbers are kept: a future method gets a new number, neve
     float comes back as ``m / 10**k``, an int as ``m // 10**k``), written as zigzag varints
     of the differences (delta: ``m[0], m[1]-m[0], ...``; delta-of-delta: ``m[0], m[1]-m[0],
     (m[2]-m[1])-(m[1]-m[0]), ...``), each difference wrapped to int64 as in two's complement;
+    packed: the same delta stream, not wrapped, as one byte ``w`` (1, 2, 4 or 8) and each
+    difference a little-endian signed int of ``w`` bytes;
   - last, the ints held apart (those the stream cannot carry exactly: beyond int64 once
     scaled, or not a float64 in the float methods), each as a zigzag varint of any length.
 
@@ -42,21 +47,26 @@ May import: the standard library only.
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
+from array import array
+from itertools import accumulate, repeat
+from operator import floordiv, truediv
 from typing import List, Optional, Sequence, Tuple, Union
 
 __all__ = ["encode", "decode", "encode_timestamps", "decode_timestamps", "method_of",
-           "RAW", "XOR", "DELTA", "DOD", "METHODS", "DEFLATED"]
+           "RAW", "XOR", "DELTA", "DOD", "PACKED", "METHODS", "DEFLATED"]
 
 Value = Union[int, float, None]
 
-RAW, XOR, DELTA, DOD = 0x01, 0x02, 0x03, 0x04
+RAW, XOR, DELTA, DOD, PACKED = 0x01, 0x02, 0x03, 0x04, 0x05
 DEFLATED = 0x80
-METHODS = {RAW: "raw", XOR: "xor", DELTA: "scaled-delta", DOD: "scaled-dod"}
+METHODS = {RAW: "raw", XOR: "xor", DELTA: "scaled-delta", DOD: "scaled-dod", PACKED: "scaled-delta-packed"}
 # ``encode``'s default, from bench/RESULTS-codec.md: scaled delta wherever a decimal scale fits
-# (constants, counters, few-decimal gauges), XOR where none does. Keeping the smallest of XOR,
-# delta and delta-of-delta saved at most 1.2% and cost 3x the CPU; raw float64 never won. All four
-# are decoded.
+# (constants, counters, few-decimal gauges), packed (decoded in C) rather than as varints (a
+# little smaller, decoded a value at a time), XOR where no scale fits. Keeping the smallest of
+# XOR, delta and delta-of-delta saved at most 1.2% and cost 3x the CPU; raw float64 never won.
+# Every method is decoded.
 ZLIB_LEVEL = 6
 MAX_VALUES = 1 << 20               # a chunk is a minute or a few; this bounds a corrupt one's cost
 MAX_BODY_BYTES = 8 * MAX_VALUES + 4096
@@ -79,9 +89,10 @@ def encode(values: Sequence[Value], methods: Optional[Sequence[int]] = None) -> 
         raise ValueError("a chunk holds at most %d values" % MAX_VALUES)
     kinds = _kinds_of(values)
     if methods is None:
-        body = _body(DELTA, values, kinds)
-        if body is not None:
-            return min(_framings(DELTA, body), key=len)
+        for method in (PACKED, DELTA):  # packed when its differences fit it, as varints when not
+            body = _body(method, values, kinds)
+            if body is not None:
+                return min(_framings(method, body), key=len)
         methods = (XOR,)
     best: Optional[bytes] = None
     for method in methods:
@@ -156,14 +167,18 @@ def _body(method: int, values: Sequence[Value], kinds: List[int]) -> Optional[by
             out += struct.pack("<%dd" % len(stream), *stream)
         else:
             _write_xor(out, stream)
-    elif method in (DELTA, DOD):
+    elif method in (DELTA, DOD, PACKED):
         scaled = _scaled_stream(values, kinds)
         if scaled is None:
             return None
         k, kinds, stream, apart = scaled
         out = _header(kinds)
         out.append(k)
-        _write_differences(out, stream, method == DOD)
+        if method == PACKED:
+            if not _write_packed(out, stream):
+                return None
+        else:
+            _write_differences(out, stream, method == DOD)
     else:
         raise ValueError("unknown method %r" % (method,))
     for v in apart:
@@ -268,6 +283,32 @@ def _write_differences(out: bytearray, stream: List[int], twice: bool) -> None:
         prev, prev_delta = m, delta
 
 
+# array typecodes of 1, 2, 4 and 8 bytes, and the bound of each
+_WIDTHS = [(code, array(code).itemsize, 1 << (8 * array(code).itemsize - 1)) for code in "bhiq"]
+assert [width for _, width, _ in _WIDTHS] == [1, 2, 4, 8]
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def _write_packed(out: bytearray, stream: List[int]) -> bool:
+    """The differences as little-endian signed ints of the least width that holds them all
+    (one byte: 1, 2, 4 or 8), so a reader unpacks them in C; False when one does not fit
+    int64 without wrapping, or there is none (the varint method carries those)."""
+    if not stream:
+        return False
+    deltas = [b - a for a, b in zip(stream, stream[1:])]
+    deltas.insert(0, stream[0])
+    biggest = max(max(deltas), -min(deltas) - 1)
+    for code, width, bound in _WIDTHS:
+        if biggest < bound:
+            packed = array(code, deltas)
+            if _BIG_ENDIAN:
+                packed.byteswap()
+            out.append(width)
+            out += packed.tobytes()
+            return True
+    return False
+
+
 def _write_xor(out: bytearray, stream: List[float]) -> None:
     bits = struct.unpack("<%dQ" % len(stream), struct.pack("<%dd" % len(stream), *stream))
     prev = 0
@@ -347,7 +388,7 @@ def _decode(data: bytes) -> List[Value]:
         if not 0 < run >> 2 <= n - len(kinds):
             raise ValueError("not an encoded chunk: the kinds overrun the count")
         kinds.extend([run & 3] * (run >> 2))
-    in_stream = sum(1 for kind in kinds if kind in (FLOAT, INT))
+    in_stream = n - kinds.count(NONE) - kinds.count(APART)
     if method in (RAW, XOR):
         floats = _read_raw(r, in_stream) if method == RAW else _read_xor(r, in_stream)
         stream: list = floats
@@ -357,8 +398,19 @@ def _decode(data: bytes) -> List[Value]:
         if k > MAX_SCALE:
             raise ValueError("not an encoded chunk: scale %d" % k)
         p = _POW[k]
-        stream = _read_differences(r, in_stream, method == DOD)
+        stream = _read_packed(r, in_stream) if method == PACKED else _read_differences(r, in_stream, method == DOD)
         as_float, as_int = (lambda m: m / p), (lambda m: m // p)
+    if r.pos == len(body) and kinds.count(kinds[0] if kinds else NONE) == n:  # one kind: no loop per value
+        kind = kinds[0] if kinds else NONE
+        if kind == NONE:
+            return [None] * n
+        if kind == INT and method in (RAW, XOR):
+            return [int(v) for v in stream]
+        if kind == INT and p == 1:
+            return stream
+        if method in (RAW, XOR):
+            return stream
+        return list(map(truediv if kind == FLOAT else floordiv, stream, repeat(p)))  # in C, not a call a value
     out: List[Value] = []
     it = iter(stream)
     for kind in kinds:
@@ -373,6 +425,18 @@ def _decode(data: bytes) -> List[Value]:
     if r.pos != len(body):
         raise ValueError("not an encoded chunk: %d bytes left over" % (len(body) - r.pos))
     return out
+
+
+def _read_packed(r: _Reader, count: int) -> List[int]:
+    width = r.take(1)[0]
+    codes = {w: code for code, w, _ in _WIDTHS}
+    if width not in codes:
+        raise ValueError("not an encoded chunk: packed width %d" % width)
+    packed = array(codes[width])
+    packed.frombytes(r.take(width * count))
+    if _BIG_ENDIAN:
+        packed.byteswap()
+    return list(accumulate(packed))
 
 
 def _read_raw(r: _Reader, count: int) -> List[float]:
