@@ -17,6 +17,7 @@ Invariants:
 from __future__ import annotations
 
 import math
+import operator
 import sys
 import threading
 import uuid
@@ -109,26 +110,79 @@ def downsample(columns: dict, points: int, start: float, end: float) -> dict:
         return columns
     width = max((end - start) / points, 1e-9)
     index = [min(points - 1, max(0, int((ts - start) // width))) for ts in columns["ts"]]
-    used = sorted(set(index))
-    at = {bucket: i for i, bucket in enumerate(used)}
-    out = {"ts": [round(start + bucket * width, 3) for bucket in used], "series": {}, "min": {}, "max": {}}
+    runs = _runs(index)
+    out = {"ts": [round(start + bucket * width, 3) for bucket in sorted({bucket for bucket, _ in runs})],
+           "series": {}, "min": {}, "max": {}}
+    at = {ts_bucket: i for i, ts_bucket in enumerate(sorted({bucket for bucket, _ in runs}))}
+    lows_of, highs_of = columns.get("min") or {}, columns.get("max") or {}
+    in_order = len(runs) == len(at)  # each bucket one run: time went forward (the common case)
+    bounds = [ab for _, ab in runs]
+    sizes = [b - a for a, b in bounds]
     for name, values in columns["series"].items():
-        lows, highs = (columns.get("min") or {}).get(name, values), (columns.get("max") or {}).get(name, values)
-        kept: list = [[] for _ in used]  # each bucket's (value, min, max)
-        for i, value in enumerate(values):
-            if value is not None:
-                kept[at[index[i]]].append((value, lows[i], highs[i]))
-        out["series"][name] = [_mean([v for v, _, _ in bucket]) if bucket else None for bucket in kept]
-        out["min"][name] = [min(lo for _, lo, _ in bucket) if bucket else None for bucket in kept]
-        out["max"][name] = [max(hi for _, _, hi in bucket) if bucket else None for bucket in kept]
+        lows, highs = lows_of.get(name, values), highs_of.get(name, values)
+        if in_order and None not in values:  # every bucket's values are one slice: no loop a value
+            slices = [values[a:b] for a, b in bounds]
+            out["min"][name] = list(map(min, slices if lows is values else [lows[a:b] for a, b in bounds]))
+            out["max"][name] = list(map(max, slices if highs is values else [highs[a:b] for a, b in bounds]))
+            out["series"][name] = _means(slices, sizes)
+            continue
+        means, mins, maxes = [None] * len(at), [None] * len(at), [None] * len(at)
+        whole = None not in values
+        for bucket, (a, b) in runs:
+            i = at[bucket]
+            if whole:
+                part, part_lows, part_highs = values[a:b], lows[a:b], highs[a:b]
+            else:
+                kept = [j for j in range(a, b) if values[j] is not None]
+                if not kept:
+                    continue
+                part = [values[j] for j in kept]
+                part_lows, part_highs = [lows[j] for j in kept], [highs[j] for j in kept]
+            if means[i] is None:
+                means[i], mins[i], maxes[i] = (_mean(part), len(part)), min(part_lows), max(part_highs)
+            else:  # the same bucket again: timestamps out of order (a clock stepped back)
+                mean, n = means[i]
+                means[i] = (_mean([mean] * n + list(part)), n + len(part))
+                mins[i], maxes[i] = min(mins[i], min(part_lows)), max(maxes[i], max(part_highs))
+        out["series"][name] = [None if m is None else m[0] for m in means]
+        out["min"][name] = mins
+        out["max"][name] = maxes
     out["resolution"] = columns.get("resolution", "full")
     out["interval"] = round(width, 3)
     out["downsampled"] = True
     return out
 
 
+def _runs(index: list) -> list:
+    """``(bucket, (first, past))``: the runs of equal buckets in ``index``."""
+    runs: list = []
+    first = 0
+    for i in range(1, len(index) + 1):
+        if i == len(index) or index[i] != index[first]:
+            runs.append((index[first], (first, i)))
+            first = i
+    return runs
+
+
+def _means(slices: list, sizes: list) -> list:
+    """The average of each slice, as ``_mean`` gives it, computed in C when every sum is finite."""
+    sums = list(map(sum, slices))
+    try:
+        if all(map(math.isfinite, sums)):
+            return list(map(operator.truediv, sums, sizes))
+    except OverflowError:  # an int sum beyond a float
+        pass
+    return [_mean(part) for part in slices]
+
+
 def _mean(values: list) -> float:
     """The average, finite for any finite values (a plain sum of two 1e308s is infinity)."""
+    total = sum(values)
+    if isinstance(total, int) or math.isfinite(total):
+        try:
+            return total / len(values)
+        except OverflowError:  # an int sum beyond a float
+            return math.copysign(sys.float_info.max, total)
     total = 0.0
     for value in values:
         total += value / len(values)
