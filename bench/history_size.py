@@ -15,6 +15,7 @@ import argparse
 import json
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -71,13 +72,13 @@ def ours(checkout: Path, series: int, samples: int) -> dict:
             rows = [(float(START + t), {"gauges.s%d" % i: values[i][t] for i in range(series)}) for t in range(samples)]
             for k in range(0, samples, 10):
                 store.history.write(rows[k:k + 10])
-            store.history.write([], final=True)
-            conn = store.database.conn
+            store.close()  # (the reference then writes its open roll-up bucket)
+            conn = sqlite3.connect(str(Path(tmp) / "dashboard.sqlite3"))
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             size = sum(f.stat().st_size for f in Path(tmp).glob("dashboard.sqlite3*"))
             # Pages freed by moving rows into chunks stay in the file for the next rows to reuse.
             free = conn.execute("PRAGMA freelist_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
-            store.close()
+            conn.close()
         result[name] = (size - free) / (series * samples)
     return result
 

@@ -10,6 +10,7 @@ import sqlite3
 import pytest
 
 from sse_dashboard import storage
+from sse_dashboard.storage.chunks import unpack_sample
 from conftest import wait_until
 from sse_dashboard.events import EventLog
 from sse_dashboard.registry import MAX_NAME_CHARS, MetricsRegistry
@@ -93,13 +94,15 @@ def test_stored_samples_refer_to_names_by_id(make_server, tmp_path):
     running = make_server(data_dir=tmp_path)
     running.json("POST", "/api/metrics", {"gauges": {"a_long_gauge_name": 1}})
     store = running.server.store
-    wait_until(lambda: store.flush() or store.database.query(
-        "SELECT COUNT(*) FROM points JOIN series ON series.id = points.series "
-        "WHERE series.name = 'gauges.a_long_gauge_name'", ())[0][0] >= 2, message="points written")
-    conn = sqlite3.connect(str(tmp_path / storage.DB_FILENAME))
-    columns = {row[1]: row[2] for row in conn.execute("PRAGMA table_info(points)")}
-    conn.close()
-    assert set(columns) == {"sample", "series", "value"} and columns["series"] == "INTEGER"
+    def staged_with_it():
+        store.flush()
+        ((gauge,),) = store.database.query("SELECT id FROM series WHERE name = 'gauges.a_long_gauge_name'",
+                                           ()) or [(None,)]
+        rows = [vals for (vals,) in store.database.query("SELECT vals FROM staged", ())]
+        return [vals for vals in rows if gauge in unpack_sample(vals)]
+
+    wait_until(lambda: len(staged_with_it()) >= 2, message="samples written")
+    assert all(b"a_long_gauge_name" not in vals for vals in staged_with_it())  # the id, never the name
 
 
 def test_delete_a_counter_and_a_gauge_with_their_history(make_server, tmp_path):

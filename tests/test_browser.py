@@ -170,7 +170,8 @@ def test_hovering_a_chart_shows_time_and_values(make_server, page):
 
 
 def test_clicking_a_metric_opens_a_larger_chart(make_server, page, tmp_path):
-    server = make_server(interval_s=0.2, data_dir=tmp_path)
+    # Two seconds at full resolution, pruned often: roll-ups exist within seconds.
+    server = make_server(interval_s=0.2, data_dir=tmp_path, storage_options={"full_s": 2.0, "prune_every_s": 0.2})
     for value in (1, 5, 3):
         server.json("POST", "/api/metrics", {"gauges": {"queue_depth": value}})
         wait_until(lambda: server.server.registry.snapshot()[1]["queue_depth"] == value, message="gauge set")
@@ -186,6 +187,9 @@ def test_clicking_a_metric_opens_a_larger_chart(make_server, page, tmp_path):
                message="1 hour selected")
     wait_until(lambda: int(page.get_attribute("#detail-canvas", "data-points") or 0) > 0, timeout=3,
                message="points over the hour")
+    wait_until(lambda: server.server.store.database.query(
+        "SELECT COUNT(*) FROM rollups JOIN series ON series.id = rollups.series "
+        "WHERE series.name = 'gauges.queue_depth'", ())[0][0] > 0, timeout=10, message="samples rolled up")
     page.click("[data-range='86400']")  # a day: one-minute roll-ups, with their min-max band
     wait_until(lambda: "min\u2013max band" in (page.text_content("#detail-note") or ""), timeout=3,
                message="the roll-up note")

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sse_dashboard import storage
-from sse_dashboard.storage.chunks import CHUNK_SAMPLES
+from sse_dashboard.storage import codec
+from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS
 
 NAMES = ["system.cpu_percent", "gauges.depth", "counters.jobs", 'gauges.q{k="v"}']
 # What the registry lets through (metric_number): ints within 2**53, finite floats.
@@ -50,7 +51,7 @@ def test_what_was_written_reads_back_exactly_through_chunks_and_a_restart(tmp_pa
                 store.close()  # a stop and a start between two writes
                 store = storage.open_store(folder, full_s=10 ** 6, interval_s=1.0)
             store.history.write(model[i:i + batch])
-        staged = store.database.query("SELECT COUNT(*) FROM samples", ())[0][0]
+        staged = store.database.query("SELECT COUNT(*) FROM staged", ())[0][0]
         assert staged <= 2 * CHUNK_SAMPLES  # the rest went into chunks
         assert store.database.query("SELECT COUNT(*) FROM chunks", ())[0][0] > 0
         got = list(store.history._full_rows(0, 10 ** 7))
@@ -79,8 +80,27 @@ def test_a_constant_series_costs_well_under_a_byte_a_sample_once_chunked(tmp_pat
     store = storage.open_store(tmp_path, full_s=10 ** 6, interval_s=1.0)
     for i in range(20):
         store.history.write([(1_700_000_000.0 + 60 * i + j, {"c%d" % k: 7 for k in range(50)}) for j in range(60)])
-    size, n = store.database.query("SELECT SUM(LENGTH(ts) + LENGTH(vals)), SUM(n) FROM chunks", ())[0]
-    assert n >= 50 * (1200 - 2 * CHUNK_SAMPLES) and size / n < 0.5, (size, n)
+    ((values,),) = store.database.query("SELECT SUM(LENGTH(vals)) FROM chunks", ())
+    ((times, n, longest),) = store.database.query("SELECT SUM(LENGTH(ts)), SUM(n), MAX(n) FROM groups", ())
+    assert n >= 1200 - 2 * CHUNK_SAMPLES and longest == JOIN_GROUPS * CHUNK_SAMPLES  # minutes joined as they age
+    assert (values + times) / (50 * n) < 0.15, (values, times, n)  # 0.5 when each series kept its own times
+    store.close()
+
+
+def test_a_series_deleted_while_its_samples_move_leaves_nothing_behind(tmp_path):
+    store = storage.open_store(tmp_path, full_s=10 ** 6, interval_s=1.0)
+    store.history.write([(1000.0 + i, {"a": i, "b": -i}) for i in range(2 * CHUNK_SAMPLES)])
+    with store.database.write_lock:
+        store.database.conn.execute("BEGIN")
+        store.history.forget("a")
+        store.database.conn.execute("COMMIT")
+    store.history.reload_series()
+    store.history.write([(2000.0 + i, {"a": i}) for i in range(CHUNK_SAMPLES)])  # "a" again: a new id
+    got = list(store.history._full_rows(0, 10 ** 7))
+    assert got == ([(1000.0 + i, {"b": -i}) for i in range(2 * CHUNK_SAMPLES)]
+                   + [(2000.0 + i, {"a": i}) for i in range(CHUNK_SAMPLES)])
+    (ids,) = store.database.query("SELECT COUNT(DISTINCT series) FROM chunks", ())
+    assert ids == (1,)  # the deleted "a"'s values did not move into chunks
     store.close()
 
 
@@ -98,7 +118,35 @@ def test_a_version_4_folder_with_staged_samples_upgrades_and_moves_them_into_chu
     store = storage.open_store(tmp_path, full_s=10 ** 6, interval_s=1.0)
     for i in range(500, 520):
         store.history.write([(1000.0 + i, {"g": i * 0.5})])
-    assert store.database.query("SELECT COUNT(*) FROM samples", ())[0][0] <= 2 * CHUNK_SAMPLES
+    assert store.database.query("SELECT COUNT(*) FROM staged", ())[0][0] <= 2 * CHUNK_SAMPLES
     got = list(store.history._full_rows(0, 10 ** 7))
     assert [(ts, flat["g"]) for ts, flat in got] == [(1000.0 + i, i * 0.5) for i in range(520)]
+    store.close()
+
+
+def test_a_version_5_folder_upgrades_its_staged_rows_and_chunks_in_place(tmp_path):
+    """Schema 5 (this issue's first step) kept a row a staged value and a chunk row a series with
+    its own timestamps; schema 6 packs the first and groups the second."""
+    conn = sqlite3.connect(str(tmp_path / storage.DB_FILENAME))
+    for script in storage.MIGRATIONS[:5]:
+        conn.executescript(script)
+    conn.executescript("CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (5);"
+                       "INSERT INTO meta VALUES ('epoch', 'abc'); INSERT INTO series (id, name) VALUES (1, 'g'), (2, 'h');")
+    times = [1000.0 + i for i in range(60)]
+    conn.execute("INSERT INTO chunks VALUES (1, 1000.0, 1059.0, 60, 60, ?, ?)",
+                 (codec.encode(times), codec.encode([i * 0.5 for i in range(60)])))
+    conn.execute("INSERT INTO chunks VALUES (2, 1030.0, 1059.0, 60, 30, ?, ?)",  # "h" only in the second half
+                 (codec.encode(times[30:]), codec.encode(list(range(30)))))
+    for i in range(60, 130):
+        conn.execute("INSERT INTO samples (id, ts) VALUES (?, ?)", (i + 1, 1000.0 + i))
+        conn.execute("INSERT INTO points VALUES (?, 1, ?)", (i + 1, i * 0.5))
+    conn.commit()
+    conn.close()
+    store = storage.open_store(tmp_path, full_s=10 ** 6, interval_s=1.0)
+    want = [(1000.0 + i, {"g": i * 0.5, **({"h": i - 30} if 30 <= i < 60 else {})}) for i in range(130)]
+    assert rows_equal(list(store.history._full_rows(0, 10 ** 7)), want)
+    store.history.write([(1130.0, {"g": 65.0})])  # and it goes on from there
+    assert rows_equal(list(store.history._full_rows(0, 10 ** 7)), want + [(1130.0, {"g": 65.0})])
+    assert store.database.query("SELECT name FROM sqlite_master WHERE name IN ('points', 'samples', 'chunks_v5')",
+                                ()) == []
     store.close()

@@ -40,7 +40,7 @@ def stop_cleanly(process):
 
 def sampled_to_disk(store) -> bool:
     store.flush()
-    return bool(store.database.query("SELECT COUNT(*) FROM samples", ())[0][0])
+    return bool(store.history.samples_kept())
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
@@ -118,17 +118,17 @@ def test_numbers_beyond_a_float_are_refused_and_store_nothing(server):
 def test_the_writer_thread_survives_any_failure_and_health_says_so(make_server, tmp_path, caplog):
     running = make_server(data_dir=tmp_path)
     store = running.server.store
-    real_accumulate = store.history._accumulate
+    real_pack = store.history._pack
     failures = []
 
-    def broken_once(ts, flat):
+    def broken_once(flat):
         if not failures:
             failures.append(1)
             raise OverflowError("Python int too large to convert to SQLite INTEGER")
-        return real_accumulate(ts, flat)
+        return real_pack(flat)
 
     with caplog.at_level(logging.ERROR, logger="sse_dashboard.storage"):
-        store.history._accumulate = broken_once
+        store.history._pack = broken_once
         wait_until(lambda: failures, message="the failure")
         wait_until(lambda: store.last_error is None and sampled_to_disk(store), message="the writer recovered")
     assert store.history._thread.is_alive()
@@ -139,10 +139,10 @@ def test_health_reports_a_failing_writer(make_server, tmp_path):
     running = make_server(data_dir=tmp_path)
     store = running.server.store
 
-    def broken(ts, flat):
+    def broken(flat):
         raise ValueError("boom")
 
-    store.history._accumulate = broken
+    store.history._pack = broken
     wait_until(lambda: running.json("GET", "/api/health")[1]["storage"] == "error: boom", message="error shown")
     status, body = running.json("POST", "/api/metrics", {"counters": {"c": 1}})
     assert status == 503 and "boom" in body["error"]
@@ -187,11 +187,12 @@ def make_store(tmp_path, **options):
 
 
 def test_a_clock_stepping_back_merges_into_the_rollup_bucket(tmp_path):
-    store = make_store(tmp_path)
+    store = make_store(tmp_path, full_s=2.0, interval_s=1.0)  # three samples kept at full resolution
     store.history.write([(1200.0 + i, {"g": 10}) for i in range(60)])
-    store.history.write([(1260.0, {"g": 10})])              # closes bucket 1200 (n=60, avg 10)
+    store.history.prune()                                   # bucket 1200 rolled up (n=57, avg 10)
     store.history.write([(1230.0, {"g": 99})])              # the clock went back: bucket 1200 again
-    store.history.write([(1320.0, {"g": 10})])              # closes it a second time (n=1, avg 99)
+    store.history.write([(1320.0 + i, {"g": 10}) for i in range(3)])
+    store.history.prune()                                   # the rest of it rolled up, merged
     (n, lo, avg, hi), = store.database.query("SELECT n, min, avg, max FROM rollups WHERE bucket = 1200", ())
     assert (n, lo, hi) == (61, 10, 99) and avg == pytest.approx((60 * 10 + 99) / 61)
     store.close()
@@ -203,10 +204,10 @@ def test_a_clock_jumping_forward_keeps_the_full_resolution_history(tmp_path):
     store.history.write([(now + i, {"g": i}) for i in range(30)])
     store.history.write([(now + 7200 + i, {"g": i}) for i in range(5)])  # two hours later, by the clock
     store.prune()
-    assert store.database.query("SELECT COUNT(*) FROM samples", ())[0][0] == 35  # within the 61 kept
+    assert store.history.samples_kept() == 35  # within the 61 kept
     store.history.write([(now + 7300 + i, {"g": i}) for i in range(100)])
     store.prune()
-    assert store.database.query("SELECT COUNT(*) FROM samples", ())[0][0] == store.keep_samples == 61
+    assert store.history.samples_kept() == store.keep_samples == 61
     store.close()
 
 
@@ -270,10 +271,10 @@ def test_a_failed_history_write_gives_no_series_id_to_another_name(tmp_path):
     history = store.history
     history.write([(1.0, {"a": 1})])
     # A trigger stands in for a full disk: the write fails after its new series row was made.
-    store.database.conn.execute("CREATE TEMP TRIGGER full BEFORE INSERT ON rollups "
+    store.database.conn.execute("CREATE TEMP TRIGGER full BEFORE INSERT ON staged "
                                 "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
     with pytest.raises(sqlite3.Error):
-        history.write([(2.0, {"b": 2})], final=True)
+        history.write([(2.0, {"b": 2})])
     store.database.conn.execute("DROP TRIGGER full")
     history.write([(3.0, {"c": 3})])
     history.write([(4.0, {"b": 4})])

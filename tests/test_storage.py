@@ -123,7 +123,7 @@ def test_retention_keeps_the_file_bounded(make_server, tmp_path):
     store.flush()
     late = size()
     assert late <= early * 1.5 + 64 * 1024, (early, late)
-    rows = store.database.query("SELECT COUNT(*) FROM samples", ())[0][0]
+    rows = store.history.samples_kept()
     assert rows <= 0.5 / 0.02 + 40  # about full_s worth of samples (plus a prune interval)
     assert store.database.query("SELECT COUNT(*) FROM events", ())[0][0] <= 50 + 1
 
@@ -245,8 +245,8 @@ def test_a_data_dir_with_spaces_and_hashes_works(tmp_path):
     store.close()
 
 
-def rollup_store(tmp_path):
-    store = storage.open_store(tmp_path, full_s=60.0, rollup_s=10.0)
+def rollup_store(tmp_path, full_s=60.0):
+    store = storage.open_store(tmp_path, full_s=full_s, rollup_s=10.0, interval_s=1.0)
     return store
 
 
@@ -256,7 +256,8 @@ def test_rollup_answers_say_their_spacing_and_carry_min_and_max(tmp_path):
     base = now - now % 10 - 300  # five minutes ago, on a bucket boundary
     for i in range(30):  # three buckets of ten samples: 0..9, 10..19, 20..29
         store.history.write([(base + i, {"g": i})])
-    store.history.write([(base + 40, {"g": 0})])  # closes the third bucket
+    store.history.write([(now - 61 + i, {"g": 0}) for i in range(61)])  # the 61 kept at full resolution
+    store.history.prune()                                                # the 30 older ones rolled up
     body = store.history_columns(now - 3600, now)
     assert body["resolution"] == "rollup" and body["interval"] == 10.0
     assert body["ts"][:3] == [base, base + 10, base + 20]
@@ -273,20 +274,19 @@ def test_a_long_window_in_the_first_minute_still_has_the_recent_samples(tmp_path
     for i, ts in enumerate(stamps):  # a few seconds of full-resolution samples, no bucket closed yet
         store.history.write([(ts, {"g": 2 * i})])
     body = store.history_columns(now - 61 - 3600, now)
-    assert body["resolution"] == "rollup" and body["ts"], body
-    assert min(v for v in body["min"]["g"] if v is not None) == 0
-    assert max(v for v in body["max"]["g"] if v is not None) == 8
+    assert body["resolution"] == "full" and body["ts"], body  # nothing rolled up yet
     # #23: it ends in the latest samples themselves, not in one bucket labelled at the open minute's start.
     assert body["ts"] == stamps and body["series"]["g"] == [0, 2, 4, 6, 8]
     store.close()
 
 
 def test_a_long_window_is_roll_ups_then_the_samples_not_rolled_up_yet(tmp_path):
-    store = rollup_store(tmp_path)
+    store = rollup_store(tmp_path, full_s=4.0)  # five samples kept at full resolution
     now = time.time()
     base = now - now % 10 - 300
-    for i in range(25):  # two buckets closed (0..9, 10..19), then five samples of the open one
+    for i in range(25):  # two buckets rolled up (0..9, 10..19), then five samples kept as they are
         store.history.write([(base + i, {"g": i})])
+    store.history.prune()
     body = store.history_columns(now - 3600, now)
     assert body["ts"] == [base, base + 10] + [base + 20 + i for i in range(5)]
     assert body["series"]["g"] == [4.5, 14.5, 20, 21, 22, 23, 24]
@@ -299,6 +299,7 @@ def test_the_history_route_passes_interval_min_and_max_through(make_server, tmp_
     server.json("POST", "/api/metrics", {"gauges": {"g": 3}})
     wait_until(lambda: server.server.sampler.seq >= 30, timeout=10, message="30 ticks")
     server.server.store.flush()
+    server.server.store.prune()  # what retention drops becomes roll-ups (the writer does this every 30 s)
     body = server.json("GET", "/api/metrics/history?seconds=30")[1]
     assert body["resolution"] == "rollup" and body["interval"] == 0.5
     assert 3 in body["min"]["gauges.g"] and 3 in body["max"]["gauges.g"]

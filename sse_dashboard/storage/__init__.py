@@ -5,6 +5,7 @@
 - ``events``: event rows: each committed before it is acknowledged, paged, exported, pruned;
 - ``metric_state``: counters' and gauges' state and small named values (``meta``);
 - ``history``: samples and roll-ups, and the one thread that writes them;
+- ``chunks``: the layout of history on disk (staged rows, chunk groups) and the moves between;
 - ``codec``: one series' values of one chunk as bytes and back, exactly (#23; pure functions);
 - ``store``: ``Store``, the parts composed, and ``open_store()``;
 - ``memory``: the same reads from memory (``MemoryStore``), over the recent samples'

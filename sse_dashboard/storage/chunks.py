@@ -1,91 +1,203 @@
-"""Compacted history: each series' older samples in chunks, compressed (``storage.codec``).
+"""History on disk, compacted: samples staged as one packed row each, then moved into chunk
+groups that share their timestamps, joined into longer groups as they age (#23).
 
-One concept: moving staged samples into chunks, and reading them back. The writer stages every
-sample as rows (``samples``, and ``points``: one row a value, each with an index entry), which
-costs about 20-30 bytes a value whatever the value. Once more than ``2 * CHUNK_SAMPLES``
-samples are staged, the oldest ``CHUNK_SAMPLES`` move here in the writer's transaction: one row
-a series (``chunks``), holding the timestamps and the values of that series in those samples,
-each encoded by ``codec.encode`` (format version 1, README "Storage").
+One concept: the layout of the samples on disk, and moving them from one shape to the next.
+
+- ``staged``: the newest samples, one row a sample: its time and ``pack_sample`` of its values
+  (the series' ids and their values, each list through ``codec.encode``). A write is one row a
+  sample, so kill -9 loses no history beyond the writer's queue.
+- ``groups`` and ``chunks``: once more than ``2 * CHUNK_SAMPLES`` samples are staged, the oldest
+  ``CHUNK_SAMPLES`` become one group: its timestamps once (``groups.ts``), and one chunk a
+  series with that series' values at those timestamps (``None`` where it had none). Once
+  ``JOIN_GROUPS`` such groups are there, the oldest are joined into one group of
+  ``JOIN_GROUPS * CHUNK_SAMPLES`` samples (never longer than a quarter of what retention keeps,
+  so retention, which drops whole groups, keeps at most a quarter more than it must).
+- A group is keyed by ``upto``, the highest sample id it holds, so retention counts samples
+  written, as it does for staged rows: a clock step does not wipe history.
 
 Invariants:
-- nothing is lost to kill -9: the swap of rows for chunks is one transaction, and what it has
-  not moved is still staged; the storage lock is held only for that swap (the reading and the
-  encoding, most of the cost, run on a reader's connection, and the swap checks that what was
-  read did not change meanwhile); the newest ``CHUNK_SAMPLES`` samples are always staged rows, so a
-  sample is never rewritten once acknowledged to the disk;
-- a chunk's values decode exactly (every float bit for bit, ints as ints: codec's property
-  tests);
-- a chunk records the highest sample id it holds (``upto``), so retention counts samples
-  written, as it does for the staged rows: a clock step does not wipe history.
+- every step is one transaction, and the storage lock is held only for the swap: the reading
+  and the encoding (most of the cost) run on a reader's connection, and the swap checks that
+  what was read did not change meanwhile;
+- values decode exactly (every float bit for bit, ints as ints: codec's property tests);
+- series ids are never reused (``series`` is AUTOINCREMENT), so a value left in a packed row
+  or a chunk for a deleted series can never be read as another's: it is skipped on reading and
+  dropped at the next move.
 
-May import: ``storage.codec``, ``storage.database``, the standard library.
+May import: ``storage.codec``, the standard library.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+import struct
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from sse_dashboard.storage import codec
 
-__all__ = ["compact", "chunk_values", "CHUNK_SAMPLES"]
+__all__ = ["compact", "join", "pack_sample", "unpack_sample", "blocks", "CHUNK_SAMPLES", "JOIN_GROUPS"]
 
 CHUNK_SAMPLES = 60
-MAX_COMPACTIONS_A_WRITE = 8  # a folder upgraded with an hour staged catches up over a few writes
+JOIN_GROUPS = 10
+MAX_MOVES_A_WRITE = 8  # a folder upgraded with an hour staged catches up over a few writes
 
+Block = Tuple[List[float], Dict[int, list]]  # timestamps, and each series' values at them
+
+
+def pack_sample(values_by_id: Dict[int, Any]) -> bytes:
+    """One sample's values as bytes: the length of the ids' encoding (4 bytes), the ids in
+    order, then the values in the same order (``codec.encode`` both)."""
+    ids = sorted(values_by_id)
+    head = codec.encode(ids)
+    return struct.pack("<I", len(head)) + head + codec.encode([values_by_id[i] for i in ids])
+
+
+def unpack_sample(data: bytes) -> Dict[int, Any]:
+    (size,) = struct.unpack_from("<I", data)
+    ids = codec.decode(bytes(data[4:4 + size]))
+    return dict(zip(ids, codec.decode(bytes(data[4 + size:]))))
+
+
+# --- moving samples --------------------------------------------------------------------------
 
 def compact(db: Any, size: int = CHUNK_SAMPLES) -> int:
-    """Move the oldest ``size`` staged samples into chunks while more than ``2 * size`` are
-    staged (at most ``MAX_COMPACTIONS_A_WRITE`` times); returns how many samples moved.
-
-    Reading and encoding happen on a reader's connection, without the storage lock (they are
-    most of the cost); the lock is taken only to swap the rows for the chunks, in one
-    transaction, after checking that nothing it read changed meanwhile (a delete, a prune)."""
+    """Move the oldest ``size`` staged samples into a group while more than ``2 * size`` are
+    staged (at most ``MAX_MOVES_A_WRITE`` times); returns how many samples moved."""
     moved = 0
-    for _ in range(MAX_COMPACTIONS_A_WRITE):
-        ((first, count),) = db.query("SELECT MIN(id), COUNT(*) FROM samples", ())
-        if first is None or count <= 2 * size:
+    for _ in range(MAX_MOVES_A_WRITE):
+        ((count,),) = db.query("SELECT COUNT(*) FROM staged", ())
+        if count <= 2 * size:
             break
-        ((upto,),) = db.query("SELECT id FROM samples ORDER BY id LIMIT 1 OFFSET ?", (size - 1,))
-        by_series: dict[int, tuple[list, list]] = {}
-        read = 0
-        for series, ts, value in db.iterate(
-                "SELECT p.series, s.ts, p.value FROM points p JOIN samples s ON s.id = p.sample "
-                "WHERE p.sample BETWEEN ? AND ? ORDER BY p.series, s.ts, s.id", (first, upto)):
-            times, values = by_series.setdefault(series, ([], []))
-            times.append(ts)
-            values.append(value)
-            read += 1
-        rows = [(series, times[0], times[-1], upto, len(times), codec.encode(times), codec.encode(values))
-                for series, (times, values) in by_series.items()]
-        with db.write_lock:
-            conn = db.conn
-            conn.execute("BEGIN")
-            try:
-                ((still,),) = conn.execute("SELECT COUNT(*) FROM points WHERE sample BETWEEN ? AND ?",
-                                           (first, upto)).fetchall()
-                ((staged_first,),) = conn.execute("SELECT MIN(id) FROM samples", ()).fetchall()
-                if still != read or staged_first != first:  # changed under us: next time
-                    conn.execute("ROLLBACK")
-                    break
-                conn.executemany("INSERT INTO chunks (series, first, last, upto, n, ts, vals) "
-                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                conn.execute("DELETE FROM points WHERE sample BETWEEN ? AND ?", (first, upto))
-                conn.execute("DELETE FROM samples WHERE id BETWEEN ? AND ?", (first, upto))
-                conn.execute("COMMIT")
-            except BaseException:
-                db.rollback()
-                raise
-        moved += upto - first + 1
+        rows = db.query("SELECT id, ts, vals FROM staged ORDER BY id LIMIT ?", (size,))
+        first, upto = rows[0][0], rows[-1][0]
+        times = [ts for _, ts, _ in rows]
+        columns: Dict[int, list] = {}
+        for i, (_, _, vals) in enumerate(rows):
+            for series, value in unpack_sample(vals).items():
+                column = columns.get(series)
+                if column is None:
+                    column = columns[series] = [None] * len(rows)
+                column[i] = value
+        group = (upto, min(times), max(times), len(rows), codec.encode(times))
+        chunks = [(upto, series, codec.encode(values)) for series, values in columns.items()]
+
+        def unchanged(conn: Any) -> bool:
+            ((still, low),) = conn.execute("SELECT COUNT(*), MIN(id) FROM staged WHERE id <= ?", (upto,)).fetchall()
+            return still == len(rows) and low == first
+
+        if not _swap(db, unchanged, group, chunks, "DELETE FROM staged WHERE id BETWEEN %d AND %d" % (first, upto)):
+            break
+        moved += len(rows)
     return moved
 
 
-def chunk_values(iterate: Callable[[str, tuple], Iterator[tuple]], start: float, end: float,
-                 among: str = "", args: tuple = ()) -> Iterator[tuple[float, int, object]]:
-    """``(ts, series, value)`` of every chunked value with ``start <= ts <= end``, read through
-    ``iterate(sql, args)`` (a reader's connection); ``among`` narrows the series (an SQL
-    condition on ``series`` whose arguments are ``args``)."""
-    for series, times, values in iterate(
-            "SELECT series, ts, vals FROM chunks WHERE last >= ? AND first <= ?%s" % among, (start, end) + args):
-        for ts, value in zip(codec.decode(times), codec.decode(values)):
-            if start <= ts <= end and value is not None:
-                yield ts, series, value
+def join(db: Any, size: int = CHUNK_SAMPLES, longest: int = JOIN_GROUPS * CHUNK_SAMPLES) -> int:
+    """Join the oldest ``JOIN_GROUPS`` groups shorter than ``longest`` into one, when that many
+    are there and the joined group is no longer than ``longest``; returns the samples joined."""
+    small = db.query("SELECT upto, n, ts FROM groups WHERE n < ? ORDER BY upto LIMIT ?", (longest, JOIN_GROUPS))
+    if len(small) < JOIN_GROUPS or sum(n for _, n, _ in small) > longest:
+        return 0
+    uptos = [upto for upto, _, _ in small]
+    times: List[float] = []
+    columns: Dict[int, list] = {}
+    count = 0
+    for upto, n, ts in small:
+        offset = len(times)
+        times.extend(codec.decode(ts))
+        for series, vals in db.query("SELECT series, vals FROM chunks WHERE upto = ?", (upto,)):
+            column = columns.get(series)
+            if column is None:
+                column = columns[series] = []
+            column.extend([None] * (offset - len(column)))
+            column.extend(codec.decode(vals))
+            count += 1
+    for column in columns.values():
+        column.extend([None] * (len(times) - len(column)))
+    upto = uptos[-1]
+    group = (upto, min(times), max(times), len(times), codec.encode(times))
+    chunks = [(upto, series, codec.encode(values)) for series, values in columns.items()]
+    marks = ", ".join(str(int(u)) for u in uptos)
+
+    def unchanged(conn: Any) -> bool:
+        ((groups, chunk_rows),) = conn.execute(
+            "SELECT (SELECT COUNT(*) FROM groups WHERE upto IN (%s)), (SELECT COUNT(*) FROM chunks WHERE upto IN (%s))"
+            % (marks, marks)).fetchall()
+        return groups == len(uptos) and chunk_rows == count
+
+    gone = "DELETE FROM chunks WHERE upto IN (%s); DELETE FROM groups WHERE upto IN (%s)" % (marks, marks)
+    return len(times) if _swap(db, unchanged, group, chunks, gone) else 0
+
+
+def _swap(db: Any, unchanged: Any, group: tuple, chunks: list, gone: str) -> bool:
+    """In one transaction under the storage lock: if ``unchanged(conn)``, run ``gone`` (what the
+    new group replaces) and insert the group and its chunks (of series that still exist)."""
+    with db.write_lock:
+        conn = db.conn
+        conn.execute("BEGIN")
+        try:
+            if not unchanged(conn):  # a delete or a prune came between: next time
+                conn.execute("ROLLBACK")
+                return False
+            for statement in gone.split(";"):
+                conn.execute(statement)
+            live = _existing(conn, [series for _, series, _ in chunks])
+            conn.execute("INSERT INTO groups (upto, first, last, n, ts) VALUES (?, ?, ?, ?, ?)", group)
+            conn.executemany("INSERT INTO chunks (upto, series, vals) VALUES (?, ?, ?)",
+                             [row for row in chunks if row[1] in live])
+            conn.execute("COMMIT")
+            return True
+        except BaseException:
+            db.rollback()
+            raise
+
+
+def _existing(conn: Any, ids: List[int]) -> set:
+    """Which of ``ids`` are series still (a delete may have come while the rows were encoded)."""
+    live: set = set()
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        live.update(row[0] for row in conn.execute(
+            "SELECT id FROM series WHERE id IN (%s)" % ", ".join("?" * len(part)), part))
+    return live
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def blocks(db: Any, start: float, end: float, only: Optional[List[int]] = None) -> Iterator[Block]:
+    """The samples with ``start <= ts <= end`` as blocks of columns, oldest first: one a group,
+    then one for the staged samples; ``only``: just these series ids (None: every series).
+    A block's columns are as long as its timestamps (``None`` where a series had no value);
+    series with no value in the block are left out."""
+    among = "" if only is None else " AND series IN (%s)" % ", ".join("?" * len(only)) if only else " AND 0"
+    wanted = None if only is None else set(only)
+    for upto, ts in list(db.iterate("SELECT upto, ts FROM groups WHERE last >= ? AND first <= ? ORDER BY upto",
+                                    (start, end))):
+        times = codec.decode(ts)
+        keep = _inside(times, start, end)
+        columns = {}
+        for series, vals in db.iterate("SELECT series, vals FROM chunks WHERE upto = ?%s" % among,
+                                       (upto,) + tuple(only or ())):
+            values = codec.decode(vals)
+            columns[series] = values if keep is None else [values[i] for i in keep]
+        yield (times if keep is None else [times[i] for i in keep]), columns
+    times, columns = [], {}
+    for ts, vals in db.iterate("SELECT ts, vals FROM staged WHERE ts >= ? AND ts <= ? ORDER BY id", (start, end)):
+        values = unpack_sample(vals)
+        if wanted is not None:
+            values = {series: value for series, value in values.items() if series in wanted}
+        for series, value in values.items():
+            column = columns.get(series)
+            if column is None:
+                column = columns[series] = []
+            column.extend([None] * (len(times) - len(column)))
+            column.append(value)
+        times.append(ts)
+    for column in columns.values():
+        column.extend([None] * (len(times) - len(column)))
+    yield times, columns
+
+
+def _inside(times: List[float], start: float, end: float) -> Optional[List[int]]:
+    """The positions of ``times`` inside the window, or None when all of them are."""
+    if times and start <= min(times) and max(times) <= end:
+        return None
+    return [i for i, ts in enumerate(times) if start <= ts <= end]

@@ -32,6 +32,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator
 
+from sse_dashboard.storage import codec
+from sse_dashboard.storage.chunks import pack_sample
+
 __all__ = ["Database", "StorageError", "DataDirInUse", "open_database", "describe", "DB_FILENAME",
            "LOCK_FILENAME", "URL_FILENAME", "MIGRATIONS"]
 
@@ -95,6 +98,23 @@ MIGRATIONS = [
     CREATE INDEX chunks_last ON chunks (last);
     CREATE INDEX chunks_upto ON chunks (upto);
     """,
+    # 6: staged samples one packed row each; chunks in groups that share their timestamps and
+    # are joined as they age; roll-ups made from what retention drops; series ids never reused
+    # (storage/chunks.py). The v5 rows are converted in place (_convert_v5_history). Chunks have
+    # rowids: a row of a WITHOUT ROWID table longer than about 1 KB spills into a whole overflow
+    # page, and an hour of a noisy series is longer (bench/RESULTS-history-size.md).
+    """
+    CREATE TABLE staged (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, vals BLOB NOT NULL);
+    CREATE TABLE groups (upto INTEGER PRIMARY KEY, first REAL NOT NULL, last REAL NOT NULL, n INTEGER NOT NULL,
+                         ts BLOB NOT NULL);
+    ALTER TABLE chunks RENAME TO chunks_v5;
+    CREATE TABLE chunks (upto INTEGER NOT NULL, series INTEGER NOT NULL, vals BLOB NOT NULL);
+    CREATE UNIQUE INDEX chunks_at ON chunks (upto, series);
+    CREATE TABLE series_v6 (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE);
+    INSERT INTO series_v6 SELECT id, name FROM series;
+    DROP TABLE series;
+    ALTER TABLE series_v6 RENAME TO series;
+    """,
 ]
 # Steps that need Python after their SQL, in the same transaction.
 
@@ -110,7 +130,35 @@ def _convert_v1_samples(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE samples_v1")
 
 
-AFTER_MIGRATION = {1: _convert_v1_samples}
+def _convert_v5_history(conn: sqlite3.Connection) -> None:
+    """v5's staged rows (a row a value) as packed rows, and its chunks (a row a series, each with
+    its own timestamps) as groups sharing theirs, one a compaction (``upto``)."""
+    current, values = None, {}
+    for sample, ts, series, value in conn.execute(
+            "SELECT s.id, s.ts, p.series, p.value FROM samples s JOIN points p ON p.sample = s.id ORDER BY s.id"):
+        if current is not None and sample != current[0]:
+            conn.execute("INSERT INTO staged (id, ts, vals) VALUES (?, ?, ?)", current + (pack_sample(values),))
+            values = {}
+        current = (sample, ts)
+        values[series] = value
+    if current is not None:
+        conn.execute("INSERT INTO staged (id, ts, vals) VALUES (?, ?, ?)", current + (pack_sample(values),))
+    for (upto,) in conn.execute("SELECT DISTINCT upto FROM chunks_v5 ORDER BY upto").fetchall():
+        by_series = {}
+        for series, ts, vals in conn.execute("SELECT series, ts, vals FROM chunks_v5 WHERE upto = ?", (upto,)):
+            by_series[series] = dict(zip(codec.decode(ts), codec.decode(vals)))
+        times = sorted({ts for values in by_series.values() for ts in values})
+        conn.execute("INSERT INTO groups (upto, first, last, n, ts) VALUES (?, ?, ?, ?, ?)",
+                     (upto, times[0], times[-1], len(times), codec.encode(times)))
+        conn.executemany("INSERT INTO chunks (upto, series, vals) VALUES (?, ?, ?)",
+                         [(upto, series, codec.encode([values.get(ts) for ts in times]))
+                          for series, values in by_series.items()])
+    conn.execute("DROP TABLE chunks_v5")
+    conn.execute("DROP TABLE points")
+    conn.execute("DROP TABLE samples")
+
+
+AFTER_MIGRATION = {1: _convert_v1_samples, 5: _convert_v5_history}
 
 
 class StorageError(Exception):

@@ -8,27 +8,29 @@ Invariants:
   sample is dropped and counted in ``dropped_samples``);
 - the writer thread never dies: any failure is logged once, shown as ``last_error``
   (``/api/health``) and retried with the next sample;
-- a clean ``close()`` writes the open roll-up bucket; a hard kill loses at most the samples
-  still queued for the writer (history, never acknowledged state);
-- series names are stored once (``series``), points refer to them by id;
+- a write is one transaction of one staged row a sample (``storage.chunks``), so a hard kill
+  loses at most the samples still queued for the writer (history, never acknowledged state);
+- series names are stored once (``series``), samples refer to them by id;
 - retention is enforced by the writer by what is stored, not by the wall clock alone (a clock
   step must not wipe or overwrite history): the newest ``full_s / interval_s`` samples at full
-  resolution, roll-ups (min/avg/max per ``rollup_s`` bucket, merged, never replaced) for
-  ``rollup_keep_s``; the other tables' retention (``prune_also``) runs in the same pass.
+  resolution; what retention drops becomes roll-ups (min/avg/max per ``rollup_s`` bucket,
+  merged, never replaced) in the same transaction, kept for ``rollup_keep_s``; the other
+  tables' retention (``prune_also``) runs in the same pass.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from typing import Callable, Iterable, Iterator
 
-from sse_dashboard.storage.chunks import chunk_values, compact
+from sse_dashboard.storage import codec
+from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, blocks, compact, join, pack_sample, unpack_sample
 from sse_dashboard.storage.database import Database, StorageError, describe
 
 __all__ = ["StoredHistory", "DEFAULT_FULL_S", "DEFAULT_ROLLUP_S", "DEFAULT_ROLLUP_KEEP_S", "DEFAULT_INTERVAL_S"]
@@ -71,8 +73,9 @@ class StoredHistory:
         self._queue: queue.Queue = queue.Queue(WRITE_QUEUE_SAMPLES)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._bucket: float | None = None
-        self._acc: dict[str, list[float]] = {}   # name -> [min, sum, max, n] for the open bucket
+        # Retention drops whole groups: a group at most a quarter of what is kept keeps at most a
+        # quarter more than asked for.
+        self.longest_group = min(JOIN_GROUPS * CHUNK_SAMPLES, self.keep_samples // 4)
         self._series: dict[str, int] = {}        # name -> id, as the series table says
         self.reload_series()
         self.dropped_samples = 0
@@ -99,7 +102,7 @@ class StoredHistory:
         self._thread.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Write what is queued and the open roll-up bucket, and stop the writer."""
+        """Write what is queued, and stop the writer."""
         self._stop.set()
         try:
             self._queue.put_nowait(None)  # wake the writer now, not at its next timeout
@@ -107,10 +110,6 @@ class StoredHistory:
             pass  # it is busy writing, and sees the stop when it is done
         if self._thread is not None:
             self._thread.join(timeout_s)
-        try:
-            self.write([], final=True)
-        except Exception as exc:  # the file is gone or full: say so, the stop goes on
-            log.error("could not write the last samples: %s", describe(exc))
 
     def flush(self, timeout_s: float = 5.0) -> None:
         """Wait until every queued sample is written (tests, and shutdown)."""
@@ -158,40 +157,30 @@ class StoredHistory:
             if self._stop.is_set() and self._queue.empty():
                 return
 
-    def write(self, batch: list, final: bool = False) -> None:
-        """One transaction: the samples (``(ts, {name: value})``) and their roll-ups, now, in the
-        caller's thread (the writer's; tests and benchmarks write directly)."""
+    def write(self, batch: list) -> None:
+        """One transaction: the samples (``(ts, {name: value})``), one staged row each, now, in
+        the caller's thread (the writer's; tests and benchmarks write directly); then the oldest
+        staged samples move into chunk groups (``storage.chunks``)."""
         db = self._db
         db.check_file()
         with db.write_lock:
-            # Put back on failure: the open bucket (folded in before the transaction) and the ids
-            # of new series (handed out inside it); a kept id SQLite then gave another name would
-            # show one metric's history under the other's.
-            bucket_before, acc_before = self._bucket, {name: list(a) for name, a in self._acc.items()}
-            rollups = []
-            for ts, flat in batch:
-                rollups.extend(self._accumulate(ts, flat))
-            if final:
-                rollups.extend(self._close_bucket())
             conn = db.conn
             conn.execute("BEGIN")
             try:
-                for ts, flat in batch:
-                    sample = conn.execute("INSERT INTO samples (ts) VALUES (?)", (ts,)).lastrowid
-                    conn.executemany("INSERT INTO points VALUES (?, ?, ?)",
-                                     [(sample, self._series_id(name), value) for name, value in flat.items()])
-                conn.executemany(
-                    "INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, series) DO UPDATE SET "
-                    "min = MIN(min, excluded.min), max = MAX(max, excluded.max), "
-                    "avg = (avg * n + excluded.avg * excluded.n) / (n + excluded.n), n = n + excluded.n",
-                    [(bucket, self._series_id(name), lo, avg, hi, n) for bucket, name, lo, avg, hi, n in rollups])
+                conn.executemany("INSERT INTO staged (ts, vals) VALUES (?, ?)",
+                                 [(ts, self._pack(flat)) for ts, flat in batch if flat])
                 conn.execute("COMMIT")
             except BaseException:
                 db.rollback()
-                self._bucket, self._acc = bucket_before, acc_before
+                # The ids of new series were handed out inside the transaction: a kept id SQLite
+                # then gave another name would show one metric's history under the other's.
                 self.reload_series()
                 raise
-        compact(db)  # the oldest staged samples into chunks: read and encoded without the lock
+        compact(db)  # read and encoded without the lock, swapped under it
+        join(db, longest=self.longest_group)
+
+    def _pack(self, flat: dict) -> bytes:
+        return pack_sample({self._series_id(name): value for name, value in flat.items()})
 
     def _series_id(self, name: str) -> int:
         series_id = self._series.get(name)
@@ -200,39 +189,16 @@ class StoredHistory:
             self._series[name] = series_id
         return series_id
 
-    def _accumulate(self, ts: float, flat: dict) -> list:
-        """Fold a sample into the open bucket; return the rows of a bucket that just closed."""
-        bucket = round(ts - ts % self.rollup_s, 3)
-        closed = []
-        if self._bucket is not None and bucket != self._bucket:
-            closed = self._close_bucket()
-        self._bucket = bucket
-        for name, value in flat.items():
-            acc = self._acc.get(name)
-            if acc is None:
-                self._acc[name] = [value, value, value, 1]
-            else:
-                acc[0] = min(acc[0], value)
-                acc[1] += value
-                acc[2] = max(acc[2], value)
-                acc[3] += 1
-        return closed
-
-    def _close_bucket(self) -> list:
-        closed = [(self._bucket, name, a[0], a[1] / a[3], a[2], a[3]) for name, a in self._acc.items()]
-        self._acc = {}
-        return closed
-
     # --- forgetting -------------------------------------------------------------------
 
     def forget(self, series: str) -> None:
         """A series' stored history (``counters.jobs``), inside the caller's transaction (a
-        deleted counter's state goes in the same commit); then ``reload_series()``."""
-        self._acc.pop(series, None)
+        deleted counter's state goes in the same commit); then ``reload_series()``. Its values
+        in staged rows stay until they move: with its id gone (ids are never reused) they are
+        read as no one's and dropped at the move."""
         series_id = self._series.get(series)
         if series_id is not None:
             conn = self._db.conn
-            conn.execute("DELETE FROM points WHERE series = ?", (series_id,))
             conn.execute("DELETE FROM chunks WHERE series = ?", (series_id,))
             conn.execute("DELETE FROM rollups WHERE series = ?", (series_id,))
             conn.execute("DELETE FROM series WHERE id = ?", (series_id,))
@@ -244,18 +210,25 @@ class StoredHistory:
     def prune(self) -> None:
         """Enforce retention by what is stored (the writer does this every ``prune_every_s``).
 
-        Full-resolution samples: the newest ``keep_samples`` in the order written, so a
-        clock step forward does not wipe them and one backward is not pruned first."""
+        Full resolution: the newest ``keep_samples`` in the order written (whole groups: a group
+        goes once all of it is older), so a clock step forward does not wipe them and one
+        backward is not pruned first. What goes becomes min/avg/max roll-ups in the same
+        transaction (computed before the lock is taken: only this thread moves samples)."""
         db = self._db
+        ((top,),) = db.query("SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM staged UNION ALL "
+                             "SELECT MAX(upto) FROM groups)", ())
+        cut = None if top is None or top <= self.keep_samples else top - self.keep_samples
+        rollups = self._rollups_upto(cut) if cut is not None else []
         with db.write_lock:
             conn = db.conn
             conn.execute("BEGIN")
             try:
-                cut = conn.execute("SELECT MAX(id) FROM samples").fetchone()[0]
-                if cut is not None and cut > self.keep_samples:
-                    conn.execute("DELETE FROM points WHERE sample <= ?", (cut - self.keep_samples,))
-                    conn.execute("DELETE FROM samples WHERE id <= ?", (cut - self.keep_samples,))
-                    conn.execute("DELETE FROM chunks WHERE upto <= ?", (cut - self.keep_samples,))
+                if cut is not None:
+                    live = set(i for (i,) in conn.execute("SELECT id FROM series"))
+                    conn.executemany(UPSERT_ROLLUP, [row for row in rollups if row[1] in live])
+                    conn.execute("DELETE FROM chunks WHERE upto <= ?", (cut,))
+                    conn.execute("DELETE FROM groups WHERE upto <= ?", (cut,))
+                    conn.execute("DELETE FROM staged WHERE id <= ?", (cut,))
                 oldest_bucket = conn.execute("SELECT bucket FROM (SELECT DISTINCT bucket FROM rollups) "
                                              "ORDER BY bucket DESC LIMIT 1 OFFSET ?", (self.keep_buckets,)).fetchone()
                 if oldest_bucket is not None:
@@ -268,73 +241,126 @@ class StoredHistory:
                 raise
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    def _rollups_upto(self, cut: int) -> list:
+        """Roll-up rows ``(bucket, series, min, avg, max, n)`` of the samples retention drops:
+        the groups with ``upto <= cut`` and the staged samples with ``id <= cut``."""
+        acc: dict[tuple, list] = {}
+        db = self._db
+        for upto, ts in db.query("SELECT upto, ts FROM groups WHERE upto <= ?", (cut,)):
+            runs = self._bucket_runs(codec.decode(ts))
+            for series, vals in db.iterate("SELECT series, vals FROM chunks WHERE upto = ?", (upto,)):
+                values = codec.decode(vals)
+                for bucket, a, b in runs:
+                    _fold(acc, (bucket, series), [v for v in values[a:b] if v is not None])
+        for ts, vals in db.query("SELECT ts, vals FROM staged WHERE id <= ?", (cut,)):
+            bucket = round(ts - ts % self.rollup_s, 3)
+            for series, value in unpack_sample(vals).items():
+                if value is not None:
+                    _fold(acc, (bucket, series), [value])
+        return [(bucket, series, _sql_number(lo), _mean(total, n), _sql_number(hi), n)
+                for (bucket, series), (lo, total, hi, n) in acc.items()]
+
+    def _bucket_runs(self, times: list) -> list:
+        """``(bucket, first, past)``: the runs of positions in ``times`` that share a bucket."""
+        runs: list = []
+        for i, ts in enumerate(times):
+            bucket = round(ts - ts % self.rollup_s, 3)
+            if runs and runs[-1][0] == bucket:
+                runs[-1][2] = i + 1
+            else:
+                runs.append([bucket, i, i + 1])
+        return runs
+
     # --- reading ----------------------------------------------------------------------
 
     def columns(self, start: float, end: float, names: list | None = None) -> dict:
-        """Columns like ``History.columns()``: full resolution when the window is kept, else
-        one point per roll-up bucket with ``min``/``max`` beside the averages in ``series``.
-
-        ``interval`` is the spacing of the roll-ups returned; after the last stored bucket come
-        the full-resolution samples not rolled up yet (``min`` and ``max`` are then the value
-        itself), so the newest data is never missing from a long window. ``names``: only these
-        series are read (a read of one series reads one series)."""
+        """Columns like ``History.columns()``: the samples kept at full resolution, and before
+        them, when the window reaches further back, one point per roll-up bucket with ``min``
+        and ``max`` beside the averages in ``series`` (``interval`` is then the roll-ups'
+        spacing; ``min`` and ``max`` of a full-resolution point are the value itself). So a long
+        window ends in the latest samples, never in one bucket. ``names``: only these series are
+        read (a read of one series reads one series)."""
         only = self._ids_of(names)
-        # (a second of slack: "the last hour" asked for a moment ago is still the last hour)
-        if start >= time.time() - self.full_s - 1.0:
-            rows = list(self._full_rows(start, end, only))
-            names = sorted({name for _, flat in rows for name in flat})
-            return {"ts": [ts for ts, _ in rows],
-                    "series": {name: [flat.get(name) for _, flat in rows] for name in names},
-                    "resolution": "full"}
         names_by_id = self._names()
+        first_full = self._first_full()
         buckets: dict[float, dict[str, tuple]] = {}
-        for bucket, series, lo, avg, hi in self._db.query(
-                "SELECT bucket, series, min, avg, max FROM rollups WHERE bucket >= ? AND bucket <= ?%s ORDER BY bucket"
-                % _among(only), (start - self.rollup_s, end) + tuple(only or ())):
-            name = names_by_id.get(series)
-            if name is not None:
-                buckets.setdefault(bucket, {})[name] = (lo, avg, hi)
-        # What is not rolled up yet (the open minute, a new file's first minutes) comes as its
-        # full-resolution samples, so a long window ends in the latest seconds, not in one bucket
-        # labelled at the start of the open minute.
-        stored_until = max(buckets) + self.rollup_s if buckets else start
-        recent = list(self._full_rows(max(start, stored_until), end, only))
+        if first_full is None or start < first_full:
+            for bucket, series, lo, avg, hi in self._db.query(
+                    "SELECT bucket, series, min, avg, max FROM rollups WHERE bucket >= ? AND bucket <= ?%s "
+                    "ORDER BY bucket" % _among(only), (start - self.rollup_s, end) + tuple(only or ())):
+                name = names_by_id.get(series)
+                if name is not None and (first_full is None or bucket < first_full):
+                    buckets.setdefault(bucket, {})[name] = (lo, avg, hi)
+        times, full = self._full_columns(start if first_full is None else max(start, first_full), end, only)
+        series = {names_by_id[i]: column for i, column in full.items() if i in names_by_id}
+        if not buckets:
+            return {"ts": times, "series": {name: series[name] for name in sorted(series)}, "resolution": "full"}
         order = sorted(buckets)
-        names = sorted({name for values in buckets.values() for name in values}
-                       | {name for _, flat in recent for name in flat})
+        names = sorted(set(series) | {name for values in buckets.values() for name in values})
 
         def column(i: int, name: str) -> list:
-            return ([buckets[b][name][i] if name in buckets[b] else None for b in order]
-                    + [flat.get(name) for _, flat in recent])
+            return [buckets[b][name][i] if name in buckets[b] else None for b in order] + \
+                series.get(name, [None] * len(times))
 
-        return {"ts": order + [ts for ts, _ in recent], "series": {name: column(1, name) for name in names},
+        return {"ts": order + times, "series": {name: column(1, name) for name in names},
                 "min": {name: column(0, name) for name in names},
                 "max": {name: column(2, name) for name in names},
                 "resolution": "rollup", "interval": self.rollup_s}
 
     def rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
-        """Full-resolution rows where kept, roll-up averages before that, oldest first, in chunks."""
-        full_from = time.time() - self.full_s
-        if start < full_from:
-            yield from self._rollup_rows(start, min(end, full_from))
-        yield from self._full_rows(max(start, full_from), end)
+        """Roll-up averages where only roll-ups are kept, then the full-resolution rows, oldest
+        first, a group at a time (an export never holds more than one group)."""
+        first_full = self._first_full()
+        if first_full is None or start < first_full:
+            yield from self._rollup_rows(start, end if first_full is None else min(end, first_full))
+        yield from self._full_rows(start if first_full is None else max(start, first_full), end)
+
+    def samples_kept(self) -> int:
+        """How many samples are kept at full resolution (staged and in groups)."""
+        ((count,),) = self._db.query("SELECT (SELECT COUNT(*) FROM staged) + "
+                                     "(SELECT COALESCE(SUM(n), 0) FROM groups)", ())
+        return count
+
+    def _first_full(self) -> float | None:
+        """The time of the oldest sample kept at full resolution (None: none is)."""
+        ((first,),) = self._db.query("SELECT MIN(m) FROM (SELECT MIN(first) AS m FROM groups UNION ALL "
+                                     "SELECT MIN(ts) FROM staged)", ())
+        return first
 
     def _names(self) -> dict[int, str]:
         return dict(self._db.query("SELECT id, name FROM series", ()))
 
+    def _full_columns(self, start: float, end: float, only: list | None = None) -> tuple[list, dict]:
+        """Every sample kept in the window as columns: (timestamps, {series id: values}), in the
+        order of time; with ``only``, the samples with a value of one of those series."""
+        times: list = []
+        columns: dict[int, list] = {}
+        for block_times, block in blocks(self._db, start, end, only):
+            offset = len(times)
+            times.extend(block_times)
+            for series, values in block.items():
+                column = columns.get(series)
+                if column is None:
+                    column = columns[series] = []
+                column.extend([None] * (offset - len(column)))
+                column.extend(values)
+        for series in list(columns):
+            column = columns[series]
+            column.extend([None] * (len(times) - len(column)))
+            if column.count(None) == len(column):
+                del columns[series]
+        return _in_time_order(times, columns, only is not None)
+
     def _full_rows(self, start: float, end: float, only: list | None = None) -> Iterator[tuple[float, dict]]:
-        """Every sample in the window, oldest first: the chunked ones, then the staged rows."""
+        """Every sample kept in the window as rows ``(ts, {name: value})``, a block at a time."""
         names = self._names()
-        chunked: dict[float, dict] = {}
-        for ts, series, value in chunk_values(self._db.iterate, start, end, _among(only), tuple(only or ())):
-            name = names.get(series)
-            if name is not None:
-                chunked.setdefault(ts, {})[name] = value
-        staged = _group(self._db.iterate(
-            "SELECT s.id, s.ts, p.series, p.value FROM samples s JOIN points p ON p.sample = s.id "
-            "WHERE s.ts >= ? AND s.ts <= ?%s ORDER BY s.ts, s.id" % _among(only, "p.series"),
-            (start, end) + tuple(only or ())), names)
-        yield from heapq.merge(sorted(chunked.items(), key=lambda row: row[0]), staged, key=lambda row: row[0])
+        for times, block in blocks(self._db, start, end, only):
+            times, block = _in_time_order(times, block, False)
+            named = [(names[series], values) for series, values in block.items() if series in names]
+            for i, ts in enumerate(times):
+                flat = {name: values[i] for name, values in named if values[i] is not None}
+                if flat:
+                    yield ts, flat
 
     def _ids_of(self, names: list | None) -> list | None:
         """The series ids of ``names`` (None: every series)."""
@@ -348,6 +374,56 @@ class StoredHistory:
         yield from _group(self._db.iterate(
             "SELECT bucket, bucket, series, avg FROM rollups WHERE bucket >= ? AND bucket < ? ORDER BY bucket",
             (start, end)), names)
+
+
+UPSERT_ROLLUP = (
+    "INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, series) DO UPDATE SET "
+    "min = MIN(min, excluded.min), max = MAX(max, excluded.max), "
+    "avg = (avg * n + excluded.avg * excluded.n) / (n + excluded.n), n = n + excluded.n")
+
+
+def _in_time_order(times: list, columns: dict, drop_empty: bool) -> tuple[list, dict]:
+    """The columns with their timestamps ascending (stably: samples of one time stay in the
+    order written; a clock that stepped back is the only cause of disorder); ``drop_empty``:
+    without the samples where no column has a value."""
+    keep = range(len(times))
+    if any(b < a for a, b in zip(times, times[1:])):
+        keep = sorted(keep, key=times.__getitem__)
+    if drop_empty and columns:
+        rows = list(zip(*columns.values()))
+        keep = [i for i in keep if any(v is not None for v in rows[i])]
+    elif drop_empty:
+        keep = []
+    if isinstance(keep, range):
+        return times, columns
+    return [times[i] for i in keep], {series: [values[i] for i in keep] for series, values in columns.items()}
+
+
+def _fold(acc: dict, key: tuple, values: list) -> None:
+    """Fold ``values`` into ``acc[key]`` = [min, sum, max, n]."""
+    if not values:
+        return
+    lo, hi, total = min(values), max(values), sum(values)
+    current = acc.get(key)
+    if current is None:
+        acc[key] = [lo, total, hi, len(values)]
+    else:
+        current[0], current[2] = min(current[0], lo), max(current[2], hi)
+        current[1] += total
+        current[3] += len(values)
+
+
+def _mean(total: float, n: int) -> float:
+    """``total / n`` as a float that SQLite can hold, whatever the size of ``total``."""
+    try:
+        return total / n
+    except OverflowError:  # an int sum beyond a float
+        return math.copysign(sys.float_info.max, total)
+
+
+def _sql_number(value: float) -> float:
+    """An int beyond SQLite's 64 bits, as a float (the roll-up's min or max of huge ints)."""
+    return float(value) if isinstance(value, int) and not -2 ** 63 <= value < 2 ** 63 else value
 
 
 def _group(rows: Iterator[tuple], names: dict[int, str]) -> Iterator[tuple[float, dict]]:
