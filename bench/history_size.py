@@ -144,9 +144,11 @@ def main() -> None:
         p = prom.get(name)
         lines.append("| %s | %.1f B | %.2f B | %s | %s |" % (
             name, old[name], new[name], "%.2f B" % p if p else "-", "%.2f" % (new[name] / p) if p else "-"))
-    lines += ["", "The newest 60-120 samples stay rows (a value a row) until they move into chunks, and the "
-              "one-minute roll-ups are kept beside them: both are in \"now\". Prometheus' head block (the "
-              "newest two hours, in memory and its WAL) is not in its column."]
+    lines += ["", "\"now\" is the whole file: the newest 60-120 samples staged (one packed row a sample), "
+              "the groups of 60 and 600 samples with their chunks and index, the series names. No roll-ups: "
+              "an hour is what `--keep-full` keeps by default, and roll-ups are made from what retention "
+              "drops. Prometheus' column is its block's chunks and index; its head block (the newest two "
+              "hours, in memory and its WAL) is not in it."]
     out = ROOT / "bench" / "RESULTS-history-size.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
