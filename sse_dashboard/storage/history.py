@@ -76,6 +76,9 @@ class StoredHistory:
         # Retention drops whole groups: a group at most a quarter of what is kept keeps at most a
         # quarter more than asked for.
         self.longest_group = min(JOIN_GROUPS * CHUNK_SAMPLES, self.keep_samples // 4)
+        # One mover at a time (the writer; a test or a tool may prune from another thread): what a
+        # move reads without the storage lock must not be moved by another meanwhile.
+        self._moving = threading.Lock()
         self._series: dict[str, int] = {}        # name -> id, as the series table says
         self.reload_series()
         self.dropped_samples = 0
@@ -176,8 +179,9 @@ class StoredHistory:
                 # then gave another name would show one metric's history under the other's.
                 self.reload_series()
                 raise
-        compact(db)  # read and encoded without the lock, swapped under it
-        join(db, longest=self.longest_group)
+        with self._moving:
+            compact(db)  # read and encoded without the storage lock, swapped under it
+            join(db, longest=self.longest_group)
 
     def _pack(self, flat: dict) -> bytes:
         return pack_sample({self._series_id(name): value for name, value in flat.items()})
@@ -213,7 +217,11 @@ class StoredHistory:
         Full resolution: the newest ``keep_samples`` in the order written (whole groups: a group
         goes once all of it is older), so a clock step forward does not wipe them and one
         backward is not pruned first. What goes becomes min/avg/max roll-ups in the same
-        transaction (computed before the lock is taken: only this thread moves samples)."""
+        transaction (computed before the storage lock is taken: no other move runs meanwhile)."""
+        with self._moving:
+            self._prune()
+
+    def _prune(self) -> None:
         db = self._db
         ((top,),) = db.query("SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM staged UNION ALL "
                              "SELECT MAX(upto) FROM groups)", ())
