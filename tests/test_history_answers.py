@@ -89,3 +89,46 @@ def test_downsampling_keeps_every_value_within_its_buckets_bounds(values, points
     if kept:
         assert min(v for v in out["min"]["s"] if v is not None) == min(kept)
         assert max(v for v in out["max"]["s"] if v is not None) == max(kept)
+
+
+def plain_downsample(columns, points, start, end):
+    """The model: each value into its bucket, one at a time (what downsample did before its
+    buckets became slices)."""
+    width = max((end - start) / points, 1e-9)
+    index = [min(points - 1, max(0, int((ts - start) // width))) for ts in columns["ts"]]
+    used = sorted(set(index))
+    out = {"ts": [round(start + b * width, 3) for b in used], "series": {}, "min": {}, "max": {}}
+    for name, values in columns["series"].items():
+        lows, highs = (columns.get("min") or {}).get(name, values), (columns.get("max") or {}).get(name, values)
+        kept = {b: [] for b in used}
+        for i, value in enumerate(values):
+            if value is not None:
+                kept[index[i]].append((value, lows[i], highs[i]))
+        out["series"][name] = [math.fsum(v for v, _, _ in kept[b]) / len(kept[b]) if kept[b] else None for b in used]
+        out["min"][name] = [min(lo for _, lo, _ in kept[b]) if kept[b] else None for b in used]
+        out["max"][name] = [max(hi for _, _, hi in kept[b]) if kept[b] else None for b in used]
+    return out
+
+
+small = st.integers(-10 ** 6, 10 ** 6).map(lambda v: v / 8)
+
+
+@settings(max_examples=int(os.environ.get("SSE_FUZZ_EXAMPLES") or 100), deadline=None)
+@given(rows=st.lists(st.tuples(st.floats(0, 100), st.one_of(st.none(), small), st.one_of(st.none(), small)),
+                     min_size=1, max_size=120),
+       in_order=st.booleans(), rolled_up=st.booleans(), points=st.integers(1, 30))
+def test_downsampling_gives_what_the_plain_model_gives(rows, in_order, rolled_up, points):
+    if in_order:
+        rows = sorted(rows, key=lambda row: row[0])
+    columns = {"ts": [1000.0 + ts for ts, _, _ in rows], "series": {"a": [a for _, a, _ in rows],
+                                                                    "b": [b for _, _, b in rows]}}
+    if rolled_up:  # roll-ups carry their own min and max beside the average
+        columns["min"] = {k: [None if v is None else v - 1 for v in vs] for k, vs in columns["series"].items()}
+        columns["max"] = {k: [None if v is None else v + 2 for v in vs] for k, vs in columns["series"].items()}
+    got, want = downsample(columns, points, 1000.0, 1100.0), plain_downsample(columns, points, 1000.0, 1100.0)
+    if len(rows) <= points:
+        return
+    assert got["ts"] == want["ts"] and got["min"] == want["min"] and got["max"] == want["max"]
+    for name in want["series"]:
+        for g, w in zip(got["series"][name], want["series"][name]):
+            assert (g is None) == (w is None) and (w is None or math.isclose(g, w, rel_tol=1e-9, abs_tol=1e-9))

@@ -126,6 +126,13 @@ def downsample(columns: dict, points: int, start: float, end: float) -> dict:
             out["max"][name] = list(map(max, slices if highs is values else [highs[a:b] for a, b in bounds]))
             out["series"][name] = _means(slices, sizes)
             continue
+        if in_order and lows is values and highs is values:  # full resolution, with gaps
+            parts = [[v for v in part if v is not None] if None in part else part
+                     for part in (values[a:b] for a, b in bounds)]
+            out["min"][name] = [min(part) if part else None for part in parts]
+            out["max"][name] = [max(part) if part else None for part in parts]
+            out["series"][name] = [_mean(part) if part else None for part in parts]
+            continue
         means, mins, maxes = [None] * len(at), [None] * len(at), [None] * len(at)
         whole = None not in values
         for bucket, (a, b) in runs:
