@@ -227,8 +227,8 @@ def test_a_version_1_database_is_migrated_with_its_counters_and_history(tmp_path
     assert store.metric_state()[:2] == ({"jobs": 42, "bytes": 2.5}, {})
     assert store.metric_state()[2] == {("counters", "jobs"): "api", ("counters", "bytes"): "api"}
     assert type(store.metric_state()[0]["jobs"]) is int
-    assert list(store.history._full_rows(0, 2000)) == [(1000.0, {"system.cpu_percent": 3.5, "counters.jobs": 42})]
-    assert list(store.history._rollup_rows(0, 2000)) == [(960.0, {"system.cpu_percent": 2.0})]
+    assert list(store.history.rows(0, 2000)) == [(960.0, {"system.cpu_percent": 2.0}),  # the roll-up, then the sample
+                                                  (1000.0, {"system.cpu_percent": 3.5, "counters.jobs": 42})]
     store.close()
 
 

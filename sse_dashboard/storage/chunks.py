@@ -162,25 +162,28 @@ def _existing(conn: Any, ids: List[int]) -> set:
 
 # --- reading -----------------------------------------------------------------------------------
 
-def blocks(db: Any, start: float, end: float, only: Optional[List[int]] = None) -> Iterator[Block]:
+def blocks(conn: Any, start: float, end: float, only: Optional[List[int]] = None) -> Iterator[Block]:
     """The samples with ``start <= ts <= end`` as blocks of columns, oldest first: one a group,
     then one for the staged samples; ``only``: just these series ids (None: every series).
     A block's columns are as long as its timestamps (``None`` where a series had no value);
-    series with no value in the block are left out."""
+    series with no value in the block are left out. ``conn`` reads inside one transaction
+    (``Database.snapshot``): read apart, a compaction between the groups and the staged rows
+    would hide the samples it moved."""
     among = "" if only is None else " AND series IN (%s)" % ", ".join("?" * len(only)) if only else " AND 0"
     wanted = None if only is None else set(only)
-    for upto, ts in list(db.iterate("SELECT upto, ts FROM groups WHERE last >= ? AND first <= ? ORDER BY upto",
-                                    (start, end))):
+    for upto, ts in conn.execute("SELECT upto, ts FROM groups WHERE last >= ? AND first <= ? ORDER BY upto",
+                                 (start, end)).fetchall():
         times = codec.decode(ts)
         keep = _inside(times, start, end)
         columns = {}
-        for series, vals in db.iterate("SELECT series, vals FROM chunks WHERE upto = ?%s" % among,
-                                       (upto,) + tuple(only or ())):
+        for series, vals in conn.execute("SELECT series, vals FROM chunks WHERE upto = ?%s" % among,
+                                         (upto,) + tuple(only or ())).fetchall():
             values = codec.decode(vals)
             columns[series] = values if keep is None else [values[i] for i in keep]
         yield (times if keep is None else [times[i] for i in keep]), columns
     times, columns = [], {}
-    for ts, vals in db.iterate("SELECT ts, vals FROM staged WHERE ts >= ? AND ts <= ? ORDER BY id", (start, end)):
+    for ts, vals in conn.execute("SELECT ts, vals FROM staged WHERE ts >= ? AND ts <= ? ORDER BY id",
+                                 (start, end)).fetchall():
         values = unpack_sample(vals)
         if wanted is not None:
             values = {series: value for series, value in values.items() if series in wanted}

@@ -22,6 +22,7 @@ process being killed (the OS has the pages); only a power cut can lose the last 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -401,6 +402,18 @@ class Database:
         conn = self.reader()
         try:
             return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection inside one read transaction: every query on it sees the file
+        as it was at the first one (WAL), so a read of several tables is never torn by a write
+        that moves rows from one to another meanwhile (history's compaction)."""
+        conn = self.reader()
+        try:
+            conn.execute("BEGIN")
+            yield conn
         finally:
             conn.close()
 

@@ -27,11 +27,12 @@ import sqlite3
 import sys
 import threading
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from sse_dashboard.storage import codec
 from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, blocks, compact, join, pack_sample, unpack_sample
 from sse_dashboard.storage.database import Database, StorageError, describe
+from sse_dashboard.storage.memory import finite_mean
 
 __all__ = ["StoredHistory", "DEFAULT_FULL_S", "DEFAULT_ROLLUP_S", "DEFAULT_ROLLUP_KEEP_S", "DEFAULT_INTERVAL_S"]
 
@@ -265,8 +266,8 @@ class StoredHistory:
             for series, value in unpack_sample(vals).items():
                 if value is not None:
                     _fold(acc, (bucket, series), [value])
-        return [(bucket, series, _sql_number(lo), _mean(total, n), _sql_number(hi), n)
-                for (bucket, series), (lo, total, hi, n) in acc.items()]
+        return [(bucket, series, _sql_number(lo), min(max(mean, lo), hi), _sql_number(hi), n)
+                for (bucket, series), (lo, mean, hi, n) in acc.items()]
 
     def _bucket_runs(self, times: list) -> list:
         """``(bucket, first, past)``: the runs of positions in ``times`` that share a bucket."""
@@ -287,19 +288,21 @@ class StoredHistory:
         and ``max`` beside the averages in ``series`` (``interval`` is then the roll-ups'
         spacing; ``min`` and ``max`` of a full-resolution point are the value itself). So a long
         window ends in the latest samples, never in one bucket. ``names``: only these series are
-        read (a read of one series reads one series)."""
-        only = self._ids_of(names)
-        names_by_id = self._names()
-        first_full = self._first_full()
-        buckets: dict[float, dict[str, tuple]] = {}
-        if first_full is None or start < first_full:
-            for bucket, series, lo, avg, hi in self._db.query(
-                    "SELECT bucket, series, min, avg, max FROM rollups WHERE bucket >= ? AND bucket <= ?%s "
-                    "ORDER BY bucket" % _among(only), (start - self.rollup_s, end) + tuple(only or ())):
-                name = names_by_id.get(series)
-                if name is not None and (first_full is None or bucket < first_full):
-                    buckets.setdefault(bucket, {})[name] = (lo, avg, hi)
-        times, full = self._full_columns(start if first_full is None else max(start, first_full), end, only)
+        read (a read of one series reads one series). One snapshot: a prune or a compaction
+        meanwhile neither hides nor doubles a sample."""
+        with self._db.snapshot() as conn:
+            only = _ids_of(conn, names)
+            names_by_id = dict(conn.execute("SELECT id, name FROM series"))
+            first_full = _first_full(conn)
+            buckets: dict[float, dict[str, tuple]] = {}
+            if first_full is None or start < first_full:
+                for bucket, series, lo, avg, hi in conn.execute(
+                        "SELECT bucket, series, min, avg, max FROM rollups WHERE bucket >= ? AND bucket <= ?%s "
+                        "ORDER BY bucket" % _among(only), (start - self.rollup_s, end) + tuple(only or ())):
+                    name = names_by_id.get(series)
+                    if name is not None and (first_full is None or bucket < first_full):
+                        buckets.setdefault(bucket, {})[name] = (lo, avg, hi)
+            times, full = _full_columns(conn, start if first_full is None else max(start, first_full), end, only)
         series = {names_by_id[i]: column for i, column in full.items() if i in names_by_id}
         if not buckets:
             return {"ts": times, "series": {name: series[name] for name in sorted(series)}, "resolution": "full"}
@@ -317,11 +320,15 @@ class StoredHistory:
 
     def rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
         """Roll-up averages where only roll-ups are kept, then the full-resolution rows, oldest
-        first, a group at a time (an export never holds more than one group)."""
-        first_full = self._first_full()
-        if first_full is None or start < first_full:
-            yield from self._rollup_rows(start, end if first_full is None else min(end, first_full))
-        yield from self._full_rows(start if first_full is None else max(start, first_full), end)
+        first, a group at a time (an export never holds more than one group), from one snapshot."""
+        with self._db.snapshot() as conn:
+            first_full = _first_full(conn)
+            names = dict(conn.execute("SELECT id, name FROM series"))
+            if first_full is None or start < first_full:
+                yield from _group(conn.execute(
+                    "SELECT bucket, bucket, series, avg FROM rollups WHERE bucket >= ? AND bucket < ? ORDER BY bucket",
+                    (start, end if first_full is None else min(end, first_full))), names)
+            yield from _full_rows(conn, names, start if first_full is None else max(start, first_full), end)
 
     def samples_kept(self) -> int:
         """How many samples are kept at full resolution (staged and in groups)."""
@@ -330,64 +337,76 @@ class StoredHistory:
         return count
 
     def _first_full(self) -> float | None:
-        """The time of the oldest sample kept at full resolution (None: none is)."""
-        ((first,),) = self._db.query("SELECT MIN(m) FROM (SELECT MIN(first) AS m FROM groups UNION ALL "
-                                     "SELECT MIN(ts) FROM staged)", ())
-        return first
-
-    def _names(self) -> dict[int, str]:
-        return dict(self._db.query("SELECT id, name FROM series", ()))
-
-    def _full_columns(self, start: float, end: float, only: list | None = None) -> tuple[list, dict]:
-        """Every sample kept in the window as columns: (timestamps, {series id: values}), in the
-        order of time; with ``only``, the samples with a value of one of those series."""
-        times: list = []
-        columns: dict[int, list] = {}
-        for block_times, block in blocks(self._db, start, end, only):
-            offset = len(times)
-            times.extend(block_times)
-            for series, values in block.items():
-                column = columns.get(series)
-                if column is None:
-                    column = columns[series] = []
-                column.extend([None] * (offset - len(column)))
-                column.extend(values)
-        for series in list(columns):
-            column = columns[series]
-            column.extend([None] * (len(times) - len(column)))
-            if column.count(None) == len(column):
-                del columns[series]
-        return _in_time_order(times, columns, only is not None)
+        with self._db.snapshot() as conn:
+            return _first_full(conn)
 
     def _full_rows(self, start: float, end: float, only: list | None = None) -> Iterator[tuple[float, dict]]:
-        """Every sample kept in the window as rows ``(ts, {name: value})``, a block at a time."""
-        names = self._names()
-        for times, block in blocks(self._db, start, end, only):
-            times, block = _in_time_order(times, block, False)
-            named = [(names[series], values) for series, values in block.items() if series in names]
-            for i, ts in enumerate(times):
-                flat = {name: values[i] for name, values in named if values[i] is not None}
-                if flat:
-                    yield ts, flat
+        """Every sample kept in the window as rows (tests read through this)."""
+        with self._db.snapshot() as conn:
+            yield from _full_rows(conn, dict(conn.execute("SELECT id, name FROM series")), start, end, only)
 
     def _ids_of(self, names: list | None) -> list | None:
-        """The series ids of ``names`` (None: every series)."""
-        if names is None:
-            return None
-        return [row[0] for row in self._db.query(
-            "SELECT id FROM series WHERE name IN (%s)" % ", ".join("?" * len(names)), tuple(names))] if names else []
-
-    def _rollup_rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
-        names = self._names()
-        yield from _group(self._db.iterate(
-            "SELECT bucket, bucket, series, avg FROM rollups WHERE bucket >= ? AND bucket < ? ORDER BY bucket",
-            (start, end)), names)
+        with self._db.snapshot() as conn:
+            return _ids_of(conn, names)
 
 
+# A bucket met again (a clock stepped back) merges: the average weighted by counts, as two weights
+# of one (a sum of averages times counts could be infinite), kept within the new min and max.
 UPSERT_ROLLUP = (
     "INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, series) DO UPDATE SET "
     "min = MIN(min, excluded.min), max = MAX(max, excluded.max), "
-    "avg = (avg * n + excluded.avg * excluded.n) / (n + excluded.n), n = n + excluded.n")
+    "avg = MAX(MIN(min, excluded.min), MIN(MAX(max, excluded.max), "
+    "avg * (n * 1.0 / (n + excluded.n)) + excluded.avg * (excluded.n * 1.0 / (n + excluded.n)))), "
+    "n = n + excluded.n")
+
+
+def _first_full(conn: Any) -> float | None:
+    """The time of the oldest sample kept at full resolution (None: none is)."""
+    ((first,),) = conn.execute("SELECT MIN(m) FROM (SELECT MIN(first) AS m FROM groups UNION ALL "
+                               "SELECT MIN(ts) FROM staged)").fetchall()
+    return first
+
+
+def _ids_of(conn: Any, names: list | None) -> list | None:
+    """The series ids of ``names`` (None: every series)."""
+    if names is None:
+        return None
+    return [row[0] for row in conn.execute(
+        "SELECT id FROM series WHERE name IN (%s)" % ", ".join("?" * len(names)), tuple(names))] if names else []
+
+
+def _full_columns(conn: Any, start: float, end: float, only: list | None = None) -> tuple[list, dict]:
+    """Every sample kept in the window as columns: (timestamps, {series id: values}), in the
+    order of time; with ``only``, the samples with a value of one of those series."""
+    times: list = []
+    columns: dict[int, list] = {}
+    for block_times, block in blocks(conn, start, end, only):
+        offset = len(times)
+        times.extend(block_times)
+        for series, values in block.items():
+            column = columns.get(series)
+            if column is None:
+                column = columns[series] = []
+            column.extend([None] * (offset - len(column)))
+            column.extend(values)
+    for series in list(columns):
+        column = columns[series]
+        column.extend([None] * (len(times) - len(column)))
+        if column.count(None) == len(column):
+            del columns[series]
+    return _in_time_order(times, columns, only is not None)
+
+
+def _full_rows(conn: Any, names: dict, start: float, end: float,
+               only: list | None = None) -> Iterator[tuple[float, dict]]:
+    """Every sample kept in the window as rows ``(ts, {name: value})``, a block at a time."""
+    for times, block in blocks(conn, start, end, only):
+        times, block = _in_time_order(times, block, False)
+        named = [(names[series], values) for series, values in block.items() if series in names]
+        for i, ts in enumerate(times):
+            flat = {name: values[i] for name, values in named if values[i] is not None}
+            if flat:
+                yield ts, flat
 
 
 def _in_time_order(times: list, columns: dict, drop_empty: bool) -> tuple[list, dict]:
@@ -408,25 +427,23 @@ def _in_time_order(times: list, columns: dict, drop_empty: bool) -> tuple[list, 
 
 
 def _fold(acc: dict, key: tuple, values: list) -> None:
-    """Fold ``values`` into ``acc[key]`` = [min, sum, max, n]."""
+    """Fold ``values`` into ``acc[key]`` = [min, mean, max, n] (means, not sums: two 1e308s
+    make an infinite sum, never an infinite mean)."""
     if not values:
         return
-    lo, hi, total = min(values), max(values), sum(values)
+    lo, hi, mean, n = min(values), max(values), finite_mean(values), len(values)
     current = acc.get(key)
     if current is None:
-        acc[key] = [lo, total, hi, len(values)]
+        acc[key] = [lo, mean, hi, n]
     else:
+        total = current[3] + n
         current[0], current[2] = min(current[0], lo), max(current[2], hi)
-        current[1] += total
-        current[3] += len(values)
+        current[1] = _finite(current[1] * (current[3] / total) + mean * (n / total))
+        current[3] = total
 
 
-def _mean(total: float, n: int) -> float:
-    """``total / n`` as a float that SQLite can hold, whatever the size of ``total``."""
-    try:
-        return total / n
-    except OverflowError:  # an int sum beyond a float
-        return math.copysign(sys.float_info.max, total)
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else math.copysign(sys.float_info.max, value)
 
 
 def _sql_number(value: float) -> float:

@@ -122,16 +122,18 @@ def downsample(columns: dict, points: int, start: float, end: float) -> dict:
         lows, highs = lows_of.get(name, values), highs_of.get(name, values)
         if in_order and None not in values:  # every bucket's values are one slice: no loop a value
             slices = [values[a:b] for a, b in bounds]
-            out["min"][name] = list(map(min, slices if lows is values else [lows[a:b] for a, b in bounds]))
-            out["max"][name] = list(map(max, slices if highs is values else [highs[a:b] for a, b in bounds]))
-            out["series"][name] = _means(slices, sizes)
+            mins = out["min"][name] = list(map(min, slices if lows is values else [lows[a:b] for a, b in bounds]))
+            maxes = out["max"][name] = list(map(max, slices if highs is values else [highs[a:b] for a, b in bounds]))
+            # (an average rounded n times may fall an ulp outside its bucket's min and max)
+            out["series"][name] = list(map(min, map(max, _means(slices, sizes), mins), maxes))
             continue
         if in_order and lows is values and highs is values:  # full resolution, with gaps
             parts = [[v for v in part if v is not None] if None in part else part
                      for part in (values[a:b] for a, b in bounds)]
             out["min"][name] = [min(part) if part else None for part in parts]
             out["max"][name] = [max(part) if part else None for part in parts]
-            out["series"][name] = [_mean(part) if part else None for part in parts]
+            out["series"][name] = _within([finite_mean(part) if part else None for part in parts],
+                                          out["min"][name], out["max"][name])
             continue
         means, mins, maxes = [None] * len(at), [None] * len(at), [None] * len(at)
         whole = None not in values
@@ -146,12 +148,12 @@ def downsample(columns: dict, points: int, start: float, end: float) -> dict:
                 part = [values[j] for j in kept]
                 part_lows, part_highs = [lows[j] for j in kept], [highs[j] for j in kept]
             if means[i] is None:
-                means[i], mins[i], maxes[i] = (_mean(part), len(part)), min(part_lows), max(part_highs)
+                means[i], mins[i], maxes[i] = (finite_mean(part), len(part)), min(part_lows), max(part_highs)
             else:  # the same bucket again: timestamps out of order (a clock stepped back)
                 mean, n = means[i]
-                means[i] = (_mean([mean] * n + list(part)), n + len(part))
+                means[i] = (finite_mean([mean] * n + list(part)), n + len(part))
                 mins[i], maxes[i] = min(mins[i], min(part_lows)), max(maxes[i], max(part_highs))
-        out["series"][name] = [None if m is None else m[0] for m in means]
+        out["series"][name] = _within([None if m is None else m[0] for m in means], mins, maxes)
         out["min"][name] = mins
         out["max"][name] = maxes
     out["resolution"] = columns.get("resolution", "full")
@@ -171,6 +173,10 @@ def _runs(index: list) -> list:
     return runs
 
 
+def _within(means: list, mins: list, maxes: list) -> list:
+    return [None if m is None else min(max(m, lo), hi) for m, lo, hi in zip(means, mins, maxes)]
+
+
 def _means(slices: list, sizes: list) -> list:
     """The average of each slice, as ``_mean`` gives it, computed in C when every sum is finite."""
     sums = list(map(sum, slices))
@@ -179,10 +185,10 @@ def _means(slices: list, sizes: list) -> list:
             return list(map(operator.truediv, sums, sizes))
     except OverflowError:  # an int sum beyond a float
         pass
-    return [_mean(part) for part in slices]
+    return [finite_mean(part) for part in slices]
 
 
-def _mean(values: list) -> float:
+def finite_mean(values: list) -> float:
     """The average, finite for any finite values (a plain sum of two 1e308s is infinity)."""
     total = sum(values)
     if isinstance(total, int) or math.isfinite(total):
