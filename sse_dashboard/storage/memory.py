@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 from sse_dashboard.events import Event, EventFilter, EventLog, newest_within
 
-__all__ = ["History", "MemoryStore", "to_columns", "downsample", "DEFAULT_HISTORY_S", "MAX_HISTORY_POINTS"]
+__all__ = ["History", "MemoryStore", "to_columns", "downsample", "finite_mean", "DEFAULT_HISTORY_S", "MAX_HISTORY_POINTS"]
 
 DEFAULT_HISTORY_S = 900.0   # 15 minutes at full resolution
 MAX_HISTORY_POINTS = 100_000
