@@ -116,6 +116,12 @@ MIGRATIONS = [
     DROP TABLE series;
     ALTER TABLE series_v6 RENAME TO series;
     """,
+    # 7: job monitors (storage/jobs.py): each job's state, and its newest runs with their output.
+    """
+    CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL);
+    CREATE TABLE job_runs (job TEXT NOT NULL, n INTEGER NOT NULL, data TEXT NOT NULL);
+    CREATE UNIQUE INDEX job_runs_at ON job_runs (job, n);
+    """,
 ]
 # Steps that need Python after their SQL, in the same transaction.
 

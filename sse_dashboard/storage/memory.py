@@ -25,6 +25,7 @@ from collections import deque
 from typing import Any, Iterator
 
 from sse_dashboard.events import Event, EventFilter, EventLog, newest_within
+from sse_dashboard.storage.jobs import MAX_RUNS
 
 __all__ = ["History", "MemoryStore", "to_columns", "downsample", "finite_mean", "DEFAULT_HISTORY_S", "MAX_HISTORY_POINTS"]
 
@@ -236,6 +237,8 @@ class MemoryStore:
         self.unavailable = unavailable
         self._lock = threading.Lock()
         self._meta: dict[str, str] = {}
+        self._jobs: dict[str, str] = {}
+        self._runs: dict[str, dict[int, dict]] = {}
 
     def problem(self) -> str | None:
         """None: nothing here can fail to keep what is acknowledged (it keeps it in memory)."""
@@ -311,6 +314,31 @@ class MemoryStore:
     def metric_state(self) -> tuple[dict, dict, dict]:
         """Nothing kept from a previous run."""
         return {}, {}, {}
+
+    # --- job monitors ---------------------------------------------------------------
+
+    def save_job(self, job: str, state: str | None, run: dict | None = None) -> None:
+        """Keep a job's state and one run record (the newest ``MAX_RUNS`` a job), as ``Store`` does."""
+        with self._lock:
+            if state is None:
+                self._jobs.pop(job, None)
+                self._runs.pop(job, None)
+            else:
+                self._jobs[job] = state
+            if run is not None:
+                runs = self._runs.setdefault(job, {})
+                runs[run["n"]] = dict(run)
+                for n in [n for n in runs if n <= run["n"] - MAX_RUNS]:
+                    del runs[n]
+
+    def job_states(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._jobs)
+
+    def job_runs(self, job: str, limit: int, before: int | None = None) -> list[dict]:
+        with self._lock:
+            runs = self._runs.get(job, {})
+            return [dict(runs[n]) for n in sorted(runs, reverse=True) if before is None or n < before][:limit]
 
     def read_meta(self, key: str) -> str | None:
         with self._lock:

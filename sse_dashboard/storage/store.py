@@ -19,6 +19,7 @@ from sse_dashboard.storage.database import Database, StorageError, open_database
 from sse_dashboard.storage.events import DEFAULT_MAX_STORED_EVENT_BYTES, DEFAULT_MAX_STORED_EVENTS, EventTable
 from sse_dashboard.storage.history import (DEFAULT_FULL_S, DEFAULT_INTERVAL_S, DEFAULT_ROLLUP_KEEP_S, DEFAULT_ROLLUP_S,
                                            PRUNE_EVERY_S, StoredHistory)
+from sse_dashboard.storage.jobs import JobTable
 from sse_dashboard.storage.metric_state import MetricState
 
 __all__ = ["Store", "open_store"]
@@ -62,6 +63,7 @@ class Store:
                                      interval_s=interval_s, prune_every_s=prune_every_s,
                                      prune_also=(self.events.prune,))
         self.metrics = MetricState(database, self.history)
+        self.jobs = JobTable(database)
 
     @property
     def path(self) -> Path:
@@ -137,6 +139,18 @@ class Store:
     def write_meta(self, key: str, value: str) -> None:
         """Commit one named value; ``StorageError`` if the disk will not take it."""
         self.metrics.write_meta(key, value)
+
+    # --- job monitors -------------------------------------------------------------------
+
+    def save_job(self, job: str, state: str | None, run: dict | None = None) -> None:
+        """Commit a job's state and one run record together (``JobTable.save``)."""
+        self.jobs.save(job, state, run)
+
+    def job_states(self) -> dict[str, str]:
+        return self.jobs.states()
+
+    def job_runs(self, job: str, limit: int, before: int | None = None) -> list[dict]:
+        return self.jobs.runs(job, limit, before)
 
     # --- history ----------------------------------------------------------------------
 
