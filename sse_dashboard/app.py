@@ -23,6 +23,7 @@ import dataclasses
 import errno
 import functools
 import logging
+import secrets
 import time
 import uuid
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any
 from sse_dashboard import __version__
 from sse_dashboard.alerting.alert import AlertOutlet
 from sse_dashboard.alerting.heartbeats import Heartbeats
+from sse_dashboard.alerting.jobs import Jobs
 from sse_dashboard.alerting.notify import Notifier
 from sse_dashboard.alerting.rules import AlertEngine
 from sse_dashboard.application import Application, alert_extras, server_stats
@@ -96,6 +98,8 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
                          state=store.read_meta("alerts"))
     heartbeats = Heartbeats(outlet, dict(config.heartbeats), persist=functools.partial(store.write_meta, "heartbeats"),
                             state=store.read_meta("heartbeats"))
+    jobs = Jobs(outlet, dict(config.jobs), persist=store.save_job, state=store.job_states(), runs=store.job_runs,
+                ping_key=_ping_key(store))
     hub = StreamHub(events, doorbell, heartbeat_s=config.heartbeat_s, write_timeout_s=config.write_timeout_s)
     # The sample pipeline, in the order each tick runs it (sampler.Sampler): StatsD's interval,
     # the snapshot, the alerts' judgement, then one Sample to storage and to the stream hub.
@@ -106,11 +110,11 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         server_stats=functools.partial(server_stats, hub, statsd, started_monotonic),
         extra=dict({"boot_id": boot_id, "events_epoch": store.epoch}, **({"demo": True} if config.demo else {})),
         prepare=[statsd.aggregator.flush] if statsd is not None else [],
-        judges=[functools.partial(alert_extras, alerts, heartbeats)],
+        judges=[functools.partial(alert_extras, alerts, heartbeats, jobs)],
         subscribers=[store.record, hub.publish],
     )
     app = Application(config=config, registry=registry, events=events, store=store, pushes=pushes, notifier=notifier,
-                      alerts=alerts, heartbeats=heartbeats, hub=hub, sampler=sampler,
+                      alerts=alerts, heartbeats=heartbeats, jobs=jobs, hub=hub, sampler=sampler,
                       processes=TopProcesses(getattr(sampler.collector, "_psutil", None)), statsd=statsd,
                       boot_id=boot_id, started_monotonic=started_monotonic)
     mcp = McpEndpoint(dashboard_tools(app, functools.partial(events.post), EventFilter.parse), __version__)
@@ -131,6 +135,15 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
 def address_in_use(exc: OSError) -> bool:
     """Whether a bind failed because the port is taken (POSIX errno, or WinError 10048)."""
     return exc.errno == errno.EADDRINUSE or getattr(exc, "winerror", None) == 10048
+
+
+def _ping_key(store: Store | MemoryStore) -> str:
+    """This dashboard's ping key (``/ping/<ping key>/<slug>``): made once, kept with the data."""
+    key = store.read_meta("ping_key")
+    if key is None:
+        key = secrets.token_urlsafe(16)
+        store.write_meta("ping_key", key)
+    return key
 
 
 def _statsd_listener(registry: MetricsRegistry, address: str) -> StatsdListener:

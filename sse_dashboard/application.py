@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from sse_dashboard import __version__
 from sse_dashboard.alerting.heartbeats import Heartbeats
+from sse_dashboard.alerting.jobs import Jobs
 from sse_dashboard.alerting.notify import Notifier
 from sse_dashboard.alerting.rules import AlertEngine
 from sse_dashboard.collectors.processes import TopProcesses
@@ -63,11 +64,13 @@ def server_stats(hub: StreamCounts, statsd: StatsdListener | None, started_monot
     return stats
 
 
-def alert_extras(alerts: AlertEngine, heartbeats: Heartbeats, snapshot: dict) -> dict:
-    """What a sample adds to the system part: active alerts (rules and heartbeats), heartbeats."""
+def alert_extras(alerts: AlertEngine, heartbeats: Heartbeats, jobs: Jobs, snapshot: dict) -> dict:
+    """What a sample adds to the system part: active alerts (rules, heartbeats and jobs), the
+    heartbeats and the jobs."""
     extra = alerts.evaluate(snapshot)
-    extra["alerts"] = extra["alerts"] + heartbeats.check()
+    extra["alerts"] = extra["alerts"] + heartbeats.check() + jobs.check()
     extra["heartbeats"] = heartbeats.listing()
+    extra["jobs"] = jobs.listing()
     return extra
 
 
@@ -83,7 +86,7 @@ class Application:
     ``boot_id`` names this run."""
 
     def __init__(self, *, config: Config, registry: MetricsRegistry, events: EventLog, store: Store | MemoryStore,
-                 pushes: PushGroups, notifier: Notifier, alerts: AlertEngine, heartbeats: Heartbeats,
+                 pushes: PushGroups, notifier: Notifier, alerts: AlertEngine, heartbeats: Heartbeats, jobs: Jobs,
                  hub: StreamCounts, sampler: Sampler, processes: TopProcesses, statsd: StatsdListener | None,
                  boot_id: str, started_monotonic: float) -> None:
         self.config = config
@@ -94,6 +97,7 @@ class Application:
         self.notifier = notifier
         self.alerts = alerts
         self.heartbeats = heartbeats
+        self.jobs = jobs
         self.hub = hub
         self.sampler = sampler
         self.processes = processes
@@ -108,7 +112,7 @@ class Application:
         return server_stats(self.hub, self.statsd, self.started_monotonic)
 
     def active_alerts(self) -> list[dict]:
-        return self.alerts.active() + self.heartbeats.active()
+        return self.alerts.active() + self.heartbeats.active() + self.jobs.active()
 
     def current_snapshot(self) -> dict:
         """The latest sample with the application's counters and gauges as they are now:

@@ -23,6 +23,7 @@ from typing import Any
 
 from sse_dashboard import __version__
 from sse_dashboard.alerting.heartbeats import parse_heartbeats
+from sse_dashboard.alerting.jobs import parse_jobs
 from sse_dashboard.alerting.targets import parse_targets
 from sse_dashboard.alerting.rules import load_document, parse_rules
 from sse_dashboard.app import ListenerUnavailable, address_in_use, build_app
@@ -179,21 +180,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_config(path: str | None) -> tuple[list, dict, list]:
-    """(alert rules, heartbeats, notify targets) from the --config file; ``ValueError`` names
-    what is wrong, and nothing is half-loaded."""
+def load_config(path: str | None) -> tuple[list, dict, list, dict]:
+    """(alert rules, heartbeats, notify targets, jobs) from the --config file; ``ValueError``
+    names what is wrong, and nothing is half-loaded."""
     document = load_document(path) if path else {}
     rules = parse_rules(document)
     heartbeats = parse_heartbeats(document.get("heartbeats"))
     targets = parse_targets(document.get("notify"))
+    jobs = parse_jobs(document.get("jobs"))
     names = {t.name for t in targets}
     for what, wanted in [("rule %s" % r.name, r.notify) for r in rules] + [
-            ("heartbeat %s" % name, entry["notify"]) for name, entry in heartbeats.items()]:
+            ("heartbeat %s" % name, entry["notify"]) for name, entry in heartbeats.items()] + [
+            ("job %s" % slug, spec.notify) for slug, spec in jobs.items()]:
         unknown = sorted(set(wanted or ()) - names)
         if unknown:
             raise ValueError("%s: notify names %s, which is not a notify target (%s)"
                              % (what, unknown[0], ", ".join(sorted(names)) or "there are none"))
-    return rules, heartbeats, targets
+    return rules, heartbeats, targets, jobs
 
 
 def fit_open_file_limit(max_clients: int) -> int:
@@ -263,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("listening on %s: reachable from other machines%s", args.host,
                     "" if args.token else " and open to anyone (--insecure)")
     try:
-        rules, heartbeats, targets = load_config(args.config)
+        rules, heartbeats, targets, jobs = load_config(args.config)
     except ValueError as exc:
         log.error("config not loaded, not starting: %s", exc)
         return 2
@@ -271,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo and not args.data_dir:
         log.info("demo: synthetic counters, gauges and events, kept in memory only (not in %s)", default_data_dir())
     try:
-        server = build_app(config_from_args(args, rules, data_dir), heartbeats=heartbeats, notify=targets)
+        server = build_app(config_from_args(args, rules, data_dir), heartbeats=heartbeats, notify=targets, jobs=jobs)
     except DataDirInUse as exc:
         return _another_dashboard(exc.url, args.open, "the data folder %s is in use by another dashboard%s; use that one, "
                                   "or start this one with --data-dir DIR (another folder) or --data-dir :memory: "

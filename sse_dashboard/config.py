@@ -126,6 +126,7 @@ class Config:
     storage_options: tuple = ()           # (name, value) pairs for storage.open_store
     statsd: str | None = None             # "[HOST:]PORT" to take StatsD on (UDP and TCP); None: off
     heartbeats: tuple = ()                # (name, {"every": s, "level": ...}) expected from the start
+    jobs: tuple = ()                      # (slug, alerting.jobs.JobSpec): job monitors from the config file
     notify: tuple = ()                    # notify.Target: where alert changes are sent
 
     def __post_init__(self) -> None:
@@ -136,6 +137,7 @@ class Config:
         object.__setattr__(self, "public_url", origin_of(self.public_url) if self.public_url else None)
         object.__setattr__(self, "alert_rules", tuple(self.alert_rules))
         object.__setattr__(self, "notify", tuple(self.notify))
+        object.__setattr__(self, "jobs", tuple(sorted(self.jobs.items() if isinstance(self.jobs, dict) else self.jobs)))
         beats = self.heartbeats
         object.__setattr__(self, "heartbeats", tuple(sorted(beats.items() if isinstance(beats, dict) else beats)))
         options = self.storage_options

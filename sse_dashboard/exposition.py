@@ -135,6 +135,15 @@ def render_prometheus(snapshot: dict) -> str:
            [((("name", b["name"]),), b.get("last_seen")) for b in beats])
     family("sse_dashboard_heartbeat_up", "gauge", "1 while a heartbeat is up and on time, 0 when down or silent",
            [((("name", b["name"]),), 1 if b.get("status") == "up" and not b.get("firing") else 0) for b in beats])
+    jobs = [j for j in snapshot.get("jobs") or [] if isinstance(j, dict)]
+    family("sse_dashboard_job_up", "gauge", "1 unless a job monitor is down (as Healthchecks' hc_check_up)",
+           [((("job", j["slug"]),), 0 if j.get("status") == "down" else 1) for j in jobs])
+    family("sse_dashboard_job_started", "gauge", "1 while a job has started and not ended",
+           [((("job", j["slug"]),), 1 if j.get("running") else 0) for j in jobs])
+    family("sse_dashboard_job_last_duration_seconds", "gauge", "How long a job's last run took (from its start ping)",
+           [((("job", j["slug"]),), j.get("last_duration")) for j in jobs])
+    family("sse_dashboard_job_last_ping_timestamp_seconds", "gauge", "When a job last ended a run (unix time)",
+           [((("job", j["slug"]),), j.get("last_ping")) for j in jobs])
     family("sse_dashboard_info", "gauge", "The collector in use", [((("source", system.get("source", "")),), 1)])
     for section, kind in (("counters", "counter"), ("gauges", "gauge")):
         # Names with labels (jobs{queue="mail"}) are samples of one family (jobs).

@@ -20,7 +20,7 @@ except ImportError:  # reported by the fixture below
     Client = None
 
 MODES = ["2026-07-28", "legacy", "auto"]
-TOOL_NAMES = ["get_snapshot", "get_history", "list_events", "list_alerts", "get_health", "post_event"]
+TOOL_NAMES = ["get_snapshot", "get_history", "list_events", "list_alerts", "list_jobs", "get_health", "post_event"]
 
 
 @pytest.fixture
@@ -70,6 +70,8 @@ def test_the_sdk_lists_and_calls_every_tool(make_server, sse_reader, sdk, mode):
             "message": "deployed v2", "type": "deploy", "level": "info", "data": {"version": 2}}))
         results["events"] = structured(await client.call_tool("list_events", {"type": "deploy"}))
         results["alerts"] = structured(await client.call_tool("list_alerts", {}))
+        results["jobs"] = structured(await client.call_tool("list_jobs", {}))
+        results["no_job"] = await client.call_tool("list_jobs", {"job": "nope"})
         results["health"] = structured(await client.call_tool("get_health", {}))
         results["bad"] = await client.call_tool("get_history", {"metric": "no.such_series"})
         return results
@@ -85,6 +87,7 @@ def test_the_sdk_lists_and_calls_every_tool(make_server, sse_reader, sdk, mode):
     assert got["posted"]["message"] == "deployed v2" and got["posted"]["source"] == "agent"
     assert [e["message"] for e in got["events"]["events"]] == ["deployed v2"]
     assert got["alerts"]["alerts"] == [] and got["health"]["status"] == "ok"
+    assert got["jobs"] == {"jobs": []} and got["no_job"].is_error is True
     assert got["bad"].is_error is True and "no series" in got["bad"].content[0].text
     frame = reader.next_frame()  # the agent's event reached an open stream, under its type
     assert frame["event"] == "deploy" and json.loads(frame["data"])["data"] == {"version": 2}

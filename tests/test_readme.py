@@ -13,7 +13,9 @@ import re
 import pytest
 
 from sse_dashboard import events
-from sse_dashboard.alerting import heartbeats
+from sse_dashboard.alerting import heartbeats, jobs
+from sse_dashboard.storage import jobs as job_storage
+from sse_dashboard.web.handlers import jobs as job_handlers
 from sse_dashboard import registry as metrics  # the registry's limits (once in metrics.py)
 from sse_dashboard.ingest import push as pushgateway
 from sse_dashboard import application, cli, config
@@ -149,6 +151,10 @@ LIMITS = {
     "heartbeats": [("heartbeats.MAX_HEARTBEATS", heartbeats.MAX_HEARTBEATS),
                    ("heartbeats.MAX_MESSAGE_CHARS", heartbeats.MAX_MESSAGE_CHARS),
                    ("the shortest ping", 0), ("heartbeats.MAX_PING_MS in days", heartbeats.MAX_PING_MS / 86400000)],
+    "jobs": [("jobs.MAX_JOBS", jobs.MAX_JOBS), ("jobs.MAX_OPEN_RUNS", jobs.MAX_OPEN_RUNS),
+             ("jobs.MAX_OUTPUT_BYTES", jobs.MAX_OUTPUT_BYTES),
+             ("web.handlers.jobs.MAX_PING_BODY_BYTES", job_handlers.MAX_PING_BODY_BYTES),
+             ("storage.jobs.MAX_RUNS", job_storage.MAX_RUNS)],
     "push groups": [("pushgateway.MAX_GROUPS", pushgateway.MAX_GROUPS)],
     "history answers": [("application.DEFAULT_HISTORY_POINTS", application.DEFAULT_HISTORY_POINTS),
                         ("application.MAX_HISTORY_POINTS", application.MAX_HISTORY_POINTS),

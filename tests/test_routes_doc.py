@@ -3,7 +3,7 @@ README documents every path with that rule."""
 
 from conftest import ROOT
 from sse_dashboard.web.handler import DashboardHandler
-from sse_dashboard.web.routes import PING, ROUTES, WRITE_METHODS, access_for
+from sse_dashboard.web.routes import KEYED, PING, ROUTES, WRITE_METHODS, access_for
 
 
 def test_every_route_names_an_existing_handler():
@@ -36,14 +36,16 @@ def test_readme_documents_every_route_and_who_may_use_it():
 
 def test_handlers_are_named_verb_resource():
     for route in ROUTES:
-        verbs = ("get", "post", "stream", "serve") if not route.prefix else ("serve", "delete", "push")
+        verbs = ("get", "post", "stream", "serve") if not route.prefix else ("serve", "delete", "push", "ping",
+                                                                            "get", "post")
         assert route.handler.split("_")[0] in verbs, route
 
 
 def test_a_route_that_changes_state_is_checked_as_a_write():
-    """POST, PUT and DELETE are writes wherever they are; a GET writes only where heartbeats are."""
+    """POST, PUT and DELETE are writes wherever they are; a GET writes only where heartbeats and job
+    pings are."""
     for route in ROUTES:
-        assert route.access.write == (route.method in WRITE_METHODS or route.access is PING), route
+        assert route.access.write == (route.method in WRITE_METHODS or route.access in (PING, KEYED)), route
 
 
 def test_the_routes_of_one_path_ask_for_the_token_the_same_way():

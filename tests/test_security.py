@@ -34,10 +34,20 @@ def test_with_a_token_every_route_but_the_pages_needs_it(make_server, route):
         assert "token" in json.loads(body)["error"]
 
 
-def test_only_the_page_is_open_to_anyone():
-    """A route anyone may use is a decision, made here: the page and its files hold no data."""
+def test_only_the_page_and_the_job_pings_are_open_to_anyone():
+    """A route anyone may use is a decision, made here: the page and its files hold no data; a
+    job ping's secret is in its URL (the job's UUID or the ping key), as in Healthchecks."""
     assert {(r.method, r.path) for r in ROUTES if not r.access.token} == {
-        ("GET", "/"), ("GET", "/index.html"), ("GET", "/static/")}
+        ("GET", "/"), ("GET", "/index.html"), ("GET", "/static/"), ("GET", "/ping/"), ("POST", "/ping/")}
+
+
+def test_with_a_token_a_job_ping_still_needs_only_its_url(make_server):
+    server = make_server(token="s3cret")
+    job = server.json("POST", "/api/jobs", {"slug": "backup", "schedule": 60},
+                      headers={"Authorization": "Bearer s3cret"})[1]["id"]
+    assert call(server, "GET", "/ping/%s" % job)[::2] == (200, b"OK")
+    assert call(server, "GET", "/ping/%s" % job.replace(job[-4:], "0000"))[::2] == (404, b"not found")
+    assert call(server, "GET", "/ping/%s" % job, headers={"Origin": "http://evil.example"})[0] == 403
 
 
 @pytest.mark.parametrize("method, path", [("GET", "/api/nope"), ("GET", "/api/"), ("POST", "/metrics/nope"),

@@ -8,6 +8,10 @@ What this layer owns, one module each:
   then notify);
 - ``rules``: threshold rules from the config file, checked against every sample;
 - ``heartbeats``: jobs that say "I ran" (``/api/push/<name>``), and an alert when one goes quiet;
+- ``schedule``: when a job is expected to run: a period, or a 5-field cron expression in a time
+  zone (``next_after``), standard library only;
+- ``jobs``: job monitors pinged on Healthchecks' URL shapes (start, success, fail, exit status,
+  log), and one alert when a job hangs, runs late, fails, finishes too fast or runs too often;
 - ``notify``: delivering each change to the notify targets, one queue and sender thread each,
   with retries, and the notifier's own clock;
 - ``flood``: flood control, whether a change goes to a target now (``repeat``);

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 __all__ = ["Alert", "AlertChange", "AlertOutlet", "SOURCES"]
 
-SOURCES = {"rule": "alerts", "heartbeat": "heartbeats"}  # an alert's kind -> the source of its events
+SOURCES = {"rule": "alerts", "heartbeat": "heartbeats", "job": "jobs"}  # an alert's kind -> the source of its events
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,13 @@ class Schedule:
         except OverflowError:
             raise ValueError("no run between the years 1 and 9999 after %r" % ts) from None
 
+    def clock(self, ts: float) -> str:
+        """``ts`` as a person reads it on this schedule's clock, ``02:00``: in the cron job's
+        time zone, or for a period in this machine's (an alert says when, not where)."""
+        if self.kind == "period":
+            return datetime.fromtimestamp(ts).strftime("%H:%M")
+        return datetime.fromtimestamp(ts, self._rule.zone).strftime("%H:%M")
+
     def describe(self) -> str:
         """What a person reads: ``every 1 h``, ``cron "30 2 * * MON-FRI" in Europe/Berlin``."""
         if self.kind == "period":

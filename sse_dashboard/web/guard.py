@@ -91,11 +91,13 @@ def parse_cookies(header: str | None) -> dict[str, str]:
 
 
 _SECRET_IN_QUERY = re.compile(r"((?:^|[?&;])token=)[^&\s;]*", re.IGNORECASE)
+_SECRET_IN_PING = re.compile(r"(/ping/)[^/?\s]*")  # a job's UUID, or the ping key: whoever has it may ping
 
 
 def redact_secrets(text: str) -> str:
-    """A request line or path with the value of any ``token=`` replaced, for logs."""
-    return _SECRET_IN_QUERY.sub(r"\1[redacted]", text)
+    """A request line or path with the value of any ``token=`` and a ping URL's UUID or ping
+    key replaced, for logs."""
+    return _SECRET_IN_PING.sub(r"\1[redacted]", _SECRET_IN_QUERY.sub(r"\1[redacted]", text))
 
 
 def _split_host(host_header: str) -> str:

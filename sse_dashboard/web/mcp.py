@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import re
@@ -105,6 +106,13 @@ TOOLS = [
      "description": "Alerts firing now (rules and heartbeats), every rule, every heartbeat with its age, and "
                     "each notification target's last delivery.",
      "inputSchema": _schema({}), "outputSchema": _OBJECT, "annotations": dict(_READ, title="List alerts")},
+    {"name": "list_jobs", "title": "List jobs",
+     "description": "Every job monitor: its state (new, up, started, late, down, paused, maintenance), "
+                    "schedule, last run and its duration, the next run expected, and why it is down; "
+                    "with `job` (a slug), that job's newest runs and their output too.",
+     "inputSchema": _schema({"job": {"type": "string", "pattern": "^[a-z0-9_-]{1,100}$"},
+                             "limit": {"type": "integer", "minimum": 1, "maximum": 100}}),
+     "outputSchema": _OBJECT, "annotations": dict(_READ, title="List jobs")},
     {"name": "get_health", "title": "Dashboard health",
      "description": "Whether the dashboard is well: version, uptime, open streams, storage state.",
      "inputSchema": _schema({}), "outputSchema": _OBJECT, "annotations": dict(_READ, title="Dashboard health")},
@@ -299,6 +307,18 @@ def _check_arguments(schema: dict, arguments: dict) -> dict:
     return arguments
 
 
+def list_jobs(app: Application, args: dict) -> dict:
+    """Every job; with ``job``, that job's newest runs (at most ``limit``) beside."""
+    jobs = app.jobs.listing()
+    slug = args.get("job")
+    if slug is None:
+        return {"jobs": jobs}
+    job = next((j for j in jobs if j["slug"] == slug), None)
+    if job is None:
+        raise ToolError("no job %s (list_jobs without job lists them)" % slug)
+    return {"jobs": [job], "runs": app.jobs.runs(job["id"], args.get("limit", 20))}
+
+
 def dashboard_tools(app: Application, post_event: Callable[..., Any], only_filter: Callable[..., Any]) -> dict:
     """The tools, over the application (``post_event(level, message, **fields)`` stores one
     event; ``only_filter(types, levels, sources)`` builds an ``events.EventFilter``): they read
@@ -342,5 +362,6 @@ def dashboard_tools(app: Application, post_event: Callable[..., Any], only_filte
             "get_history": get_history,
             "list_events": list_events,
             "list_alerts": lambda args: app.alerts_state(),
+            "list_jobs": functools.partial(list_jobs, app),
             "get_health": lambda args: app.health(),
             "post_event": post}

@@ -34,6 +34,41 @@ _BEAT_FIELDS = {
               "seconds: no heartbeat for longer fires an alert"),
 }
 _MAX_WHOLE = 10 ** 15 - 1  # query numbers: at most 15 digits
+_UUID = {"type": "string", "format": "uuid", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
+_SLUG = {"type": "string", "pattern": "^[a-z0-9_-]{1,100}$"}
+_TEXT = {"text/plain; charset=utf-8": {"schema": {"type": "string"}}}
+_JOB = {"type": "object", "required": ["id", "slug", "name", "status", "schedule", "grace", "next_expected"],
+        "properties": {"status": {"enum": ["new", "up", "started", "late", "down", "paused", "maintenance"]}}}
+_JOB_SPEC = {"type": "object", "required": ["slug", "schedule"], "additionalProperties": False, "properties": {
+    "slug": _SLUG, "name": {"type": "string", "minLength": 1, "maxLength": 100},
+    "schedule": {"oneOf": [{"type": "number", "minimum": 1, "maximum": 366 * 86400},
+                           {"type": "string", "description": "a 5-field cron expression, or seconds"}]},
+    "tz": {"type": "string", "description": "a time zone name for cron (default UTC)"},
+    "grace": {"type": "number", "minimum": 0, "maximum": 366 * 86400},
+    "start_grace": {"type": "number", "minimum": 0, "maximum": 366 * 86400},
+    "min_runtime": {"type": "number", "minimum": 0, "maximum": 366 * 86400},
+    "too_often": {"type": "boolean"}, "fail_after": {"type": "integer", "minimum": 1, "maximum": 100},
+    "level": {"enum": ["warning", "error"]}, "notify": {"type": "array", "items": {"type": "string"}}}}
+
+
+_JOB_PARAM = {"name": "job", "in": "path", "required": True, "schema": _SLUG, "description": "its slug or UUID"}
+
+
+def _ping(summary: str, parameters: list, created: bool = False) -> dict:
+    """A ping URL: answered in Healthchecks' words, plain text (the JSON errors are the guard's)."""
+    text = {"content": _TEXT}
+    responses = {"200": {"description": "OK", **text}, "400": {"description": "invalid url format, or "
+                                                                              "invalid uuid format (rid)", **text},
+                 "404": {"description": "not found", **text}, **_errors(403, 413, 429, 503)}
+    if created:
+        responses["201"] = {"description": "Created (?create=1 made the job)", **text}
+    query = [_query("rid", _UUID, "pairs a start with its end when runs overlap")]
+    if created:
+        query.append(_query("create", {"type": "string", "enum": ["1"]}, "make the job on its first ping"))
+    return {method: {"summary": summary, "parameters": parameters + query, "security": [{}],
+                     **({"requestBody": {"required": False, "content": {"text/plain": {"schema": {"type": "string"}}}}}
+                        if method == "post" else {}),
+                     "responses": responses} for method in ("get", "post")}
 
 
 def _query(name: str, schema: dict, description: str) -> dict:
@@ -390,6 +425,61 @@ def openapi_spec(version: str) -> dict:
                                   **_errors(401, 403, 404, 429, 503)},
                 },
             },
+            "/ping/{uuid}": _ping("Healthchecks' success signal for the job with this UUID (HEAD too; a POST "
+                                  "body is kept as the run's output, its first 10,000 bytes)",
+                                  [{"name": "uuid", "in": "path", "required": True, "schema": _UUID}]),
+            **{"/ping/{uuid}/%s" % signal: _ping(summary, [{"name": "uuid", "in": "path", "required": True,
+                                                            "schema": _UUID}])
+               for signal, summary in (("start", "The job with this UUID started"),
+                                       ("fail", "The job with this UUID failed (/ping/UUID/EXIT-STATUS, "
+                                                "0-255, says it with the exit status: 0 is a success)"),
+                                       ("log", "A line of output for the job's log: its state does not change"))},
+            "/ping/{key}/{slug}": _ping("Success, for the job with this slug (key: this dashboard's ping key, "
+                                        "GET /api/jobs; /start, /fail, /log and /EXIT-STATUS may follow)",
+                                        [{"name": "key", "in": "path", "required": True,
+                                          "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,100}$"}},
+                                         {"name": "slug", "in": "path", "required": True, "schema": _SLUG}], True),
+            "/api/jobs": {
+                "get": {"summary": "Every job monitor and this dashboard's ping key",
+                        "responses": {"200": {"description": "jobs", **_json({
+                            "type": "object", "required": ["jobs", "ping_key"],
+                            "properties": {"jobs": {"type": "array", "items": _JOB}}})}, **_errors(401)}},
+                "post": {"summary": "Make a job monitor, or change the one with this slug",
+                         "requestBody": {"required": True, **_json(_JOB_SPEC)},
+                         "responses": {"200": {"description": "changed", **_json(_JOB)},
+                                       "201": {"description": "made", **_json(_JOB)},
+                                       **_errors(400, 401, 403, 413, 415, 429, 503)}},
+            },
+            "/api/jobs/{job}": {
+                "get": {"summary": "One job", "parameters": [_JOB_PARAM],
+                        "responses": {"200": {"description": "the job", **_json(_JOB)}, **_errors(401, 404)}},
+                "delete": {"summary": "Delete a job and its runs", "parameters": [_JOB_PARAM],
+                           "responses": {"200": {"description": "deleted", **_json({"type": "object"})},
+                                         **_errors(401, 403, 404, 429, 503)}},
+            },
+            "/api/jobs/{job}/runs": {
+                "get": {"summary": "A job's runs, newest first, with their output",
+                        "parameters": [_JOB_PARAM,
+                                       _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "at most"),
+                                       _query("before", {"type": "integer", "minimum": 1, "maximum": _MAX_WHOLE},
+                                              "runs older than this run number (the answer's next)")],
+                        "responses": {"200": {"description": "runs", **_json({
+                            "type": "object", "required": ["runs", "next"]})}, **_errors(400, 401, 404)}},
+            },
+            **{"/api/jobs/{job}/%s" % action: {"post": {
+                "summary": summary, "parameters": [_JOB_PARAM],
+                "responses": {"200": {"description": "the job now", **_json(_JOB)},
+                              **_errors(401, 403, 404, 429, 503)}}}
+               for action, summary in (("pause", "Pause a job: nothing is expected, what fires resolves"),
+                                       ("resume", "Resume a job: runs are expected from now on"))},
+            "/api/jobs/{job}/maintenance": {"post": {
+                "summary": "A maintenance window: nothing is expected for `seconds` (0 ends it)",
+                "parameters": [_JOB_PARAM],
+                "requestBody": {"required": True, **_json({
+                    "type": "object", "required": ["seconds"], "additionalProperties": False,
+                    "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 366 * 86400}}})},
+                "responses": {"200": {"description": "the job now", **_json(_JOB)},
+                              **_errors(400, 401, 403, 404, 413, 415, 429, 503)}}},
             "/metrics/job/{job}": {
                 **{method: {
                     "summary": summary + " (Pushgateway-compatible; more grouping labels may follow as "

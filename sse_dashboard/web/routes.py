@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["Access", "PUBLIC", "TOKEN", "WRITE", "PING", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
+__all__ = ["Access", "PUBLIC", "TOKEN", "WRITE", "PING", "KEYED", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
            "find_route", "allowed_methods", "access_for"]
 
 
@@ -45,6 +45,10 @@ TOKEN = Access("token", token=True, cookie=True, query=False, write=False)
 WRITE = Access("token, same-origin", token=True, cookie=True, query=False, write=True)
 # Heartbeats: cron jobs and push monitors send GET, so a GET writes here (README "Heartbeats").
 PING = Access("token or ?token=, same-origin", token=True, cookie=False, query=True, write=True)
+# Job pings: the URL's job UUID or ping key is the secret, as in Healthchecks, so a script written
+# for it changes only its base URL (README "Jobs"); a GET writes here too.
+KEYED = Access("the job's UUID or ping key in the URL, same-origin", token=False, cookie=False, query=False,
+               write=True)
 
 WRITE_METHODS = ("POST", "PUT", "DELETE")
 
@@ -82,6 +86,13 @@ ROUTES = (
     Route("PUT", "/metrics/job", "push_metrics", WRITE, prefix=True),  # the Pushgateway's API
     Route("POST", "/metrics/job", "push_metrics", WRITE, prefix=True),
     Route("DELETE", "/metrics/job", "delete_push_group", WRITE, prefix=True),
+    Route("GET", "/ping/", "ping_job", KEYED, prefix=True),  # Healthchecks' ping URLs
+    Route("POST", "/ping/", "ping_job", KEYED, prefix=True),
+    Route("GET", "/api/jobs", "get_jobs", TOKEN),
+    Route("POST", "/api/jobs", "post_job", WRITE),
+    Route("GET", "/api/jobs/", "get_job", TOKEN, prefix=True),
+    Route("POST", "/api/jobs/", "post_job_action", WRITE, prefix=True),
+    Route("DELETE", "/api/jobs/", "delete_job", WRITE, prefix=True),
     Route("GET", "/api/health", "get_health", TOKEN),
     Route("GET", "/api/alerts", "get_alerts", TOKEN),
     Route("GET", "/api/processes", "get_processes", TOKEN),
