@@ -294,28 +294,26 @@ class StoredHistory:
             only = _ids_of(conn, names)
             names_by_id = dict(conn.execute("SELECT id, name FROM series"))
             first_full = _first_full(conn)
-            buckets: dict[float, dict[str, tuple]] = {}
+            rollups = []
             if first_full is None or start < first_full:
-                for bucket, series, lo, avg, hi in conn.execute(
-                        "SELECT bucket, series, min, avg, max FROM rollups WHERE bucket >= ? AND bucket <= ?%s "
-                        "ORDER BY bucket" % _among(only), (start - self.rollup_s, end) + tuple(only or ())):
-                    name = names_by_id.get(series)
-                    if name is not None and (first_full is None or bucket < first_full):
-                        buckets.setdefault(bucket, {})[name] = (lo, avg, hi)
+                rollups = conn.execute(
+                    "SELECT bucket, series, min, avg, max FROM rollups WHERE bucket >= ? AND bucket <= ? AND bucket < ?%s"
+                    % _among(only), (start - self.rollup_s, end, math.inf if first_full is None else first_full)
+                    + tuple(only or ())).fetchall()
             times, full = _full_columns(conn, start if first_full is None else max(start, first_full), end, only)
         series = {names_by_id[i]: column for i, column in full.items() if i in names_by_id}
-        if not buckets:
+        if not rollups:
             return {"ts": times, "series": {name: series[name] for name in sorted(series)}, "resolution": "full"}
-        order = sorted(buckets)
-        names = sorted(set(series) | {name for values in buckets.values() for name in values})
+        order, lows, avgs, highs = _rollup_columns(rollups, names_by_id)
+        names = sorted(set(series) | set(avgs))
+        padding, gap = [None] * len(times), [None] * len(order)
 
-        def column(i: int, name: str) -> list:
-            return [buckets[b][name][i] if name in buckets[b] else None for b in order] + \
-                series.get(name, [None] * len(times))
+        def column(rolled: dict, name: str) -> list:
+            return rolled.get(name, gap) + series.get(name, padding)
 
-        return {"ts": order + times, "series": {name: column(1, name) for name in names},
-                "min": {name: column(0, name) for name in names},
-                "max": {name: column(2, name) for name in names},
+        return {"ts": order + times, "series": {name: column(avgs, name) for name in names},
+                "min": {name: column(lows, name) for name in names},
+                "max": {name: column(highs, name) for name in names},
                 "resolution": "rollup", "interval": self.rollup_s}
 
     def rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
@@ -358,6 +356,27 @@ UPSERT_ROLLUP = (
     "avg = MAX(MIN(min, excluded.min), MIN(MAX(max, excluded.max), "
     "avg * (n * 1.0 / (n + excluded.n)) + excluded.avg * (excluded.n * 1.0 / (n + excluded.n)))), "
     "n = n + excluded.n")
+
+
+def _rollup_columns(rows: list, names_by_id: dict) -> tuple[list, dict, dict, dict]:
+    """Roll-up rows ``(bucket, series, min, avg, max)`` as columns: the buckets in order, and
+    for each series its mins, averages and maxes at them (None where it has none)."""
+    order = sorted({row[0] for row in rows})
+    at = {bucket: i for i, bucket in enumerate(order)}
+    lows: dict[str, list] = {}
+    avgs: dict[str, list] = {}
+    highs: dict[str, list] = {}
+    for bucket, series, lo, avg, hi in rows:
+        name = names_by_id.get(series)
+        if name is None:
+            continue  # deleted while we read
+        column = avgs.get(name)
+        if column is None:
+            column = avgs[name] = [None] * len(order)
+            lows[name], highs[name] = [None] * len(order), [None] * len(order)
+        i = at[bucket]
+        column[i], lows[name][i], highs[name][i] = avg, lo, hi
+    return order, lows, avgs, highs
 
 
 def _first_full(conn: Any) -> float | None:
