@@ -84,11 +84,6 @@ MAX_QUEUED = 450       # below the writer's queue (600): a full queue drops samp
 MAX_ONE_WRITE = 450    # a batch written at once: at most 8 compactions follow (chunks.MAX_MOVES_A_WRITE)
 T0 = 1_800_000_000.5   # a whole minute + 0.5
 
-# The storage falls short of the promise in two ways this model found. Each is tolerated below
-# exactly (no more) and pinned by a strict xfail test at the end of this file, so its fix shows
-# as an XPASS: then delete that xfail and set its flag to False.
-V4_ROLLUPS_KEPT = True              # test_an_upgraded_folder_rolls_up_each_sample_once
-NAN_ROLLUP_BREAKS_DOWNSAMPLE = True  # test_a_minute_with_a_nan_keeps_min_avg_max_together
 
 NAMES = ["system.cpu_percent", "gauges.depth", "counters.jobs", 'gauges.q{k="v"}', "gauges.late", "server.rss_bytes"]
 NEVER_WRITTEN = "gauges.never"
@@ -494,12 +489,7 @@ class HistoryModel(RuleBasedStateMachine):
 
     def check_downsampled(self, columns: dict, shown, points: int, start: float, end: float, what: str) -> None:
         """``shown`` is ``columns`` in at most ``points`` buckets of the window (README, Limits)."""
-        if isinstance(shown, str) and shown.startswith("raised"):
-            residue = [(name, i) for name in columns.get("min", {}) for i, avg in enumerate(columns["series"][name])
-                       if avg is not None and (columns["min"][name][i] is None or columns["max"][name][i] is None)]
-            assert NAN_ROLLUP_BREAKS_DOWNSAMPLE and residue, "%s: downsampling %s" % (what, shown)
-            event("downsampling raised (tolerated)")
-            return
+        assert not (isinstance(shown, str) and shown.startswith("raised")), "%s: downsampling %s" % (what, shown)
         if len(columns["ts"]) <= points:
             assert shown == "unchanged", (what, len(columns["ts"]), points)
             return
@@ -595,9 +585,6 @@ class HistoryModel(RuleBasedStateMachine):
         self.scale = scale
         write_schema_4_folder(self.folder, batch)
         self.samples.extend(batch)
-        if V4_ROLLUPS_KEPT:  # today: the roll-ups schema 4 made of samples still kept stay
-            for i, (ts, _) in enumerate(batch):
-                self.kept.rollups.setdefault(bucket_of(ts), []).append(i)
 
     def start_writer(self) -> None:
         self.writer = Writer(self.folder, self.full_s)
@@ -720,14 +707,11 @@ TestHistoryModel.settings = settings(
     suppress_health_check=list(HealthCheck))
 
 
-# --- what the model tolerates today, each pinned (strict: its fix fails here until unpinned) ----
+# --- what the model found, each held here once fixed --------------------------------------------
 
 MINUTE = T0 - 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="#23: schema 4 rolled up every minute as it ended; after the upgrade "
-                                       "those roll-ups stay, shown beside the same samples at full resolution, "
-                                       "and each of those samples is rolled up again when retention drops it")
 def test_an_upgraded_folder_rolls_up_each_sample_once(tmp_path):
     write_schema_4_folder(str(tmp_path), [(MINUTE + 0.5 + i, {"g": i}) for i in range(10)])
     store = storage.open_store(tmp_path, full_s=10, rollup_s=ROLLUP_S, interval_s=1.0)  # keeps 11 samples
@@ -737,14 +721,11 @@ def test_an_upgraded_folder_rolls_up_each_sample_once(tmp_path):
     store.prune()  # the first 20 go: the whole first minute, 0..9 and ten 100s
     after = store.history_columns(MINUTE - 60, MINUTE + 1000)
     store.close()
-    # Today ("rollup", 36.33...): the minute's schema-4 roll-up (avg 4.5 of 10) shows before any
-    # sample is dropped, and it is merged with the roll-up of all 20 (avg 52.25): 0..9 count twice.
+    # Before the fix ("rollup", 36.33...): the minute's schema-4 roll-up (avg 4.5 of 10) showed before
+    # any sample was dropped, and was merged with the roll-up of all 20 (avg 52.25): 0..9 counted twice.
     assert (before["resolution"], after["series"]["g"][0]) == ("full", (45 + 1000) / 20), (before, after)
 
 
-@pytest.mark.xfail(strict=True, reason="#23: a NaN retention drops leaves its minute's roll-up with a NULL "
-                                       "min and max beside a finite average; downsampling a window with it "
-                                       "raises TypeError (/api/metrics/history would answer 500)")
 def test_a_minute_with_a_nan_keeps_min_avg_max_together(tmp_path):
     store = storage.open_store(tmp_path, full_s=10, rollup_s=ROLLUP_S, interval_s=1.0)
     store.history.write([(MINUTE + 0.5 + i, {"g": math.nan if i == 0 else float(i)}) for i in range(20)] +
@@ -753,5 +734,5 @@ def test_a_minute_with_a_nan_keeps_min_avg_max_together(tmp_path):
     columns = store.history_columns(MINUTE - 60, MINUTE + 200)
     store.close()
     point = (columns["min"]["g"][0], columns["series"]["g"][0], columns["max"]["g"][0])
-    assert None not in point or point == (None, None, None), point  # today (None, 9e306, None)
+    assert None not in point or point == (None, None, None), point  # before the fix (None, 9e306, None)
     downsample(columns, 2, MINUTE - 60, MINUTE + 200)

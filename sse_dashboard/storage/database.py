@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 DB_FILENAME = "dashboard.sqlite3"
 LOCK_FILENAME = "dashboard.lock"
-URL_FILENAME = "dashboard.url"  # where the dashboard holding the lock can be reached
+URL_FILENAME = "dashboard.url"
+BUSY_TIMEOUT_MS = 10_000  # how long a statement waits for another connection's lock  # where the dashboard holding the lock can be reached
 
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS = [
@@ -163,6 +164,12 @@ def _convert_v5_history(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE chunks_v5")
     conn.execute("DROP TABLE points")
     conn.execute("DROP TABLE samples")
+    # Schema 6 rolls up what retention drops; before, every minute was rolled up as it ended, so
+    # the minutes of samples still kept go, or they would count twice when those are dropped.
+    ((first,),) = conn.execute("SELECT MIN(m) FROM (SELECT MIN(first) AS m FROM groups UNION ALL "
+                               "SELECT MIN(ts) FROM staged)").fetchall()
+    if first is not None:
+        conn.execute("DELETE FROM rollups WHERE bucket > ?", (first - 60,))
 
 
 AFTER_MIGRATION = {1: _convert_v1_samples, 5: _convert_v5_history}
@@ -229,7 +236,7 @@ def _read_url(path: Path) -> str | None:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=10, check_same_thread=False, isolation_level=None)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
@@ -401,7 +408,7 @@ class Database:
         uri = "file:%s?mode=ro" % urllib.parse.quote(self.path.as_posix())
         # Not tied to a thread: an export abandoned mid-way may be closed by the garbage
         # collector in another thread, and that close must not fail.
-        return sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
+        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
 
     def query(self, sql: str, args: Any) -> list:
         """Every row of one query, on a connection of its own."""

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from sse_dashboard.storage import codec
 from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, blocks, compact, join, pack_sample, unpack_sample
-from sse_dashboard.storage.database import Database, StorageError, describe
+from sse_dashboard.storage.database import BUSY_TIMEOUT_MS, Database, StorageError, describe
 from sse_dashboard.storage.memory import finite_mean
 
 __all__ = ["StoredHistory", "DEFAULT_FULL_S", "DEFAULT_ROLLUP_S", "DEFAULT_ROLLUP_KEEP_S", "DEFAULT_INTERVAL_S"]
@@ -248,7 +248,13 @@ class StoredHistory:
             except BaseException:
                 db.rollback()
                 raise
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # TRUNCATE waits for open readers (an export, a long read) up to the busy timeout, and
+            # this holds the storage lock: wait a moment at most; the next prune tries again.
+            conn.execute("PRAGMA busy_timeout = 100")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.execute("PRAGMA busy_timeout = %d" % BUSY_TIMEOUT_MS)
 
     def _rollups_upto(self, cut: int) -> list:
         """Roll-up rows ``(bucket, series, min, avg, max, n)`` of the samples retention drops:
@@ -260,11 +266,11 @@ class StoredHistory:
             for series, vals in db.iterate("SELECT series, vals FROM chunks WHERE upto = ?", (upto,)):
                 values = codec.decode(vals)
                 for bucket, a, b in runs:
-                    _fold(acc, (bucket, series), [v for v in values[a:b] if v is not None])
+                    _fold(acc, (bucket, series), [v for v in values[a:b] if v is not None and v == v])
         for ts, vals in db.query("SELECT ts, vals FROM staged WHERE id <= ?", (cut,)):
             bucket = round(ts - ts % self.rollup_s, 3)
             for series, value in unpack_sample(vals).items():
-                if value is not None:
+                if value is not None and value == value:  # (NaN has no place between a min and a max)
                     _fold(acc, (bucket, series), [value])
         return [(bucket, series, _sql_number(lo), min(max(mean, lo), hi), _sql_number(hi), n)
                 for (bucket, series), (lo, mean, hi, n) in acc.items()]
