@@ -297,7 +297,11 @@ def test_the_ping_urls_answer_as_healthchecks_does(pinged):
         ("/ping/%s/255" % job, 200, "OK"),
         ("/ping/%s/log" % job, 200, "OK"),
         ("/ping/%s/256" % job, 400, "invalid url format"),
-        ("/ping/%s/stop" % job, 400, "invalid url format"),
+        ("/ping/%s/0255" % job, 200, "OK"),           # an int, as Django's converter reads it
+        ("/ping/%s/" % job, 200, "OK"),
+        ("/ping/%s/stop" % job, 404, "not found"),   # not a signal: Healthchecks tries it as key/slug
+        ("/ping/%s/start/x" % job, 404, "not found"),
+        ("/ping/%s" % job.upper(), 404, "not found"),  # its UUIDs are lower-case
         ("/ping/%s?rid=nope" % job, 400, "invalid uuid format"),
         ("/ping/%s" % "00000000-0000-4000-8000-000000000000", 404, "not found"),
         ("/ping/%s/backup" % ("x" * 22), 404, "not found"),

@@ -12,6 +12,7 @@ by its first ping with ``?create=1``), ``not found`` (404), ``invalid url format
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 import uuid
 
@@ -27,6 +28,12 @@ PING_HEADERS = (("Ping-Body-Limit", str(MAX_OUTPUT_BYTES)), ("Access-Control-All
                 ("Cache-Control", "no-store"))
 
 
+# Healthchecks' URL patterns (hc/api/urls.py): Django's uuid (lower-case), slug and int converters.
+_SIGNAL = r"(?:/(?P<signal>start|fail|log|[0-9]{1,9}|))?"
+_BY_UUID = re.compile(r"(?P<code>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})" + _SIGNAL)
+_BY_SLUG = re.compile(r"(?P<key>[-a-zA-Z0-9_]+)/(?P<slug>[-a-zA-Z0-9_]+)" + _SIGNAL)
+
+
 def _text(status: int, text: str) -> Response:
     return Response(status, text.encode("utf-8"), "text/plain; charset=utf-8", PING_HEADERS)
 
@@ -38,28 +45,29 @@ class JobHandlers:
     def ping_job(self) -> Response:
         """HEAD, GET or POST /ping/<uuid>[/start|/fail|/log|/<exit status>] or
         /ping/<ping key>/<slug>[/...] (``?create=1`` makes the job; ``?rid=<uuid>`` pairs a start
-        with its end)."""
-        parts = self.route_path[len("/ping/"):].split("/")
+        with its end), matched as Healthchecks' URL patterns match them."""
+        path = urllib.parse.unquote(self.route_path[len("/ping/"):])
+        by_uuid = _BY_UUID.fullmatch(path)
+        by_slug = None if by_uuid else _BY_SLUG.fullmatch(path)
+        if by_uuid is None and by_slug is None:
+            return _text(404, "not found")
         jobs = self.app.jobs
+        signal = (by_uuid or by_slug).group("signal") or ""
+        action, exit_status = (signal or "success", None) if not signal.isdigit() else ("success", int(signal))
+        if exit_status is not None and exit_status > 255:
+            return _text(400, "invalid url format")
         created = False
-        if _is_uuid(parts[0]):
-            job_id, rest = jobs.find(parts[0].lower()), parts[1:]
+        if by_uuid:
+            job_id = jobs.find(by_uuid.group("code"))
         else:
-            if len(parts) < 2 or not parts[1]:
-                return _text(404, "not found")
-            key, slug, rest = parts[0], urllib.parse.unquote(parts[1]), parts[2:]
+            slug = by_slug.group("slug")
             if slug != slug.lower():
                 return _text(400, "invalid url format")
-            if key != jobs.ping_key:
+            if by_slug.group("key") != jobs.ping_key:
                 return _text(404, "not found")
             job_id = jobs.find(slug)
             if job_id is None and self.query_value("create") == "1":
                 job_id, created = self._create_by_ping(slug), True
-        if len(rest) > 1:
-            return _text(400, "invalid url format")
-        action, exit_status = _action(rest[0] if rest else "")
-        if action is None:
-            return _text(400, "invalid url format")
         rid = self.query_value("rid")
         if rid is not None and not _is_uuid(rid):
             return _text(400, "invalid uuid format")
@@ -158,11 +166,4 @@ def _is_uuid(text: str) -> bool:
         return False
 
 
-def _action(word: str) -> tuple[str | None, int | None]:
-    """(action, exit status) of a ping URL's last part; (None, None) when it is neither."""
-    if word in ("", "start", "fail", "log"):
-        return (word or "success"), None
-    if word.isdigit() and word.isascii() and len(word) <= 3 and int(word) <= 255:
-        return "success", int(word)
-    return None, None
 
