@@ -7,6 +7,7 @@ import { formatBytes, formatBytesCompact, formatDuration, formatNumber, formatPe
 import { flattenSnapshot } from "./series.js";
 import { createTransport } from "./transport.js";
 import { createCharts } from "./charts.js";
+import { createJobs } from "./jobs.js";
 
 (function () {
 
@@ -820,6 +821,7 @@ import { createCharts } from "./charts.js";
     renderFiring(Array.isArray(snap.alerts) ? snap.alerts : []);
     renderWaiting(Array.isArray(snap.alerts_waiting) ? snap.alerts_waiting : []);
     renderHeartbeats(Array.isArray(snap.heartbeats) ? snap.heartbeats : []);
+    jobs.render(Array.isArray(snap.jobs) ? snap.jobs : [], snap.ts);
     $("demo-note").hidden = snap.demo !== true;
     flashUpdated(snap.ts);
     scheduleDraw();
@@ -874,6 +876,10 @@ import { createCharts } from "./charts.js";
     else if (type === "log") addEvents([data], true);
     else if (type === "resync") reloadEvents();
   }
+
+  // ---- jobs (jobs.js): the Jobs section and a job's runs (#24) ----------------------------
+
+  const jobs = createJobs({ getJSON });
 
   // ---- transport (transport.js): the stream, polling, and tab sharing --------------------
 

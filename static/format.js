@@ -42,3 +42,19 @@ export function formatDuration(s) {
 }
 
 export function formatTime(ts) { return isNum(ts) ? new Date(ts * 1000).toLocaleTimeString() : DASH; }
+
+// A run's length: tenths under ten seconds (jobs often take a second or two), then as formatDuration.
+export function formatSeconds(s) {
+  if (!isNum(s)) return DASH;
+  if (s < 10) return s.toFixed(1) + " s";
+  if (s < 60) return Math.round(s) + " s";
+  return formatDuration(s);
+}
+
+// A moment relative to now (unix seconds, both from the server's clock): "3m 2s ago", "in 1h 0m".
+export function formatRelative(ts, now) {
+  if (!isNum(ts) || !isNum(now)) return DASH;
+  const d = ts - now;
+  if (Math.abs(d) < 1) return d > 0 ? "in a moment" : "just now";
+  return d > 0 ? "in " + formatDuration(d) : formatDuration(-d) + " ago";
+}

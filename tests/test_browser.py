@@ -16,12 +16,13 @@ def page(browser):
     page = context.new_page()
     page.console_errors = []
     page.dialogs = []
+    page.dialog_answers = []  # what the next confirm()s answer (True: OK); when none are left, Cancel
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
     page.on("pageerror", lambda e: page.console_errors.append(str(e)))
 
     def on_dialog(dialog):
         page.dialogs.append(dialog.message)
-        dialog.dismiss()
+        dialog.accept() if page.dialog_answers and page.dialog_answers.pop(0) else dialog.dismiss()
 
     page.on("dialog", on_dialog)
     yield page
@@ -513,10 +514,18 @@ def test_axe_finds_no_serious_or_critical_violation(make_server, browser, theme)
 
     npm_install()
     require_tool(AXE.is_file(), "axe-core (npm install --prefix tests/js)")
+    from sse_dashboard.alerting.jobs import parse_jobs
+
     rules = parse_rules({"rules": [{"name": "q", "metric": "gauges.q", "op": ">", "threshold": 1, "level": "error"}]})
-    server = make_server(interval_s=0.3, alert_rules=rules, demo=True)
+    jobs = parse_jobs({"nightly": {"schedule": 3600, "min_runtime": 60}, "report": {"schedule": 600}})
+    server = make_server(interval_s=0.3, alert_rules=rules, demo=True, jobs=jobs)
     server.json("POST", "/api/metrics", {"gauges": {"q": 5}})
     server.json("GET", "/api/push/backup?status=down&msg=disk%20full")
+    job = server.json("GET", "/api/jobs/nightly")[1]["id"]
+    for end in ("", "/3", ""):  # too fast, failed, and one still running
+        server.request("POST", "/ping/%s/start" % job)
+        server.request("POST", "/ping/%s%s" % (job, end), body=b"some output")
+    server.request("POST", "/ping/%s/start" % job)
     for level in ("info", "warning", "error"):
         server.json("POST", "/api/events", {"message": "a %s event" % level, "level": level})
     context = browser.new_context(color_scheme=theme)
@@ -524,13 +533,17 @@ def test_axe_finds_no_serious_or_critical_violation(make_server, browser, theme)
     try:
         page.goto(server.url + "/")
         wait_status(page, "LIVE", timeout=3)
-        wait_until(lambda: page.is_visible("#firing-badge") and page.is_visible("#heartbeats-section"), timeout=5,
-                   message="badges and every section shown")
+        wait_until(lambda: page.is_visible("#firing-badge") and page.is_visible("#heartbeats-section")
+                   and page.is_visible("#jobs-section"), timeout=5, message="badges and every section shown")
         page.click("#processes-panel summary")
         page.evaluate(AXE.read_text(encoding="utf-8"))  # evaluated, not a <script>: the page's CSP stays strict
-        violations = page.evaluate("axe.run(document).then(r => r.violations.map(v => ({id: v.id, impact: v.impact,"
-                                   " nodes: v.nodes.map(n => n.target.join(' '))})))")
-        bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+        check = ("axe.run(document).then(r => r.violations.map(v => ({id: v.id, impact: v.impact,"
+                 " nodes: v.nodes.map(n => n.target.join(' '))})))")
+        bad = [v for v in page.evaluate(check) if v["impact"] in ("serious", "critical")]
+        assert bad == [], bad
+        page.click("#jobs tr[data-slug=nightly] .job-open")  # a job's dialog: its chart and runs
+        wait_until(lambda: page.locator("#job-runs li").count() == 4, timeout=3, message="the job's runs")
+        bad = [v for v in page.evaluate(check) if v["impact"] in ("serious", "critical")]
         assert bad == [], bad
     finally:
         context.close()
@@ -710,3 +723,113 @@ def test_the_order_and_folding_of_sections_are_remembered_and_in_the_url(make_se
         wait_until(lambda: page.is_visible(tables), timeout=3, message="shown again")
     finally:
         context.close()
+
+
+def job_server(make_server, **jobs):
+    """A server with these job monitors (slug: spec, as the config file's "jobs"), and their ids."""
+    from sse_dashboard.alerting.jobs import parse_jobs
+
+    server = make_server(interval_s=0.3, jobs=parse_jobs(jobs))
+    ids = {job["slug"]: job["id"] for job in server.json("GET", "/api/jobs")[1]["jobs"]}
+    return server, ids
+
+
+def ping(server, path: str, body: bytes = b"") -> None:
+    """A ping as curl sends it (POST, the output as its body), answered as Healthchecks does."""
+    status, _, answer = server.request("POST", "/ping/" + path, body=body)
+    assert (status, answer) == (200, b"OK"), (status, answer)
+
+
+def job_state(server, slug: str) -> str:
+    return next(job["status"] for job in server.json("GET", "/api/jobs")[1]["jobs"] if job["slug"] == slug)
+
+
+def test_a_job_shows_its_state_and_next_run_and_a_failure_shows_down_with_its_output_as_text(make_server, page):
+    import re
+
+    server, ids = job_server(make_server, backup={"name": "Nightly backup", "schedule": 3600, "grace": 600},
+                             report={"schedule": 86400})
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=3)
+    row = page.locator("#jobs tr[data-slug=backup]")
+    row.wait_for(timeout=3000)
+    assert row.locator(".job-state").text_content() == "new"
+    assert row.locator(".job-next").text_content() == "after its first ping"
+    ping(server, ids["report"])
+    ping(server, ids["backup"])
+    wait_until(lambda: row.locator(".job-state").text_content() == "up", timeout=3, message="up after a success")
+    assert re.fullmatch(r"in (59m \d+s|1h 0m)", row.locator(".job-next").text_content()), row.locator(".job-next").text_content()
+    last = row.locator(".job-last").text_content()
+    assert re.fullmatch(r"(just now|0m \d+s ago) \u00b7 success", last), last
+    assert row.locator(".job-schedule").text_content() == "every 1 h"
+    slugs = lambda: [r.get_attribute("data-slug") for r in page.locator("#jobs tr").all()]  # noqa: E731
+    assert slugs() == ["backup", "report"]  # both up: by name ("Nightly backup" < "report")
+    ping(server, ids["backup"] + "/3", b"disk <b>full</b>")
+    wait_until(lambda: row.locator(".job-state").text_content() == "down", timeout=3, message="down after exit 3")
+    wait_until(lambda: row.locator(".job-message").text_content() == "Nightly backup: exit status 3", timeout=3,
+               message="the alert's message")
+    assert "state-bad" in row.locator(".job-state").get_attribute("class")
+    assert "failed (exit 3)" in row.locator(".job-last").text_content()
+    assert slugs()[0] == "backup"
+    page.focus("#jobs tr[data-slug=backup] .job-open")  # the keyboard opens it
+    page.keyboard.press("Enter")
+    detail = page.locator("#job-detail")
+    wait_until(lambda: detail.is_visible(), timeout=3, message="the job's dialog")
+    assert page.text_content("#job-detail-title") == "Nightly backup"
+    runs = page.locator("#job-runs li")
+    wait_until(lambda: runs.count() == 2, timeout=3, message="two runs listed")
+    newest = runs.first
+    assert newest.locator(".run-output").text_content() == "disk <b>full</b>"
+    assert newest.locator(".run-kind").text_content() == "failed"
+    assert newest.locator(".run-exit").text_content() == "exit 3"
+    assert page.locator("#job-detail b, #jobs b").count() == 0
+    page.keyboard.press("Escape")
+    wait_until(lambda: not detail.is_visible(), timeout=3, message="closed with Escape")
+    assert page.console_errors == [] and page.dialogs == []
+
+
+def test_a_jobs_duration_chart_draws_its_runs_the_grace_and_minimum_and_marks_failures(make_server, page):
+    server, ids = job_server(make_server, backup={"schedule": 3600, "start_grace": 5, "min_runtime": 2})
+    job = ids["backup"]
+    for outcome in ("", "/fail", ""):  # too fast, failed, too fast
+        ping(server, job + "/start")
+        ping(server, job + outcome)
+    ping(server, job + "/start")  # still running
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=3)
+    page.click("#jobs tr[data-slug=backup] .job-open")
+    chart = page.locator("#job-runs-chart")
+    wait_until(lambda: chart.get_attribute("data-points") == "4", timeout=3, message="four runs drawn")
+    assert chart.get_attribute("data-failed") == "1"
+    assert chart.get_attribute("data-flagged") == "2"
+    assert chart.get_attribute("data-lines") == "grace|min"  # both to scale: 5 s and 2 s
+    assert "4 runs" in chart.get_attribute("aria-label") and "1 failed" in chart.get_attribute("aria-label")
+    assert page.locator("#job-runs li .run-flags", has_text="too fast").count() == 2
+    ping(server, job + "/fail")  # the running one fails while the dialog is open: drawn again
+    wait_until(lambda: chart.get_attribute("data-failed") == "2", timeout=3, message="the new failure drawn")
+    assert chart.get_attribute("data-points") == "4"
+    assert page.console_errors == []
+
+
+def test_pause_resume_and_delete_a_job_from_the_page(make_server, page):
+    server, ids = job_server(make_server, backup={"schedule": 3600})
+    ping(server, ids["backup"])
+    page.goto(server.url + "/")
+    wait_status(page, "LIVE", timeout=3)
+    row = page.locator("#jobs tr[data-slug=backup]")
+    page.click("#jobs tr[data-slug=backup] .job-open")
+    page.click("#job-pause")
+    wait_until(lambda: job_state(server, "backup") == "paused", timeout=3, message="paused on the server")
+    wait_until(lambda: row.locator(".job-state").text_content() == "paused", timeout=3, message="paused on the page")
+    assert page.text_content("#job-pause") == "Resume" and row.locator(".job-next").text_content() == "paused"
+    page.click("#job-pause")
+    wait_until(lambda: job_state(server, "backup") == "up", timeout=3, message="resumed on the server")
+    page.click("#job-delete")  # Cancel: kept
+    wait_until(lambda: page.dialogs, timeout=3, message="the question")
+    assert "backup" in page.dialogs[0] and job_state(server, "backup") == "up"
+    page.dialog_answers.append(True)
+    page.click("#job-delete")  # OK: gone
+    wait_until(lambda: server.json("GET", "/api/jobs")[1]["jobs"] == [], timeout=3, message="deleted on the server")
+    wait_until(lambda: page.locator("#jobs-section").is_hidden(), timeout=3, message="the section hidden")
+    assert not page.locator("#job-detail").is_visible()
+    assert page.console_errors == []

@@ -1,7 +1,8 @@
 // node --test tests/js: the page's pure modules, in node (no browser).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { formatBytes, formatBytesCompact, formatDuration, formatNumber, formatPercent, formatRate, isNum } from "../../static/format.js";
+import { formatBytes, formatBytesCompact, formatDuration, formatNumber, formatPercent, formatRate, formatRelative, formatSeconds,
+  isNum } from "../../static/format.js";
 import { formatTick, niceTicks, timeTicks } from "../../static/axis.js";
 
 test("numbers are numbers only when finite", () => {
@@ -25,6 +26,22 @@ test("durations", () => {
   assert.equal(formatDuration(59), "0m 59s");
   assert.equal(formatDuration(3 * 3600 + 61), "3h 1m");
   assert.equal(formatDuration(2 * 86400 + 3600), "2d 1h");
+});
+
+test("a run's length keeps tenths under ten seconds", () => {
+  assert.equal(formatSeconds(0.04), "0.0 s");
+  assert.equal(formatSeconds(2.25), "2.3 s");
+  assert.equal(formatSeconds(42.4), "42 s");
+  assert.equal(formatSeconds(65), "1m 5s");
+  assert.equal(formatSeconds(null), "\u2014");
+});
+
+test("moments relative to now", () => {
+  assert.equal(formatRelative(100, 100.5), "just now");
+  assert.equal(formatRelative(100.5, 100), "in a moment");
+  assert.equal(formatRelative(1000, 1000 + 182), "3m 2s ago");
+  assert.equal(formatRelative(1000 + 3600, 1000), "in 1h 0m");
+  assert.equal(formatRelative(null, 1000), "\u2014");
 });
 
 test("ticks cover the range at a nice step", () => {
