@@ -1,7 +1,9 @@
 """Prometheus text exposition (format 0.0.4) of a snapshot, for ``GET /metrics``.
 
 One concept: a pure function from a published snapshot to the text a Prometheus server scrapes
-(prometheus client_python's ``exposition.py``); it reads nothing else and keeps no state.
+(prometheus client_python's ``exposition.py``); it reads nothing else and keeps no state. The
+families themselves (``prometheus_families``) are also what remote write sends (#25), so a
+series has one name whether it is scraped or pushed.
 
 Invariants:
 - one ``# HELP`` and one ``# TYPE`` per family, before its samples; a family name is claimed
@@ -20,7 +22,7 @@ from typing import Callable
 
 from sse_dashboard.registry import escape_label_value, is_finite_number, split_name
 
-__all__ = ["render_prometheus", "prometheus_name", "PROMETHEUS_CONTENT_TYPE"]
+__all__ = ["render_prometheus", "prometheus_families", "prometheus_name", "PROMETHEUS_CONTENT_TYPE"]
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -92,13 +94,27 @@ def prometheus_name(name: str, counter: bool) -> str:
 
 
 def render_prometheus(snapshot: dict) -> str:
-    """The snapshot as Prometheus text: one HELP and TYPE per family, before its samples.
+    """The snapshot as Prometheus text: one HELP and TYPE per family, before its samples."""
+    lines: list[str] = []
+    for name, kind, help_text, samples in prometheus_families(snapshot):
+        lines.append("# HELP %s %s" % (name, _escape_help(help_text)))
+        lines.append("# TYPE %s %s" % (name, kind))
+        for labels, value in samples:
+            label_text = ",".join('%s="%s"' % (k, escape_label_value(str(v))) for k, v in labels)
+            lines.append("%s%s %s" % (name, "{%s}" % label_text if label_text else "", _sample_value(value)))
+    return "\n".join(lines) + "\n"
+
+
+def prometheus_families(snapshot: dict) -> list[tuple[str, str, str, list]]:
+    """The snapshot's series as ``(family, type, help, [(labels, value), ...])``, the one naming
+    that ``GET /metrics`` and remote write (``export.remote_write``) both use. ``labels`` is a
+    tuple of ``(name, value)`` pairs; a value is a finite or non-finite number, never ``None``.
 
     A family name can be claimed once: system and server families first, then
     counters, then gauges, each in name order. A later application metric that
     maps to a taken name (``a:b`` and ``a_b``) gets a suffix made from a hash of
     its own name, so it is neither dropped nor able to break a scrape."""
-    lines: list[str] = []
+    families: list[tuple[str, str, str, list]] = []
     taken: set[str] = set()
 
     def family(name: str, kind: str, help_text: str, samples: list) -> None:
@@ -106,11 +122,7 @@ def render_prometheus(snapshot: dict) -> str:
         if name in taken or not samples:
             return
         taken.add(name)
-        lines.append("# HELP %s %s" % (name, _escape_help(help_text)))
-        lines.append("# TYPE %s %s" % (name, kind))
-        for labels, value in samples:
-            label_text = ",".join('%s="%s"' % (k, escape_label_value(str(v))) for k, v in labels)
-            lines.append("%s%s %s" % (name, "{%s}" % label_text if label_text else "", _sample_value(value)))
+        families.append((name, kind, help_text, samples))
 
     system = snapshot.get("system") or {}
     for name, kind, help_text, field, scale in _SYSTEM_FAMILIES:
@@ -147,16 +159,16 @@ def render_prometheus(snapshot: dict) -> str:
     family("sse_dashboard_info", "gauge", "The collector in use", [((("source", system.get("source", "")),), 1)])
     for section, kind in (("counters", "counter"), ("gauges", "gauge")):
         # Names with labels (jobs{queue="mail"}) are samples of one family (jobs).
-        families: dict[str, list] = {}
+        by_base: dict[str, list] = {}
         for name, value in sorted((snapshot.get(section) or {}).items()):
             base, labels = split_name(name) if "{" in name else (name, {})
-            families.setdefault(base, []).append((tuple(sorted(labels.items())), value))
-        for base, samples in families.items():
+            by_base.setdefault(base, []).append((tuple(sorted(labels.items())), value))
+        for base, samples in by_base.items():
             exposed = prometheus_name(base, counter=kind == "counter")
             if exposed in taken:
                 exposed = _disambiguated(exposed, base, kind == "counter")
             family(exposed, kind, "Application %s %s" % (kind, base), samples)
-    return "\n".join(lines) + "\n"
+    return families
 
 
 def _device_families(family: Callable[..., None], system: dict) -> None:
