@@ -24,6 +24,7 @@ import errno
 import functools
 import logging
 import secrets
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -40,6 +41,7 @@ from sse_dashboard.collectors.processes import TopProcesses
 from sse_dashboard.config import Config
 from sse_dashboard.demo import DemoFeeder
 from sse_dashboard.events import EventFilter, EventLog
+from sse_dashboard.export.writer import RemoteWriter
 from sse_dashboard.ingest.push import PushGroups
 from sse_dashboard.ingest.statsd import StatsdAggregator, StatsdListener, parse_address
 from sse_dashboard.collectors.system import make_system_collector
@@ -101,6 +103,9 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     jobs = Jobs(outlet, dict(config.jobs), persist=store.save_job, state=store.job_states(), runs=store.job_runs,
                 ping_key=_ping_key(store))
     hub = StreamHub(events, doorbell, heartbeat_s=config.heartbeat_s, write_timeout_s=config.write_timeout_s)
+    # Each remote write receiver gets every sample from its own thread; submit() only queues.
+    writers = [RemoteWriter(url, instance=config.instance or socket.gethostname(),
+                            user_agent="sse-dashboard/" + __version__) for url in config.remote_write]
     # The sample pipeline, in the order each tick runs it (sampler.Sampler): StatsD's interval,
     # the snapshot, the alerts' judgement, then one Sample to storage and to the stream hub.
     sampler = Sampler(
@@ -111,12 +116,12 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         extra=dict({"boot_id": boot_id, "events_epoch": store.epoch}, **({"demo": True} if config.demo else {})),
         prepare=[statsd.aggregator.flush] if statsd is not None else [],
         judges=[functools.partial(alert_extras, alerts, heartbeats, jobs)],
-        subscribers=[store.record, hub.publish],
+        subscribers=[store.record, hub.publish] + [writer.submit for writer in writers],
     )
     app = Application(config=config, registry=registry, events=events, store=store, pushes=pushes, notifier=notifier,
                       alerts=alerts, heartbeats=heartbeats, jobs=jobs, hub=hub, sampler=sampler,
                       processes=TopProcesses(getattr(sampler.collector, "_psutil", None)), statsd=statsd,
-                      boot_id=boot_id, started_monotonic=started_monotonic)
+                      boot_id=boot_id, started_monotonic=started_monotonic, remote_writers=writers)
     mcp = McpEndpoint(dashboard_tools(app, functools.partial(events.post), EventFilter.parse), __version__)
     server = DashboardServer(listener, app, hub, mcp)
     if start:
@@ -124,6 +129,8 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         sampler.start()
         hub.start()
         notifier.start()
+        for writer in writers:
+            writer.start()
         if statsd is not None:
             statsd.start()
             log.info("StatsD on %s:%d (UDP and TCP)", *statsd.address)

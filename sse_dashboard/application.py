@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from sse_dashboard import __version__
 from sse_dashboard.alerting.heartbeats import Heartbeats
@@ -28,6 +28,7 @@ from sse_dashboard.alerting.rules import AlertEngine
 from sse_dashboard.collectors.processes import TopProcesses
 from sse_dashboard.config import Config
 from sse_dashboard.events import EventFilter, EventLog
+from sse_dashboard.export.writer import RemoteWriter
 from sse_dashboard.ingest.push import PushGroups
 from sse_dashboard.ingest.statsd import StatsdListener
 from sse_dashboard.registry import MetricsRegistry
@@ -88,7 +89,7 @@ class Application:
     def __init__(self, *, config: Config, registry: MetricsRegistry, events: EventLog, store: Store | MemoryStore,
                  pushes: PushGroups, notifier: Notifier, alerts: AlertEngine, heartbeats: Heartbeats, jobs: Jobs,
                  hub: StreamCounts, sampler: Sampler, processes: TopProcesses, statsd: StatsdListener | None,
-                 boot_id: str, started_monotonic: float) -> None:
+                 boot_id: str, started_monotonic: float, remote_writers: Sequence[RemoteWriter] = ()) -> None:
         self.config = config
         self.registry = registry
         self.events = events
@@ -105,6 +106,7 @@ class Application:
         self.boot_id = boot_id
         self.events_epoch = store.epoch
         self.started_monotonic = started_monotonic
+        self.remote_writers = tuple(remote_writers)
         self._closed = False
         self._heavy_reads = threading.BoundedSemaphore(MAX_HISTORY_READS)
 
@@ -123,8 +125,11 @@ class Application:
 
     def health(self) -> dict:
         stats = self.stats()
-        return {"status": "ok", "clients": stats["clients"], "uptime": stats["uptime"], "version": __version__,
-                "storage": self.storage_state()}
+        health = {"status": "ok", "clients": stats["clients"], "uptime": stats["uptime"], "version": __version__,
+                  "storage": self.storage_state()}
+        if self.remote_writers:
+            health["remote_write"] = [writer.state() for writer in self.remote_writers]
+        return health
 
     def storage_state(self) -> str:
         """"ok", "memory", "error: ..." or "unavailable: ..." (/api/health)."""
@@ -177,6 +182,7 @@ class Application:
             self.statsd.aggregator.flush()  # the last interval's timings, before the final state
         self.registry.seal()
         self.sampler.stop()
+        _stop_together(*self.remote_writers)  # after the sampler: nothing is submitted to them any more
         if not self._closed:  # a second close() must not release the data folder twice
             self._closed = True
             self.store.flush()

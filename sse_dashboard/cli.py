@@ -29,6 +29,7 @@ from sse_dashboard.alerting.rules import load_document, parse_rules
 from sse_dashboard.app import ListenerUnavailable, address_in_use, build_app
 from sse_dashboard.config import (DEFAULT_HOST, DEFAULT_INTERVAL_S, DEFAULT_MAX_CLIENTS, DEFAULT_PORT,
                                   DEFAULT_POST_RATE_PER_S, Config, origin_of, shipped_path)
+from sse_dashboard.export.writer import parse_url
 from sse_dashboard.ingest.statsd import parse_address
 from sse_dashboard.registry import DEFAULT_GAUGE_TTL_S
 from sse_dashboard.storage import DataDirInUse
@@ -145,6 +146,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gauge-ttl", type=float, default=DEFAULT_GAUGE_TTL_S, metavar="SECONDS",
                         help="a gauge nobody set for this long leaves the live view (default %g, a day; 0 = never)"
                         % DEFAULT_GAUGE_TTL_S)
+    parser.add_argument("--remote-write", action="append", default=[], metavar="URL",
+                        help="push every sample to this Prometheus remote write URL (repeatable), "
+                             "e.g. http://127.0.0.1:9090/api/v1/write")
+    parser.add_argument("--instance", default=None, metavar="NAME",
+                        help="the instance label of what --remote-write pushes (default: this machine's host name)")
     parser.add_argument("--open", action="store_true", help="open the page in the default browser once serving")
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -172,6 +178,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(str(exc))
     if not (args.gauge_ttl >= 0 and math.isfinite(args.gauge_ttl)):
         parser.error("--gauge-ttl must be 0 or more seconds")
+    for url in args.remote_write:
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            parser.error("--remote-write: %s" % exc)
+    if args.instance is not None and not args.instance.strip():
+        parser.error("--instance must not be empty")
     if args.public_url is not None:
         try:
             origin_of(args.public_url)
@@ -231,6 +244,7 @@ def config_from_args(args: argparse.Namespace, rules: list, data_dir: str | Path
                   max_clients=fit_open_file_limit(args.max_clients),
                   post_rate_per_s=args.post_rate,
                   alert_rules=tuple(rules), gauge_ttl_s=args.gauge_ttl, data_dir=data_dir, statsd=args.statsd,
+                  remote_write=tuple(args.remote_write), instance=args.instance,
                   storage_options={"full_s": args.keep_full, "rollup_keep_s": args.keep_rollups})
 
 

@@ -128,6 +128,8 @@ class Config:
     heartbeats: tuple = ()                # (name, {"every": s, "level": ...}) expected from the start
     jobs: tuple = ()                      # (slug, alerting.jobs.JobSpec): job monitors from the config file
     notify: tuple = ()                    # notify.Target: where alert changes are sent
+    remote_write: tuple = ()              # remote write 1.0 receivers' URLs (#25): each gets every sample
+    instance: str | None = None           # the instance label of what is pushed; None: this machine's host name
 
     def __post_init__(self) -> None:
         # Normalised once, so nothing downstream has to.
@@ -137,6 +139,7 @@ class Config:
         object.__setattr__(self, "public_url", origin_of(self.public_url) if self.public_url else None)
         object.__setattr__(self, "alert_rules", tuple(self.alert_rules))
         object.__setattr__(self, "notify", tuple(self.notify))
+        object.__setattr__(self, "remote_write", tuple(self.remote_write))
         object.__setattr__(self, "jobs", tuple(sorted(self.jobs.items() if isinstance(self.jobs, dict) else self.jobs)))
         beats = self.heartbeats
         object.__setattr__(self, "heartbeats", tuple(sorted(beats.items() if isinstance(beats, dict) else beats)))

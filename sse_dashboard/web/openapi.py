@@ -39,6 +39,13 @@ _SLUG = {"type": "string", "pattern": "^[a-z0-9_-]{1,100}$"}
 _TEXT = {"text/plain; charset=utf-8": {"schema": {"type": "string"}}}
 _JOB = {"type": "object", "required": ["id", "slug", "name", "status", "schedule", "grace", "next_expected"],
         "properties": {"status": {"enum": ["new", "up", "started", "late", "down", "paused", "maintenance"]}}}
+# One remote write receiver's delivery (#25), in samples (a series at a tick); no secret in it.
+_REMOTE_WRITE = {"type": "object", "required": ["url", "sent", "queued", "dropped", "last_error", "lag_s"],
+                 "properties": {"url": {"type": "string"}, "instance": {"type": "string"},
+                                "sent": {"type": "integer"}, "queued": {"type": "integer"},
+                                "dropped": {"type": "integer"}, "requests": {"type": "integer"},
+                                "drop_reasons": {"type": "object", "additionalProperties": {"type": "integer"}},
+                                "last_error": {"type": ["string", "null"]}, "lag_s": {"type": "number"}}}
 _JOB_SPEC = {"type": "object", "required": ["slug", "schedule"], "additionalProperties": False, "properties": {
     "slug": _SLUG, "name": {"type": "string", "minLength": 1, "maxLength": 100},
     "schedule": {"oneOf": [{"type": "number", "minimum": 1, "maximum": 366 * 86400},
@@ -354,7 +361,8 @@ def openapi_spec(version: str) -> dict:
                             "type": "object", "required": ["status", "clients", "uptime", "version"],
                             "properties": {"status": {"const": "ok"}, "clients": {"type": "integer"},
                                            "uptime": {"type": "number"}, "version": {"type": "string"},
-                                           "storage": {"type": "string"}},
+                                           "storage": {"type": "string"},
+                                           "remote_write": {"type": "array", "items": _REMOTE_WRITE}},
                         })},
                         **_errors(401),
                     },
