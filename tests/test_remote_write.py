@@ -1,0 +1,305 @@
+"""Prometheus remote write (#25): what a dashboard pushes is what the engine stores, sample for
+sample, and an engine that fails, refuses or stalls never holds up the sampler.
+
+The encoding is checked by decoders someone else wrote (python-snappy, Google's protobuf runtime
+with the message types built from prompb's field numbers), the delivery against a real
+Prometheus 2.42 started here with ``--web.enable-remote-write-receiver``, and the failures
+against a small scripted receiver."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import require_tool, required, wait_until
+from sse_dashboard.export.remote_write import encode_write_request, snappy_block, tick_series
+from sse_dashboard.export.writer import RemoteWriter, redacted_url
+from sse_dashboard.registry import labeled_name
+
+ODD_LABELS = {"path": 'C:\\temp "quoted"\nsecond line', "sym": "☃ é ,{}= #", "zero": "0"}
+ODD_GAUGE = labeled_name("odd_gauge", ODD_LABELS)
+
+
+# --- an independent decoder: python-snappy and protobuf's runtime ----------------------------
+
+def write_request_class():
+    """prompb's WriteRequest (remote.proto, types.proto), built at run time from its field numbers."""
+    descriptor_pb2 = required("google.protobuf.descriptor_pb2")
+    from google.protobuf import descriptor_pool, message_factory
+
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="test_prompb.proto", package="test_prompb", syntax="proto3")
+
+    def message(name, *fields):
+        msg = file.message_type.add(name=name)
+        for field_name, number, kind, type_name, repeated in fields:
+            msg.field.add(name=field_name, number=number, type=kind,
+                          label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL,
+                          **({"type_name": ".test_prompb." + type_name} if type_name else {}))
+
+    message("Label", ("name", 1, F.TYPE_STRING, None, False), ("value", 2, F.TYPE_STRING, None, False))
+    message("Sample", ("value", 1, F.TYPE_DOUBLE, None, False), ("timestamp", 2, F.TYPE_INT64, None, False))
+    message("TimeSeries", ("labels", 1, F.TYPE_MESSAGE, "Label", True), ("samples", 2, F.TYPE_MESSAGE, "Sample", True))
+    message("WriteRequest", ("timeseries", 1, F.TYPE_MESSAGE, "TimeSeries", True))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("test_prompb.WriteRequest"))
+
+
+def decode(body: bytes) -> list[tuple[tuple, float, int]]:
+    """[(labels, value, timestamp ms), ...] of a snappy-framed WriteRequest, in its order."""
+    snappy = required("snappy")
+    request = write_request_class()()
+    request.ParseFromString(snappy.uncompress(body))
+    return [(tuple((label.name, label.value) for label in ts.labels), sample.value, sample.timestamp)
+            for ts in request.timeseries for sample in ts.samples]
+
+
+@pytest.mark.parametrize("size", [0, 1, 59, 60, 61, 255, 256, 257, 65535, 65536, 65537, 200_000])
+def test_the_literal_snappy_block_is_read_back_by_python_snappy_at_every_tag_length(size):
+    snappy = required("snappy")
+    data = bytes(i * 7 % 251 for i in range(size))
+    assert snappy.uncompress(snappy_block(data)) == data
+
+
+def test_a_write_request_decodes_with_protobuf_to_the_same_labels_values_and_timestamps():
+    series = [((("__name__", "a_total"), ("instance", "h")), 3.0),
+              ((("__name__", "b"), ("instance", "ü ☃"), ("x", 'q"\\\n')), -0.25),
+              ((("__name__", "c"),), float("inf"))]
+    assert decode(snappy_block(encode_write_request(series, 1_700_000_000_123))) == [
+        (labels, value, 1_700_000_000_123) for labels, value in series]
+    # A timestamp before 1970 is a negative int64 (10 varint bytes): it must still read back.
+    assert decode(snappy_block(encode_write_request(series[:1], -5)))[0][2] == -5
+
+
+def test_two_ticks_concatenated_are_one_request_with_both_in_order():
+    one = encode_write_request([((("__name__", "g"),), 1.0)], 1000)
+    two = encode_write_request([((("__name__", "g"),), 2.0)], 2000)
+    assert [(v, ts) for _, v, ts in decode(snappy_block(one + two))] == [(1.0, 1000), (2.0, 2000)]
+
+
+def test_a_snapshots_series_are_named_as_get_metrics_names_them_with_instance_and_sorted_labels():
+    snapshot = {"seq": 7, "system": {"cpu_percent": 50.0, "disk_path": ""}, "server": {},
+                "counters": {'jobs{instance="mine",queue="mail"}': 4}, "gauges": {ODD_GAUGE: 1.5}}
+    rows = dict(tick_series(snapshot, "box-1"))
+    assert rows[(("__name__", "system_cpu_usage_ratio"), ("instance", "box-1"))] == 0.5
+    assert rows[(("__name__", "jobs_total"), ("exported_instance", "mine"), ("instance", "box-1"),
+                 ("queue", "mail"))] == 4
+    assert rows[tuple(sorted([("__name__", "odd_gauge"), ("instance", "box-1")] + list(ODD_LABELS.items())))] == 1.5
+    for labels in rows:
+        assert list(labels) == sorted(labels) and all(value != "" for _, value in labels), labels
+
+
+# --- a real Prometheus -----------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 5.0) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    binary = shutil.which("prometheus")
+    require_tool(binary is not None, "prometheus (apt-get install -y prometheus)")
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1h\n")
+    proc = subprocess.Popen([binary, "--config.file=%s" % config, "--storage.tsdb.path=%s" % (tmp_path / "tsdb"),
+                             "--web.listen-address=127.0.0.1:%d" % port, "--web.enable-remote-write-receiver"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = "http://127.0.0.1:%d" % port
+
+    def ready():
+        assert proc.poll() is None, "prometheus exited: %s" % proc.stderr.read().decode()[-2000:]
+        try:
+            return urllib.request.urlopen(base + "/-/ready", timeout=1).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(ready, timeout=30, message="prometheus /-/ready", interval=0.1)
+        yield base
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stderr.close()
+
+
+def raw_samples(base: str, selector: str) -> list[tuple[int, float]]:
+    """Every stored sample of the one series ``selector`` picks: [(timestamp ms, value)]."""
+    query = urllib.parse.urlencode({"query": "%s[10m]" % selector, "time": "%.3f" % (time.time() + 1)})
+    result = get_json(base + "/api/v1/query?" + query)["data"]["result"]
+    assert len(result) <= 1, result
+    return [(round(float(ts) * 1000), float(value)) for ts, value in result[0]["values"]] if result else []
+
+
+def test_what_a_dashboard_pushes_prometheus_returns_sample_for_sample(make_server, prometheus):
+    running = make_server(remote_write=(prometheus + "/api/v1/write",), instance="test-a")
+    registry, app = running.server.app.registry, running.server.app
+    start = time.time() - 1
+    value = 0.5
+    registry.set(ODD_GAUGE, value)
+    first_seq = app.sampler.latest()[0]["seq"]
+    while app.sampler.latest()[0]["seq"] < first_seq + 8:  # a new value for every tick or two
+        value += 1.25
+        registry.set(ODD_GAUGE, value)
+        time.sleep(0.1)
+    rows = list(app.store.iter_history_rows(start, time.time() + 1))
+    key = "gauges." + ODD_GAUGE
+    expected = [(round(ts * 1000), flat[key]) for ts, flat in rows if key in flat]
+    assert len(expected) >= 6
+    matcher = ",".join('%s="%s"' % (k, v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n"))
+                       for k, v in sorted(ODD_LABELS.items()))
+    selector = '{__name__="odd_gauge",instance="test-a",%s}' % matcher
+    wait_until(lambda: len(raw_samples(prometheus, selector)) >= len(expected), timeout=10,
+               message="prometheus to hold every tick")
+    stored = raw_samples(prometheus, selector)
+    assert stored[:len(expected)] == expected, (stored, expected)
+    # The tick counter too: sample n at the n-th tick's own timestamp, none missing, none doubled.
+    ticks = raw_samples(prometheus, 'sse_dashboard_samples_total{instance="test-a"}')
+    seqs = [v for _, v in ticks]
+    assert seqs == [float(n) for n in range(int(seqs[0]), int(seqs[0]) + len(seqs))], seqs
+    state = app.health()["remote_write"][0]
+    assert state["dropped"] == 0 and state["last_error"] is None and state["sent"] > 0, state
+    # query_range answers from those samples too (a step that lands on no sample takes the one before).
+    query = urllib.parse.urlencode({"query": selector, "start": "%.3f" % (expected[0][0] / 1000),
+                                    "end": "%.3f" % (expected[-1][0] / 1000), "step": "0.2"})
+    ranged = get_json(prometheus + "/api/v1/query_range?" + query)["data"]["result"]
+    assert ranged and {float(v) for _, v in ranged[0]["values"]} <= {v for _, v in expected}
+
+
+# --- a broken engine -------------------------------------------------------------------------
+
+class ScriptedReceiver:
+    """A remote write receiver answering from a script: each answer is (status, headers, delay_s);
+    the last one repeats. It decodes what it accepts, to check order and completeness."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.requests: list[dict] = []
+        self.accepted: list = []
+        self.release = threading.Event()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status, headers, delay_s = receiver.script.pop(0) if len(receiver.script) > 1 else receiver.script[0]
+                receiver.requests.append({"at": time.monotonic(), "status": status, "headers": dict(self.headers)})
+                if delay_s:
+                    receiver.release.wait(delay_s)
+                if status == 204:
+                    receiver.accepted.extend(decode(body))
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/api/v1/write" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def make(*script):
+        made.append(ScriptedReceiver(script))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def test_5xx_and_429_are_retried_after_retry_after_and_every_tick_arrives_once_in_order(make_server, receiver):
+    engine = receiver((500, (), 0), (429, (("Retry-After", "1"),), 0), (204, (), 0))
+    running = make_server(remote_write=(engine.url,), instance="test-b")
+    app = running.server.app
+    wait_until(lambda: len(engine.requests) >= 4 and app.health()["remote_write"][0]["queued"] == 0, timeout=10,
+               message="the retried ticks to be accepted")
+    statuses = [r["status"] for r in engine.requests]
+    assert statuses[:3] == [500, 429, 204], statuses
+    assert engine.requests[2]["at"] - engine.requests[1]["at"] >= 0.95  # Retry-After: 1 was honoured
+    headers = engine.requests[0]["headers"]
+    assert headers["Content-Encoding"] == "snappy" and headers["Content-Type"] == "application/x-protobuf"
+    assert headers["X-Prometheus-Remote-Write-Version"] == "0.1.0" and headers["User-Agent"].startswith("sse-dashboard/")
+    seqs = [v for labels, v, _ in engine.accepted if ("__name__", "sse_dashboard_samples_total") in labels]
+    assert seqs == [float(n) for n in range(1, len(seqs) + 1)], seqs  # from the first tick, none missing or doubled
+    state = app.health()["remote_write"][0]
+    assert state["dropped"] == 0 and state["last_error"].startswith("HTTP 429"), state
+
+
+def test_a_400_drops_the_batch_with_a_counted_logged_reason_and_sampling_goes_on(make_server, receiver, caplog):
+    engine = receiver((400, (), 0))
+    running = make_server(remote_write=(engine.url,))
+    app = running.server.app
+    seq = app.sampler.latest()[0]["seq"]
+    wait_until(lambda: app.sampler.latest()[0]["seq"] >= seq + 5 and len(engine.requests) >= 3, timeout=10,
+               message="ticks and refused requests")
+    state = app.health()["remote_write"][0]
+    assert state["dropped"] > 0 and state["sent"] == 0 and list(state["drop_reasons"]) == ["HTTP 400"], state
+    warnings = [r for r in caplog.records if "dropped: HTTP 400" in r.getMessage()]
+    assert len(warnings) == 1  # once per distinct reason, not once per request
+
+
+def test_an_engine_that_does_not_answer_never_holds_up_the_sampler(make_server, receiver):
+    engine = receiver((204, (), 30))  # holds every request until the test ends
+    running = make_server(remote_write=(engine.url,))
+    app = running.server.app
+    wait_until(lambda: engine.requests, timeout=5, message="the first request")
+    seq = app.sampler.latest()[0]["seq"]
+    started = time.monotonic()
+    wait_until(lambda: app.sampler.latest()[0]["seq"] >= seq + 10, timeout=5, message="ten more ticks")
+    assert time.monotonic() - started < 3.5  # 0.2 s ticks: a stalled engine costs the sampler nothing
+    state = app.health()["remote_write"][0]
+    assert state["queued"] > 0 and state["lag_s"] > 1.0, state
+
+
+def test_a_full_queue_drops_the_oldest_and_counts_them(receiver):
+    engine = receiver((503, (), 0))
+    writer = RemoteWriter(engine.url, instance="q", max_queued=3)  # not started: nothing is sent
+    snapshot = {"seq": 1, "system": {}, "server": {}, "counters": {}, "gauges": {"g": 1}}
+    for seq in range(5):
+        writer.submit(type("Sample", (), {"snapshot": dict(snapshot, seq=seq), "ts": 1000.0 + seq,
+                                          "series": {"gauges.g": 1}})())
+    state = writer.state()
+    assert state["dropped"] == 2 and list(state["drop_reasons"]) == ["queue full (3 ticks): oldest dropped"], state
+
+
+def test_no_secret_in_the_url_or_headers_is_logged_or_shown(make_server, receiver, caplog):
+    engine = receiver((401, (), 0))
+    url = engine.url.replace("http://", "http://alice:s3cr%40t@") + "?api_key=k3y"
+    running = make_server(remote_write=(url,))
+    app = running.server.app
+    wait_until(lambda: app.health()["remote_write"][0]["dropped"] > 0, timeout=5, message="a refused request")
+    assert engine.requests[0]["headers"]["Authorization"] == "Basic YWxpY2U6czNjckB0"  # alice:s3cr@t
+    shown = json.dumps(app.health()) + running.request("GET", "/api/health")[2].decode() + caplog.text
+    assert "s3cr" not in shown and "k3y" not in shown and "YWxp" not in shown
+    assert redacted_url(url) == engine.url
