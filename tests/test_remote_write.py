@@ -24,6 +24,7 @@ from conftest import require_tool, required, wait_until
 from sse_dashboard.export.remote_write import encode_write_request, snappy_block, tick_series
 from sse_dashboard.export.writer import RemoteWriter, redacted_url
 from sse_dashboard.registry import labeled_name
+from sse_dashboard.sampler import Sample
 
 ODD_LABELS = {"path": 'C:\\temp "quoted"\nsecond line', "sym": "☃ é ,{}= #", "zero": "0"}
 ODD_GAUGE = labeled_name("odd_gauge", ODD_LABELS)
@@ -239,14 +240,15 @@ def receiver():
 
 
 def test_5xx_and_429_are_retried_after_retry_after_and_every_tick_arrives_once_in_order(make_server, receiver):
-    engine = receiver((500, (), 0), (429, (("Retry-After", "1"),), 0), (204, (), 0))
+    engine = receiver((500, (), 0), (429, (("Retry-After", "2"),), 0), (204, (), 0))
     running = make_server(remote_write=(engine.url,), instance="test-b")
     app = running.server.app
     wait_until(lambda: len(engine.requests) >= 4 and app.health()["remote_write"][0]["queued"] == 0, timeout=10,
                message="the retried ticks to be accepted")
     statuses = [r["status"] for r in engine.requests]
     assert statuses[:3] == [500, 429, 204], statuses
-    assert engine.requests[2]["at"] - engine.requests[1]["at"] >= 0.95  # Retry-After: 1 was honoured
+    # Retry-After: 2 was honoured (the backoff alone would have waited 1 s).
+    assert engine.requests[2]["at"] - engine.requests[1]["at"] >= 1.95
     headers = engine.requests[0]["headers"]
     assert headers["Content-Encoding"] == "snappy" and headers["Content-Type"] == "application/x-protobuf"
     assert headers["X-Prometheus-Remote-Write-Version"] == "0.1.0" and headers["User-Agent"].startswith("sse-dashboard/")
@@ -282,15 +284,25 @@ def test_an_engine_that_does_not_answer_never_holds_up_the_sampler(make_server, 
     assert state["queued"] > 0 and state["lag_s"] > 1.0, state
 
 
-def test_a_full_queue_drops_the_oldest_and_counts_them(receiver):
-    engine = receiver((503, (), 0))
-    writer = RemoteWriter(engine.url, instance="q", max_queued=3)  # not started: nothing is sent
-    snapshot = {"seq": 1, "system": {}, "server": {}, "counters": {}, "gauges": {"g": 1}}
-    for seq in range(5):
-        writer.submit(type("Sample", (), {"snapshot": dict(snapshot, seq=seq), "ts": 1000.0 + seq,
-                                          "series": {"gauges.g": 1}})())
+def test_a_full_queue_drops_the_oldest_ticks_counts_them_and_sends_the_rest_in_order(receiver):
+    engine = receiver((503, (("Retry-After", "1"),), 0), (204, (), 0))
+    writer = RemoteWriter(engine.url, instance="q", max_queued=3)
+    writer.start()
+    try:
+        for seq in range(1, 7):
+            snapshot = {"seq": seq, "system": {}, "server": {}, "counters": {}, "gauges": {"g": seq}}
+            writer.submit(Sample(seq, 1000.0 + seq, snapshot, b"", {"gauges.g": seq}))
+            if seq == 1:
+                wait_until(lambda: engine.requests, message="the first (refused) request")
+            time.sleep(0.05)  # not a synchronisation: lets the writer encode, so both queues overflow
+        wait_until(lambda: writer.state()["queued"] == 0 and engine.accepted, timeout=5, message="the rest sent")
+    finally:
+        writer.stop()
+    sent = [v for labels, v, _ in engine.accepted if ("__name__", "sse_dashboard_samples_total") in labels]
+    assert sent == [4.0, 5.0, 6.0], sent
     state = writer.state()
-    assert state["dropped"] == 2 and list(state["drop_reasons"]) == ["queue full (3 ticks): oldest dropped"], state
+    assert state["dropped"] == 3 * 3, state  # three ticks of three series (samples_total, info, g)
+    assert list(state["drop_reasons"]) == ["queue full (3 ticks): oldest dropped"], state
 
 
 def test_no_secret_in_the_url_or_headers_is_logged_or_shown(make_server, receiver, caplog):
@@ -303,3 +315,18 @@ def test_no_secret_in_the_url_or_headers_is_logged_or_shown(make_server, receive
     shown = json.dumps(app.health()) + running.request("GET", "/api/health")[2].decode() + caplog.text
     assert "s3cr" not in shown and "k3y" not in shown and "YWxp" not in shown
     assert redacted_url(url) == engine.url
+
+
+def test_ticks_queued_before_the_writer_runs_are_bounded_the_same_way(receiver):
+    engine = receiver((204, (), 0))
+    writer = RemoteWriter(engine.url, instance="q", max_queued=2)
+    for seq in range(1, 5):  # not started yet: the ticks wait unencoded, and the bound still holds
+        writer.submit(Sample(seq, 1000.0 + seq, {"seq": seq, "system": {}, "server": {}, "counters": {}, "gauges": {}},
+                             b"", {}))
+    writer.start()
+    try:
+        wait_until(lambda: writer.state()["queued"] == 0 and engine.accepted, timeout=5, message="the rest sent")
+    finally:
+        writer.stop()
+    assert [v for _, v, _ in engine.accepted if v > 1] == [3.0, 4.0]  # samples_total; the info series is 1
+    assert writer.state()["dropped"] == 2
