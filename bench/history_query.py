@@ -245,16 +245,21 @@ def measure_set(label: str, series: int, seconds: int, points: int, repeat: int,
     started = time.monotonic()
     promtool = subprocess.Popen(promtool_command(text, blocks, BLOCK_DURATION), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
-    promtool_err: list[bytes] = []
-    reader = threading.Thread(target=lambda: promtool_err.append(promtool.stderr.read()))
-    reader.start()
+    promtool_done: dict = {}
+
+    def wait_for_promtool() -> None:
+        promtool_done["stderr"] = promtool.stderr.read()
+        promtool.wait()
+        promtool_done["s"] = time.monotonic() - started
+
+    waiter = threading.Thread(target=wait_for_promtool)
+    waiter.start()
     fill_ours(str(folder), series, seconds, end)   # meanwhile: promtool has its own process
     filled = time.monotonic() - started
-    promtool.wait()
-    reader.join()
-    built = time.monotonic() - started
+    waiter.join()
+    built = promtool_done["s"]
     if promtool.returncode != 0:
-        raise RuntimeError("promtool failed: %s" % promtool_err[0][-2000:].decode(errors="replace"))
+        raise RuntimeError("promtool failed: %s" % promtool_done["stderr"][-2000:].decode(errors="replace"))
     text_bytes = text.stat().st_size
     text.unlink()  # up to a few hundred MB
     ours_proc, ours_port = serve(ROOT, str(folder))
@@ -340,7 +345,7 @@ def report(sets: list[dict]) -> str:
                          describe(s), s["ours_path"] if len(s["ours_path"]) < 90 else s["ours_path"][:80] + "...",
                          s["prometheus_query"], s["step"], s["prometheus_query"], s["step"]))
     lines += ["", "Preparing them (not timed above): " + "; ".join(
-        "%s: OpenMetrics %.0f MB in %.0f s, then our fill %.0f s while promtool built the blocks (%.0f s)" % (
+        "%s: OpenMetrics %.0f MB in %.0f s, then our fill took %.0f s and promtool's blocks %.0f s, side by side" % (
             describe(s), s["openmetrics_bytes"] / 1e6, s["openmetrics_s"], s["fill_s"], s["promtool_s"])
         for s in sets) + "."]
     return "\n".join(lines) + "\n"

@@ -161,6 +161,17 @@ def size_details(out: dict) -> list[str]:
                 o["size_series"], out["system_series"], o["size_samples"], o["system_every"], o["size_samples"])]
 
 
+def extra_series(out: dict) -> str:
+    """What "all series" holds on our side beyond the gauges (the server samples itself meanwhile)."""
+    s = out["query"][0]
+    by_side = {r["side"]: r for r in s["results"]}
+    extra = by_side["dashboard"]["series"] - by_side["Prometheus query_range"]["series"]
+    if extra <= 0:
+        return ""
+    return ("Our server samples this machine every second meanwhile, as a dashboard does, so \"all series\" "
+            "answered %d more than Prometheus holds: its system and server series." % extra)
+
+
 def report(out: dict) -> str:
     o = out["options"]
     lines = ["# Stored history beside Prometheus (#23)", "",
@@ -178,10 +189,18 @@ def report(out: dict) -> str:
               "- **Write CPU, sustained, RSS:** `history_load.py` (details below). Ours counts the sampler "
               "(system collector, snapshot, JSON, flattening) and the storage writer thread, per value sampled; "
               "Prometheus' column is its whole process (HTTP scrape, parsing, head, WAL, GC) per sample ingested, "
-              "so it carries work ours leaves to the POST handlers (\"registry updates\" below).",
+              "so it carries work ours leaves to the POST handlers (\"registry updates\" below). Each run lasts "
+              "%d s after 130 s of samples written beforehand, so it compacts once a minute as a running "
+              "dashboard does, but prunes nothing (retention keeps an hour).",
               "- **Query latency:** `history_query.py` (details below): the same samples on both sides, a real "
               "server process and a real Prometheus, taking turns; ours answers avg, min and max a bucket, "
-              "`query_range` one sample a step (`avg_over_time` is timed too, below)."]
+              "`query_range` one sample a step (`avg_over_time` is timed too, below). %s The samples end when "
+              "each set is written and every query asks for the window ending at that moment, so the last "
+              "minutes of a window hold nothing on either side (`query_range` carries the last sample forward "
+              "up to 5 min, its lookback). Prometheus reads blocks of up to 18 h that promtool built, its "
+              "compaction off; a live one would hold the newest 2 h in its head, in memory."]
+    lines[-2] %= out["load"]["seconds"]
+    lines[-1] %= extra_series(out)
     lines += ["", "## Write cost, keeping up, RSS (history_load.py)", ""]
     lines += history_load.report(out["load"]).split("\n")[2:]
     lines += ["## Query latency (history_query.py)", ""]
