@@ -18,7 +18,8 @@ Run: python bench/history_load.py [--reference REV] [--seconds 120] [--series 10
    written straight to the store, so the timed part compacts once a minute as a dashboard that
    has run a while does (the first compaction comes once 120 samples are staged).
 
-   Measured over ``--seconds``: each thread's CPU (the kernel's scheduler clock for that
+   Measured over ``--seconds``: when each sample was handed on (a tick more than 1.5 s after the
+   one before is late, and the sampler skips the tick it missed); each thread's CPU (the kernel's scheduler clock for that
    thread, ``/proc/self/task/TID/schedstat``; psutil's coarser times elsewhere), divided by the values sampled (gauges + system series); ticks
    taken against seconds passed; the writer's queue, read every second (a private attribute:
    "n/a" when a storage change renames it), the samples dropped, and how long the last ones take
@@ -71,6 +72,7 @@ class Side:
     """One checkout's registry, sampler and store, wired as its server wires them."""
 
     def __init__(self, checkout: Path, folder: str, series: int) -> None:
+        self.tick_times: list[float] = []   # when each sample was handed on (monotonic)
         sys.path.insert(0, str(checkout))
         if (checkout / "storage.py").is_file():  # the layout before the package (3411770)
             import metrics
@@ -79,7 +81,7 @@ class Side:
             self.registry = metrics.MetricsRegistry(max_metrics=series)
             self.store.state_source = self.registry.state
             self.sampler = metrics.Sampler(self.registry, metrics.make_system_collector(), interval_s=1.0,
-                                           record=self.store.enqueue_sample)
+                                           record=self.store.enqueue_sample, on_sample=self._ticked)
             self.write = self.store._write
             self._writer = self.store
             self.flatten = metrics.flatten_snapshot
@@ -91,10 +93,13 @@ class Side:
             self.store = storage.open_store(folder, interval_s=1.0)
             self.registry = MetricsRegistry(max_metrics=series, journal=self.store.journal)
             self.sampler = Sampler(self.registry, make_system_collector(), interval_s=1.0,
-                                   subscribers=[self.store.record])
+                                   subscribers=[self.store.record, self._ticked])
             self.write = self.store.history.write
             self._writer = self.store.history
             self.flatten = flatten_snapshot
+
+    def _ticked(self, *sample) -> None:
+        self.tick_times.append(time.monotonic())
 
     def queued(self) -> int | None:
         """Samples waiting for the writer (None: this storage keeps its queue elsewhere)."""
@@ -143,6 +148,7 @@ def measure_path(checkout: Path, series: int, seconds: int) -> dict:
         me = psutil.Process()
         ids = {t.name: t.native_id for t in threading.enumerate() if t.name in ("sampler", "storage-writer")}
         values_a_tick = len(side.flatten(side.sampler.latest()[0]))
+        ticks_before = len(side.tick_times)
         cpu_before, seq_before, process_before = thread_cpu(me, ids), side.sampler.seq, me.cpu_times()
         wall = time.monotonic()
         queue_lengths, rss, update_s, update_cpu = [], [me.memory_info().rss], [], 0.0
@@ -161,6 +167,8 @@ def measure_path(checkout: Path, series: int, seconds: int) -> dict:
         cpu_after, process_after = thread_cpu(me, ids), me.cpu_times()
         elapsed = time.monotonic() - wall
         ticks = side.sampler.seq - seq_before
+        tick_times = side.tick_times[max(0, ticks_before - 1):]
+        gaps = [b - a for a, b in zip(tick_times, tick_times[1:])]
         side.sampler.stop()
         began = time.monotonic()
         side.store.flush(60.0)
@@ -180,6 +188,8 @@ def measure_path(checkout: Path, series: int, seconds: int) -> dict:
         "writer_percent": cpu.get("storage-writer", 0.0) * 100 / elapsed,
         "process_percent": (sum(process_after[:2]) - sum(process_before[:2])) * 100 / elapsed,
         "update_ms_p50": sorted(update_s)[len(update_s) // 2] * 1000 if update_s else 0.0,
+        "update_ms_max": max(update_s) * 1000 if update_s else 0.0,
+        "longest_gap_s": max(gaps, default=0.0), "late_ticks": sum(1 for gap in gaps if gap > 1.5),
         "queue_max": max(known) if known else None, "queue_last": known[-1] if known else None,
         "queued_after_flush": queued_after, "drain_s": drain_s, "dropped": dropped,
         "rss_peak_mb": max(rss) / 1e6, "rss_end_mb": rss[-1] / 1e6,
@@ -333,28 +343,39 @@ def measure(reference: str = REFERENCE, series: tuple = SERIES, seconds: int = 1
     return out
 
 
+def writer_kept_up(r: dict) -> bool:
+    """Nothing dropped, the queue (near) empty at the end, the rest written within 2 s."""
+    return not r["dropped"] and (r["queue_last"] is None or r["queue_last"] <= 2) and r["drain_s"] < 2.0
+
+
 def sustained(r: dict) -> str:
-    """Whether the writer kept up: every tick taken, nothing dropped, the queue empty at the end."""
-    kept_up = (r["ticks"] >= r["seconds"] - 2 and not r["dropped"]
-               and (r["queue_last"] is None or r["queue_last"] <= 2) and r["drain_s"] < 2.0)
-    return "yes" if kept_up else "**no**"
+    """The writer kept up and every tick came on time (none more than 1.5 intervals after the one
+    before: the sampler skips a tick it is late for, so a late tick is a sample missing)."""
+    return yes_no(writer_kept_up(r) and r["late_ticks"] == 0 and r["ticks"] >= int(r["seconds"]) - 1)
+
+
+def yes_no(ok: bool) -> str:
+    return "yes" if ok else "**no**"
 
 
 def path_table(results: dict, reference: str) -> list[str]:
     lines = ["| series a second | side | values a tick | sampler CPU a value | writer CPU a value | sampler + writer "
-             "| sampler + writer, % of a core | registry updates a value | process, % of a core | ticks / s "
-             "| writer queue max / last | dropped | drained in | kept up | RSS peak |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| sampler + writer, % of a core | registry updates a value | registry update p50 / max "
+             "| process, % of a core | ticks / s | ticks late (longest gap) | writer queue max / last | dropped "
+             "| drained in | writer kept up | sustained | RSS peak |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+             "| --- |"]
     for n, sides in results.items():
         for side, r in sides.items():
             queue = "n/a" if r["queue_max"] is None else "%d / %d" % (r["queue_max"], r["queue_last"])
-            lines.append("| %s | %s | %s | %.2f µs | %.2f µs | %.2f µs | %.1f %% | %.2f µs | %.1f %% | %d / %.0f | %s "
-                         "| %d | %.2f s | %s | %.0f MB |" % (
+            lines.append("| %s | %s | %s | %.2f µs | %.2f µs | %.2f µs | %.1f %% | %.2f µs | %.0f / %.0f ms | %.1f %% "
+                         "| %d / %.0f | %d (%.2f s) | %s | %d | %.2f s | %s | %s | %.0f MB |" % (
                              format(int(n), ","), "%s (%s)" % (side, reference if side == "reference" else "this checkout"),
                              format(r["values_a_tick"], ","), r["sampler_us_a_value"], r["writer_us_a_value"],
                              write_us(r), r["sampler_percent"] + r["writer_percent"], r["update_us_a_value"],
-                             r["process_percent"], r["ticks"], r["seconds"], queue, r["dropped"], r["drain_s"],
-                             sustained(r), r["rss_peak_mb"]))
+                             r["update_ms_p50"], r["update_ms_max"], r["process_percent"], r["ticks"], r["seconds"],
+                             r["late_ticks"], r["longest_gap_s"], queue, r["dropped"], r["drain_s"],
+                             yes_no(writer_kept_up(r)), sustained(r), r["rss_peak_mb"]))
     return lines
 
 
@@ -390,8 +411,10 @@ def report(out: dict) -> str:
              "gauges moved every second for %d s after %d s of samples written beforehand; CPU per thread from "
              "the kernel's scheduler clock, per value sampled (gauges + system series); \"registry updates\": "
              "the main thread's CPU in `registry.update` (what POSTs cost without HTTP: now it commits the "
-             "gauges through the journal, the reference's writer saved them with each batch); \"process\": "
-             "all of it, the bench's own random numbers included. Reference: %s." % (
+             "gauges through the journal, the reference's writer saved them with each batch), and its wall "
+             "time; \"ticks late\": samples handed on more than 1.5 s after the one before (the sampler "
+             "skips the tick it missed); \"sustained\": the writer kept up and no tick was late; "
+             "\"process\": all of it, the bench's own random numbers included. Reference: %s." % (
                  time.strftime("%Y-%m-%d"), sys.platform, sys.version.split()[0], revision(), psutil.cpu_count(),
                  out["seconds"], PREFILL_SAMPLES, out["reference"]), ""]
     lines += path_table(out["path"], out["reference"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -46,6 +47,7 @@ def run(options: argparse.Namespace) -> dict:
     """Every piece, one after the other (each measures alone on the machine)."""
     out: dict = {"options": vars(options), "commit": revision(), "started": time.strftime("%Y-%m-%d %H:%M")}
     began = time.monotonic()
+    out["load_average"] = {"bytes": load_average()}
     log.info("bytes a sample: recording this machine's system series (%d readings)", options.size_samples)
     system = history_size.system_shape(options.size_samples, options.system_every)
     out["system_series"] = len(system)
@@ -53,13 +55,24 @@ def run(options: argparse.Namespace) -> dict:
     out["size"] = {"ours": history_size.ours(ROOT, options.size_series, options.size_samples, system),
                    "prometheus": history_size.prometheus(options.size_series, options.size_samples, system)}
     log.info("write cost (about %d s)", 5 * options.write_seconds + 2 * options.server_seconds + 120)
+    out["load_average"]["write"] = load_average()
     series = tuple(int(n) for n in options.write_series.split(","))
     out["load"] = history_load.measure(options.reference, series, options.write_seconds, options.server_seconds)
+    out["load_average"]["query"] = load_average()
     log.info("query latency")
     out["query"] = history_query.measure(options.query_series, options.query_seconds, options.long_series,
                                          options.long_seconds, options.points, options.repeat)
+    out["load_average"]["end"] = load_average()
     out["minutes"] = (time.monotonic() - began) / 60
     return out
+
+
+def load_average() -> float | None:
+    """The machine's 1-minute load average (it is shared: others' work shows in the timings)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # (Windows)
+        return None
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -106,9 +119,11 @@ def write_rows(out: dict) -> list[str]:
     largest = max(load["path"], key=int)
     now, before = load["path"][largest]["now"], load["path"][largest]["reference"]
     prom = load["prometheus"].get(largest)
-    rows.append("| %s series at 1 s sustained for %d s (every tick taken, nothing dropped, the writer's queue "
-                "empty) | %s: %d ticks, queue max %s, %d dropped | %s | - | %s | sustained | %s |" % (
+    rows.append("| %s series at 1 s sustained for %d s (every tick on time, nothing dropped, the writer's queue "
+                "empty) | %s: %d ticks, %d late (longest gap %.1f s), queue max %s, %d dropped | %s | - | %s | "
+                "sustained | %s |" % (
                     format(int(largest), ","), load["seconds"], history_load.sustained(now), now["ticks"],
+                    now["late_ticks"], now["longest_gap_s"],
                     now["queue_max"] if now["queue_max"] is not None else "n/a", now["dropped"],
                     "%d scrapes in %.0f s" % (prom["scrapes"], prom["seconds"]) if prom else "-",
                     history_load.sustained(before), met(history_load.sustained(now) == "yes")))
@@ -172,6 +187,14 @@ def extra_series(out: dict) -> str:
             "answered %d more than Prometheus holds: its system and server series." % extra)
 
 
+def loads(out: dict) -> str:
+    known = {part: value for part, value in out.get("load_average", {}).items() if value is not None}
+    if not known:
+        return ""
+    return " The 1-minute load average at the start of each part (the machine is shared): %s." % ", ".join(
+        "%s %.1f" % (part, value) for part, value in known.items())
+
+
 def report(out: dict) -> str:
     o = out["options"]
     lines = ["# Stored history beside Prometheus (#23)", "",
@@ -179,7 +202,7 @@ def report(out: dict) -> str:
              "and promtool %s; before #23: %s. The whole run took %.0f min." % (
                  " --quick" if o.get("quick") else "", out["started"], out["commit"], sys.platform,
                  sys.version.split()[0], history_load.psutil.cpu_count(), history_load.prometheus_version(),
-                 o["reference"], out["minutes"]), "",
+                 o["reference"], out["minutes"]) + loads(out), "",
              "| measure | dashboard (this checkout) | Prometheus 2.42 | dashboard / Prometheus | dashboard before #23 "
              "(%s) | target (#23) | met |" % o["reference"],
              "| --- | --- | --- | --- | --- | --- | --- |"]
