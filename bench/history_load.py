@@ -19,7 +19,8 @@ Run: python bench/history_load.py [--reference REV] [--seconds 120] [--series 10
    has run a while does (the first compaction comes once 120 samples are staged).
 
    Measured over ``--seconds``: when each sample was handed on (a tick more than 1.5 s after the
-   one before is late, and the sampler skips the tick it missed); each thread's CPU (the kernel's scheduler clock for that
+   one before is late; one more than a whole interval late, and the sampler skips the next);
+   each thread's CPU (the kernel's scheduler clock for that
    thread, ``/proc/self/task/TID/schedstat``; psutil's coarser times elsewhere), divided by the values sampled (gauges + system series); ticks
    taken against seconds passed; the writer's queue, read every second (a private attribute:
    "n/a" when a storage change renames it), the samples dropped, and how long the last ones take
@@ -350,7 +351,7 @@ def writer_kept_up(r: dict) -> bool:
 
 def sustained(r: dict) -> str:
     """The writer kept up and every tick came on time (none more than 1.5 intervals after the one
-    before: the sampler skips a tick it is late for, so a late tick is a sample missing)."""
+    before: a sample that late is late on every stream, and a whole interval late one is lost)."""
     return yes_no(writer_kept_up(r) and r["late_ticks"] == 0 and r["ticks"] >= int(r["seconds"]) - 1)
 
 
@@ -412,8 +413,8 @@ def report(out: dict) -> str:
              "the kernel's scheduler clock, per value sampled (gauges + system series); \"registry updates\": "
              "the main thread's CPU in `registry.update` (what POSTs cost without HTTP: now it commits the "
              "gauges through the journal, the reference's writer saved them with each batch), and its wall "
-             "time; \"ticks late\": samples handed on more than 1.5 s after the one before (the sampler "
-             "skips the tick it missed); \"sustained\": the writer kept up and no tick was late; "
+             "time; \"ticks late\": samples handed on more than 1.5 s after the one before (a whole interval "
+             "late, and the sampler skips the next); \"sustained\": the writer kept up and no tick was late; "
              "\"process\": all of it, the bench's own random numbers included. Reference: %s." % (
                  time.strftime("%Y-%m-%d"), sys.platform, sys.version.split()[0], revision(), psutil.cpu_count(),
                  out["seconds"], PREFILL_SAMPLES, out["reference"]), ""]
