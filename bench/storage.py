@@ -1,5 +1,6 @@
 """Storage costs: POST /api/events throughput with durable storage vs memory, and a sampler
-tick with storage on vs off. Run: python bench/storage.py  (writes bench/RESULTS-storage.md)."""
+tick with storage on vs off. Run: python bench/storage.py  (writes bench/RESULTS-storage-writes.md;
+bench/RESULTS-storage.md is bench/storage_vs_prometheus.py's)."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def main() -> None:
         "The sampler only queues the sample; the commit happens on the writer thread, so the",
         "tick - and so every stream - does not wait for the disk.",
     ]
-    out = ROOT / "bench" / "RESULTS-storage.md"
+    out = ROOT / "bench" / "RESULTS-storage-writes.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
