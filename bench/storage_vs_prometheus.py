@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+NOTES_MARK = "<!-- written by hand below this line; bench/storage_vs_prometheus.py keeps it -->"
 sys.path.insert(0, str(ROOT / "bench"))
 import history_load  # noqa: E402
 import history_query  # noqa: E402
@@ -249,7 +250,11 @@ def main() -> None:
             parser.error("%s is not installed (Debian: apt-get install prometheus)" % tool)
     out = run(args)
     text = report(out)
-    (ROOT / "bench" / "RESULTS-storage.md").write_text(text, encoding="utf-8")
+    target = ROOT / "bench" / "RESULTS-storage.md"
+    notes = NOTES_MARK + "\n"  # what a person wrote about the numbers stays through a new run
+    if target.exists() and NOTES_MARK in target.read_text(encoding="utf-8"):
+        notes = NOTES_MARK + target.read_text(encoding="utf-8").split(NOTES_MARK, 1)[1]
+    target.write_text(text + "\n" + notes, encoding="utf-8")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1), encoding="utf-8")
     print(text)
