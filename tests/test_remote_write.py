@@ -8,6 +8,7 @@ against a small scripted receiver."""
 
 from __future__ import annotations
 
+import email.utils
 import http.server
 import json
 import shutil
@@ -330,3 +331,16 @@ def test_ticks_queued_before_the_writer_runs_are_bounded_the_same_way(receiver):
         writer.stop()
     assert [v for _, v, _ in engine.accepted if v > 1] == [3.0, 4.0]  # samples_total; the info series is 1
     assert writer.state()["dropped"] == 2
+
+
+@pytest.mark.skipif(not hasattr(time, "tzset"), reason="time.tzset is POSIX")
+def test_a_retry_after_date_in_minus_0000_is_utc_whatever_this_machines_zone(monkeypatch):
+    """RFC 5322's "-0000" gives a naive datetime; read as local time it was hours off outside UTC."""
+    from sse_dashboard.export.writer import _retry_after_s
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert 25 <= _retry_after_s(email.utils.formatdate(time.time() + 30, usegmt=False)[:-5] + "-0000") <= 31
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

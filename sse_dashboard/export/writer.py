@@ -36,6 +36,7 @@ import threading
 import time
 import urllib.parse
 from collections import deque
+from datetime import timezone
 from typing import Any, Callable, Iterable
 
 from sse_dashboard.export.remote_write import encode_write_request, snappy_block, tick_series
@@ -285,4 +286,6 @@ def _retry_after_s(value: str | None) -> float | None:
         return None
     if when is None:
         return None
+    if when.tzinfo is None:  # "-0000": a date in UTC, not in this machine's zone
+        when = when.replace(tzinfo=timezone.utc)
     return max(0.0, min(when.timestamp() - time.time(), RETRY_AFTER_MAX_S))
