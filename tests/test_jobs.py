@@ -135,6 +135,15 @@ def test_a_failure_or_a_nonzero_exit_status_fires_at_once():
     assert told.changes[-1][1] == "job: failed"
 
 
+def test_a_failures_alert_carries_the_end_of_its_output():
+    jobs, told, clock, store = make_jobs(job={"schedule": 60})
+    events = []
+    jobs._outlet = AlertOutlet(lambda level, message, **fields: events.append(fields["data"]))
+    jobs.ping(job_id(jobs, "job"), "fail", body=b"x" * 5000 + b"\nerror: disk full")
+    jobs.check()
+    assert events[0]["output"].endswith("error: disk full") and len(events[0]["output"]) == 1000
+
+
 def test_fail_after_n_waits_for_n_failures_in_a_row():
     jobs, told, clock, _ = make_jobs(flaky={"schedule": 60, "fail_after": 3})
     flaky = job_id(jobs, "flaky")

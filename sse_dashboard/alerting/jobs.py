@@ -44,6 +44,7 @@ SLUG_RE = re.compile(r"[a-z0-9_-]{1,100}")     # Healthchecks' slug characters
 MAX_JOBS = 200
 MAX_OPEN_RUNS = 10
 MAX_OUTPUT_BYTES = 10_000                       # Healthchecks' PING_BODY_LIMIT
+MAX_ALERT_OUTPUT_CHARS = 1_000                  # of the last run's output, carried by its alert's event
 MAX_SECONDS = 366 * 86400.0
 MAX_FAIL_AFTER = 100
 DEFAULT_GRACE_S = 3600.0
@@ -167,6 +168,7 @@ class _Job:
     paused: bool = False
     maintenance_until: float | None = None
     runs: int = 0                       # run records made (the next one is runs + 1)
+    last_output: str = ""               # the end of the last run's output, for its alert
     alert: Alert | None = None
 
     def copy(self) -> _Job:
@@ -175,7 +177,8 @@ class _Job:
     def state(self) -> dict:
         kept = {key: getattr(self, key) for key in ("id", "created", "reference", "last_ping", "last_outcome",
                                                     "last_exit", "last_duration", "failures", "short", "early",
-                                                    "open", "paused", "maintenance_until", "runs")}
+                                                    "open", "paused", "maintenance_until", "runs",
+                                                    "last_output")}
         kept["slug"], kept["spec"] = self.spec.slug, self.spec.entry()
         kept["alert"] = None if self.alert is None else self.alert.to_dict()
         return kept
@@ -187,7 +190,7 @@ class _Job:
         job = cls(kept["id"], spec, kept["created"],
                   alert=None if alert is None else Alert.from_dict(alert, "job", spec.notify))
         for key in ("reference", "last_ping", "last_outcome", "last_exit", "last_duration", "failures", "short",
-                    "early", "open", "paused", "maintenance_until", "runs"):
+                    "early", "open", "paused", "maintenance_until", "runs", "last_output"):
             if key in kept:
                 setattr(job, key, kept[key])
         return job
@@ -438,6 +441,7 @@ def _apply(job: _Job, action: str, rid: str, exit_status: int | None, output: st
     duration = None if start is None else round(now - start, 3)
     before = job.next_expected()
     job.last_ping, job.last_outcome, job.last_exit, job.last_duration = now, action, exit_status, duration
+    job.last_output = output[-MAX_ALERT_OUTPUT_CHARS:]  # a failing script says why at its end
     job.paused = False  # a run resumes a paused job, as it does in Healthchecks
     job.reference = now
     if action == "fail":
@@ -495,7 +499,7 @@ def _step(job: _Job, now: float) -> AlertChange | None:
     job.alert = Alert("job:" + job.spec.slug, "job", job.spec.level, "job." + job.spec.slug, None, None, None,
                       since=round(now, 3), message=message, targets=job.spec.notify)
     return AlertChange.fired(job.alert, message, {"job": job.spec.slug, "id": job.id, "state": "firing",
-                                                  "reasons": wrong})
+                                                  "reasons": wrong, "output": job.last_output})
 
 
 def _why_good(job: _Job, now: float) -> str:
