@@ -93,7 +93,7 @@ def size_rows(out: dict) -> list[str]:
     o = out["options"]
     rows = []
     for shape, value in ours.items():
-        theirs = prom.get(shape)
+        theirs = prom.get(shape.replace(history_size.EMPTY, ""))
         what = ("%s (%d series)" % (shape, out["system_series"]) if shape == history_size.SYSTEM
                 else "%s (%d series)" % (shape, o["size_series"]))
         rows.append("| bytes a sample on disk: %s, %d samples at 1 s | %.2f B | %s | %s | - | at or below Prometheus "
@@ -171,7 +171,9 @@ def size_details(out: dict) -> list[str]:
     return ["`history_size.ours` and `history_size.prometheus`: %d series a shape (the system series: the %d this "
             "machine reports, %d readings %g s apart, stored as if a second apart), %d samples at 1 s, written "
             "through the storage writer in batches of 10; the whole SQLite file after a WAL checkpoint, less "
-            "its free pages, against the block's chunks and index (`promtool tsdb create-blocks-from "
+            "its free pages (not the -shm file, shared memory gone with the last connection), and its growth "
+            "over an empty store's file (its schema and empty tables: a fixed cost), against the block's "
+            "chunks and index (`promtool tsdb create-blocks-from "
             "openmetrics`, 2 h blocks). Prometheus' head (the newest two hours, in memory and its WAL) is not "
             "counted; our newest staged rows and roll-ups are." % (
                 o["size_series"], out["system_series"], o["size_samples"], o["system_every"], o["size_samples"])]
