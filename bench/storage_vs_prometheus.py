@@ -94,7 +94,7 @@ def size_rows(out: dict) -> list[str]:
     rows = []
     for shape, value in ours.items():
         theirs = prom.get(shape.replace(history_size.EMPTY, ""))
-        what = ("%s (%d series)" % (shape, out["system_series"]) if shape == history_size.SYSTEM
+        what = ("%s (%d series)" % (shape, out["system_series"]) if shape.startswith(history_size.SYSTEM)
                 else "%s (%d series)" % (shape, o["size_series"]))
         rows.append("| bytes a sample on disk: %s, %d samples at 1 s | %.2f B | %s | %s | - | at or below Prometheus "
                     "| %s |" % (what, o["size_samples"], value, "%.2f B" % theirs if theirs else "-",
