@@ -35,7 +35,6 @@ Invariants:
 
 from __future__ import annotations
 
-import email.utils
 import heapq
 import http.client
 import itertools
@@ -48,11 +47,11 @@ import traceback
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import timezone
 from typing import Any, Callable
 
 from sse_dashboard.alerting.flood import FloodControl
 from sse_dashboard.alerting.targets import Target, message
+from sse_dashboard.httpdates import retry_after_seconds
 
 __all__ = ["Notifier", "NotificationTestBusy", "TEST_ANSWER_S"]
 
@@ -475,18 +474,5 @@ def _where(exc: BaseException) -> str:
 
 
 def _retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds, or an HTTP date); None if absent or odd."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(min(int(value), 86400))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, min(86400.0, when.timestamp() - now))
+    """Seconds to wait from a Retry-After header, at most a day; None if absent or odd."""
+    return retry_after_seconds(value, now, 86400.0)

@@ -7,6 +7,6 @@
   other 4xx with a counted reason; its state is read by ``/api/health``.
 
 May import: the standard library, ``exposition`` (the one naming of series), ``sampler`` (the
-``Sample`` it is handed), ``registry``, and each other; nothing of HTTP serving, alerting or
+``Sample`` it is handed), ``registry``, ``httpdates`` (Retry-After), and each other; nothing of HTTP serving, alerting or
 storage. No secret (a header, a password in the URL) is ever logged or put in its state.
 """

@@ -29,17 +29,16 @@ behind a proxy that closes idle connections costs nothing to handle).
 from __future__ import annotations
 
 import base64
-import email.utils
 import http.client
 import logging
 import threading
 import time
 import urllib.parse
 from collections import deque
-from datetime import timezone
 from typing import Any, Callable, Iterable
 
 from sse_dashboard.export.remote_write import encode_write_request, snappy_block, tick_series
+from sse_dashboard.httpdates import retry_after_seconds
 
 __all__ = ["RemoteWriter", "parse_url", "redacted_url", "DEFAULT_MAX_QUEUED", "MAX_SAMPLES_PER_REQUEST", "BACKOFF_MIN_S",
            "BACKOFF_MAX_S", "RETRY_AFTER_MAX_S", "REQUEST_TIMEOUT_S"]
@@ -274,18 +273,5 @@ class RemoteWriter:
 
 
 def _retry_after_s(value: str | None) -> float | None:
-    """``Retry-After`` (RFC 9110 10.2.3): seconds, or an HTTP date; capped, never negative."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), RETRY_AFTER_MAX_S)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:  # "-0000": a date in UTC, not in this machine's zone
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, min(when.timestamp() - time.time(), RETRY_AFTER_MAX_S))
+    """``Retry-After``: seconds, or an HTTP date; capped, never negative."""
+    return retry_after_seconds(value, time.time(), RETRY_AFTER_MAX_S)
