@@ -33,7 +33,9 @@ export function fleetOrder(a, b) {
   return rank(a) - rank(b) || (a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0);
 }
 
-// The points of a sparkline of values 0..100 (nulls are gaps), in a width x height box.
+// The points of a sparkline of values 0..100 in a width x height box (nulls are skipped). A lone
+// point (a dashboard pushing for less than a minute) is drawn as a short tick: a polyline of one
+// point draws nothing.
 export function sparkPoints(values, width, height) {
   const n = values.length;
   const parts = [];
@@ -41,9 +43,10 @@ export function sparkPoints(values, width, height) {
     if (!isNum(v)) return;
     const x = n > 1 ? (i / (n - 1)) * width : width;
     const y = height - (Math.max(0, Math.min(100, v)) / 100) * height;
-    parts.push(x.toFixed(1) + "," + y.toFixed(1));
+    parts.push([x, y]);
   });
-  return parts.join(" ");
+  if (parts.length === 1) parts.unshift([Math.max(0, parts[0][0] - 3), parts[0][1]]);
+  return parts.map(([x, y]) => x.toFixed(1) + "," + y.toFixed(1)).join(" ");
 }
 
 function start() {

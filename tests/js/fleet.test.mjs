@@ -27,5 +27,6 @@ test("silent first, then alerts firing, then jobs down, then by name", () => {
 test("a sparkline skips gaps and keeps values inside its box", () => {
   assert.equal(sparkPoints([0, null, 100, 150, -5], 100, 20), "0.0,20.0 50.0,0.0 75.0,0.0 100.0,20.0");
   assert.equal(sparkPoints([null, null], 100, 20), "");
-  assert.equal(sparkPoints([50], 100, 20), "100.0,10.0");
+  assert.equal(sparkPoints([50], 100, 20), "97.0,10.0 100.0,10.0");  // a lone point: a short tick
+  assert.equal(sparkPoints([null, 25, null], 100, 20), "47.0,15.0 50.0,15.0");
 });
