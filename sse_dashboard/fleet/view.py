@@ -240,9 +240,11 @@ class Fleet:
             if due_in <= 0 and self._looked_at():
                 try:
                     body = self.refresh()
-                except Exception:  # a bug in reading one answer must not end the fleet page
+                except Exception:  # a bug in reading one answer must not end the fleet page ...
                     log.exception("fleet: a refresh failed")
                     body = None
+                    with self._lock:
+                        self._made_at = self._clock()  # ... nor become a loop asking the engine non-stop
                 if body is not None:
                     self._publish(body)
                 continue
