@@ -42,6 +42,7 @@ from sse_dashboard.config import Config
 from sse_dashboard.demo import DemoFeeder
 from sse_dashboard.events import EventFilter, EventLog
 from sse_dashboard.export.writer import RemoteWriter
+from sse_dashboard.fleet.view import Fleet, FleetSettings
 from sse_dashboard.ingest.push import PushGroups
 from sse_dashboard.ingest.statsd import StatsdAggregator, StatsdListener, parse_address
 from sse_dashboard.collectors.system import make_system_collector
@@ -62,8 +63,10 @@ class ListenerUnavailable(OSError):
     """A second listener (StatsD) could not take its port: the message says what to do."""
 
 
-def build_app(config: Config | None = None, *, start: bool = True, **fields: Any) -> DashboardServer:
+def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetSettings | None = None,
+              **fields: Any) -> DashboardServer:
     """Create, connect and (with ``start=True``) start everything but ``serve_forever``.
+    ``fleet``: the engine the fleet page reads (``--fleet``), None for no fleet page.
 
     >>> server = build_app(port=0)                 # or build_app(Config(port=0))
     >>> threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -106,6 +109,12 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     # Each remote write receiver gets every sample from its own thread; submit() only queues.
     writers = [RemoteWriter(url, instance=config.instance or socket.gethostname(),
                             user_agent="sse-dashboard/" + __version__) for url in config.remote_write]
+    # What is pushed says where this dashboard's page is, so a fleet page can link to it (#25).
+    identity = {"identity": {"url": page_url, "version": __version__}} if writers else {}
+    # The fleet page's listing: asked of the engine by one thread, handed to the streams that want it.
+    fleet_view = Fleet(fleet, interval_s=config.interval_s, publish=functools.partial(hub.broadcast, "fleet"),
+                       wanted=functools.partial(hub.wanting, "fleet"),
+                       user_agent="sse-dashboard/" + __version__) if fleet is not None else None
     # The sample pipeline, in the order each tick runs it (sampler.Sampler): StatsD's interval,
     # the snapshot, the alerts' judgement, then one Sample to storage and to the stream hub.
     sampler = Sampler(
@@ -113,7 +122,8 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         make_system_collector(config.psutil),
         interval_s=config.interval_s,
         server_stats=functools.partial(server_stats, hub, statsd, started_monotonic),
-        extra=dict({"boot_id": boot_id, "events_epoch": store.epoch}, **({"demo": True} if config.demo else {})),
+        extra=dict({"boot_id": boot_id, "events_epoch": store.epoch}, **({"demo": True} if config.demo else {}),
+                   **identity, **({"fleet": "/fleet"} if fleet_view is not None else {})),
         prepare=[statsd.aggregator.flush] if statsd is not None else [],
         judges=[functools.partial(alert_extras, alerts, heartbeats, jobs)],
         subscribers=[store.record, hub.publish] + [writer.submit for writer in writers],
@@ -121,7 +131,7 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     app = Application(config=config, registry=registry, events=events, store=store, pushes=pushes, notifier=notifier,
                       alerts=alerts, heartbeats=heartbeats, jobs=jobs, hub=hub, sampler=sampler,
                       processes=TopProcesses(getattr(sampler.collector, "_psutil", None)), statsd=statsd,
-                      boot_id=boot_id, started_monotonic=started_monotonic, remote_writers=writers)
+                      boot_id=boot_id, started_monotonic=started_monotonic, remote_writers=writers, fleet=fleet_view)
     mcp = McpEndpoint(dashboard_tools(app, functools.partial(events.post), EventFilter.parse), __version__)
     server = DashboardServer(listener, app, hub, mcp)
     if start:
@@ -131,6 +141,8 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         notifier.start()
         for writer in writers:
             writer.start()
+        if fleet_view is not None:
+            fleet_view.start()
         if statsd is not None:
             statsd.start()
             log.info("StatsD on %s:%d (UDP and TCP)", *statsd.address)

@@ -89,7 +89,8 @@ class Application:
     def __init__(self, *, config: Config, registry: MetricsRegistry, events: EventLog, store: Store | MemoryStore,
                  pushes: PushGroups, notifier: Notifier, alerts: AlertEngine, heartbeats: Heartbeats, jobs: Jobs,
                  hub: StreamCounts, sampler: Sampler, processes: TopProcesses, statsd: StatsdListener | None,
-                 boot_id: str, started_monotonic: float, remote_writers: Sequence[RemoteWriter] = ()) -> None:
+                 boot_id: str, started_monotonic: float, remote_writers: Sequence[RemoteWriter] = (),
+                 fleet: Any = None) -> None:
         self.config = config
         self.registry = registry
         self.events = events
@@ -107,6 +108,7 @@ class Application:
         self.events_epoch = store.epoch
         self.started_monotonic = started_monotonic
         self.remote_writers = tuple(remote_writers)
+        self.fleet = fleet  # a fleet.view.Fleet with --fleet, else None
         self._closed = False
         self._heavy_reads = threading.BoundedSemaphore(MAX_HISTORY_READS)
 
@@ -177,7 +179,7 @@ class Application:
         The web server calls it after it has stopped the streams and cut its connections."""
         # Each may wait up to 0.5 s for its thread (a receive timeout, a delivery in flight): at
         # once, those waits overlap instead of adding up. Neither holds anything acknowledged.
-        _stop_together(self.statsd, self.notifier)
+        _stop_together(self.statsd, self.notifier, self.fleet)
         if self.statsd is not None:
             self.statsd.aggregator.flush()  # the last interval's timings, before the final state
         self.registry.seal()

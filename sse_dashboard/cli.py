@@ -30,6 +30,7 @@ from sse_dashboard.app import ListenerUnavailable, address_in_use, build_app
 from sse_dashboard.config import (DEFAULT_HOST, DEFAULT_INTERVAL_S, DEFAULT_MAX_CLIENTS, DEFAULT_PORT,
                                   DEFAULT_POST_RATE_PER_S, Config, origin_of, shipped_path)
 from sse_dashboard.export.writer import parse_url
+from sse_dashboard.fleet.view import DEFAULT_STALE_S, FleetSettings
 from sse_dashboard.ingest.statsd import parse_address
 from sse_dashboard.registry import DEFAULT_GAUGE_TTL_S
 from sse_dashboard.storage import DataDirInUse
@@ -151,6 +152,11 @@ def make_parser() -> argparse.ArgumentParser:
                              "e.g. http://127.0.0.1:9090/api/v1/write")
     parser.add_argument("--instance", default=None, metavar="NAME",
                         help="the instance label of what --remote-write pushes (default: this machine's host name)")
+    parser.add_argument("--fleet", default=None, metavar="URL",
+                        help="show every dashboard pushing to this engine at /fleet, read from its Prometheus query API "
+                             "(e.g. http://127.0.0.1:9090)")
+    parser.add_argument("--fleet-stale", type=float, default=DEFAULT_STALE_S, metavar="SECONDS",
+                        help="on /fleet, flag a dashboard silent this long (default %g)" % DEFAULT_STALE_S)
     parser.add_argument("--open", action="store_true", help="open the page in the default browser once serving")
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -190,6 +196,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             origin_of(args.public_url)
         except ValueError as exc:
             parser.error("--public-url: %s" % exc)
+    try:
+        args.fleet_settings = FleetSettings(args.fleet, stale_s=args.fleet_stale) if args.fleet else None
+    except ValueError as exc:
+        parser.error("--fleet: %s" % exc)
     return args
 
 
@@ -288,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo and not args.data_dir:
         log.info("demo: synthetic counters, gauges and events, kept in memory only (not in %s)", default_data_dir())
     try:
-        server = build_app(config_from_args(args, rules, data_dir), heartbeats=heartbeats, notify=targets, jobs=jobs)
+        server = build_app(config_from_args(args, rules, data_dir), heartbeats=heartbeats, notify=targets, jobs=jobs,
+                           fleet=args.fleet_settings)
     except DataDirInUse as exc:
         return _another_dashboard(exc.url, args.open, "the data folder %s is in use by another dashboard%s; use that one, "
                                   "or start this one with --data-dir DIR (another folder) or --data-dir :memory: "

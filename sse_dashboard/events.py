@@ -49,7 +49,7 @@ DEFAULT_SOURCE = "app"
 TYPE_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 # Names a stream already uses for its own frames (and "error", which EventSource fires
 # itself): a typed event goes out as ``event: <type>``, so it must not be mistaken for one.
-RESERVED_TYPES = ("log", "metrics", "resync", "error", "message")
+RESERVED_TYPES = ("log", "metrics", "resync", "error", "message", "fleet")  # fleet: the fleet page's frame (#25)
 # The dashboard's own events: alerts (alert.firing, alert.resolved) and notification reports
 # (notify.failing, ...). The page shades an alert span from an alert.firing, so a client that
 # could post one could paint a false alert on every chart: only the dashboard posts these.

@@ -823,6 +823,7 @@ import { createJobs } from "./jobs.js";
     renderHeartbeats(Array.isArray(snap.heartbeats) ? snap.heartbeats : []);
     jobs.render(Array.isArray(snap.jobs) ? snap.jobs : [], snap.ts);
     $("demo-note").hidden = snap.demo !== true;
+    $("fleet-link").hidden = snap.fleet !== "/fleet";  // started with --fleet (#25)
     flashUpdated(snap.ts);
     scheduleDraw();
   }

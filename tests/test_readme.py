@@ -22,6 +22,7 @@ from sse_dashboard import application, cli, config
 from sse_dashboard.web import request
 from sse_dashboard.ingest import statsd as statsd_listener
 from sse_dashboard import storage
+from sse_dashboard.fleet import engine as fleet_engine, view as fleet_view
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -163,6 +164,9 @@ LIMITS = {
     "stream filters": [("events.MAX_FILTER_TERMS", events.MAX_FILTER_TERMS)],
     "streams": [("config.DEFAULT_MAX_CLIENTS", config.DEFAULT_MAX_CLIENTS)],
     "POSTs": [("config.DEFAULT_POST_RATE_PER_S", config.DEFAULT_POST_RATE_PER_S)],
+    "fleet page": [("fleet.view.DEFAULT_MAX_INSTANCES", fleet_view.DEFAULT_MAX_INSTANCES),
+                   ("fleet.engine.MAX_ANSWER_BYTES in MiB", fleet_engine.MAX_ANSWER_BYTES / MIB),
+                   ("fleet.engine.DEFAULT_TIMEOUT_S", fleet_engine.DEFAULT_TIMEOUT_S)],
 }
 _NUMBER = re.compile(r"(?<![\w.^])\d+(?:,\d{3})*(?:\.\d+)?(?:e\d+)?(?![\w^])")
 

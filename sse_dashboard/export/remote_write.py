@@ -25,7 +25,7 @@ from typing import Iterable
 
 from sse_dashboard.exposition import prometheus_families
 
-__all__ = ["encode_write_request", "snappy_block", "tick_series", "SNAPPY_LITERAL_MAX_BYTES"]
+__all__ = ["encode_write_request", "snappy_block", "tick_series", "identity_labels", "SNAPPY_LITERAL_MAX_BYTES"]
 
 # Snappy's own compressor emits fragments of at most 64 KiB; a literal element may be longer
 # (its length takes up to 4 bytes), but keeping to 64 KiB keeps every decoder on its common path.
@@ -94,9 +94,20 @@ def snappy_block(data: bytes) -> bytes:
     return bytes(out)
 
 
+def identity_labels(snapshot: dict) -> Labels:
+    """``(("url", ...), ("version", ...))`` from the snapshot's ``identity`` (``app.build_app``
+    puts it there when pushing): the labels ``sse_dashboard_info`` carries, so the fleet page
+    (``fleet.view``) can name each dashboard's version and link to its own page."""
+    identity = snapshot.get("identity")
+    if not isinstance(identity, dict):
+        return ()
+    return tuple((name, identity[name]) for name in ("url", "version") if isinstance(identity.get(name), str))
+
+
 def tick_series(snapshot: dict, instance: str, external_labels: Labels = ()) -> list[tuple[Labels, float]]:
     """Every series of one snapshot, named as ``GET /metrics`` names it, with ``instance`` (and
-    any external labels) added: ``[(sorted labels, value), ...]``.
+    any external labels) added: ``[(sorted labels, value), ...]``; ``sse_dashboard_info`` also
+    carries the dashboard's ``url`` and ``version`` (``identity_labels``).
 
     A series' own label that an added one would replace keeps its value as ``exported_<name>``
     (Prometheus' rule for a scraped target's clashing labels, honor_labels: false)."""
@@ -104,8 +115,11 @@ def tick_series(snapshot: dict, instance: str, external_labels: Labels = ()) -> 
     added_names = {name for name, _ in added}
     seen: set[Labels] = set()
     out: list[tuple[Labels, float]] = []
+    identity = identity_labels(snapshot)
     for family, _kind, _help, samples in prometheus_families(snapshot):
         for labels, value in samples:
+            if family == "sse_dashboard_info":
+                labels = tuple(labels) + identity
             own = [("exported_" + k if k in added_names else k, str(v)) for k, v in labels]
             merged = dict(own)
             merged.update(added)

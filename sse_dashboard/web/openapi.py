@@ -46,6 +46,27 @@ _REMOTE_WRITE = {"type": "object", "required": ["url", "sent", "queued", "droppe
                                 "dropped": {"type": "integer"}, "requests": {"type": "integer"},
                                 "drop_reasons": {"type": "object", "additionalProperties": {"type": "integer"}},
                                 "last_error": {"type": ["string", "null"]}, "lag_s": {"type": "number"}}}
+# The fleet listing (#25): the engine's state, then a row per instance (fleet.view).
+_FLEET_ROW = {"type": "object", "required": ["instance", "url", "last_seen", "age_s", "stale", "cpu_percent",
+                                             "memory_percent", "disk_percent", "alerts_firing", "jobs_down",
+                                             "cpu_history"],
+              "properties": {"instance": {"type": "string"}, "url": {"type": ["string", "null"]},
+                             "version": {"type": ["string", "null"]}, "last_seen": {"type": "number"},
+                             "age_s": {"type": "number", "minimum": 0}, "stale": {"type": "boolean"},
+                             "cpu_percent": _NUMBER_OR_NULL, "memory_percent": _NUMBER_OR_NULL,
+                             "disk_percent": _NUMBER_OR_NULL, "alerts_firing": {"type": "integer"},
+                             "jobs_down": {"type": "integer"},
+                             "cpu_history": {"type": "array", "items": _NUMBER_OR_NULL}}}
+_FLEET = {"type": "object", "required": ["engine", "as_of", "stale_after_s", "instances", "truncated"],
+          "properties": {"engine": {"type": "object", "required": ["url", "state", "error", "checked_at"],
+                                    "properties": {"url": {"type": "string"},
+                                                   "state": {"enum": ["starting", "ok", "down", "error"]},
+                                                   "error": {"type": ["string", "null"]},
+                                                   "checked_at": _NUMBER_OR_NULL, "took_s": _NUMBER_OR_NULL}},
+                         "as_of": _NUMBER_OR_NULL, "stale_after_s": {"type": "number"},
+                         "max_instances": {"type": "integer"}, "history_window_s": {"type": "number"},
+                         "history_points": {"type": "integer"},
+                         "instances": {"type": "array", "items": _FLEET_ROW}, "truncated": {"type": "boolean"}}}
 _JOB_SPEC = {"type": "object", "required": ["slug", "schedule"], "additionalProperties": False, "properties": {
     "slug": _SLUG, "name": {"type": "string", "minLength": 1, "maxLength": 100},
     "schedule": {"oneOf": [{"type": "number", "minimum": 1, "maximum": 366 * 86400},
@@ -113,6 +134,10 @@ _SNAPSHOT = {
         "alerts_waiting": {"type": "array", "items": {"type": "object"},
                            "description": "rules whose metric has never had a value (absent when none)"},
         "demo": {"const": True, "description": "present when started with --demo: synthetic data"},
+        "fleet": {"const": "/fleet", "description": "present when started with --fleet: the fleet page"},
+        "identity": {"type": "object", "description": "present with --remote-write: this dashboard's page and "
+                     "version, sent as labels of sse_dashboard_info",
+                     "properties": {"url": {"type": "string"}, "version": {"type": "string"}}},
         "heartbeats": {"type": "array", "items": {"type": "object", "required": ["name", "status", "last_seen"]}},
         "seq": {"type": "integer", "minimum": 1},
         "ts": {"type": "number"},
@@ -260,11 +285,14 @@ def openapi_spec(version: str) -> dict:
                                           "0: events only, no 'metrics' frames"),
                                    _query("names", {"type": "string", "enum": ["type", "log"]},
                                           "type (default): a typed event is 'event: <type>'; log: every event "
-                                          "is 'event: log' (one listener for all, as the page uses)")],
+                                          "is 'event: log' (one listener for all, as the page uses)"),
+                                   _query("fleet", {"type": "string", "enum": ["0", "1", "true", "false"]},
+                                          "1: 'fleet' frames too, the GET /api/fleet listing each time it is "
+                                          "new (404 without --fleet)")],
                     "responses": {
                         "200": {"description": "an endless text/event-stream",
                                 "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                        **_errors(401, 503),
+                        **_errors(401, 404, 503),
                     },
                 },
             },
@@ -518,6 +546,13 @@ def openapi_spec(version: str) -> dict:
                             "text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}}}},
                         **_errors(401),
                     },
+                },
+            },
+            "/api/fleet": {
+                "get": {
+                    "summary": "The fleet: every dashboard the --fleet engine holds, those in trouble first",
+                    "responses": {"200": {"description": "the listing, as the server last asked the engine",
+                                          **_json(_FLEET)}, **_errors(401, 404)},
                 },
             },
             "/api/openapi.json": {

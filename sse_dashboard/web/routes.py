@@ -100,6 +100,8 @@ ROUTES = (
     Route("POST", "/mcp", "post_mcp", WRITE),
     Route("GET", "/metrics", "get_prometheus", TOKEN),
     Route("GET", "/api/openapi.json", "get_openapi", TOKEN),
+    Route("GET", "/fleet", "serve_fleet", PUBLIC),  # the fleet page: it holds no data (#25)
+    Route("GET", "/api/fleet", "get_fleet", TOKEN),
 )
 
 # The API's own places: a path under one that no route takes is still the API's, and needs the

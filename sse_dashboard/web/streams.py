@@ -22,6 +22,9 @@ Invariants:
   closed is forgotten at its next write (at the latest the heartbeat);
 - ``select()`` watches only backlogged sockets, in groups below Windows' limit
   of 512 per call: the code path is the same on every OS;
+- a side channel (``broadcast``: the fleet listing) is latest-wins like metrics: a stream that
+  asked for it at its opening gets each new frame once, encoded once for every such stream, and
+  skips one while its backlog is past ``LOW_WATER`` (the next one replaces it);
 - a narrowed stream (an ``EventFilter``, ``metrics=False``) is sent exactly the
   events its filter matches, live and in a catch-up alike; its cursor moves past
   the others, and its heartbeat carries ``id:`` so a reconnect resumes from there.
@@ -40,7 +43,7 @@ from typing import Any, Callable
 
 from sse_dashboard.events import Event, EventFilter, EventLog
 
-__all__ = ["StreamHub", "format_sse", "HEARTBEAT_FRAME", "metrics_frame", "log_frame", "resync_frame"]
+__all__ = ["StreamHub", "format_sse", "HEARTBEAT_FRAME", "metrics_frame", "log_frame", "resync_frame", "side_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,11 @@ def metrics_frame(body: bytes) -> bytes:
     return b"event: metrics\ndata: " + body + b"\n\n"
 
 
+def side_frame(channel: str, body: bytes) -> bytes:
+    """A side channel's frame (``event: fleet``): single-line JSON, no ``id:`` (as metrics)."""
+    return b"event: " + channel.encode("ascii") + b"\ndata: " + body + b"\n\n"
+
+
 def log_frame(event: Any) -> bytes:
     return format_sse(id=event.id, event="log", data=event.json)
 
@@ -108,10 +116,11 @@ def resync_frame(last_id: int) -> bytes:
 
 class _Stream:
     __slots__ = ("sock", "cursor", "seq", "backlog", "backlog_bytes", "pending_metrics", "last_write",
-                 "last_progress", "only", "typed", "metrics", "told", "told_at")
+                 "last_progress", "only", "typed", "metrics", "told", "told_at", "sides")
 
     def __init__(self, sock: socket.socket, cursor: int, seq: int, now: float, only: EventFilter | None = None,
-                 typed: bool = True, metrics: bool = True) -> None:
+                 typed: bool = True, metrics: bool = True, sides: dict | None = None) -> None:
+        self.sides = sides or {}        # side channel -> the generation of its last frame queued
         self.sock = sock
         self.cursor = cursor            # the last event id queued for it, or passed over by its filter
         self.told = cursor              # the last id the client has been sent in an ``id:`` line
@@ -207,6 +216,8 @@ class StreamHub:
         self._published: deque[tuple[int, bytes]] = deque(maxlen=RECENT_SNAPSHOTS)
         self._frames: dict[int, bytes] = {}  # log-named frames of the newest events
         self._typed: dict[int, bytes] = {}   # type-named ones, for typed events only
+        self._sides: dict[str, tuple[int, bytes]] = {}  # side channel -> (generation, its newest frame)
+        self._wanting: dict[str, int] = {}              # side channel -> open streams that asked for it
 
     # --- called from other threads ---------------------------------------------------
 
@@ -228,13 +239,29 @@ class StreamHub:
             self._count -= 1
 
     def add(self, sock: socket.socket, cursor: int, seq: int, only: EventFilter | None = None,
-            typed: bool = True, metrics: bool = True) -> None:
+            typed: bool = True, metrics: bool = True, sides: tuple = ()) -> None:
         """Take over ``sock`` (reserved first): events after ``cursor`` (those ``only`` matches)
-        and, with ``metrics``, snapshots after ``seq`` are the hub's to send. ``typed=False``
+        and, with ``metrics``, snapshots after ``seq`` are the hub's to send; so are the side
+        channels named in ``sides`` (the caller sent their current frame). ``typed=False``
         names every event ``log`` (the page's one listener). The caller must not close the socket."""
         sock.setblocking(False)
-        self._incoming.append(_Stream(sock, cursor, seq, self._clock(), only, typed, metrics))
+        with self._count_lock:
+            for channel in sides:
+                self._wanting[channel] = self._wanting.get(channel, 0) + 1
+            seen = {channel: self._sides.get(channel, (0, b""))[0] for channel in sides}
+        self._incoming.append(_Stream(sock, cursor, seq, self._clock(), only, typed, metrics, seen))
         self.wake()
+
+    def broadcast(self, channel: str, body: bytes) -> None:
+        """A side channel's new JSON (the fleet listing): one frame for every stream that wants it."""
+        with self._count_lock:
+            generation = self._sides.get(channel, (0, b""))[0] + 1
+            self._sides[channel] = (generation, side_frame(channel, body))
+        self.wake()
+
+    def wanting(self, channel: str) -> int:
+        """How many open streams asked for ``channel``."""
+        return self._wanting.get(channel, 0)
 
     def publish(self, sample: Any) -> None:
         """A new sample (a ``sampler.Sample``; the sampler hands each one here): its frame is
@@ -307,6 +334,8 @@ class StreamHub:
                 for old in sorted(self._frames)[:-FRAME_CACHE]:
                     del self._frames[old]
                     self._typed.pop(old, None)
+        with self._count_lock:
+            sides = dict(self._sides)
         shared: dict[tuple, bytes] = {}  # (filter, typed) -> this step's frames, joined once
         kept = []
         for stream in self._streams:
@@ -335,6 +364,12 @@ class StreamHub:
                         stream.pending_metrics = self._metrics  # far behind: only the newest waits
                         break
                 stream.seq = self._seq
+            for channel, queued in stream.sides.items():
+                generation, frame = sides.get(channel, (0, b""))
+                if generation > queued:
+                    if stream.backlog_bytes + len(frame) <= LOW_WATER:
+                        stream.queue(frame)
+                    stream.sides[channel] = generation  # (skipped when far behind: the next one replaces it)
             if (stream.only is not None and stream.cursor > stream.told and stream.cursor >= self._cursor
                     and now - stream.told_at >= self.heartbeat_s):
                 # Its filter passed over events since the last one it was sent: an ``id:`` line (no
@@ -426,3 +461,5 @@ class StreamHub:
             pass
         with self._count_lock:
             self._count -= 1
+            for channel in stream.sides:
+                self._wanting[channel] -= 1

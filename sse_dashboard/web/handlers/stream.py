@@ -13,7 +13,8 @@ import socket
 
 from sse_dashboard.web.request import parse_last_event_id
 from sse_dashboard.web.response import HTTPError
-from sse_dashboard.web.streams import format_sse, metrics_frame, resync_frame
+from sse_dashboard.web.handlers.fleet import NO_FLEET
+from sse_dashboard.web.streams import format_sse, metrics_frame, resync_frame, side_frame
 
 __all__ = ["StreamHandlers", "RETRY_MS"]
 
@@ -36,6 +37,9 @@ class StreamHandlers:
         only = self.event_filter()
         with_metrics = self.query_flag("metrics", True)
         typed = self._stream_names()
+        sides = ("fleet",) if self.query_flag("fleet", False) else ()  # the fleet listing too (#25)
+        if sides and app.fleet is None:
+            raise HTTPError(404, NO_FLEET)
         hub = server.hub
         max_clients = app.config.max_clients
         if not hub.reserve(max_clients):
@@ -55,6 +59,8 @@ class StreamHandlers:
                 return None
             snapshot, body = app.sampler.latest()
             frames = [format_sse(retry=RETRY_MS)] + ([metrics_frame(body)] if with_metrics else [])
+            if sides:
+                frames.append(side_frame("fleet", app.fleet.latest()))
             cursor = app.events.last_id
             epoch = self.query_value("epoch")
             if last_event_id is not None:
@@ -70,7 +76,8 @@ class StreamHandlers:
             self.connection.settimeout(app.config.write_timeout_s)
             self.wfile.write(b"".join(frames))
             server.hand_off(self.connection)
-            hub.add(self.connection, cursor=cursor, seq=snapshot["seq"], only=only, typed=typed, metrics=with_metrics)
+            hub.add(self.connection, cursor=cursor, seq=snapshot["seq"], only=only, typed=typed, metrics=with_metrics,
+                    sides=sides)
             added = True
         except (socket.timeout, ConnectionError) as exc:  # gone during the handshake
             log.debug("stream to %s ended before it started: %s", self.client_address, exc)
