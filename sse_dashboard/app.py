@@ -104,8 +104,9 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
                 ping_key=_ping_key(store))
     hub = StreamHub(events, doorbell, heartbeat_s=config.heartbeat_s, write_timeout_s=config.write_timeout_s)
     # Each remote write receiver gets every sample from its own thread; submit() only queues.
-    writers = [RemoteWriter(url, instance=config.instance or socket.gethostname(),
-                            user_agent="sse-dashboard/" + __version__) for url in config.remote_write]
+    writers = [RemoteWriter(target.url, instance=config.instance or socket.gethostname(), headers=target.headers,
+                            external_labels=config.external_labels, user_agent="sse-dashboard/" + __version__)
+               for target in config.remote_write]
     # The sample pipeline, in the order each tick runs it (sampler.Sampler): StatsD's interval,
     # the snapshot, the alerts' judgement, then one Sample to storage and to the stream hub.
     sampler = Sampler(

@@ -8,9 +8,11 @@ against a small scripted receiver."""
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import http.server
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -21,7 +23,7 @@ import urllib.request
 
 import pytest
 
-from conftest import require_tool, required, wait_until
+from conftest import SSEReader, require_tool, required, wait_until
 from sse_dashboard.export.remote_write import encode_write_request, snappy_block, tick_series
 from sse_dashboard.export.writer import RemoteWriter, redacted_url
 from sse_dashboard.registry import labeled_name
@@ -344,3 +346,119 @@ def test_a_retry_after_date_in_minus_0000_is_utc_whatever_this_machines_zone(mon
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+# --- the config file: receivers with credentials, external labels (#25) -----------------------
+
+BEARER_FROM_FILE = "tok-file-Zq81"
+BEARER_FROM_ENV = "tok-env-Kx72"
+PASSWORD_FROM_FILE = "pw-file-Mm40"
+PASSWORD_FROM_ENV = "pw-env-Rr55"
+SECRETS = (BEARER_FROM_FILE, BEARER_FROM_ENV, PASSWORD_FROM_FILE, PASSWORD_FROM_ENV)
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+
+def secrets_in(text: str) -> list[str]:
+    """Every secret, or a form of it (base64 for basic auth), that ``text`` shows."""
+    forms = list(SECRETS) + [basic(u, p)[6:] for u, p in (("bob", PASSWORD_FROM_FILE), ("eve", PASSWORD_FROM_ENV))]
+    return [form for form in forms if form in text]
+
+
+def test_the_config_files_receivers_get_basic_and_bearer_auth_from_files_and_env_and_no_answer_shows_them(
+        tmp_path, spawn, receiver, sse_reader):
+    engines = [receiver((204, (), 0)) for _ in range(4)]
+    (tmp_path / "token").write_text(BEARER_FROM_FILE + "\n")  # a trailing newline, as editors leave it
+    (tmp_path / "password").write_text(PASSWORD_FROM_FILE)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "instance": "from-file",
+        "external_labels": {"site": "lab ☃", "env": "test"},
+        "remote_write": [
+            {"url": engines[0].url, "bearer_token_file": "token"},  # relative to the config file's folder
+            {"url": engines[1].url, "bearer_token_env": "RW_TOKEN", "headers": {"X-Scope-OrgID": "tenant-1"}},
+            {"url": engines[2].url, "basic_auth": {"username": "bob", "password_file": str(tmp_path / "password")}},
+            {"url": engines[3].url, "basic_auth": {"username": "eve", "password_env": "RW_PASSWORD"}},
+        ]}))
+    p = spawn("--port", "0", "--interval", "0.2", "--config", str(config), "--external-label", "env=cli", "-v",
+              env={"RW_TOKEN": BEARER_FROM_ENV, "RW_PASSWORD": PASSWORD_FROM_ENV})
+    port = p.wait_for_url()
+    wait_until(lambda: all(e.accepted for e in engines), timeout=10, message="every receiver to get a tick")
+    seen = [e.requests[0]["headers"].get("Authorization") for e in engines]
+    assert seen == ["Bearer " + BEARER_FROM_FILE, "Bearer " + BEARER_FROM_ENV, basic("bob", PASSWORD_FROM_FILE),
+                    basic("eve", PASSWORD_FROM_ENV)]
+    assert engines[1].requests[0]["headers"]["X-Scope-OrgID"] == "tenant-1"
+    labels = dict(next(labels for labels, _, _ in engines[0].accepted
+                       if ("__name__", "sse_dashboard_samples_total") in labels))
+    assert (labels["instance"], labels["site"], labels["env"]) == ("from-file", "lab ☃", "cli")  # the option wins
+
+    base = "http://127.0.0.1:%d" % port
+    answers = [urllib.request.urlopen(base + path, timeout=5).read().decode()
+               for path in ("/api/health", "/api/metrics", "/api/alerts", "/api/openapi.json", "/metrics")]
+    reader = SSEReader("127.0.0.1", port)
+    answers.append(reader.next_event("metrics")["data"])
+    reader.close()
+    health = json.loads(answers[0])
+    assert [w["url"] for w in health["remote_write"]] == [e.url for e in engines]
+    p.stop()  # the whole log, to its end
+    assert not secrets_in("\n".join(answers) + p.output), secrets_in("\n".join(answers) + p.output)
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"url": "ftp://x/y"}, "http:// or https://"),
+    ({"url": "http://h/w", "bearer_token_file": "missing-file"}, "bearer_token_file .*missing-file.* cannot be read"),
+    ({"url": "http://h/w", "bearer_token_env": "RW_UNSET_VARIABLE"}, "RW_UNSET_VARIABLE is not set"),
+    ({"url": "http://h/w", "bearer_token_env": "RW_TOKEN", "basic_auth": {"username": "u", "password_env": "RW_TOKEN"}},
+     "only one of"),
+    ({"url": "http://h/w", "basic_auth": {"username": "u", "password": "inline-Qq9"}}, "password_file or password_env"),
+    ({"url": "http://h/w", "headers": {"Authorization": "Bearer inline-Qq9"}}, "bearer_token_file"),
+    ({"url": "http://h/w", "headers": {"Content-Type": "text/plain"}}, "set by the dashboard"),
+    ({"url": "http://h/w", "headers": {"X-Key": "inline-Qq9\r\nX-Evil: 1"}}, "line break"),
+    ({"url": "http://h/w", "headers": {"Bad Name": "v"}}, "not a header name"),
+    ({"url": "http://h/w", "tls": True}, 'unknown key "tls"'),
+    ({"url": "http://u:inline-Qq9@h/w", "bearer_token_env": "RW_TOKEN"}, "only one of"),
+])
+def test_a_bad_remote_write_entry_is_named_and_never_echoes_a_secret(tmp_path, monkeypatch, entry, words):
+    from sse_dashboard.cli import load_export
+    monkeypatch.setenv("RW_TOKEN", "env-secret-Pp3")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"remote_write": [entry]}))
+    with pytest.raises(ValueError, match=words) as caught:
+        load_export(str(path))
+    assert "remote_write 1" in str(caught.value)
+    assert "inline-Qq9" not in str(caught.value) and "env-secret-Pp3" not in str(caught.value)
+
+
+@pytest.mark.parametrize("labels, words", [
+    ({"__meta": "x"}, "reserved"),
+    ({"9lives": "x"}, "not a label name"),
+    ({"a-b": "x"}, "not a label name"),
+    ({"instance": "x"}, '"instance"'),
+    ({"site": ""}, "empty"),
+    ({"site": 5}, "a string"),
+    ({"site": "x" * 1025}, "1024"),
+])
+def test_a_bad_external_label_is_refused_at_load(tmp_path, labels, words):
+    from sse_dashboard.cli import load_export
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"external_labels": labels}))
+    with pytest.raises(ValueError, match=words):
+        load_export(str(path))
+
+
+@pytest.mark.parametrize("argument, words", [("__x=1", "reserved"), ("site", "NAME=VALUE"), ("a.b=1", "not a label name")])
+def test_a_bad_external_label_option_exits_2_naming_it(spawn, argument, words):
+    p = spawn("--port", "0", "--external-label", argument)
+    assert p.proc.wait(10) == 2
+    wait_until(lambda: re.search(words, p.output), message="the error line")
+
+
+def test_a_config_file_with_a_bad_remote_write_does_not_start_and_says_why(tmp_path, spawn):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"remote_write": [{"url": "http://h/w", "bearer_token_env": "RW_UNSET_VARIABLE"}]}))
+    p = spawn("--port", "0", "--config", str(path))
+    assert p.proc.wait(10) == 2
+    wait_until(lambda: "RW_UNSET_VARIABLE is not set" in p.output, message="the error line")
+    assert "Traceback" not in p.output
