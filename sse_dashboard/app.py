@@ -36,7 +36,7 @@ from sse_dashboard.alerting.heartbeats import Heartbeats
 from sse_dashboard.alerting.jobs import Jobs
 from sse_dashboard.alerting.notify import Notifier
 from sse_dashboard.alerting.rules import AlertEngine
-from sse_dashboard.application import Application, alert_extras, server_stats
+from sse_dashboard.application import Application, alert_extras, remote_write_extras, server_stats
 from sse_dashboard.collectors.processes import TopProcesses
 from sse_dashboard.config import Config
 from sse_dashboard.demo import DemoFeeder
@@ -116,7 +116,8 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
         server_stats=functools.partial(server_stats, hub, statsd, started_monotonic),
         extra=dict({"boot_id": boot_id, "events_epoch": store.epoch}, **({"demo": True} if config.demo else {})),
         prepare=[statsd.aggregator.flush] if statsd is not None else [],
-        judges=[functools.partial(alert_extras, alerts, heartbeats, jobs)],
+        judges=[functools.partial(alert_extras, alerts, heartbeats, jobs),
+                functools.partial(remote_write_extras, writers)],
         subscribers=[store.record, hub.publish] + [writer.submit for writer in writers],
     )
     app = Application(config=config, registry=registry, events=events, store=store, pushes=pushes, notifier=notifier,

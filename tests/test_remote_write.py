@@ -212,8 +212,10 @@ class ScriptedReceiver:
                 self.send_response(status)
                 for name, value in headers:
                     self.send_header(name, value)
-                self.send_header("Content-Length", "0")
+                body = getattr(receiver, "body", "").encode()
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args):
                 pass
@@ -577,3 +579,63 @@ def test_an_engine_that_trickles_its_answer_is_given_up_after_the_request_timeou
         wait_until(lambda: writer.state()["last_error"], timeout=3, message="the request to be given up")
     finally:
         writer.stop()
+
+
+# --- the writer's state in the snapshot and on the page (#25) -----------------------------------
+
+def test_each_snapshot_carries_the_writers_state_redacted(make_server, receiver, sse_reader):
+    engine = receiver((204, (), 0))
+    url = engine.url.replace("http://", "http://alice:s3cr%40t@") + "?api_key=k3y"
+    running = make_server(remote_write=(url,))
+    reader = sse_reader(running)
+    wait_until(lambda: running.server.app.health()["remote_write"][0]["sent"] > 0, timeout=5, message="a sent tick")
+    frame = reader.next_event("metrics")
+    while json.loads(frame["data"])["remote_write"][0]["sent"] == 0:
+        frame = reader.next_event("metrics")
+    state = json.loads(frame["data"])["remote_write"]
+    assert [w["url"] for w in state] == [engine.url] and state[0]["dropped"] == 0, state
+    assert set(state[0]) >= {"sent", "queued", "dropped", "last_error", "lag_s"}
+    assert "s3cr" not in frame["data"] and "k3y" not in frame["data"] and "alice" not in frame["data"]
+    # A dashboard without remote write has no such key (the page hides its panel).
+    plain = make_server()
+    assert "remote_write" not in plain.json("GET", "/api/metrics")[1]
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    yield page
+    context.close()
+
+
+@pytest.mark.browser
+def test_the_page_shows_each_receivers_state_as_literal_text_and_no_secret(make_server, receiver, page):
+    good = receiver((204, (), 0))
+    hostile = ScriptedReceiver([(400, (), 0)])
+    hostile_body = '<img src=x onerror="window.pwned=1">'
+    hostile.body = hostile_body  # the receiver's answer, which the page must show as text
+    bad_url = hostile.url.replace("http://", "http://bob:pa55w0rd@") + "?token=t0ken"
+    try:
+        running = make_server(remote_write=(good.url, bad_url), interval_s=0.3)
+        page.goto(running.url + "/")
+        wait_until(lambda: page.is_visible("#remote-write-section"), timeout=5, message="the remote write panel")
+        rows = lambda: page.query_selector_all("#remote-write tr")  # noqa: E731
+        wait_until(lambda: len(rows()) == 2 and "HTTP 400" in (page.text_content("#remote-write") or ""),
+                   timeout=5, message="both receivers, the refused one with its reason")
+        first, second = [row.query_selector_all("th, td") for row in rows()]
+        assert first[0].text_content() == good.url and second[0].text_content() == hostile.url
+        wait_until(lambda: int(page.text_content("#remote-write tr:first-child .rw-sent").replace(",", "")) > 0,
+                   timeout=5, message="samples sent")
+        assert page.text_content("#remote-write tr:last-child .rw-dropped") != "0"
+        error = page.text_content("#remote-write tr:last-child .rw-error")
+        assert error.startswith("HTTP 400") and hostile_body in error, error
+        assert page.evaluate("window.pwned") is None and page.query_selector("#remote-write img") is None
+        text = page.text_content("body")
+        assert "pa55w0rd" not in text and "t0ken" not in text and "bob" not in text
+        assert page.console_errors == []
+    finally:
+        hostile.close()

@@ -114,6 +114,8 @@ _SNAPSHOT = {
                            "description": "rules whose metric has never had a value (absent when none)"},
         "demo": {"const": True, "description": "present when started with --demo: synthetic data"},
         "heartbeats": {"type": "array", "items": {"type": "object", "required": ["name", "status", "last_seen"]}},
+        "remote_write": {"type": "array", "items": _REMOTE_WRITE,
+                         "description": "with --remote-write: each receiver's state (absent without one)"},
         "seq": {"type": "integer", "minimum": 1},
         "ts": {"type": "number"},
         "interval": {"type": "number", "exclusiveMinimum": 0},
