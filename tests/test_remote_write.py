@@ -24,7 +24,8 @@ import urllib.request
 import pytest
 
 from conftest import SSEReader, require_tool, required, wait_until
-from sse_dashboard.export.remote_write import encode_write_request, snappy_block, tick_series
+from sse_dashboard.export import remote_write
+from sse_dashboard.export.remote_write import encode_write_request, snappy_block, snappy_literal_block, tick_series
 from sse_dashboard.export.writer import RemoteWriter, redacted_url
 from sse_dashboard.registry import labeled_name
 from sse_dashboard.sampler import Sample
@@ -72,7 +73,20 @@ def decode(body: bytes) -> list[tuple[tuple, float, int]]:
 def test_the_literal_snappy_block_is_read_back_by_python_snappy_at_every_tag_length(size):
     snappy = required("snappy")
     data = bytes(i * 7 % 251 for i in range(size))
-    assert snappy.uncompress(snappy_block(data)) == data
+    assert snappy.uncompress(snappy_literal_block(data)) == data
+    assert snappy.uncompress(snappy_block(data)) == data  # compressed when the [snappy] extra is there
+
+
+def test_with_the_snappy_extra_requests_are_compressed_and_without_it_literal(monkeypatch):
+    required("cramjam")
+    snappy = required("snappy")
+    body = encode_write_request(tick_series({"seq": 1, "system": {}, "server": {}, "counters": {},
+                                             "gauges": {"g%d" % i: i for i in range(100)}}, "box"), 1)
+    assert remote_write.snappy_compressor() == "cramjam"
+    compressed = snappy_block(body)
+    assert len(compressed) < len(body) / 3 and snappy.uncompress(compressed) == body
+    monkeypatch.setattr(remote_write, "_cramjam", None)  # as without the extra
+    assert remote_write.snappy_compressor() == "literal" and snappy_block(body) == snappy_literal_block(body)
 
 
 def test_a_write_request_decodes_with_protobuf_to_the_same_labels_values_and_timestamps():

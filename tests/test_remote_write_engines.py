@@ -20,7 +20,8 @@ import urllib.request
 
 import pytest
 
-from conftest import require_tool, wait_until
+from conftest import require_tool, required, wait_until
+from sse_dashboard.export import remote_write
 from sse_dashboard.alerting.heartbeats import parse_heartbeats
 from sse_dashboard.alerting.jobs import parse_jobs
 from sse_dashboard.registry import MAX_LABELED_NAME_CHARS, labeled_name
@@ -121,8 +122,14 @@ def query_range(base: str, selector: str, start_ms: int, end_ms: int) -> list:
     return get_json(base + "/api/v1/query_range?" + query)["data"]["result"]
 
 
+@pytest.mark.parametrize("framing", ["literal", "cramjam"])
 def test_every_kind_of_series_reaches_prometheus_and_victoriametrics_sample_for_sample(
-        make_server, prometheus, victoria, tmp_path):  # noqa: F811 (prometheus is the imported fixture)
+        make_server, prometheus, victoria, tmp_path, monkeypatch, framing):  # noqa: F811 (prometheus: a fixture)
+    if framing == "literal":
+        monkeypatch.setattr(remote_write, "_cramjam", None)  # the standard library's snappy, as without [snappy]
+    else:
+        required("cramjam")
+    assert remote_write.snappy_compressor() == framing
     copy = ScriptedReceiver([(204, (), 0)])
     try:
         running = make_server(
