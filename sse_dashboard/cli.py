@@ -128,7 +128,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-rollups", type=float, default=7 * 86400.0, metavar="SECONDS",
                         help="keep one-minute min/avg/max this long (default 7 days)")
     parser.add_argument("--config", metavar="FILE",
-                        help="alert rules, expected heartbeats and notify targets (JSON; an example is named below)")
+                        help="alert rules, expected heartbeats, notify targets and remote write receivers "
+                             "(JSON; an example is named below)")
     parser.add_argument("--statsd", metavar="[HOST:]PORT", default=None,
                         help="take StatsD lines on this UDP and TCP port (off by default; 8125 is usual)")
     parser.add_argument("--demo", action="store_true", help="feed synthetic counters, gauges and events")

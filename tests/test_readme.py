@@ -163,6 +163,10 @@ LIMITS = {
     "stream filters": [("events.MAX_FILTER_TERMS", events.MAX_FILTER_TERMS)],
     "streams": [("config.DEFAULT_MAX_CLIENTS", config.DEFAULT_MAX_CLIENTS)],
     "POSTs": [("config.DEFAULT_POST_RATE_PER_S", config.DEFAULT_POST_RATE_PER_S)],
+    "remote write config": [("config.MAX_REMOTE_WRITE_URLS", config.MAX_REMOTE_WRITE_URLS),
+                            ("config.MAX_EXTERNAL_LABELS", config.MAX_EXTERNAL_LABELS),
+                            ("config.MAX_LABEL_VALUE_CHARS", config.MAX_LABEL_VALUE_CHARS),
+                            ("config.MAX_SECRET_FILE_BYTES in KiB", config.MAX_SECRET_FILE_BYTES / 1024)],
 }
 _NUMBER = re.compile(r"(?<![\w.^])\d+(?:,\d{3})*(?:\.\d+)?(?:e\d+)?(?![\w^])")
 

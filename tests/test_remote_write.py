@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -653,3 +654,22 @@ def test_the_page_shows_each_receivers_state_as_literal_text_and_no_secret(make_
         assert page.console_errors == []
     finally:
         hostile.close()
+
+
+def test_the_readmes_config_example_loads_as_it_says(tmp_path, monkeypatch):
+    from sse_dashboard.cli import load_export
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    example = readme.split("## More than one machine", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    token = tmp_path / "metrics-token"
+    token.write_text("t0k\n")
+    path = tmp_path / "config.json"
+    path.write_text(example.replace("/etc/sse-dashboard/metrics-token", str(token)))
+    monkeypatch.setenv("MIMIR_PASSWORD", "pw")
+    export = load_export(str(path))
+    assert export.instance == "gpu-box" and dict(export.external_labels) == {"site": "lab", "rack": "r7"}
+    assert [dict(t.headers) for t in export.remote_write] == [
+        {"Authorization": "Bearer t0k"}, {"X-Scope-OrgID": "team-a", "Authorization": basic("gpu-box", "pw")}]
+    monkeypatch.delenv("MIMIR_PASSWORD")
+    with pytest.raises(ValueError, match="remote_write 2: basic_auth: password_env: the environment variable "
+                                         "MIMIR_PASSWORD is not set"):
+        load_export(str(path))
