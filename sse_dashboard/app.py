@@ -36,7 +36,7 @@ from sse_dashboard.alerting.heartbeats import Heartbeats
 from sse_dashboard.alerting.jobs import Jobs
 from sse_dashboard.alerting.notify import Notifier
 from sse_dashboard.alerting.rules import AlertEngine
-from sse_dashboard.application import Application, alert_extras, server_stats
+from sse_dashboard.application import Application, alert_extras, remote_write_extras, server_stats
 from sse_dashboard.collectors.processes import TopProcesses
 from sse_dashboard.config import Config
 from sse_dashboard.demo import DemoFeeder
@@ -107,8 +107,9 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
                 ping_key=_ping_key(store))
     hub = StreamHub(events, doorbell, heartbeat_s=config.heartbeat_s, write_timeout_s=config.write_timeout_s)
     # Each remote write receiver gets every sample from its own thread; submit() only queues.
-    writers = [RemoteWriter(url, instance=config.instance or socket.gethostname(),
-                            user_agent="sse-dashboard/" + __version__) for url in config.remote_write]
+    writers = [RemoteWriter(target.url, instance=config.instance or socket.gethostname(), headers=target.headers,
+                            external_labels=config.external_labels, user_agent="sse-dashboard/" + __version__)
+               for target in config.remote_write]
     # What is pushed says where this dashboard's page is, so a fleet page can link to it (#25).
     identity = {"identity": {"url": page_url, "version": __version__}} if writers else {}
     # The fleet page's listing: asked of the engine by one thread, handed to the streams that want it.
@@ -125,7 +126,8 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
         extra=dict({"boot_id": boot_id, "events_epoch": store.epoch}, **({"demo": True} if config.demo else {}),
                    **identity, **({"fleet": "/fleet"} if fleet_view is not None else {})),
         prepare=[statsd.aggregator.flush] if statsd is not None else [],
-        judges=[functools.partial(alert_extras, alerts, heartbeats, jobs)],
+        judges=[functools.partial(alert_extras, alerts, heartbeats, jobs),
+                functools.partial(remote_write_extras, writers)],
         subscribers=[store.record, hub.publish] + [writer.submit for writer in writers],
     )
     app = Application(config=config, registry=registry, events=events, store=store, pushes=pushes, notifier=notifier,

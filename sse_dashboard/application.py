@@ -44,7 +44,7 @@ MAX_HISTORY_NAMES = 100
 MAX_HISTORY_READS = 4
 
 __all__ = ["Application", "DEFAULT_HISTORY_POINTS", "MAX_HISTORY_POINTS", "MAX_HISTORY_NAMES", "MAX_HISTORY_READS",
-           "StreamCounts", "server_stats", "alert_extras"]
+           "StreamCounts", "server_stats", "alert_extras", "remote_write_extras"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,12 @@ def alert_extras(alerts: AlertEngine, heartbeats: Heartbeats, jobs: Jobs, snapsh
     extra["heartbeats"] = heartbeats.listing()
     extra["jobs"] = jobs.listing()
     return extra
+
+
+def remote_write_extras(writers: Sequence[RemoteWriter], snapshot: dict) -> dict:
+    """What a sample adds for remote write: each receiver's state (``RemoteWriter.state``: the
+    URL redacted to scheme, host and path), so the page shows it live; nothing without one."""
+    return {"remote_write": [writer.state() for writer in writers]} if writers else {}
 
 
 class Application:

@@ -19,7 +19,7 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sse_dashboard import __version__
 from sse_dashboard.alerting.heartbeats import parse_heartbeats
@@ -28,7 +28,8 @@ from sse_dashboard.alerting.targets import parse_targets
 from sse_dashboard.alerting.rules import load_document, parse_rules
 from sse_dashboard.app import ListenerUnavailable, address_in_use, build_app
 from sse_dashboard.config import (DEFAULT_HOST, DEFAULT_INTERVAL_S, DEFAULT_MAX_CLIENTS, DEFAULT_PORT,
-                                  DEFAULT_POST_RATE_PER_S, Config, origin_of, shipped_path)
+                                  DEFAULT_POST_RATE_PER_S, Config, RemoteWriteTarget, check_external_label,
+                                  origin_of, parse_external_labels, parse_instance, parse_remote_write, shipped_path)
 from sse_dashboard.export.writer import parse_url
 from sse_dashboard.fleet.view import DEFAULT_STALE_S, FleetSettings
 from sse_dashboard.ingest.statsd import parse_address
@@ -37,7 +38,7 @@ from sse_dashboard.storage import DataDirInUse
 from sse_dashboard.web.guard import is_loopback, token_problem
 from sse_dashboard.web.handler import access_log
 
-__all__ = ["main", "make_parser", "parse_args", "load_config", "config_from_args", "port_error_message",
+__all__ = ["main", "make_parser", "parse_args", "load_config", "load_export", "Export", "config_from_args", "port_error_message",
            "fit_open_file_limit", "default_data_dir", "EXAMPLE_CONFIG", "SPARE_FILES"]
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-rollups", type=float, default=7 * 86400.0, metavar="SECONDS",
                         help="keep one-minute min/avg/max this long (default 7 days)")
     parser.add_argument("--config", metavar="FILE",
-                        help="alert rules, expected heartbeats and notify targets (JSON; an example is named below)")
+                        help="alert rules, expected heartbeats, notify targets and remote write receivers "
+                             "(JSON; an example is named below)")
     parser.add_argument("--statsd", metavar="[HOST:]PORT", default=None,
                         help="take StatsD lines on this UDP and TCP port (off by default; 8125 is usual)")
     parser.add_argument("--demo", action="store_true", help="feed synthetic counters, gauges and events")
@@ -152,6 +154,8 @@ def make_parser() -> argparse.ArgumentParser:
                              "e.g. http://127.0.0.1:9090/api/v1/write")
     parser.add_argument("--instance", default=None, metavar="NAME",
                         help="the instance label of what --remote-write pushes (default: this machine's host name)")
+    parser.add_argument("--external-label", action="append", default=[], metavar="NAME=VALUE",
+                        help="a label added to every series --remote-write pushes (repeatable), e.g. site=lab")
     parser.add_argument("--fleet", default=None, metavar="URL",
                         help="show every dashboard pushing to this engine at /fleet, read from its Prometheus query API "
                              "(e.g. http://127.0.0.1:9090)")
@@ -189,8 +193,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parse_url(url)
         except ValueError as exc:
             parser.error("--remote-write: %s" % exc)
-    if args.instance is not None and not args.instance.strip():
-        parser.error("--instance must not be empty")
+    try:
+        parse_instance(args.instance, "--instance")
+        args.external_labels = _external_label_options(args.external_label)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.public_url is not None:
         try:
             origin_of(args.public_url)
@@ -222,6 +229,45 @@ def load_config(path: str | None) -> tuple[list, dict, list, dict]:
     return rules, heartbeats, targets, jobs
 
 
+class Export(NamedTuple):
+    """What the --config file says about remote write: receivers, external labels, instance."""
+
+    remote_write: tuple = ()
+    external_labels: tuple = ()
+    instance: str | None = None
+
+
+def load_export(path: str | None) -> Export:
+    """The --config file's ``remote_write``, ``external_labels`` and ``instance``, secrets read
+    now (a relative secret file is beside the config file); ``ValueError`` names what is wrong
+    and never what a secret holds."""
+    if not path:
+        return Export()
+    document = load_document(path)
+    if not isinstance(document, dict):
+        return Export()  # load_config says what is wrong with it
+    targets = parse_remote_write(document.get("remote_write"), base_dir=Path(path).resolve().parent)
+    for i, target in enumerate(targets, start=1):
+        try:
+            parse_url(target.url)
+        except ValueError as exc:
+            raise ValueError("remote_write %d: %s" % (i, exc)) from None
+    return Export(targets, parse_external_labels(document.get("external_labels")),
+                  parse_instance(document.get("instance")))
+
+
+def _external_label_options(values: list[str]) -> tuple:
+    """--external-label NAME=VALUE, each checked as the config file's are; a later one wins."""
+    labels: dict[str, str] = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep:
+            raise ValueError("--external-label takes NAME=VALUE, e.g. --external-label site=lab")
+        check_external_label(name, text, "--external-label")
+        labels[name] = text
+    return tuple(sorted(labels.items()))
+
+
 def fit_open_file_limit(max_clients: int) -> int:
     """Raise this process's soft limit on open files toward what ``max_clients`` streams
     need (POSIX; Windows has no such per-process limit for sockets), and return the number
@@ -247,14 +293,18 @@ def fit_open_file_limit(max_clients: int) -> int:
     return max_clients
 
 
-def config_from_args(args: argparse.Namespace, rules: list, data_dir: str | Path) -> Config:
+def config_from_args(args: argparse.Namespace, rules: list, data_dir: str | Path, export: Export = Export()) -> Config:
+    """The run's ``Config``; for remote write the options add to the config file's (receivers,
+    labels) or win over it (the instance, a label set in both)."""
+    labels = dict(export.external_labels, **dict(getattr(args, "external_labels", ())))
     return Config(host=args.host, port=args.port, interval_s=args.interval, demo=args.demo,
                   psutil=None if args.no_psutil else "auto", token=args.token, allowed_hosts=tuple(args.allow_host),
                   cors_origin=args.cors_origin, public_url=args.public_url,
                   max_clients=fit_open_file_limit(args.max_clients),
                   post_rate_per_s=args.post_rate,
                   alert_rules=tuple(rules), gauge_ttl_s=args.gauge_ttl, data_dir=data_dir, statsd=args.statsd,
-                  remote_write=tuple(args.remote_write), instance=args.instance,
+                  remote_write=export.remote_write + tuple(RemoteWriteTarget(url) for url in args.remote_write),
+                  instance=args.instance or export.instance, external_labels=labels,
                   storage_options={"full_s": args.keep_full, "rollup_keep_s": args.keep_rollups})
 
 
@@ -291,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                     "" if args.token else " and open to anyone (--insecure)")
     try:
         rules, heartbeats, targets, jobs = load_config(args.config)
+        export = load_export(args.config)
     except ValueError as exc:
         log.error("config not loaded, not starting: %s", exc)
         return 2
@@ -298,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo and not args.data_dir:
         log.info("demo: synthetic counters, gauges and events, kept in memory only (not in %s)", default_data_dir())
     try:
-        server = build_app(config_from_args(args, rules, data_dir), heartbeats=heartbeats, notify=targets, jobs=jobs,
+        server = build_app(config_from_args(args, rules, data_dir, export), heartbeats=heartbeats, notify=targets, jobs=jobs,
                            fleet=args.fleet_settings)
     except DataDirInUse as exc:
         return _another_dashboard(exc.url, args.open, "the data folder %s is in use by another dashboard%s; use that one, "

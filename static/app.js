@@ -8,6 +8,7 @@ import { flattenSnapshot } from "./series.js";
 import { createTransport } from "./transport.js";
 import { createCharts } from "./charts.js";
 import { createJobs } from "./jobs.js";
+import { renderRemoteWrite } from "./remote.js";
 
 (function () {
 
@@ -822,6 +823,7 @@ import { createJobs } from "./jobs.js";
     renderWaiting(Array.isArray(snap.alerts_waiting) ? snap.alerts_waiting : []);
     renderHeartbeats(Array.isArray(snap.heartbeats) ? snap.heartbeats : []);
     jobs.render(Array.isArray(snap.jobs) ? snap.jobs : [], snap.ts);
+    renderRemoteWrite(snap.remote_write, $("remote-write-section"), $("remote-write"));
     $("demo-note").hidden = snap.demo !== true;
     $("fleet-link").hidden = snap.fleet !== "/fleet";  // started with --fleet (#25)
     flashUpdated(snap.ts);

@@ -167,6 +167,10 @@ LIMITS = {
     "fleet page": [("fleet.view.DEFAULT_MAX_INSTANCES", fleet_view.DEFAULT_MAX_INSTANCES),
                    ("fleet.engine.MAX_ANSWER_BYTES in MiB", fleet_engine.MAX_ANSWER_BYTES / MIB),
                    ("fleet.engine.DEFAULT_TIMEOUT_S", fleet_engine.DEFAULT_TIMEOUT_S)],
+    "remote write config": [("config.MAX_REMOTE_WRITE_URLS", config.MAX_REMOTE_WRITE_URLS),
+                            ("config.MAX_EXTERNAL_LABELS", config.MAX_EXTERNAL_LABELS),
+                            ("config.MAX_LABEL_VALUE_CHARS", config.MAX_LABEL_VALUE_CHARS),
+                            ("config.MAX_SECRET_FILE_BYTES in KiB", config.MAX_SECRET_FILE_BYTES / 1024)],
 }
 _NUMBER = re.compile(r"(?<![\w.^])\d+(?:,\d{3})*(?:\.\d+)?(?:e\d+)?(?![\w^])")
 

@@ -8,7 +8,9 @@ One concept: pure functions from a snapshot to the bytes a remote write receiver
 - snappy's block format (github.com/google/snappy, format_description.txt) is a varint of the
   uncompressed length, then elements; a block made only of *literal* elements is valid snappy
   that every decoder reads. It does not compress: the bytes on the wire are the protobuf's plus
-  a few bytes per 64 KiB (README, "More than one machine" has the numbers).
+  a few bytes per 64 KiB. With the optional ``[snappy]`` extra (cramjam, the Rust snappy that
+  python-snappy itself wraps) ``snappy_block`` compresses for real: about 8x fewer bytes on the
+  wire for a little CPU (bench/RESULTS-remote-write.md); without it, literals.
 
 Invariants:
 - each ``TimeSeries`` carries its labels sorted by name, ``__name__`` included (the spec's
@@ -25,7 +27,13 @@ from typing import Iterable
 
 from sse_dashboard.exposition import prometheus_families
 
-__all__ = ["encode_write_request", "snappy_block", "tick_series", "identity_labels", "SNAPPY_LITERAL_MAX_BYTES"]
+try:  # the optional [snappy] extra: real compression; the standard library's literals otherwise
+    import cramjam as _cramjam
+except ImportError:
+    _cramjam = None
+
+__all__ = ["encode_write_request", "snappy_block", "snappy_literal_block", "snappy_compressor", "tick_series", "identity_labels",
+           "SNAPPY_LITERAL_MAX_BYTES"]
 
 # Snappy's own compressor emits fragments of at most 64 KiB; a literal element may be longer
 # (its length takes up to 4 bytes), but keeping to 64 KiB keeps every decoder on its common path.
@@ -75,7 +83,20 @@ def encode_write_request(series: Iterable[tuple[Labels, float]], timestamp_ms: i
     return bytes(out)
 
 
+def snappy_compressor() -> str:
+    """Which ``snappy_block`` frames requests: ``"cramjam"`` (the [snappy] extra) or ``"literal"``."""
+    return "cramjam" if _cramjam is not None else "literal"
+
+
 def snappy_block(data: bytes) -> bytes:
+    """``data`` in snappy's block format: compressed with the [snappy] extra when it is
+    installed, else as literal elements (``snappy_literal_block``). Both are valid snappy."""
+    if _cramjam is not None:
+        return bytes(_cramjam.snappy.compress_raw(data))
+    return snappy_literal_block(data)
+
+
+def snappy_literal_block(data: bytes) -> bytes:
     """``data`` in snappy's block format, as literal elements only (valid, uncompressed)."""
     if len(data) >= 1 << 32:
         raise ValueError("a snappy block holds less than 4 GiB")

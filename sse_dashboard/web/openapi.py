@@ -139,6 +139,8 @@ _SNAPSHOT = {
                      "version, sent as labels of sse_dashboard_info",
                      "properties": {"url": {"type": "string"}, "version": {"type": "string"}}},
         "heartbeats": {"type": "array", "items": {"type": "object", "required": ["name", "status", "last_seen"]}},
+        "remote_write": {"type": "array", "items": _REMOTE_WRITE,
+                         "description": "with --remote-write: each receiver's state (absent without one)"},
         "seq": {"type": "integer", "minimum": 1},
         "ts": {"type": "number"},
         "interval": {"type": "number", "exclusiveMinimum": 0},
