@@ -42,6 +42,8 @@ from sse_dashboard.config import Config
 from sse_dashboard.demo import DemoFeeder
 from sse_dashboard.events import EventFilter, EventLog
 from sse_dashboard.export.writer import RemoteWriter
+from sse_dashboard.ingest.otlp_logs import OtlpLogs
+from sse_dashboard.ingest.otlp_metrics import OtlpMetrics
 from sse_dashboard.ingest.push import PushGroups
 from sse_dashboard.ingest.statsd import StatsdAggregator, StatsdListener, parse_address
 from sse_dashboard.collectors.system import make_system_collector
@@ -121,7 +123,8 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     app = Application(config=config, registry=registry, events=events, store=store, pushes=pushes, notifier=notifier,
                       alerts=alerts, heartbeats=heartbeats, jobs=jobs, hub=hub, sampler=sampler,
                       processes=TopProcesses(getattr(sampler.collector, "_psutil", None)), statsd=statsd,
-                      boot_id=boot_id, started_monotonic=started_monotonic, remote_writers=writers)
+                      boot_id=boot_id, started_monotonic=started_monotonic, remote_writers=writers,
+                      otlp_metrics=OtlpMetrics(registry), otlp_logs=OtlpLogs(events))
     mcp = McpEndpoint(dashboard_tools(app, functools.partial(events.post), EventFilter.parse), __version__)
     server = DashboardServer(listener, app, hub, mcp)
     if start:
