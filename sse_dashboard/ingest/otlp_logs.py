@@ -133,7 +133,8 @@ def _read_record(record: dict, source: str, scope_name: Any, type_attribute: str
     encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     if len(encoded) > MAX_OTLP_LOG_DATA_CHARS:
         raise OtlpError("a log record's attributes must be at most %d characters as JSON" % MAX_OTLP_LOG_DATA_CHARS)
-    message = _message(any_value(record.get("body")), event_type or text or "(a log record without a body)")
+    fallback = event_type or (text if isinstance(text, str) and text else "(a log record without a body)")
+    message = _message(any_value(record.get("body")), fallback)
     if not all(is_unicode_text(text) for text in (encoded, message, source)):
         raise OtlpError("a log record must be valid Unicode text (it has a lone surrogate such as \\ud800)")
     return _Record(level_of(number, text), message, source, data, event_type)
