@@ -161,7 +161,7 @@ def test_points_that_cannot_be_kept_are_a_partial_success_and_the_rest_are_kept(
     (b"{not json", "JSON"), (b"[]", "JSON object"), (b'{"resourceMetrics": {}}', "array"),
     (b'{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "x", "sum": {"aggregationTemporality": 2,'
      b'"dataPoints": [{"asInt": "1", "attributes": [{"key": "k", "value": {"weird": 1}}]}]}}]}]}]}', None),
-    (b"[" * 100 + b"]" * 100, "deep"),
+    (b"[" * 100_000 + b"]" * 100_000, "too deep"), (b'{"resourceMetrics": ' + b"[" * 50 + b"]" * 50 + b"}", "array"),
 ])
 def test_a_body_that_is_no_otlp_request_is_a_400_and_stores_nothing(server, body, why):
     status, _, answer = export(server, body)
@@ -293,3 +293,19 @@ def test_protobuf_without_the_otlp_extra_is_a_415_naming_it(spawn, tmp_path):
     conn.request("POST", "/v1/metrics", json.dumps(metrics_request(gauge("g", 1.0))).encode(), JSON)
     assert conn.getresponse().status == 200  # JSON needs nothing more
     assert "Traceback" not in running.output
+
+
+def test_the_stream_state_is_bounded_and_a_forgotten_stream_never_counts_twice(server):
+    from sse_dashboard.ingest.otlp_metrics import MAX_STARTS_PER_NAME
+
+    # One series from more SDK runs than the dashboard keeps start times for: the earliest is
+    # forgotten. Coming back, it sets a baseline (its 5 was counted); a later run counts whole.
+    for run in range(MAX_STARTS_PER_NAME + 1):
+        export(server, metrics_request(counter("orders", 5, start=START + run)))
+    total = 5 * (MAX_STARTS_PER_NAME + 1)
+    assert app_metrics(server)[0] == {'orders{service="shop"}': total}
+    export(server, metrics_request(counter("orders", 6, start=START)))  # the forgotten one again
+    assert app_metrics(server)[0] == {'orders{service="shop"}': total}
+    export(server, metrics_request(counter("orders", 3, start=START + 100)))
+    assert app_metrics(server)[0] == {'orders{service="shop"}': total + 3}
+    assert server.server.app.otlp_metrics.streams() <= MAX_STARTS_PER_NAME

@@ -20,7 +20,9 @@ its growth (a smaller value with the same start is a reset: it adds the value). 
 restarted SDK: its whole value is new. A stream never seen that started before this dashboard
 started (``trusted_since``), for a counter the registry already holds, may have been counted
 by an earlier run of the dashboard: it sets its baseline and adds nothing. ``MAX_OTLP_STREAMS``
-streams are kept (the least recently seen go first, and the baseline rule then covers them).
+streams are kept (the least recently seen go first), at most ``MAX_STARTS_PER_NAME`` start times
+a name (the earliest go first); a forgotten stream that comes back sets a baseline too, while a
+later start (an SDK restarted since) counts whole.
 
 Invariants:
 - a request is read whole first; a point that cannot be kept is rejected (partial success,
@@ -31,6 +33,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -40,7 +43,7 @@ from typing import Any, Callable
 
 from sse_dashboard.ingest.otlp import (OtlpError, attributes, label_name, label_text, metric_base_name, read_double,
                                        read_int)
-from sse_dashboard.registry import MetricsRegistry, canonical_name, labeled_name
+from sse_dashboard.registry import MAX_NAME_CHARS, MetricsRegistry, labeled_name
 
 __all__ = ["OtlpMetrics", "ExportResult", "read_metrics", "quantile_name", "MAX_OTLP_STREAMS", "MAX_OTLP_POINTS", "QUANTILES",
            "RESOURCE_LABELS"]
@@ -118,6 +121,8 @@ class OtlpMetrics:
         self._max_streams = max_streams
         self._streams: OrderedDict = OrderedDict()  # (name, start ns) -> last cumulative value
         self._starts: dict[str, list] = {}          # name -> its start times kept
+        # name -> the latest start of a stream forgotten here: one that comes back was counted already
+        self._floors: OrderedDict = OrderedDict()
 
     def export(self, request: dict) -> ExportResult:
         """Apply a request; ``OtlpError`` (a 400) or the registry's ``ValueError`` store nothing."""
@@ -145,7 +150,9 @@ class OtlpMetrics:
             key = (name, start)
             last = staged.get(key, self._streams.get(key))
             if last is None:
-                if start >= self._trusted_since_ns:
+                if start <= self._floors.get(name, -1):
+                    delta = 0  # forgotten here (the bounds), counted before: a baseline
+                elif start >= self._trusted_since_ns:
                     delta = value
                 else:  # maybe counted by an earlier run (or forgotten here): a baseline, unless never seen
                     known = self.registry.snapshot()[0] if known is None else known
@@ -164,15 +171,29 @@ class OtlpMetrics:
                 starts.append(start)
                 if len(starts) > MAX_STARTS_PER_NAME:  # an SDK that restarted never sends its old start again
                     starts.sort()
-                    self._streams.pop((name, starts.pop(0)), None)
+                    oldest = starts.pop(0)
+                    self._streams.pop((name, oldest), None)
+                    self._forgotten(name, oldest)
+                    if oldest == start:
+                        continue  # the new stream is itself the oldest: not kept
             self._streams[key] = value
             self._streams.move_to_end(key)
         while len(self._streams) > self._max_streams:
             (name, start), _ = self._streams.popitem(last=False)
-            self._starts[name].remove(start)
-            if not self._starts[name]:
+            starts = self._starts[name]
+            starts.remove(start)
+            if not starts:
                 del self._starts[name]
-            # A forgotten stream may come back: from now on, unknown old streams only set baselines.
+            self._forgotten(name, start)
+
+    def _forgotten(self, name: str, start: int) -> None:
+        """A stream left the table: if it comes back, it sets a baseline (a later start, an SDK
+        that restarted since, still counts whole)."""
+        self._floors[name] = max(self._floors.get(name, start), start)
+        self._floors.move_to_end(name)
+        while len(self._floors) > self._max_streams:
+            self._floors.popitem(last=False)
+            # Past this bound too: from now on, every unknown stream that started earlier sets a baseline.
             self._trusted_since_ns = max(self._trusted_since_ns, int(self._clock() * 1e9))
 
 
@@ -278,7 +299,16 @@ def point_labels(items: Any) -> dict:
 
 
 def _name(base: str, labels: dict) -> str:
-    return canonical_name(labeled_name(base, labels))  # ValueError: too many labels, too long, a bad name
+    return _labeled(base, tuple(labels.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _labeled(base: str, labels: tuple) -> str:
+    """The registry's name for a series; ``ValueError``: too many labels, too long. Memoized: an SDK
+    sends the same series at every export, and building the name was a third of a request's time."""
+    if len(base) > MAX_NAME_CHARS:  # (its characters are metric_base_name's: always valid)
+        raise ValueError("metric name %s... must be at most %d characters" % (base[:40], MAX_NAME_CHARS))
+    return labeled_name(base, dict(labels))
 
 
 def _number(point: dict) -> int | float:
