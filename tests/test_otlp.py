@@ -8,12 +8,10 @@ import gzip
 import json
 import shutil
 import subprocess
-import sys
-import textwrap
 
 import pytest
 
-from conftest import require_tool, required, wait_until
+from conftest import require_tool, required
 
 START = 1_900_000_000_000_000_000  # after any test's dashboard started: a stream it saw from its start
 JSON = {"Content-Type": "application/json"}
