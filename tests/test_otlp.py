@@ -307,3 +307,12 @@ def test_the_stream_state_is_bounded_and_a_forgotten_stream_never_counts_twice(s
     export(server, metrics_request(counter("orders", 3, start=START + 100)))
     assert app_metrics(server)[0] == {'orders{service="shop"}': total + 3}
     assert server.server.app.otlp_metrics.streams() <= MAX_STARTS_PER_NAME
+
+
+def test_all_lists_exactly_the_public_names():
+    from conftest import check_public_names
+    from sse_dashboard.ingest import otlp, otlp_logs, otlp_metrics
+    from sse_dashboard.web.handlers import otlp as otlp_handlers
+
+    for module in (otlp, otlp_metrics, otlp_logs, otlp_handlers):
+        check_public_names(module)

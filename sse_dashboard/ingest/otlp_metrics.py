@@ -45,7 +45,7 @@ from sse_dashboard.ingest.otlp import (OtlpError, attributes, label_name, label_
                                        read_int)
 from sse_dashboard.registry import MAX_NAME_CHARS, MetricsRegistry, labeled_name
 
-__all__ = ["OtlpMetrics", "ExportResult", "read_metrics", "quantile_name", "MAX_OTLP_STREAMS", "MAX_OTLP_POINTS", "QUANTILES",
+__all__ = ["OtlpMetrics", "ExportResult", "read_metrics", "quantile_name", "resource_labels", "point_labels", "MAX_OTLP_STREAMS", "MAX_OTLP_POINTS", "QUANTILES",
            "RESOURCE_LABELS"]
 
 MAX_OTLP_STREAMS = 10_000   # cumulative streams remembered between exports
