@@ -162,3 +162,26 @@ def test_a_batch_refused_with_429_is_retried_by_the_sdk_and_counted_once(make_se
     finally:
         provider.shutdown()
     assert app_metrics(running)[0] == {'orders{service="shop"}': 5}
+
+
+def test_gzip_and_exponential_histograms_from_the_sdk(endpoint, protocol, monkeypatch):
+    from opentelemetry.sdk.metrics import Histogram, MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    exporter = importlib.import_module(PROTOCOLS[protocol][0]).OTLPMetricExporter()
+    provider = MeterProvider(metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)],
+                             views=[View(instrument_type=Histogram, aggregation=ExponentialBucketHistogramAggregation())])
+    latency = provider.get_meter("shop").create_histogram("query.time", unit="ms")
+    for value in range(1, 101):
+        latency.record(value)
+    try:
+        assert provider.force_flush(5000)
+    finally:
+        provider.shutdown()
+    counters, gauges = app_metrics(endpoint)
+    assert counters['query_time_milliseconds_count{service="shop"}'] == 100
+    assert counters['query_time_milliseconds_sum{service="shop"}'] == 5050
+    assert gauges['query_time_milliseconds_p50{service="shop"}'] == pytest.approx(50, rel=0.05)
+    assert gauges['query_time_milliseconds_p99{service="shop"}'] == pytest.approx(99, rel=0.05)
