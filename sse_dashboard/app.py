@@ -43,6 +43,8 @@ from sse_dashboard.demo import DemoFeeder
 from sse_dashboard.events import EventFilter, EventLog
 from sse_dashboard.export.writer import RemoteWriter
 from sse_dashboard.fleet.view import Fleet, FleetSettings
+from sse_dashboard.ingest.otlp_logs import OtlpLogs
+from sse_dashboard.ingest.otlp_metrics import OtlpMetrics
 from sse_dashboard.ingest.push import PushGroups
 from sse_dashboard.ingest.statsd import StatsdAggregator, StatsdListener, parse_address
 from sse_dashboard.collectors.system import make_system_collector
@@ -133,7 +135,8 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
     app = Application(config=config, registry=registry, events=events, store=store, pushes=pushes, notifier=notifier,
                       alerts=alerts, heartbeats=heartbeats, jobs=jobs, hub=hub, sampler=sampler,
                       processes=TopProcesses(getattr(sampler.collector, "_psutil", None)), statsd=statsd,
-                      boot_id=boot_id, started_monotonic=started_monotonic, remote_writers=writers, fleet=fleet_view)
+                      boot_id=boot_id, started_monotonic=started_monotonic, remote_writers=writers, fleet=fleet_view,
+                      otlp_metrics=OtlpMetrics(registry), otlp_logs=OtlpLogs(events))
     mcp = McpEndpoint(dashboard_tools(app, functools.partial(events.post), EventFilter.parse), __version__)
     server = DashboardServer(listener, app, hub, mcp)
     if start:

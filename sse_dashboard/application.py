@@ -29,6 +29,8 @@ from sse_dashboard.collectors.processes import TopProcesses
 from sse_dashboard.config import Config
 from sse_dashboard.events import EventFilter, EventLog
 from sse_dashboard.export.writer import RemoteWriter
+from sse_dashboard.ingest.otlp_logs import OtlpLogs
+from sse_dashboard.ingest.otlp_metrics import OtlpMetrics
 from sse_dashboard.ingest.push import PushGroups
 from sse_dashboard.ingest.statsd import StatsdListener
 from sse_dashboard.registry import MetricsRegistry
@@ -96,12 +98,14 @@ class Application:
                  pushes: PushGroups, notifier: Notifier, alerts: AlertEngine, heartbeats: Heartbeats, jobs: Jobs,
                  hub: StreamCounts, sampler: Sampler, processes: TopProcesses, statsd: StatsdListener | None,
                  boot_id: str, started_monotonic: float, remote_writers: Sequence[RemoteWriter] = (),
-                 fleet: Any = None) -> None:
+                 fleet: Any = None, otlp_metrics: OtlpMetrics, otlp_logs: OtlpLogs) -> None:
         self.config = config
         self.registry = registry
         self.events = events
         self.store = store
         self.pushes = pushes
+        self.otlp_metrics = otlp_metrics  # OpenTelemetry's doors (POST /v1/metrics, /v1/logs)
+        self.otlp_logs = otlp_logs
         self.notifier = notifier
         self.alerts = alerts
         self.heartbeats = heartbeats

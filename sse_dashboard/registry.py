@@ -331,7 +331,7 @@ class MetricsRegistry:
                 self._unsaved.add(("gauges", name))
 
 
-_DOOR_NAMES = {"statsd": "StatsD", "push": "Prometheus push"}
+_DOOR_NAMES = {"statsd": "StatsD", "push": "Prometheus push", "otlp": "OpenTelemetry"}
 
 
 class RegistrySealed(Exception):

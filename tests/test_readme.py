@@ -18,6 +18,7 @@ from sse_dashboard.storage import jobs as job_storage
 from sse_dashboard.web.handlers import jobs as job_handlers
 from sse_dashboard import registry as metrics  # the registry's limits (once in metrics.py)
 from sse_dashboard.ingest import push as pushgateway
+from sse_dashboard.ingest import otlp, otlp_logs, otlp_metrics
 from sse_dashboard import application, cli, config
 from sse_dashboard.web import request
 from sse_dashboard.ingest import statsd as statsd_listener
@@ -157,6 +158,12 @@ LIMITS = {
              ("web.handlers.jobs.MAX_PING_BODY_BYTES", job_handlers.MAX_PING_BODY_BYTES),
              ("storage.jobs.MAX_RUNS", job_storage.MAX_RUNS)],
     "push groups": [("pushgateway.MAX_GROUPS", pushgateway.MAX_GROUPS)],
+    "OpenTelemetry": [("otlp.MAX_OTLP_BYTES in MiB", otlp.MAX_OTLP_BYTES / MIB),
+                      ("otlp_metrics.MAX_OTLP_POINTS", otlp_metrics.MAX_OTLP_POINTS),
+                      ("otlp_logs.MAX_OTLP_LOG_RECORDS", otlp_logs.MAX_OTLP_LOG_RECORDS),
+                      ("otlp_metrics.MAX_OTLP_STREAMS", otlp_metrics.MAX_OTLP_STREAMS),
+                      ("otlp_metrics.MAX_BUCKETS", otlp_metrics.MAX_BUCKETS),
+                      ("otlp_logs.MAX_OTLP_LOG_DATA_CHARS in KiB", otlp_logs.MAX_OTLP_LOG_DATA_CHARS / 1024)],
     "history answers": [("application.DEFAULT_HISTORY_POINTS", application.DEFAULT_HISTORY_POINTS),
                         ("application.MAX_HISTORY_POINTS", application.MAX_HISTORY_POINTS),
                         ("application.MAX_HISTORY_NAMES", application.MAX_HISTORY_NAMES),

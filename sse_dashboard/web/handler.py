@@ -38,6 +38,7 @@ from sse_dashboard.web.handlers.events import EventHandlers
 from sse_dashboard.web.handlers.fleet import FleetHandlers
 from sse_dashboard.web.handlers.jobs import JobHandlers
 from sse_dashboard.web.handlers.metrics import MetricHandlers
+from sse_dashboard.web.handlers.otlp import OtlpHandlers
 from sse_dashboard.web.handlers.page import PageHandlers
 from sse_dashboard.web.handlers.push import PushHandlers
 from sse_dashboard.web.handlers.service import ServiceHandlers
@@ -57,7 +58,7 @@ access_log = logging.getLogger("sse_dashboard.web.access")
 
 
 class DashboardHandler(PageHandlers, MetricHandlers, EventHandlers, StreamHandlers, AlertHandlers, PushHandlers,
-                       JobHandlers, FleetHandlers, ServiceHandlers, RequestReading, BaseHTTPRequestHandler):
+                       OtlpHandlers, JobHandlers, FleetHandlers, ServiceHandlers, RequestReading, BaseHTTPRequestHandler):
     """One request. Routes are data (``routes.ROUTES``); each handler returns a ``Response``.
 
     The handler methods come from ``handlers/`` (one class per resource), reading a request

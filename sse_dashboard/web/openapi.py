@@ -120,6 +120,26 @@ def _errors(*codes: int) -> dict:
     return {str(code): _ERROR for code in codes}
 
 
+def _otlp(signal: str, rejected: str) -> dict:
+    """An OTLP/HTTP export (the OpenTelemetry specification describes the body's every field)."""
+    request = {"type": "object", "description": "an Export%sServiceRequest in OTLP/JSON (lowerCamelCase, "
+               "int64 as strings, hex ids)" % signal,
+               # null is the empty list, as protobuf's JSON mapping reads it
+               "properties": {"resource%s" % signal: {"type": ["array", "null"], "items": {"type": "object"}}}}
+    answer = {"type": "object", "properties": {"partialSuccess": {"type": "object", "properties": {
+        rejected: {"type": "string"}, "errorMessage": {"type": "string"}}}}}
+    return {
+        "summary": "OTLP/HTTP %s export, as OpenTelemetry SDKs send it (README \"OpenTelemetry\")" % signal.lower(),
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": request},
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+        "responses": {"200": {"description": "taken (partialSuccess: some were rejected, and why)", "content": {
+            "application/json": {"schema": answer},
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+            **_errors(400, 401, 403, 413, 415, 429, 503)},
+    }
+
+
 def _json(schema: dict) -> dict:
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -540,6 +560,8 @@ def openapi_spec(version: str) -> dict:
                         "type": "object", "required": ["status", "group"]})}, **_errors(400, 401, 403, 429, 503)},
                 },
             },
+            **{path: {"post": _otlp(signal, field)} for path, signal, field in (
+                ("/v1/metrics", "Metrics", "rejectedDataPoints"), ("/v1/logs", "Logs", "rejectedLogRecords"))},
             "/metrics": {
                 "get": {
                     "summary": "Prometheus text exposition (format 0.0.4)",

@@ -86,6 +86,8 @@ ROUTES = (
     Route("PUT", "/metrics/job", "push_metrics", WRITE, prefix=True),  # the Pushgateway's API
     Route("POST", "/metrics/job", "push_metrics", WRITE, prefix=True),
     Route("DELETE", "/metrics/job", "delete_push_group", WRITE, prefix=True),
+    Route("POST", "/v1/metrics", "post_otlp_metrics", WRITE),  # OTLP/HTTP, as OpenTelemetry SDKs export
+    Route("POST", "/v1/logs", "post_otlp_logs", WRITE),
     Route("GET", "/ping/", "ping_job", KEYED, prefix=True),  # Healthchecks' ping URLs
     Route("POST", "/ping/", "ping_job", KEYED, prefix=True),
     Route("GET", "/api/jobs", "get_jobs", TOKEN),
@@ -106,7 +108,7 @@ ROUTES = (
 
 # The API's own places: a path under one that no route takes is still the API's, and needs the
 # token before it is told 404. Any other unknown path is nobody's: 404 for anyone.
-UNROUTED = (("/api/", TOKEN), ("/metrics/", TOKEN))
+UNROUTED = (("/api/", TOKEN), ("/metrics/", TOKEN), ("/v1/", TOKEN))
 
 _EXACT = {(route.method, route.path): route for route in ROUTES if not route.prefix}
 _PREFIXED = tuple(route for route in ROUTES if route.prefix)
