@@ -103,9 +103,11 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     jobs = Jobs(outlet, dict(config.jobs), persist=store.save_job, state=store.job_states(), runs=store.job_runs,
                 ping_key=_ping_key(store))
     hub = StreamHub(events, doorbell, heartbeat_s=config.heartbeat_s, write_timeout_s=config.write_timeout_s)
-    # Each remote write receiver gets every sample from its own thread; submit() only queues.
-    writers = [RemoteWriter(url, instance=config.instance or socket.gethostname(),
-                            user_agent="sse-dashboard/" + __version__) for url in config.remote_write]
+    # Each remote write receiver gets every sample from its own thread; submit() only queues. With
+    # a data folder the queue is a file there of its own: an outage or a restart loses no tick.
+    queue_dir = None if isinstance(store, MemoryStore) else Path(config.data_dir)
+    writers = [RemoteWriter(url, instance=config.instance or socket.gethostname(), user_agent="sse-dashboard/" + __version__,
+                            queue_dir=queue_dir, **dict(config.remote_write_queue)) for url in config.remote_write]
     # The sample pipeline, in the order each tick runs it (sampler.Sampler): StatsD's interval,
     # the snapshot, the alerts' judgement, then one Sample to storage and to the stream hub.
     sampler = Sampler(

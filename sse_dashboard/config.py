@@ -130,6 +130,7 @@ class Config:
     notify: tuple = ()                    # notify.Target: where alert changes are sent
     remote_write: tuple = ()              # remote write 1.0 receivers' URLs (#25): each gets every sample
     instance: str | None = None           # the instance label of what is pushed; None: this machine's host name
+    remote_write_queue: tuple = ()        # (name, value) pairs for each RemoteWriter's disk queue: max_bytes, max_age_s
 
     def __post_init__(self) -> None:
         # Normalised once, so nothing downstream has to.

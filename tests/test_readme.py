@@ -22,6 +22,7 @@ from sse_dashboard import application, cli, config
 from sse_dashboard.web import request
 from sse_dashboard.ingest import statsd as statsd_listener
 from sse_dashboard import storage
+from sse_dashboard.export import queue as export_queue
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -163,6 +164,9 @@ LIMITS = {
     "stream filters": [("events.MAX_FILTER_TERMS", events.MAX_FILTER_TERMS)],
     "streams": [("config.DEFAULT_MAX_CLIENTS", config.DEFAULT_MAX_CLIENTS)],
     "POSTs": [("config.DEFAULT_POST_RATE_PER_S", config.DEFAULT_POST_RATE_PER_S)],
+    "remote write queue": [("export.queue.DEFAULT_QUEUE_MAX_BYTES in MiB", export_queue.DEFAULT_QUEUE_MAX_BYTES / MIB),
+                           ("export.queue.DEFAULT_QUEUE_MAX_AGE_S", export_queue.DEFAULT_QUEUE_MAX_AGE_S),
+                           ("export.queue.DEFAULT_MAX_TICKS", export_queue.DEFAULT_MAX_TICKS)],
 }
 _NUMBER = re.compile(r"(?<![\w.^])\d+(?:,\d{3})*(?:\.\d+)?(?:e\d+)?(?![\w^])")
 
