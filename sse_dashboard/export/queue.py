@@ -317,26 +317,34 @@ class TickQueue:
             log.exception("remote write: encoding a sample failed; it is skipped")
             return
         try:
-            with self._store_lock:
+            with self._store_lock:  # kept and bounded at once: state() never sees the bound passed
                 self._ticks.append(tick)
+                gone = self._trim_locked()
         except sqlite3.Error as exc:
             self._on_drop("queue file failing: %s" % type(exc).__name__, tick.samples)
             log.error("remote write: could not keep a tick in the queue file: %s", exc)
             return
         self._next_seq += 1
-        self._apply_bounds()
+        self._report(gone)
 
     def _apply_bounds(self) -> None:
-        """Drop the oldest ticks while a bound is passed, each reported with its reason."""
+        with self._store_lock:
+            gone = self._trim_locked()
+        self._report(gone)
+
+    def _trim_locked(self) -> list[tuple[str, int]]:
+        """Drop the oldest ticks while a bound is passed: [(reason, samples)] of each."""
+        gone = []
         while True:
-            with self._store_lock:
-                oldest, count, size = self._ticks.oldest(), len(self._ticks), self._ticks.bytes
-                reason = self._passed_bound(oldest, count, size)
-                gone = self._ticks.delete_through(oldest.seq) if reason else []
-            if not gone:
-                return
-            for samples, _ in gone:
-                self._on_drop(reason, samples)
+            oldest = self._ticks.oldest()
+            reason = self._passed_bound(oldest, len(self._ticks), self._ticks.bytes)
+            if reason is None:
+                return gone
+            gone.extend((reason, samples) for samples, _ in self._ticks.delete_through(oldest.seq))
+
+    def _report(self, gone: list[tuple[str, int]]) -> None:
+        for reason, samples in gone:  # called with no lock held: it takes the writer's
+            self._on_drop(reason, samples)
 
     def _passed_bound(self, oldest: Tick | None, count: int, size: int) -> str | None:
         if oldest is None:
