@@ -107,7 +107,8 @@ def build_app(config: Config | None = None, *, start: bool = True, **fields: Any
     # a data folder the queue is a file there of its own: an outage or a restart loses no tick.
     queue_dir = None if isinstance(store, MemoryStore) else Path(config.data_dir)
     writers = [RemoteWriter(url, instance=config.instance or socket.gethostname(), user_agent="sse-dashboard/" + __version__,
-                            queue_dir=queue_dir, **dict(config.remote_write_queue)) for url in config.remote_write]
+                            queue_dir=queue_dir, **dict(config.remote_write_queue))
+               for url in dict.fromkeys(config.remote_write)]  # a URL given twice is one receiver (and one queue file)
     # The sample pipeline, in the order each tick runs it (sampler.Sampler): StatsD's interval,
     # the snapshot, the alerts' judgement, then one Sample to storage and to the stream hub.
     sampler = Sampler(

@@ -9,7 +9,7 @@ Two places to keep them:
 
 - ``MemoryTicks`` (no data folder): a deque, bounded by a number of ticks; lost with the process;
 - ``SqliteTicks`` (a data folder): ``DATA_DIR/remote-write/<hash>.sqlite3``, one file per
-  receiver, named by a hash of its scheme, host and path (never its credentials or query). Each
+  receiver, named by a hash of its URL without the password (never written in clear). Each
   tick is one row: its sequence number, timestamp, number of samples and its encoded
   ``WriteRequest``, zlib-compressed. Bounded by bytes and by age.
 
@@ -72,8 +72,8 @@ class Tick:
 
 
 def queue_file(folder: str | Path, url_identity: str) -> Path:
-    """``folder/remote-write/<hash>.sqlite3``: ``url_identity`` is the redacted URL (no secret,
-    and hashed anyway, so the folder's listing says nothing about the receiver)."""
+    """``folder/remote-write/<hash>.sqlite3``: ``url_identity`` names the receiver (the writer's
+    URL without its password); hashed, so neither the folder's listing nor the file holds it."""
     digest = hashlib.sha256(url_identity.encode("utf-8")).hexdigest()[:20]
     return Path(folder) / QUEUE_FOLDER / ("%s.sqlite3" % digest)
 

@@ -137,7 +137,7 @@ class RemoteWriter:
         common = {"instance": self.instance, "external_labels": external_labels, "on_drop": self._count_drop,
                   "wake": self._wake.set}
         if queue_dir is not None:
-            path = queue_file(queue_dir, self.url)
+            path = queue_file(queue_dir, _queue_identity(self._parts))
             try:
                 return TickQueue(SqliteTicks(path), max_bytes=max_bytes, max_age_s=max_age_s, **common)
             except (sqlite3.Error, OSError) as exc:
@@ -199,9 +199,19 @@ class RemoteWriter:
                 if self._stopping:
                     return
             wait_s = self._retry_at - self._clock()
-            batch = self._queue.batch(MAX_SAMPLES_PER_REQUEST) if wait_s <= 0 else []
-            if batch:
-                self._send_batch(batch)
+            try:
+                batch = self._queue.batch(MAX_SAMPLES_PER_REQUEST) if wait_s <= 0 else []
+                if batch:
+                    self._send_batch(batch)
+                    continue
+            except sqlite3.Error as exc:  # the queue file failing (a full or broken disk), or closed by stop()
+                with self._lock:
+                    if self._stopping:
+                        return
+                    self._last_error = "queue file: %s" % type(exc).__name__
+                log.error("remote write to %s: reading the queue file failed (%s); trying again in %g s",
+                          self.url, exc, BACKOFF_MAX_S)
+                self._retry_at = self._clock() + BACKOFF_MAX_S
                 continue
             self._wake.wait(wait_s if wait_s > 0 else None)
 
@@ -252,6 +262,15 @@ class RemoteWriter:
         if status == 429 or status >= 500:
             return "retry", reason, _retry_after_s(retry_after)
         return "drop", reason, None
+
+
+def _queue_identity(parts: urllib.parse.SplitResult) -> str:
+    """What names a URL's queue file (hashed, never written in clear): the URL without its
+    password, so two receivers that differ by user, tenant or query parameter keep apart, and a
+    new password keeps the backlog."""
+    user = "%s@" % parts.username if parts.username is not None else ""
+    return "%s://%s%s%s" % (parts.scheme, user, redacted_url(parts.geturl()).split("://", 1)[1],
+                            "?" + parts.query if parts.query else "")
 
 
 def _retry_after_s(value: str | None) -> float | None:

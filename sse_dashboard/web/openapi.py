@@ -45,7 +45,10 @@ _REMOTE_WRITE = {"type": "object", "required": ["url", "sent", "queued", "droppe
                                 "sent": {"type": "integer"}, "queued": {"type": "integer"},
                                 "dropped": {"type": "integer"}, "requests": {"type": "integer"},
                                 "drop_reasons": {"type": "object", "additionalProperties": {"type": "integer"}},
-                                "last_error": {"type": ["string", "null"]}, "lag_s": {"type": "number"}}}
+                                "last_error": {"type": ["string", "null"]}, "lag_s": {"type": "number"},
+                                # where the unsent ticks wait: the data folder's queue file, or memory
+                                "queue": {"enum": ["disk", "memory"]}, "queued_ticks": {"type": "integer"},
+                                "queued_bytes": {"type": "integer"}}}
 _JOB_SPEC = {"type": "object", "required": ["slug", "schedule"], "additionalProperties": False, "properties": {
     "slug": _SLUG, "name": {"type": "string", "minLength": 1, "maxLength": 100},
     "schedule": {"oneOf": [{"type": "number", "minimum": 1, "maximum": 366 * 86400},
