@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -245,15 +246,19 @@ class Receiver:
     """A hostile remote write receiver: answers ``status`` (changeable) to every request and keeps
     the ticks' sequence numbers of what it accepts (decoded with python-snappy and protobuf)."""
 
-    def __init__(self, status: int, headers=()) -> None:
-        self.status, self.headers = status, tuple(headers)
+    def __init__(self, status: int, headers=(), hold_s: float = 0) -> None:
+        self.status, self.headers, self.hold_s = status, tuple(headers), hold_s
+        self.release = threading.Event()
         self.answers: list[int] = []
+        self.arrived = 0
         self.accepted: list[float] = []
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.arrived += 1
+                receiver.release.wait(receiver.hold_s)  # a stalled engine: holds the request
                 status = receiver.status
                 if 200 <= status < 300:
                     receiver.accepted.extend(tick_values(body))
@@ -272,6 +277,7 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -286,8 +292,8 @@ def tick_values(body: bytes) -> list[float]:
 def receiver():
     made = []
 
-    def make(status: int, headers=()):
-        made.append(Receiver(status, headers))
+    def make(status: int, headers=(), hold_s: float = 0):
+        made.append(Receiver(status, headers, hold_s))
         return made[-1]
 
     yield make
@@ -378,6 +384,23 @@ def test_a_400_drops_each_batch_counted_and_the_queue_file_stays_small(make_serv
     assert now["queued_ticks"] <= 2, now  # refused ticks are not kept for a retry
     assert engine.answers == [400] * len(engine.answers)
     assert len([r for r in caplog.records if "dropped: HTTP 400" in r.getMessage()]) == 1
+
+
+def test_ticks_are_committed_to_the_queue_file_while_a_stalled_engine_holds_the_request(make_server, receiver,
+                                                                                         tmp_path):
+    """The writer's thread is stuck in a request for its whole timeout; the ticks taken meanwhile
+    are in the file already (the queue's own thread commits them), so a kill -9 now loses none."""
+    engine = receiver(204, hold_s=30)
+    running = make_server(data_dir=tmp_path / "data", remote_write=(engine.url,), instance="stalled")
+    app = running.server.app
+    wait_until(lambda: engine.arrived, timeout=5, message="a request held")
+    seq = app.sampler.latest()[0]["seq"]
+    wait_until(lambda: app.sampler.latest()[0]["seq"] >= seq + 10, timeout=5, message="ten more ticks")
+    path = queue_file(tmp_path / "data", engine.url)
+    with sqlite3.connect("file:%s?mode=ro" % path.as_posix(), uri=True) as reader:  # another connection: committed rows only
+        committed = reader.execute("SELECT count(*) FROM ticks").fetchone()[0]
+    assert committed >= 10, committed
+    assert not engine.answers  # the request is still held: the writer's thread did not commit them
 
 
 def test_no_data_folder_keeps_todays_memory_queue(make_server, receiver):

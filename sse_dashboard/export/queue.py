@@ -144,12 +144,11 @@ class SqliteTicks:
             count, samples, size, last = self._conn.execute(
                 "SELECT count(*), coalesce(sum(samples), 0), coalesce(sum(length(body)), 0), coalesce(max(seq), 0) "
                 "FROM ticks").fetchone()
+            self._oldest = self._read_oldest()
         except sqlite3.Error:
             self._conn.close()
             raise
         self._count, self.samples, self.bytes, self._last = count, samples, size, last
-        self._closed = False
-        self._oldest: Tick | None = None
 
     def __len__(self) -> int:
         return self._count
@@ -165,13 +164,16 @@ class SqliteTicks:
         self.samples += tick.samples
         self.bytes += len(stored)
         self._last = tick.seq
+        if self._oldest is None:
+            self._oldest = Tick(tick.seq, tick.ts_ms, tick.samples, b"")
 
     def oldest(self) -> Tick | None:
-        if self._closed:
-            return self._oldest  # state() after stop(): as it was last seen
-        row = self._conn.execute("SELECT seq, ts_ms, samples FROM ticks ORDER BY seq LIMIT 1").fetchone()
-        self._oldest = Tick(row[0], row[1], row[2], b"") if row else None  # body left out: only its place is wanted
+        """The oldest tick's place (no body), from memory: ``state()`` does no I/O."""
         return self._oldest
+
+    def _read_oldest(self) -> Tick | None:
+        row = self._conn.execute("SELECT seq, ts_ms, samples FROM ticks ORDER BY seq LIMIT 1").fetchone()
+        return Tick(row[0], row[1], row[2], b"") if row else None
 
     def first(self, max_samples: int) -> list[Tick]:
         out, count = [], 0
@@ -191,14 +193,13 @@ class SqliteTicks:
             gone = self._conn.execute("SELECT samples, length(body) FROM ticks WHERE seq <= ? ORDER BY seq",
                                       (seq,)).fetchall()
             self._conn.execute("DELETE FROM ticks WHERE seq <= ?", (seq,))
+            self._oldest = self._read_oldest()
         self._count -= len(gone)
         self.samples -= sum(n for n, _ in gone)
         self.bytes -= sum(size for _, size in gone)
         return gone
 
     def close(self) -> None:
-        self.oldest()
-        self._closed = True
         self._conn.close()
 
 
