@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool, required, wait_until
-from sse_dashboard.export.queue import QUEUE_FOLDER, queue_file
+from sse_dashboard.export.queue import QUEUE_FOLDER, SqliteTicks, TickQueue, queue_file
 from sse_dashboard.export.writer import RemoteWriter
 from sse_dashboard.sampler import Sample
 
@@ -352,6 +352,35 @@ def test_ticks_older_than_the_age_bound_are_dropped_with_that_reason(receiver, t
         writer.stop()
     assert engine.accepted == [2.0]
     assert writer.state()["drop_reasons"] == {"older than 30 s: dropped": 2}
+
+
+def test_after_a_kill_between_the_answer_and_its_commit_the_same_request_goes_again_not_a_longer_one(tmp_path):
+    """Prometheus refuses a whole request whose first samples are older than what it holds: had
+    the restart resent the in-flight ticks with newer ones appended, those would be lost."""
+    path = tmp_path / "q.sqlite3"
+
+    def queue_on(store: SqliteTicks) -> TickQueue:
+        return TickQueue(store, instance="k", on_drop=lambda reason, n: None, wake=lambda: None)
+
+    store = SqliteTicks(path)
+    first = queue_on(store)
+    first.start()
+    now = time.time()
+    for seq in range(1, 4):
+        first.submit(sample(seq, now - 10 + seq))
+    wait_until(lambda: len(store) == 3, message="three ticks kept")
+    in_flight = first.batch(2000)  # posted, answered 2xx... and the process dies before remove()
+    assert [t.seq for t in in_flight] == [1, 2, 3]
+    for seq in range(4, 9):
+        first.submit(sample(seq, now - 10 + seq))
+    wait_until(lambda: len(store) == 8, message="five more ticks kept")
+    first.stop()
+    second = queue_on(SqliteTicks(path))
+    again = second.batch(2000)
+    assert [t.seq for t in again] == [1, 2, 3] and [t.body for t in again] == [t.body for t in in_flight]
+    second.remove(again)
+    assert [t.seq for t in second.batch(2000)] == [4, 5, 6, 7, 8]
+    second.stop()
 
 
 # --- (d) a hostile engine: 500 then 200 is retried; 400 is dropped ---------------------------

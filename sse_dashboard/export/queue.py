@@ -18,9 +18,10 @@ Invariants:
   ``synchronous=NORMAL``: a kill -9 loses at most the tick being encoded; a power cut may lose
   the last few commits), and the writer's thread is never needed for that: a receiver that
   stalls a request for its whole timeout delays no commit;
-- ticks leave in the order they were taken, each once: a tick is deleted in the same
-  transaction as the answer that sent (or refused) it is recorded, so a restart resends at most
-  the request in flight at a kill -9 (the receiver keeps one copy: same series, same timestamp);
+- ticks leave in the order they were taken, each once: a request's ticks are deleted, committed,
+  once it is answered, and its last tick is committed as "in flight" before it goes out, so a
+  restart resends at most the request in flight at a kill -9, exactly as it was (the receiver
+  keeps one copy; a longer request would be refused whole for its first, stored, samples);
 - past a bound the oldest ticks go first, and every one is reported through ``on_drop(reason,
   samples)``; a tick is either sent, dropped with a reason, or still queued;
 - the history store's file is never touched: this file has its own lock and schema.
@@ -110,6 +111,9 @@ class MemoryTicks:
             count += tick.samples
         return out
 
+    def mark_in_flight(self, seq: int) -> None:
+        pass  # nothing survives the process to resend
+
     def delete_through(self, seq: int) -> list[tuple[int, int]]:
         """Forget the ticks up to ``seq``: [(samples, bytes)] of each."""
         gone = []
@@ -140,7 +144,10 @@ class SqliteTicks:
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.execute("CREATE TABLE IF NOT EXISTS ticks (seq INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, "
                                "samples INTEGER NOT NULL, body BLOB NOT NULL)")
+            self._conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
             self._conn.execute("PRAGMA user_version=%d" % _SCHEMA)
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'in_flight'").fetchone()
+            self._in_flight = row[0] if row else 0
             count, samples, size, last = self._conn.execute(
                 "SELECT count(*), coalesce(sum(samples), 0), coalesce(sum(length(body)), 0), coalesce(max(seq), 0) "
                 "FROM ticks").fetchone()
@@ -154,7 +161,7 @@ class SqliteTicks:
         return self._count
 
     def last_seq(self) -> int:
-        return self._last
+        return max(self._last, self._in_flight)  # an emptied file numbers on, never reusing a sent number
 
     def append(self, tick: Tick) -> None:
         stored = zlib.compress(tick.body, _ZLIB_LEVEL)
@@ -180,11 +187,20 @@ class SqliteTicks:
         rows = self._conn.execute("SELECT seq, ts_ms, samples, body FROM ticks ORDER BY seq LIMIT ?",
                                   (max(1, max_samples),))
         for seq, ts_ms, samples, body in rows:
-            if out and count + samples > max_samples:
-                break
+            if out and (count + samples > max_samples or seq > self._in_flight >= out[0].seq):
+                break  # the request sent before a kill -9 goes again as it was, never longer
             out.append(Tick(seq, ts_ms, samples, zlib.decompress(body)))
             count += samples
         return out
+
+    def mark_in_flight(self, seq: int) -> None:
+        """Remember, committed, the last tick of the request about to go out: if the process dies
+        before its answer is recorded, the next start resends exactly that request first. A longer
+        one would be refused whole by Prometheus (its first samples are out of order once stored),
+        losing the ticks it added."""
+        if seq != self._in_flight:
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('in_flight', ?)", (seq,))
+            self._in_flight = seq
 
     def delete_through(self, seq: int) -> list[tuple[int, int]]:
         """Forget the ticks up to ``seq``, committed: [(samples, bytes)] of each."""
@@ -253,9 +269,12 @@ class TickQueue:
     # -- the writer's side --------------------------------------------------------------------
 
     def batch(self, max_samples: int) -> list[Tick]:
-        """The oldest ticks, whole, up to ``max_samples`` (at least one tick)."""
+        """The oldest ticks, whole, up to ``max_samples`` (at least one tick), marked in flight."""
         with self._store_lock:
-            return self._ticks.first(max_samples)
+            ticks = self._ticks.first(max_samples)
+            if ticks:
+                self._ticks.mark_in_flight(ticks[-1].seq)
+            return ticks
 
     def remove(self, ticks: list[Tick]) -> int:
         """Forget ``ticks`` (sent, or refused for good): the samples of those still queued (the
