@@ -28,7 +28,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from sse_dashboard import __version__
 from sse_dashboard.alerting.alert import AlertOutlet
@@ -63,6 +63,15 @@ log = logging.getLogger(__name__)
 
 class ListenerUnavailable(OSError):
     """A second listener (StatsD) could not take its port: the message says what to do."""
+
+
+def _one_per_url(targets: Sequence) -> list:
+    """The remote write targets, the first of each URL only: a URL given twice (in the config
+    file and with --remote-write) is one receiver, with one queue file."""
+    first: dict = {}
+    for target in targets:
+        first.setdefault(target.url, target)
+    return list(first.values())
 
 
 def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetSettings | None = None,
@@ -108,10 +117,13 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
     jobs = Jobs(outlet, dict(config.jobs), persist=store.save_job, state=store.job_states(), runs=store.job_runs,
                 ping_key=_ping_key(store))
     hub = StreamHub(events, doorbell, heartbeat_s=config.heartbeat_s, write_timeout_s=config.write_timeout_s)
-    # Each remote write receiver gets every sample from its own thread; submit() only queues.
+    # Each remote write receiver gets every sample from its own thread; submit() only queues. With
+    # a data folder the queue is a file there of its own: an outage or a restart loses no tick.
+    queue_dir = None if isinstance(store, MemoryStore) else Path(config.data_dir)
     writers = [RemoteWriter(target.url, instance=config.instance or socket.gethostname(), headers=target.headers,
-                            external_labels=config.external_labels, user_agent="sse-dashboard/" + __version__)
-               for target in config.remote_write]
+                            external_labels=config.external_labels, user_agent="sse-dashboard/" + __version__,
+                            queue_dir=queue_dir, **dict(config.remote_write_queue))
+               for target in _one_per_url(config.remote_write)]
     # What is pushed says where this dashboard's page is, so a fleet page can link to it (#25).
     identity = {"identity": {"url": page_url, "version": __version__}} if writers else {}
     # The fleet page's listing: asked of the engine by one thread, handed to the streams that want it.

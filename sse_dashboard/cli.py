@@ -30,6 +30,7 @@ from sse_dashboard.app import ListenerUnavailable, address_in_use, build_app
 from sse_dashboard.config import (DEFAULT_HOST, DEFAULT_INTERVAL_S, DEFAULT_MAX_CLIENTS, DEFAULT_PORT,
                                   DEFAULT_POST_RATE_PER_S, Config, RemoteWriteTarget, check_external_label,
                                   origin_of, parse_external_labels, parse_instance, parse_remote_write, shipped_path)
+from sse_dashboard.export.queue import DEFAULT_QUEUE_MAX_AGE_S, DEFAULT_QUEUE_MAX_BYTES
 from sse_dashboard.export.writer import parse_url
 from sse_dashboard.fleet.view import DEFAULT_STALE_S, FleetSettings
 from sse_dashboard.ingest.statsd import parse_address
@@ -161,6 +162,11 @@ def make_parser() -> argparse.ArgumentParser:
                              "(e.g. http://127.0.0.1:9090)")
     parser.add_argument("--fleet-stale", type=float, default=DEFAULT_STALE_S, metavar="SECONDS",
                         help="on /fleet, flag a dashboard silent this long (default %g)" % DEFAULT_STALE_S)
+    parser.add_argument("--remote-write-max-mb", type=float, default=DEFAULT_QUEUE_MAX_BYTES / 1048576, metavar="MB",
+                        help="most MiB of ticks queued in the data folder per --remote-write URL while its engine is "
+                             "away (default %g); past it the oldest go" % (DEFAULT_QUEUE_MAX_BYTES / 1048576))
+    parser.add_argument("--remote-write-max-age", type=float, default=DEFAULT_QUEUE_MAX_AGE_S, metavar="SECONDS",
+                        help="queued ticks older than this are dropped (default %g, a day)" % DEFAULT_QUEUE_MAX_AGE_S)
     parser.add_argument("--open", action="store_true", help="open the page in the default browser once serving")
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -198,6 +204,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.external_labels = _external_label_options(args.external_label)
     except ValueError as exc:
         parser.error(str(exc))
+    if not (args.remote_write_max_mb > 0 and args.remote_write_max_age > 0
+            and math.isfinite(args.remote_write_max_mb) and math.isfinite(args.remote_write_max_age)):
+        parser.error("--remote-write-max-mb and --remote-write-max-age must be above 0")
     if args.public_url is not None:
         try:
             origin_of(args.public_url)
@@ -305,6 +314,8 @@ def config_from_args(args: argparse.Namespace, rules: list, data_dir: str | Path
                   alert_rules=tuple(rules), gauge_ttl_s=args.gauge_ttl, data_dir=data_dir, statsd=args.statsd,
                   remote_write=export.remote_write + tuple(RemoteWriteTarget(url) for url in args.remote_write),
                   instance=args.instance or export.instance, external_labels=labels,
+                  remote_write_queue=(("max_bytes", max(1, int(args.remote_write_max_mb * 1048576))),
+                                      ("max_age_s", args.remote_write_max_age)),
                   storage_options={"full_s": args.keep_full, "rollup_keep_s": args.keep_rollups})
 
 

@@ -145,6 +145,7 @@ class Config:
     remote_write: tuple = ()              # RemoteWriteTarget (or a URL): remote write 1.0 receivers (#25)
     instance: str | None = None           # the instance label of what is pushed; None: this machine's host name
     external_labels: tuple = ()           # (name, value) added to every series pushed (parse_external_labels)
+    remote_write_queue: tuple = ()        # (name, value) pairs for each RemoteWriter's disk queue: max_bytes, max_age_s
 
     def __post_init__(self) -> None:
         # Normalised once, so nothing downstream has to.

@@ -24,6 +24,7 @@ from sse_dashboard.web import request
 from sse_dashboard.ingest import statsd as statsd_listener
 from sse_dashboard import storage
 from sse_dashboard.fleet import engine as fleet_engine, view as fleet_view
+from sse_dashboard.export import queue as export_queue
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -178,6 +179,9 @@ LIMITS = {
                             ("config.MAX_EXTERNAL_LABELS", config.MAX_EXTERNAL_LABELS),
                             ("config.MAX_LABEL_VALUE_CHARS", config.MAX_LABEL_VALUE_CHARS),
                             ("config.MAX_SECRET_FILE_BYTES in KiB", config.MAX_SECRET_FILE_BYTES / 1024)],
+    "remote write queue": [("export.queue.DEFAULT_QUEUE_MAX_BYTES in MiB", export_queue.DEFAULT_QUEUE_MAX_BYTES / MIB),
+                           ("export.queue.DEFAULT_QUEUE_MAX_AGE_S", export_queue.DEFAULT_QUEUE_MAX_AGE_S),
+                           ("export.queue.DEFAULT_MAX_TICKS", export_queue.DEFAULT_MAX_TICKS)],
 }
 _NUMBER = re.compile(r"(?<![\w.^])\d+(?:,\d{3})*(?:\.\d+)?(?:e\d+)?(?![\w^])")
 

@@ -1,8 +1,9 @@
 """``RemoteWriter``: each sample, pushed to one remote write receiver from its own thread.
 
 One concept: delivery. The sampler hands every ``Sample`` to ``submit``, which only appends it
-to a bounded queue and wakes the writer's thread; that thread encodes each tick once
-(``remote_write``), posts the oldest ticks first as one request, and decides by the answer:
+to the writer's ``queue.TickQueue``; the queue's thread encodes each tick once (``remote_write``)
+and keeps it (in the data folder when there is one) and wakes the writer's thread, which posts
+the oldest ticks first as one request and decides by the answer:
 
 - 2xx: sent;
 - 5xx, 429, no answer (refused, reset, timed out): kept, and tried again after a backoff that
@@ -14,8 +15,10 @@ to a bounded queue and wakes the writer's thread; that thread encodes each tick 
 
 Invariants:
 - ``submit`` never blocks and never does I/O: the sampler's tick costs an append;
-- the queue holds at most ``max_queued`` ticks; past it the oldest goes, counted as dropped
-  (the disk queue that survives an outage and a restart is the next slice of #25);
+- the queue is bounded (in memory ``max_queued`` ticks; on disk ``max_bytes`` and ``max_age_s``);
+  past a bound the oldest go, counted as dropped with the bound as reason;
+- a request's ticks leave the queue (committed, on disk) before the next request is made, so a
+  restart resends at most the one request in flight at a kill -9;
 - ticks go out in the order they were taken, so each series' samples are in time order (the
   remote write spec's MUST);
 - the URL's user name and password become an ``Authorization`` header; ``headers`` and the URL's
@@ -31,13 +34,16 @@ from __future__ import annotations
 import base64
 import http.client
 import logging
+import sqlite3
 import threading
 import time
 import urllib.parse
-from collections import deque
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from sse_dashboard.export.remote_write import encode_write_request, snappy_block, tick_series
+from sse_dashboard.export.queue import (DEFAULT_MAX_TICKS, DEFAULT_QUEUE_MAX_AGE_S, DEFAULT_QUEUE_MAX_BYTES,
+                                        MemoryTicks, SqliteTicks, TickQueue, queue_file)
+from sse_dashboard.export.remote_write import snappy_block
 from sse_dashboard.httpdates import retry_after_seconds
 
 __all__ = ["RemoteWriter", "parse_url", "redacted_url", "DEFAULT_MAX_QUEUED", "MAX_SAMPLES_PER_REQUEST", "BACKOFF_MIN_S",
@@ -45,7 +51,7 @@ __all__ = ["RemoteWriter", "parse_url", "redacted_url", "DEFAULT_MAX_QUEUED", "M
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_QUEUED = 600              # ticks kept while the receiver is away: 10 minutes at 1 s
+DEFAULT_MAX_QUEUED = DEFAULT_MAX_TICKS  # ticks kept in memory (no data folder) while the receiver is away
 MAX_SAMPLES_PER_REQUEST = 2000        # Prometheus' own max_samples_per_send (2.42's default)
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -81,18 +87,20 @@ class RemoteWriter:
     """Pushes every sample to one remote write 1.0 receiver (Prometheus with
     ``--web.enable-remote-write-receiver``, VictoriaMetrics, Mimir, Thanos receive).
 
-    >>> writer = RemoteWriter("http://127.0.0.1:9090/api/v1/write", instance="build-box")
+    >>> writer = RemoteWriter("http://127.0.0.1:9090/api/v1/write", instance="build-box", queue_dir=data_dir)
     >>> sampler = Sampler(..., subscribers=[store.record, hub.publish, writer.submit])
     >>> writer.start(); ...; writer.state()["sent"]
 
-    Use ``GET /metrics`` instead when the engine can reach this machine and may lose samples
-    while either side is down.
+    With ``queue_dir`` (the data folder) the ticks wait on disk (``queue.SqliteTicks``, bounded by
+    ``max_bytes`` and ``max_age_s``) and a restart sends them; without, in memory (``max_queued``
+    ticks). Use ``GET /metrics`` instead when the engine can reach this machine.
     """
 
     def __init__(self, url: str, *, instance: str, headers: Iterable[tuple[str, str]] = (),
                  external_labels: Iterable[tuple[str, str]] = (), user_agent: str = "sse-dashboard",
-                 max_queued: int = DEFAULT_MAX_QUEUED, timeout_s: float = REQUEST_TIMEOUT_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 max_queued: int = DEFAULT_MAX_QUEUED, queue_dir: str | Path | None = None,
+                 max_bytes: int = DEFAULT_QUEUE_MAX_BYTES, max_age_s: float = DEFAULT_QUEUE_MAX_AGE_S,
+                 timeout_s: float = REQUEST_TIMEOUT_S, clock: Callable[[], float] = time.monotonic) -> None:
         parts = parse_url(url)
         if max_queued < 1:
             raise ValueError("the remote write queue must hold at least one tick")
@@ -110,7 +118,6 @@ class RemoteWriter:
             self._headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
         self._headers.update(dict(headers))
         self.instance = instance
-        self._external_labels = tuple(sorted(external_labels))
         self.max_queued = max_queued
         self.timeout_s = timeout_s
         self._clock = clock
@@ -118,34 +125,36 @@ class RemoteWriter:
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        # Ticks not yet encoded: (submitted at, Sample); then encoded: (submitted at, samples, bytes).
-        self._incoming: deque = deque()
-        self._queue: deque = deque()
-        self._queued_samples = 0
         self._sent = self._dropped = self._requests = 0
         self._drop_reasons: dict[str, int] = {}
         self._last_error: str | None = None
         self._retry_at = 0.0
         self._backoff_s = 0.0
+        self._queue = self._open_queue(queue_dir, max_bytes, max_age_s, tuple(sorted(external_labels)))
+
+    def _open_queue(self, queue_dir: str | Path | None, max_bytes: int, max_age_s: float,
+                    external_labels: tuple) -> TickQueue:
+        common = {"instance": self.instance, "external_labels": external_labels, "on_drop": self._count_drop,
+                  "wake": self._wake.set}
+        if queue_dir is not None:
+            path = queue_file(queue_dir, _queue_identity(self._parts))
+            try:
+                return TickQueue(SqliteTicks(path), max_bytes=max_bytes, max_age_s=max_age_s, **common)
+            except (sqlite3.Error, OSError) as exc:
+                # Sending goes on; only a restart's resume is lost. /api/health says "queue": "memory".
+                log.error("remote write to %s: the queue file %s cannot be used (%s); queueing in memory",
+                          self.url, path, exc)
+        return TickQueue(MemoryTicks(), max_ticks=self.max_queued, **common)
 
     # -- the sampler's side -------------------------------------------------------------------
 
     def submit(self, sample: Any) -> None:
         """Queue one ``Sample`` (the sampler's subscriber): an append, never I/O, never a wait."""
-        with self._lock:
-            self._incoming.append((self._clock(), sample))
-            while len(self._incoming) + len(self._queue) > self.max_queued:
-                self._drop_oldest_locked()
-        self._wake.set()
+        self._queue.submit(sample)
 
-    def _drop_oldest_locked(self) -> None:
-        if self._queue:
-            _, count, _ = self._queue.popleft()
-            self._queued_samples -= count
-        else:
-            _, sample = self._incoming.popleft()
-            count = len(getattr(sample, "series", ())) or 1  # about its series: it was never encoded
-        self._count_drop_locked("queue full (%d ticks): oldest dropped" % self.max_queued, count)
+    def _count_drop(self, reason: str, count: int) -> None:
+        with self._lock:
+            self._count_drop_locked(reason, count)
 
     def _count_drop_locked(self, reason: str, count: int) -> None:
         self._dropped += count
@@ -157,87 +166,70 @@ class RemoteWriter:
     # -- reading ------------------------------------------------------------------------------
 
     def state(self) -> dict:
-        """``{"url", "sent", "queued", "dropped", "drop_reasons", "last_error", "lag_s"}`` in
-        samples (one series at one tick); ``lag_s``: how long the oldest unsent tick has waited."""
+        """``{"url", "sent", "queued", "dropped", "drop_reasons", "last_error", "lag_s", ...}``, in
+        samples (one series at one tick); ``queued_ticks``, ``queued_bytes`` (on disk: compressed)
+        and ``queue`` ("disk" or "memory"); ``lag_s``: the age of the oldest unsent tick."""
+        queued = self._queue.state()
         with self._lock:
-            oldest = [entry[0] for entry in (self._queue[0] if self._queue else None,
-                                             self._incoming[0] if self._incoming else None) if entry]
-            queued = self._queued_samples + sum(len(getattr(s, "series", ())) for _, s in self._incoming)
-            return {"url": self.url, "instance": self.instance, "sent": self._sent, "queued": queued,
-                    "dropped": self._dropped, "drop_reasons": dict(self._drop_reasons), "requests": self._requests,
-                    "last_error": self._last_error,
-                    "lag_s": round(max(0.0, self._clock() - min(oldest)), 3) if oldest else 0.0}
+            return dict({"url": self.url, "instance": self.instance, "sent": self._sent, "dropped": self._dropped,
+                         "drop_reasons": dict(self._drop_reasons), "requests": self._requests,
+                         "last_error": self._last_error}, **queued)
 
     # -- the writer's thread ------------------------------------------------------------------
 
     def start(self) -> None:
+        self._queue.start()
         self._thread = threading.Thread(target=self._run, name="remote-write", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Stop the thread; what is still queued is not sent (held in memory only)."""
+        """Stop both threads; what is still queued stays on disk for the next start (in memory: lost)."""
         with self._lock:
             self._stopping = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._queue.stop(timeout)
 
     def _run(self) -> None:
         while True:
+            # Cleared before looking, so a tick kept meanwhile wakes the wait below.
+            self._wake.clear()
             with self._lock:
                 if self._stopping:
                     return
-                incoming, self._incoming = self._incoming, deque()
-            self._encode(incoming)
             wait_s = self._retry_at - self._clock()
-            with self._lock:
-                ready = bool(self._queue)
-            if ready and wait_s <= 0:
-                self._send_batch()
-                continue
-            self._wake.wait(wait_s if ready else None)
-            self._wake.clear()
-
-    def _encode(self, incoming: deque) -> None:
-        for submitted, sample in incoming:
             try:
-                series = tick_series(sample.snapshot, self.instance, self._external_labels)
-                body = encode_write_request(series, int(round(sample.ts * 1000)))
-            except Exception:  # a bug in naming one tick must not stop the writer
-                log.exception("remote write: encoding a sample failed; it is skipped")
+                batch = self._queue.batch(MAX_SAMPLES_PER_REQUEST) if wait_s <= 0 else []
+                if batch:
+                    self._send_batch(batch)
+                    continue
+            except sqlite3.Error as exc:  # the queue file failing (a full or broken disk), or closed by stop()
+                with self._lock:
+                    if self._stopping:
+                        return
+                    self._last_error = "queue file: %s" % type(exc).__name__
+                log.error("remote write to %s: reading the queue file failed (%s); trying again in %g s",
+                          self.url, exc, BACKOFF_MAX_S)
+                self._retry_at = self._clock() + BACKOFF_MAX_S
                 continue
-            with self._lock:
-                self._queue.append((submitted, len(series), body))
-                self._queued_samples += len(series)
-                while len(self._incoming) + len(self._queue) > self.max_queued:
-                    self._drop_oldest_locked()
+            self._wake.wait(wait_s if wait_s > 0 else None)
 
-    def _send_batch(self) -> None:
-        with self._lock:
-            batch, count = [], 0
-            for entry in self._queue:
-                if batch and count + entry[1] > MAX_SAMPLES_PER_REQUEST:
-                    break
-                batch.append(entry)
-                count += entry[1]
-        outcome, detail, retry_after = self._post(snappy_block(b"".join(body for _, _, body in batch)))
+    def _send_batch(self, batch: list) -> None:
+        count = sum(tick.samples for tick in batch)
+        outcome, detail, retry_after = self._post(snappy_block(b"".join(tick.body for tick in batch)))
+        # Sent or refused for good: forgotten (committed on disk) before the next request goes out.
+        still_queued = self._queue.remove(batch) if outcome != "retry" else 0
         with self._lock:
             self._requests += 1
             first_time = outcome == "drop" and detail not in self._drop_reasons
-            if outcome != "retry":
-                # Those ticks are still the queue's oldest unless the bound dropped some meanwhile.
-                for entry in batch:
-                    if self._queue and self._queue[0] is entry:
-                        self._queue.popleft()
-                        self._queued_samples -= entry[1]
-                        if outcome == "sent":
-                            self._sent += entry[1]
-                        else:
-                            self._count_drop_locked(detail, entry[1])
             if outcome == "sent":
+                self._sent += still_queued
                 self._backoff_s = 0.0
                 self._retry_at = 0.0
                 return
+            if outcome == "drop":
+                self._count_drop_locked(detail, still_queued)
             self._last_error = detail
         if outcome == "drop":
             if first_time:
@@ -270,6 +262,15 @@ class RemoteWriter:
         if status == 429 or status >= 500:
             return "retry", reason, _retry_after_s(retry_after)
         return "drop", reason, None
+
+
+def _queue_identity(parts: urllib.parse.SplitResult) -> str:
+    """What names a URL's queue file (hashed, never written in clear): the URL without its
+    password, so two receivers that differ by user, tenant or query parameter keep apart, and a
+    new password keeps the backlog."""
+    user = "%s@" % parts.username if parts.username is not None else ""
+    return "%s://%s%s%s" % (parts.scheme, user, redacted_url(parts.geturl()).split("://", 1)[1],
+                            "?" + parts.query if parts.query else "")
 
 
 def _retry_after_s(value: str | None) -> float | None:

@@ -45,7 +45,10 @@ _REMOTE_WRITE = {"type": "object", "required": ["url", "sent", "queued", "droppe
                                 "sent": {"type": "integer"}, "queued": {"type": "integer"},
                                 "dropped": {"type": "integer"}, "requests": {"type": "integer"},
                                 "drop_reasons": {"type": "object", "additionalProperties": {"type": "integer"}},
-                                "last_error": {"type": ["string", "null"]}, "lag_s": {"type": "number"}}}
+                                "last_error": {"type": ["string", "null"]}, "lag_s": {"type": "number"},
+                                # where the unsent ticks wait: the data folder's queue file, or memory
+                                "queue": {"enum": ["disk", "memory"]}, "queued_ticks": {"type": "integer"},
+                                "queued_bytes": {"type": "integer"}}}
 # The fleet listing (#25): the engine's state, then a row per instance (fleet.view).
 _FLEET_ROW = {"type": "object", "required": ["instance", "url", "last_seen", "age_s", "stale", "cpu_percent",
                                              "memory_percent", "disk_percent", "alerts_firing", "jobs_down",
