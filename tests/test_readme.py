@@ -19,7 +19,7 @@ from sse_dashboard.web.handlers import jobs as job_handlers
 from sse_dashboard import registry as metrics  # the registry's limits (once in metrics.py)
 from sse_dashboard.ingest import push as pushgateway
 from sse_dashboard import application, cli, config
-from sse_dashboard.web import request
+from sse_dashboard.web import request, tokens as web_tokens
 from sse_dashboard.ingest import statsd as statsd_listener
 from sse_dashboard import storage
 from sse_dashboard.fleet import engine as fleet_engine, view as fleet_view
@@ -167,6 +167,7 @@ LIMITS = {
     "fleet page": [("fleet.view.DEFAULT_MAX_INSTANCES", fleet_view.DEFAULT_MAX_INSTANCES),
                    ("fleet.engine.MAX_ANSWER_BYTES in MiB", fleet_engine.MAX_ANSWER_BYTES / MIB),
                    ("fleet.engine.DEFAULT_TIMEOUT_S", fleet_engine.DEFAULT_TIMEOUT_S)],
+    "tokens": [("web.tokens.MAX_TOKENS", web_tokens.MAX_TOKENS), ("names of", 64)],
 }
 _NUMBER = re.compile(r"(?<![\w.^])\d+(?:,\d{3})*(?:\.\d+)?(?:e\d+)?(?![\w^])")
 

@@ -42,6 +42,7 @@ from sse_dashboard.web.handlers.page import PageHandlers
 from sse_dashboard.web.handlers.push import PushHandlers
 from sse_dashboard.web.handlers.service import ServiceHandlers
 from sse_dashboard.web.handlers.stream import StreamHandlers
+from sse_dashboard.web.handlers.tokens import TokenHandlers
 from sse_dashboard.web.request import DeadlineReader, RequestReading
 from sse_dashboard.web.response import (JSON_TYPE, SECURITY_HEADERS, HTTPError, Response, error_response,
                                         json_response, primed)
@@ -57,7 +58,8 @@ access_log = logging.getLogger("sse_dashboard.web.access")
 
 
 class DashboardHandler(PageHandlers, MetricHandlers, EventHandlers, StreamHandlers, AlertHandlers, PushHandlers,
-                       JobHandlers, FleetHandlers, ServiceHandlers, RequestReading, BaseHTTPRequestHandler):
+                       JobHandlers, FleetHandlers, ServiceHandlers, TokenHandlers, RequestReading,
+                       BaseHTTPRequestHandler):
     """One request. Routes are data (``routes.ROUTES``); each handler returns a ``Response``.
 
     The handler methods come from ``handlers/`` (one class per resource), reading a request

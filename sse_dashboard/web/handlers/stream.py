@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 
+from sse_dashboard.web.guard import grant_for, offered_token
 from sse_dashboard.web.request import parse_last_event_id
 from sse_dashboard.web.response import HTTPError
 from sse_dashboard.web.handlers.fleet import NO_FLEET
@@ -76,8 +77,9 @@ class StreamHandlers:
             self.connection.settimeout(app.config.write_timeout_s)
             self.wfile.write(b"".join(frames))
             server.hand_off(self.connection)
+            grant = grant_for(server.policy, offered_token(server.policy, self.headers))  # its revocation ends it
             hub.add(self.connection, cursor=cursor, seq=snapshot["seq"], only=only, typed=typed, metrics=with_metrics,
-                    sides=sides)
+                    sides=sides, token=grant.digest if grant is not None else None)
             added = True
         except (socket.timeout, ConnectionError) as exc:  # gone during the handshake
             log.debug("stream to %s ended before it started: %s", self.client_address, exc)
