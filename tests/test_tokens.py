@@ -260,3 +260,27 @@ def test_the_readme_scope_table_is_the_route_table():
 
     expected = {scope: {shown(r) for r in ROUTES if r.access.scope == scope} for scope in SCOPES}
     assert documented == expected
+
+
+def mcp_call(server, token, name, arguments, method="tools/call"):
+    """One legacy-era JSON-RPC call to /mcp with ``token``: (HTTP status, the answer)."""
+    params = {"name": name, "arguments": arguments} if method == "tools/call" else {}
+    status, body = call(server, "POST", "/mcp", dict(bearer(token), Accept="application/json"),
+                        {"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+    return status, json.loads(body)
+
+
+def test_mcp_reads_with_the_read_scope_and_posts_only_with_write(scoped):
+    """An agent with a read token can use MCP's read tools; its one writing tool needs 'write'."""
+    server, tokens = scoped
+    status, answer = mcp_call(server, tokens["read"], "get_health", {})
+    assert status == 200 and answer["result"]["isError"] is False
+    status, answer = mcp_call(server, tokens["read"], "post_event", {"message": "from a reader"})
+    assert status == 200 and answer["result"]["isError"] is True
+    assert "'write' scope" in answer["result"]["content"][0]["text"]
+    assert server.server.events.last_id == 0
+    assert mcp_call(server, tokens["write"], "post_event", {"message": "x"})[0] == 403  # the route needs read
+    both = add_token(server, "agent", "read", "write")
+    status, answer = mcp_call(server, both, "post_event", {"message": "from a writer"})
+    assert answer["result"]["isError"] is False and server.server.events.last_id == 1
+    assert mcp_call(server, None, "get_health", {})[0] == 401

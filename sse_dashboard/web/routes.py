@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from sse_dashboard.web.tokens import SCOPES  # what a token may do; admin implies the others
 
-__all__ = ["Access", "SCOPES", "PUBLIC", "READ", "WRITE", "ADMIN", "ADMIN_GET", "PING", "PING_ADMIN", "KEYED", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
+__all__ = ["Access", "SCOPES", "PUBLIC", "READ", "WRITE", "ADMIN", "ADMIN_GET", "PING", "PING_ADMIN", "MCP", "KEYED", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
            "find_route", "allowed_methods", "access_for"]
 
 
@@ -64,6 +64,8 @@ ADMIN_GET = Access("admin", token=True, cookie=True, query=False, write=False, s
 # Heartbeats: cron jobs and push monitors send GET, so a GET writes here (README "Heartbeats").
 PING = Access("write or ?token=, same-origin", token=True, cookie=False, query=True, write=True, scope="write")
 PING_ADMIN = Access("admin or ?token=, same-origin", token=True, cookie=False, query=True, write=True, scope="admin")
+# MCP: an agent with a read token may use its read tools; the one that posts needs 'write' (web/mcp.py).
+MCP = Access("read (write to post), same-origin", token=True, cookie=True, query=False, write=True, scope="read")
 # Job pings: the URL's job UUID or ping key is the secret, as in Healthchecks, so a script written
 # for it changes only its base URL (README "Jobs"); a GET writes here too.
 KEYED = Access("the job's UUID or ping key in the URL, same-origin", token=False, cookie=False, query=False,
@@ -116,7 +118,7 @@ ROUTES = (
     Route("GET", "/api/alerts", "get_alerts", READ),
     Route("GET", "/api/processes", "get_processes", READ),
     Route("POST", "/api/alerts/test", "post_alerts_test", ADMIN),
-    Route("POST", "/mcp", "post_mcp", WRITE),  # its tools read, and one posts an event
+    Route("POST", "/mcp", "post_mcp", MCP),
     Route("GET", "/metrics", "get_prometheus", READ),
     Route("GET", "/api/openapi.json", "get_openapi", READ),
     Route("GET", "/fleet", "serve_fleet", PUBLIC),  # the fleet page: it holds no data (#25)
