@@ -138,7 +138,7 @@ def _write(path: Path, tokens: list) -> tuple:
             out.write(body)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(str(temporary), str(path))
+        _replace_file(temporary, path)
         return _signature(path.stat())
     except OSError as exc:
         try:
@@ -146,6 +146,19 @@ def _write(path: Path, tokens: list) -> tuple:
         except OSError:
             pass
         raise TokenFileError("cannot write %s: %s" % (path, exc.strerror or exc)) from None
+
+
+def _replace_file(source: Path, target: Path, attempts: int = 5) -> None:
+    """``os.replace``, tried again briefly on Windows, where it fails while another process (the
+    dashboard taking the change) has the file open for that moment."""
+    for attempt in range(attempts):
+        try:
+            os.replace(str(source), str(target))
+            return
+        except PermissionError:
+            if os.name != "nt" or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
 
 
 class TokenStore:
