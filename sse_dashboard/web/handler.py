@@ -34,6 +34,7 @@ from sse_dashboard.sampler import encode_json
 from sse_dashboard.storage import StorageError
 from sse_dashboard.web.guard import Decision, check_access, redact_secrets
 from sse_dashboard.web.handlers.alerts import AlertHandlers
+from sse_dashboard.web.handlers.badges import BadgeHandlers
 from sse_dashboard.web.handlers.events import EventHandlers
 from sse_dashboard.web.handlers.fleet import FleetHandlers
 from sse_dashboard.web.handlers.jobs import JobHandlers
@@ -58,7 +59,7 @@ access_log = logging.getLogger("sse_dashboard.web.access")
 
 
 class DashboardHandler(PageHandlers, MetricHandlers, EventHandlers, StreamHandlers, AlertHandlers, PushHandlers,
-                       JobHandlers, FleetHandlers, ServiceHandlers, TokenHandlers, RequestReading,
+                       JobHandlers, FleetHandlers, ServiceHandlers, TokenHandlers, BadgeHandlers, RequestReading,
                        BaseHTTPRequestHandler):
     """One request. Routes are data (``routes.ROUTES``); each handler returns a ``Response``.
 

@@ -255,11 +255,23 @@ _TOKEN_PATHS = {
 }
 
 
+_SVG = {"image/svg+xml; charset=utf-8": {"schema": {"type": "string"}}}
+_BADGE_PATH = {"/badge/{kind}/{name}.svg": {"get": {
+    "summary": "A job's or a heartbeat's state now, as an SVG badge (no token; cacheable for 30 s)",
+    "security": [{}],
+    "parameters": [{"name": "kind", "in": "path", "required": True, "schema": {"enum": ["job", "heartbeat"]}},
+                   {"name": "name", "in": "path", "required": True, "schema": _HEARTBEAT_NAME,
+                    "description": "the job's slug, or the heartbeat's name"}],
+    "responses": {"200": {"description": "the badge", "content": _SVG},
+                  "404": {"description": "a 'not found' badge", "content": _SVG}, **_errors(421)}}}}
+
+
 def openapi_spec(version: str) -> dict:
     """The OpenAPI document for this server version: where a token is asked for (401), a token
     without the route's scope gets 403 too."""
     spec = _spec(version)
     spec["paths"].update(copy.deepcopy(_TOKEN_PATHS))
+    spec["paths"].update(copy.deepcopy(_BADGE_PATH))
     for path in spec["paths"].values():
         for operation in path.values():
             if "401" in operation["responses"]:

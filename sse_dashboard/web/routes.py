@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from sse_dashboard.web.tokens import SCOPES  # what a token may do; admin implies the others
 
-__all__ = ["Access", "SCOPES", "PUBLIC", "READ", "WRITE", "ADMIN", "ADMIN_GET", "PING", "PING_ADMIN", "MCP", "KEYED", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
+__all__ = ["Access", "SCOPES", "PUBLIC", "READ", "WRITE", "ADMIN", "ADMIN_GET", "PING", "PING_ADMIN", "MCP", "BADGE", "KEYED", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
            "find_route", "allowed_methods", "access_for"]
 
 
@@ -66,6 +66,8 @@ PING = Access("write or ?token=, same-origin", token=True, cookie=False, query=T
 PING_ADMIN = Access("admin or ?token=, same-origin", token=True, cookie=False, query=True, write=True, scope="admin")
 # MCP: an agent with a read token may use its read tools; the one that posts needs 'write' (web/mcp.py).
 MCP = Access("read (write to post), same-origin", token=True, cookie=True, query=False, write=True, scope="read")
+# Badges: a job's or a heartbeat's state (up, down...) and nothing else, for anyone (#26).
+BADGE = Access("anyone (the state only)", token=False, cookie=False, query=False, write=False, scope=None)
 # Job pings: the URL's job UUID or ping key is the secret, as in Healthchecks, so a script written
 # for it changes only its base URL (README "Jobs"); a GET writes here too.
 KEYED = Access("the job's UUID or ping key in the URL, same-origin", token=False, cookie=False, query=False,
@@ -126,6 +128,7 @@ ROUTES = (
     Route("GET", "/api/tokens", "get_tokens", ADMIN_GET),  # scoped tokens (#26)
     Route("POST", "/api/tokens", "post_token", ADMIN),
     Route("DELETE", "/api/tokens/", "delete_token", ADMIN, prefix=True),
+    Route("GET", "/badge/", "get_badge", BADGE, prefix=True),  # a job's or heartbeat's state, for a README
 )
 
 # The API's own places: a path under one that no route takes is still the API's, and needs the
