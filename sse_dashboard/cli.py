@@ -276,6 +276,10 @@ def _configure_console() -> None:
             pass
 
 
+def _local_minute(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "never"
+
+
 def token_command(argv: list[str]) -> int:
     """``sse-dashboard token add NAME --scope S | list | revoke NAME`` (#26): the data folder's
     tokens, kept as hashes; a running dashboard takes the change within a second."""
@@ -302,8 +306,8 @@ def token_command(argv: list[str]) -> int:
             sys.stdout.write(secret + "\n")
         elif args.command == "list":
             for entry in store.listing():
-                sys.stdout.write("%-24s %-18s made %s\n" % (entry["name"], ",".join(entry["scopes"]), time.strftime(
-                    "%Y-%m-%d %H:%M:%S", time.localtime(entry["created"]))))
+                sys.stdout.write("%-24s %-18s made %s, last used %s\n" % (
+                    entry["name"], ",".join(entry["scopes"]), _local_minute(entry["created"]), _local_minute(entry["last_used"])))
         elif not store.revoke(args.name):
             sys.stderr.write("no token is named %s in %s\n" % (args.name, path))
             return 1

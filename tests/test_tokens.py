@@ -7,6 +7,8 @@ import http.client
 import itertools
 import json
 import logging
+import os
+import stat
 import subprocess
 import sys
 
@@ -218,7 +220,10 @@ def test_a_running_dashboard_takes_tokens_added_and_revoked_by_the_cli(make_serv
     server = make_server(data_dir=tmp_path)
     secret = run_cli("add", "wall", "--scope", "read", data_dir=tmp_path).stdout.strip().splitlines()[-1]
     wait_until(lambda: call(server, "GET", "/api/metrics")[0] == 401, message="the token file noticed")
+    assert "last used never" in run_cli("list", data_dir=tmp_path).stdout
     assert call(server, "GET", "/api/metrics", bearer(secret))[0] == 200
+    listed = run_cli("list", data_dir=tmp_path).stdout
+    assert "wall" in listed and "last used never" not in listed  # the dashboard keeps when it was used
     reader = SSEReader(server.host, server.port, headers=bearer(secret))
     try:
         assert reader.next_event("metrics")
@@ -236,6 +241,8 @@ def test_the_token_store_keeps_nothing_in_clear_and_writes_atomically(tmp_path):
     secret, entry = store.add("a", ("read",))
     assert store.lookup(secret).name == "a" and store.lookup(secret + "x") is None
     assert not list(tmp_path.glob("*.tmp")) and secret not in (tmp_path / "tokens.json").read_text()
+    if os.name != "nt":
+        assert stat.S_IMODE((tmp_path / "tokens.json").stat().st_mode) == 0o600  # its owner's alone
     reopened = TokenStore(tmp_path / "tokens.json")
     assert reopened.lookup(secret).scopes == ("read",)
     generation = reopened.generation

@@ -18,6 +18,9 @@ Invariants:
 - once a data folder has had a token (the file exists), the API needs one, even after the last
   is revoked: revoking a leaked token must never open the dashboard. Delete the file to go back
   to the open default;
+- when a token was last used is kept apart, in ``tokens-used.json``, which only the dashboard
+  writes (the CLI only reads it), at most once per ``USED_EVERY_S``: so it is right to the
+  minute, costs one small write a minute at most, and never races the CLI's changes;
 - a file that cannot be read at start is an error (``TokenFileError``), not an empty list: a
   damaged file must not open the API. Damaged while running, the last good list stays.
 """
@@ -38,13 +41,15 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 __all__ = ["SCOPES", "MAX_TOKENS", "TOKEN_FILE", "CHECK_EVERY_S", "TokenStore", "StoredToken", "TokenFileError", "TokenExists",
-           "token_digest", "implied_scopes", "check_scopes", "check_name", "token_file"]
+           "token_digest", "implied_scopes", "check_scopes", "check_name", "token_file", "USED_FILE", "USED_EVERY_S"]
 
 log = logging.getLogger(__name__)
 
 SCOPES = ("read", "write", "admin")  # admin implies the other two; read and write imply nothing
 MAX_TOKENS = 100                     # a lookup compares with each: keep it a handful, not a database
 TOKEN_FILE = "tokens.json"
+USED_FILE = "tokens-used.json"       # when each token was last used: the dashboard's, apart from the CLI's file
+USED_EVERY_S = 60.0                  # written at most this often
 CHECK_EVERY_S = 1.0                  # how often a running dashboard looks at the file for the CLI's changes
 TOKEN_PREFIX = "sdt_"                # says what a leaked string is (secret scanners key on such prefixes)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -129,8 +134,22 @@ def _signature(stat: os.stat_result) -> tuple:
 
 def _write(path: Path, tokens: list) -> tuple:
     """Write the whole list (temporary file, then ``os.replace``); the new file's signature."""
+    return _write_json(path, {"version": 1, "tokens": [t.as_json() for t in tokens]})
+
+
+def _read_used(path: Path) -> dict:
+    """{digest: unix seconds} from the last-use file; empty when there is none or it is damaged
+    (it is only ever a convenience)."""
+    try:
+        used = json.loads(path.read_text(encoding="utf-8"))
+        return {str(digest): float(when) for digest, when in used.items()}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
+def _write_json(path: Path, document: dict) -> tuple:
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = json.dumps({"version": 1, "tokens": [t.as_json() for t in tokens]}, indent=1).encode("utf-8")
+    body = json.dumps(document, indent=1).encode("utf-8")
     temporary = path.with_name(".%s.%s.tmp" % (path.name, secrets.token_hex(4)))
     try:
         fd = os.open(str(temporary), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -186,9 +205,12 @@ class TokenStore:
         self._ever = False                   # a token was made in this run (the in-memory store)
         self._generation = 0
         self._last_used: dict[str, float] = {}
+        self._used_saved_at: float | None = None  # monotonic; None: not written in this run
         self._checked_at = clock()
         if path is not None:
             self._tokens, self._signature = _read(path)  # a damaged file stops the start
+            kept = {t.digest for t in self._tokens}
+            self._last_used = {d: t for d, t in _read_used(path.with_name(USED_FILE)).items() if d in kept}
 
     # --- asked by requests and the stream hub --------------------------------------------
 
@@ -215,8 +237,21 @@ class TokenStore:
                 if hmac.compare_digest(entry.digest, digest):
                     found = entry
             if found is not None:
-                self._last_used[found.digest] = time.time()
+                self._last_used[found.digest] = round(time.time())
+                save = self.path is not None and (self._used_saved_at is None
+                                                  or self._clock() - self._used_saved_at >= USED_EVERY_S)
+                if save:
+                    self._used_saved_at = self._clock()
+                    used = dict(self._last_used)
+        if found is not None and save:
+            self._save_used(used)
         return found
+
+    def _save_used(self, used: dict) -> None:
+        try:
+            _write_json(self.path.with_name(USED_FILE), used)
+        except TokenFileError as exc:
+            log.warning("%s (when tokens were last used is not kept)", exc)
 
     def is_valid(self, digest: str) -> bool:
         """Whether the token with this hash is still kept (the stream hub asks for its streams)."""
@@ -224,7 +259,7 @@ class TokenStore:
             return any(entry.digest == digest for entry in self._tokens)
 
     def listing(self) -> list[dict]:
-        """Every token's name, scopes, creation and last use in this run (None), never its hash."""
+        """Every token's name, scopes, creation and last use (None: never), never its hash."""
         self.refresh()
         with self._lock:
             return [{"name": t.name, "scopes": list(t.scopes), "created": t.created,

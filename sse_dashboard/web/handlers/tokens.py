@@ -53,4 +53,5 @@ class TokenHandlers:
             raise HTTPError(503, str(exc), (("Retry-After", "30"),)) from None
         if not revoked:
             raise HTTPError(404, "no token is named %s" % name[:64])
+        self.server.hub.wake()  # its streams end now, not at the hub's next timeout
         return _answer({"status": "revoked", "name": name})
