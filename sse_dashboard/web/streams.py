@@ -322,7 +322,11 @@ class StreamHub:
     def _step(self) -> None:
         now = self._clock()
         while self._incoming:
-            self._streams.append(self._incoming.popleft())
+            stream = self._incoming.popleft()
+            if stream.token is not None and self._tokens is not None and not self._tokens.is_valid(stream.token):
+                self._close(stream)  # revoked while it was opening, maybe before the last generation seen
+            else:
+                self._streams.append(stream)
         self._end_revoked()
         recent = list(self._published)
         if recent:
