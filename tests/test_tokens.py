@@ -315,3 +315,28 @@ def http_status(port, token=None):
         return conn.getresponse().status
     finally:
         conn.close()
+
+
+def test_a_stream_joining_the_hub_with_a_token_revoked_already_is_closed_at_once():
+    """The hub notices a revocation by the store's generation; a stream revoked while it was opening
+    (before the generation the hub last saw) is checked on joining."""
+    import socket
+
+    from sse_dashboard.events import EventLog
+    from sse_dashboard.web.streams import StreamHub
+
+    store = TokenStore(None)
+    _, entry = store.add("late", ("read",))
+    store.revoke("late")
+    hub = StreamHub(EventLog(), tokens=store, heartbeat_s=3600)  # it has seen this generation already
+    hub.start()
+    ours, theirs = socket.socketpair()
+    try:
+        assert hub.reserve(10)
+        hub.add(ours, cursor=0, seq=0, token=entry.digest)
+        theirs.settimeout(3)
+        assert theirs.recv(100) == b""
+        wait_until(lambda: hub.clients == 0, message="the slot given back")
+    finally:
+        hub.stop()
+        theirs.close()
