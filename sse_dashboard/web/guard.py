@@ -184,7 +184,8 @@ class RateLimiter:
 
 @dataclass(frozen=True)
 class Policy:
-    """Who may do what: from the dashboard's configuration, fixed for its run."""
+    """Who may do what: from the dashboard's configuration, fixed for its run, and its token store
+    (``tokens``), whose tokens change while it runs."""
 
     port: int
     token: str | None = None
