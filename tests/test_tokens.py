@@ -340,3 +340,18 @@ def test_a_stream_joining_the_hub_with_a_token_revoked_already_is_closed_at_once
     finally:
         hub.stop()
         theirs.close()
+
+
+def test_a_change_waits_for_another_process_and_takes_over_a_stale_lock(tmp_path):
+    """The CLI and the dashboard change tokens.json under tokens.json.lock: one waits for the other
+    (here: gives up with a clear error), and a lock left by a dead process is taken over."""
+    lock = tmp_path / "tokens.json.lock"
+    lock.write_text("")
+    store = TokenStore(tmp_path / "tokens.json", lock_wait_s=0.2)
+    with pytest.raises(ValueError, match="another change to the tokens holds"):
+        store.add("a", ("read",))
+    assert not (tmp_path / "tokens.json").exists()
+    old = os.stat(lock).st_mtime - 3600
+    os.utime(lock, (old, old))
+    secret, _ = store.add("a", ("read",))
+    assert store.lookup(secret) is not None and not lock.exists()

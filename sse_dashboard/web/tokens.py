@@ -11,6 +11,10 @@ Invariants:
   the offered token's hash with every stored one in constant time (``hmac.compare_digest``);
 - the file is written whole, to a temporary file then ``os.replace``d, so a reader sees the old
   list or the new one, never half of one; on POSIX it is readable by its owner only;
+- a change reads the file, changes the list and writes it holding ``tokens.json.lock`` (made
+  with ``O_EXCL``, so it works across processes on every OS): the CLI and the admin API changing
+  tokens at the same moment each keep the other's change. A lock older than ``STALE_LOCK_S``
+  was left by a process that died, and is taken over;
 - a running dashboard notices the file changing (its mtime, size or inode, looked at no more than
   once per ``CHECK_EVERY_S``), so a token revoked from another terminal stops working without a
   restart; ``generation`` grows whenever a token stops being valid, which is what the stream
@@ -27,6 +31,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -38,7 +43,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 __all__ = ["SCOPES", "MAX_TOKENS", "TOKEN_FILE", "CHECK_EVERY_S", "TokenStore", "StoredToken", "TokenFileError", "TokenExists",
            "token_digest", "implied_scopes", "check_scopes", "check_name", "token_file", "USED_FILE", "USED_EVERY_S"]
@@ -50,6 +55,8 @@ MAX_TOKENS = 100                     # a lookup compares with each: keep it a ha
 TOKEN_FILE = "tokens.json"
 USED_FILE = "tokens-used.json"       # when each token was last used: the dashboard's, apart from the CLI's file
 USED_EVERY_S = 60.0                  # written at most this often
+LOCK_WAIT_S = 5.0                    # how long a change waits for another one to finish
+STALE_LOCK_S = 30.0                  # a lock this old was left by a process that died
 CHECK_EVERY_S = 1.0                  # how often a running dashboard looks at the file for the CLI's changes
 TOKEN_PREFIX = "sdt_"                # says what a leaked string is (secret scanners key on such prefixes)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -180,6 +187,42 @@ def _replace_file(source: Path, target: Path, attempts: int = 5) -> None:
             time.sleep(0.05)
 
 
+class _FileLock:
+    """``path`` made with ``O_EXCL`` while a change is under way, in any process (see the module docstring)."""
+
+    def __init__(self, path: Path, wait_s: float = LOCK_WAIT_S) -> None:
+        self.path, self.wait_s = path, wait_s
+
+    def __enter__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                os.close(os.open(str(self.path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                return
+            except FileExistsError:
+                self._take_if_stale()
+            except OSError as exc:
+                raise TokenFileError("cannot lock %s: %s" % (self.path, exc.strerror or exc)) from None
+            if time.monotonic() >= deadline:
+                raise TokenFileError("another change to the tokens holds %s; try again (or delete it if no "
+                                     "sse-dashboard is changing tokens)" % self.path)
+            time.sleep(0.02)
+
+    def _take_if_stale(self) -> None:
+        try:
+            if time.time() - self.path.stat().st_mtime > STALE_LOCK_S:
+                self.path.unlink()
+        except OSError:
+            pass  # gone already, or taken: the next try says which
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+
+
 class TokenStore:
     """The tokens of one data folder (``path``), or of this run only (``path=None``: ``:memory:``).
 
@@ -192,7 +235,7 @@ class TokenStore:
     """
 
     def __init__(self, path: Path | None, *, clock: Callable[[], float] = time.monotonic,
-                 check_every_s: float = CHECK_EVERY_S) -> None:
+                 check_every_s: float = CHECK_EVERY_S, lock_wait_s: float = LOCK_WAIT_S) -> None:
         self.path = path
         self._clock = clock
         self._check_every_s = check_every_s
@@ -200,6 +243,7 @@ class TokenStore:
         # Serialises this process's read-modify-write of the file (held across that I/O on purpose:
         # two admins adding at once must not each write a list without the other's token).
         self._file_lock = threading.Lock()
+        self._process_lock = _FileLock(path.with_name(path.name + ".lock"), lock_wait_s) if path is not None else None
         self._tokens: list[StoredToken] = []
         self._signature: tuple | None = None
         self._ever = False                   # a token was made in this run (the in-memory store)
@@ -298,7 +342,7 @@ class TokenStore:
         name, scopes = check_name(name), check_scopes(list(scopes))
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         entry = StoredToken(name, scopes, token_digest(secret), round(time.time(), 3))
-        with self._file_lock:
+        with self._file_lock, self._changing():
             tokens = self._current()
             if any(t.name == name for t in tokens):
                 raise TokenExists("a token named %s already exists (revoke it first)" % name)
@@ -312,7 +356,7 @@ class TokenStore:
 
     def revoke(self, name: str) -> bool:
         """Forget the token named ``name`` at once; False if there is none."""
-        with self._file_lock:
+        with self._file_lock, self._changing():
             tokens = self._current()
             kept = [t for t in tokens if t.name != name]
             if len(kept) == len(tokens):
@@ -320,6 +364,10 @@ class TokenStore:
             self._save(kept)
         log.info("token %s revoked", name)
         return True
+
+    def _changing(self) -> Any:
+        """The lock other processes see while this one changes the file (nothing in memory)."""
+        return self._process_lock if self._process_lock is not None else contextlib.nullcontext()
 
     def _current(self) -> list:
         """The list to change: the file as it is now (the CLI may have changed it), else ours."""
