@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,9 +39,10 @@ from sse_dashboard.registry import DEFAULT_GAUGE_TTL_S
 from sse_dashboard.storage import DataDirInUse
 from sse_dashboard.web.guard import is_loopback, token_problem
 from sse_dashboard.web.handler import access_log
+from sse_dashboard.web.tokens import SCOPES, TokenExists, TokenFileError, TokenStore, token_file
 
 __all__ = ["main", "make_parser", "parse_args", "load_config", "load_export", "Export", "config_from_args", "port_error_message",
-           "fit_open_file_limit", "default_data_dir", "EXAMPLE_CONFIG", "SPARE_FILES"]
+           "fit_open_file_limit", "default_data_dir", "EXAMPLE_CONFIG", "SPARE_FILES", "token_command"]
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +337,51 @@ def _configure_console() -> None:
             pass
 
 
+def _local_minute(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "never"
+
+
+def token_command(argv: list[str]) -> int:
+    """``sse-dashboard token add NAME --scope S | list | revoke NAME`` (#26): the data folder's
+    tokens, kept as hashes; a running dashboard takes the change within a second."""
+    folder = argparse.ArgumentParser(add_help=False)
+    folder.add_argument("--data-dir", default=argparse.SUPPRESS, metavar="DIR",
+                        help="the dashboard's data folder (default %s)" % default_data_dir())
+    parser = argparse.ArgumentParser(prog="sse-dashboard token", parents=[folder],
+                                     description="Scoped tokens: read, write, admin (admin may do anything).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser("add", parents=[folder], help="make a token and print it (shown this once)")
+    add.add_argument("name")
+    add.add_argument("--scope", action="append", required=True, choices=SCOPES, help="repeatable")
+    commands.add_parser("list", parents=[folder], help="names, scopes and creation times (never a token)")
+    commands.add_parser("revoke", parents=[folder], help="revoke at once, open streams too").add_argument("name")
+    args = parser.parse_args(argv)
+    path = token_file(getattr(args, "data_dir", None) or default_data_dir())
+    if path is None:
+        parser.error("--data-dir :memory: keeps no tokens: make them over the API (POST /api/tokens)")
+    try:
+        store = TokenStore(path)
+        if args.command == "add":
+            secret, _ = store.add(args.name, args.scope)
+            sys.stderr.write("token %s made (%s); it is shown this once:\n" % (args.name, ", ".join(args.scope)))
+            sys.stdout.write(secret + "\n")
+        elif args.command == "list":
+            for entry in store.listing():
+                sys.stdout.write("%-24s %-18s made %s, last used %s\n" % (
+                    entry["name"], ",".join(entry["scopes"]), _local_minute(entry["created"]), _local_minute(entry["last_used"])))
+        elif not store.revoke(args.name):
+            sys.stderr.write("no token is named %s in %s\n" % (args.name, path))
+            return 1
+    except (TokenExists, TokenFileError, ValueError) as exc:
+        sys.stderr.write("%s\n" % exc)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["token"]:
+        return token_command(argv[1:])
     args = parse_args(argv)
     _configure_console()
     logging.basicConfig(
@@ -343,20 +389,21 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     access_log.setLevel(logging.INFO if args.access_log or args.verbose else logging.WARNING)
+    data_dir = args.data_dir or (":memory:" if args.demo else default_data_dir())
+    tokens_kept = token_file(data_dir) is not None and token_file(data_dir).is_file()
     if not is_loopback(args.host):
-        if not args.token and not args.insecure:
+        if not args.token and not tokens_kept and not args.insecure:
             log.error("refusing to listen on %s without a token: anyone on the network could read and post. "
                       "Start with --token TOKEN (or SSE_DASHBOARD_TOKEN), or --insecure if you really mean it", args.host)
             return 2
         log.warning("listening on %s: reachable from other machines%s", args.host,
-                    "" if args.token else " and open to anyone (--insecure)")
+                    "" if args.token or tokens_kept else " and open to anyone (--insecure)")
     try:
         rules, heartbeats, targets, jobs = load_config(args.config)
         export = load_export(args.config)
     except ValueError as exc:
         log.error("config not loaded, not starting: %s", exc)
         return 2
-    data_dir = args.data_dir or (":memory:" if args.demo else default_data_dir())
     if args.demo and not args.data_dir:
         log.info("demo: synthetic counters, gauges and events, kept in memory only (not in %s)", default_data_dir())
     try:
@@ -366,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         return _another_dashboard(exc.url, args.open, "the data folder %s is in use by another dashboard%s; use that one, "
                                   "or start this one with --data-dir DIR (another folder) or --data-dir :memory: "
                                   "(keep nothing)" % (exc.directory, " (%s)" % exc.url if exc.url else ""))
-    except ListenerUnavailable as exc:
+    except (ListenerUnavailable, TokenFileError) as exc:
         log.error("%s", exc)
         return 2
     except OSError as exc:

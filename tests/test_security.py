@@ -37,10 +37,10 @@ def test_with_a_token_every_route_but_the_pages_needs_it(make_server, route):
 def test_only_the_page_and_the_job_pings_are_open_to_anyone():
     """A route anyone may use is a decision, made here: the pages (the dashboard's, the fleet's)
     and their files hold no data; a job ping's secret is in its URL (the job's UUID or the ping
-    key), as in Healthchecks."""
+    key), as in Healthchecks; a badge shows a job's or heartbeat's state and nothing else (#26)."""
     assert {(r.method, r.path) for r in ROUTES if not r.access.token} == {
         ("GET", "/"), ("GET", "/index.html"), ("GET", "/static/"), ("GET", "/fleet"), ("GET", "/ping/"),
-        ("POST", "/ping/")}
+        ("POST", "/ping/"), ("GET", "/badge/")}
 
 
 def test_with_a_token_a_job_ping_still_needs_only_its_url(make_server):
@@ -349,3 +349,27 @@ def test_a_body_slower_than_promised_is_dropped_and_stores_nothing(make_server):
         assert sock.recv(100) == b""
         assert time.monotonic() - started < 3
     assert server.server.events.last_id == 0
+
+
+# --- scoped tokens (#26; tests/test_tokens.py walks every route) -----------------------------
+
+def test_a_token_with_the_scope_still_meets_the_host_origin_and_rate_checks(make_server):
+    server = make_server(token="s3cret", post_rate_per_s=1)
+    admin = json.loads(call(server, "POST", "/api/tokens", {"name": "ops", "scopes": ["admin"]},
+                            headers={"Authorization": "Bearer s3cret"})[2])["token"]
+    bearer = {"Authorization": "Bearer " + admin}
+    assert call(server, "GET", "/api/health", headers=dict(bearer, Host="rebind.attacker.example"))[0] == 421
+    status, _, body = call(server, "POST", "/api/events", {"message": "x"}, headers=dict(bearer, Origin="http://evil.example"))
+    assert status == 403 and "cross-site" in json.loads(body)["error"]
+    statuses = [call(server, "POST", "/api/events", {"message": "x"}, headers=bearer)[0] for _ in range(12)]
+    assert 429 in statuses
+
+
+def test_too_little_scope_is_403_naming_it_and_no_token_is_401(make_server):
+    server = make_server(token="s3cret")
+    reader = json.loads(call(server, "POST", "/api/tokens", {"name": "wall", "scopes": ["read"]},
+                             headers={"Authorization": "Bearer s3cret"})[2])["token"]
+    status, headers, body = call(server, "DELETE", "/api/metrics/gauges/g", headers={"Authorization": "Bearer " + reader})
+    assert status == 403 and json.loads(body) == {"error": "this needs the 'admin' scope; the token has read"}
+    assert "WWW-Authenticate" not in headers
+    assert call(server, "DELETE", "/api/metrics/gauges/g")[0] == 401

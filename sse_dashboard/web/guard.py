@@ -1,11 +1,16 @@
-"""Who may use the dashboard, and how much: the token, the Host header, Origin, rate limits.
+"""Who may use the dashboard, and how much: tokens and their scopes, the Host header, Origin, rate limits.
 
 One concept: access decisions, free of HTTP plumbing. ``DashboardHandler`` asks, with the
 rule of the request's route (``routes.py`` says who may use each), and turns the answers
 into statuses.
 
 Invariants:
-- a token is compared in constant time (``hmac.compare_digest``);
+- a token is compared in constant time (``hmac.compare_digest``): ``--token`` here, the stored
+  ones by their hashes (``tokens.TokenStore``);
+- tokens are in use when there is ``--token`` or the data folder has a token file; then a route
+  that asks for one answers 401 without a valid token and 403, naming the scope, to a token
+  without the route's scope (``--token`` has every scope); without any, the API is open, as it
+  always was (to this machine alone unless ``--host`` says otherwise);
 - the Host header is trusted only when it is an IP literal, ``localhost``, a
   name given with ``--allow-host`` or the name of ``--public-url``: a
   DNS-rebinding page (glances CVE-2026-32632) reaches us under *its own* name,
@@ -32,10 +37,11 @@ from typing import Callable, Iterable, Mapping
 
 from sse_dashboard.config import browser_origin
 from sse_dashboard.web.routes import Access
+from sse_dashboard.web.tokens import SCOPES, TokenStore, implied_scopes
 
 __all__ = ["token_matches", "token_problem", "host_allowed", "is_loopback", "RateLimiter", "cookie_name",
            "cookie_value", "parse_cookies", "redact_secrets", "Policy", "Decision", "check_access", "offered_token",
-           "own_origins"]
+           "own_origins", "Grant", "grant_for", "tokens_in_use"]
 
 MAX_TOKEN_CHARS = 1000
 
@@ -178,7 +184,8 @@ class RateLimiter:
 
 @dataclass(frozen=True)
 class Policy:
-    """Who may do what: from the dashboard's configuration, fixed for its run."""
+    """Who may do what: from the dashboard's configuration, fixed for its run, and its token store
+    (``tokens``), whose tokens change while it runs."""
 
     port: int
     token: str | None = None
@@ -186,11 +193,39 @@ class Policy:
     cors_origin: str | None = None
     writes: RateLimiter | None = None
     public_origin: str | None = None  # ``origin_of(--public-url)``: where the page is served from
+    tokens: TokenStore | None = None  # the data folder's scoped tokens (#26)
 
     @property
     def public_host(self) -> str | None:
         """The public URL's host name (its Host is ours), or None."""
         return urllib.parse.urlsplit(self.public_origin).hostname.rstrip(".") if self.public_origin else None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Who a valid token is: its ``name`` (``--token`` for that one), the ``scopes`` it may use,
+    and its ``digest`` (None for ``--token``, which cannot be revoked) to tell when it is revoked."""
+
+    name: str
+    scopes: frozenset
+    digest: str | None
+
+
+def tokens_in_use(policy: Policy) -> bool:
+    """Whether routes that ask for a token get one: ``--token``, or the data folder has tokens."""
+    return bool(policy.token) or (policy.tokens is not None and policy.tokens.enabled)
+
+
+def grant_for(policy: Policy, offered: str | None) -> Grant | None:
+    """The grant of the token ``offered``, or None when it is no valid token."""
+    if offered is None:
+        return None
+    if policy.token and token_matches(policy.token, offered):
+        return Grant("--token", frozenset(SCOPES), None)
+    stored = policy.tokens.lookup(offered) if policy.tokens is not None else None
+    if stored is None:
+        return None
+    return Grant(stored.name, implied_scopes(stored.scopes), stored.digest)
 
 
 @dataclass(frozen=True)
@@ -215,7 +250,7 @@ def check_access(policy: Policy, access: Access, method: str, headers: Mapping[s
 
     ``access`` is the rule of the request's route (``routes.access_for``). In order: the Host
     header (DNS rebinding), a CORS preflight from the one allowed origin, the token where the
-    rule asks for it, then for writes the Origin (CSRF) and the rate. ``query_token``
+    rule asks for it and its scope, then for writes the Origin (CSRF) and the rate. ``query_token``
     (``?token=``) counts only where the rule says so: a heartbeat URL pasted into a tool
     that cannot send headers."""
     named = policy.allowed_hosts + ((policy.public_host,) if policy.public_host else ())
@@ -224,13 +259,17 @@ def check_access(policy: Policy, access: Access, method: str, headers: Mapping[s
     origin = headers.get("Origin")
     if method == "OPTIONS" and policy.cors_origin and origin == policy.cors_origin:
         return PREFLIGHT
-    if access.token:
+    if access.token and tokens_in_use(policy):
         offered = offered_token(policy, headers, cookie=access.cookie)
         if offered is None and access.query:
             offered = query_token
-        if not token_matches(policy.token, offered):
+        grant = grant_for(policy, offered)
+        if grant is None:
             return Decision(401, "a valid token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN once)",
                             (("WWW-Authenticate", "Bearer"),))
+        if access.scope not in grant.scopes:
+            return Decision(403, "this needs the '%s' scope; the token has %s" % (
+                access.scope, ", ".join(s for s in SCOPES if s in grant.scopes)))
     if access.write:
         if origin is not None and origin not in own_origins(policy, headers.get("Host")):
             return Decision(403, "cross-site requests are refused (Origin %s; behind a proxy, see --public-url)"

@@ -34,6 +34,7 @@ from sse_dashboard.sampler import encode_json
 from sse_dashboard.storage import StorageError
 from sse_dashboard.web.guard import Decision, check_access, redact_secrets
 from sse_dashboard.web.handlers.alerts import AlertHandlers
+from sse_dashboard.web.handlers.badges import BadgeHandlers
 from sse_dashboard.web.handlers.events import EventHandlers
 from sse_dashboard.web.handlers.fleet import FleetHandlers
 from sse_dashboard.web.handlers.jobs import JobHandlers
@@ -43,6 +44,7 @@ from sse_dashboard.web.handlers.page import PageHandlers
 from sse_dashboard.web.handlers.push import PushHandlers
 from sse_dashboard.web.handlers.service import ServiceHandlers
 from sse_dashboard.web.handlers.stream import StreamHandlers
+from sse_dashboard.web.handlers.tokens import TokenHandlers
 from sse_dashboard.web.request import DeadlineReader, RequestReading
 from sse_dashboard.web.response import (JSON_TYPE, SECURITY_HEADERS, HTTPError, Response, error_response,
                                         json_response, primed)
@@ -58,7 +60,8 @@ access_log = logging.getLogger("sse_dashboard.web.access")
 
 
 class DashboardHandler(PageHandlers, MetricHandlers, EventHandlers, StreamHandlers, AlertHandlers, PushHandlers,
-                       OtlpHandlers, JobHandlers, FleetHandlers, ServiceHandlers, RequestReading, BaseHTTPRequestHandler):
+                       OtlpHandlers, JobHandlers, FleetHandlers, ServiceHandlers, TokenHandlers, BadgeHandlers,
+                       RequestReading, BaseHTTPRequestHandler):
     """One request. Routes are data (``routes.ROUTES``); each handler returns a ``Response``.
 
     The handler methods come from ``handlers/`` (one class per resource), reading a request

@@ -142,8 +142,9 @@ class McpEndpoint:
     tools: dict
     version: str
 
-    def handle(self, raw: bytes, headers: Any) -> tuple[int, dict | None]:
-        """(HTTP status, the JSON-RPC answer or None for 202)."""
+    def handle(self, raw: bytes, headers: Any, may_write: bool = True) -> tuple[int, dict | None]:
+        """(HTTP status, the JSON-RPC answer or None for 202). ``may_write``: whether the caller's
+        token has the 'write' scope, which the tools that are not read-only need (#26)."""
         try:
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
@@ -159,9 +160,9 @@ class McpEndpoint:
         try:
             if modern:
                 self._check_stamp(body, params, headers)
-                result = self._modern(method, params)
+                result = self._modern(method, params, may_write)
             else:
-                result = self._handshake(method, params)
+                result = self._handshake(method, params, may_write)
         except RpcError as exc:
             status = MODERN_STATUS.get(exc.code, 200) if modern else (400 if exc.code == INVALID_REQUEST else 200)
             return status, _error(request_id, exc.code, exc.message, exc.data)
@@ -169,7 +170,7 @@ class McpEndpoint:
 
     # --- the two eras -----------------------------------------------------------------
 
-    def _handshake(self, method: str, params: dict) -> dict:
+    def _handshake(self, method: str, params: dict, may_write: bool) -> dict:
         if method == "initialize":
             asked = params.get("protocolVersion")
             return {"protocolVersion": asked if asked in HANDSHAKE_VERSIONS else HANDSHAKE_VERSIONS[0],
@@ -180,17 +181,17 @@ class McpEndpoint:
         if method == "tools/list":
             return {"tools": TOOLS}
         if method == "tools/call":
-            return self._call(params)
+            return self._call(params, may_write)
         raise RpcError(METHOD_NOT_FOUND, "Method not found: %s" % _shown(method))
 
-    def _modern(self, method: str, params: dict) -> dict:
+    def _modern(self, method: str, params: dict, may_write: bool) -> dict:
         if method == "server/discover":
             result = {"supportedVersions": list(MODERN_VERSIONS), "capabilities": {"tools": {"listChanged": False}},
                       "instructions": INSTRUCTIONS, "ttlMs": 0, "cacheScope": "public"}
         elif method == "tools/list":
             result = {"tools": TOOLS, "ttlMs": 0, "cacheScope": "public"}
         elif method == "tools/call":
-            result = self._call(params)
+            result = self._call(params, may_write)
         else:
             raise RpcError(METHOD_NOT_FOUND, "Method not found: %s" % _shown(method))
         result["resultType"] = "complete"
@@ -214,12 +215,14 @@ class McpEndpoint:
 
     # --- tools ------------------------------------------------------------------------
 
-    def _call(self, params: dict) -> dict:
+    def _call(self, params: dict, may_write: bool) -> dict:
         name = params.get("name")
         if name not in _TOOLS_BY_NAME:
             raise RpcError(INVALID_PARAMS, "Unknown tool: %s" % _shown(name))
         arguments = params.get("arguments", {})
         try:
+            if not may_write and not _TOOLS_BY_NAME[name]["annotations"]["readOnlyHint"]:
+                raise ToolError("%s needs the 'write' scope; the token offered has not" % name)
             if not isinstance(arguments, dict):
                 raise ToolError("arguments must be an object")
             arguments = _check_arguments(_TOOLS_BY_NAME[name]["inputSchema"], arguments)

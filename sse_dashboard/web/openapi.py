@@ -6,6 +6,7 @@ server with it, so a route, field or status that drifts from it fails there.
 
 from __future__ import annotations
 
+import copy
 import re
 
 from sse_dashboard.events import DASHBOARD_TYPE_PREFIXES, RESERVED_TYPES
@@ -247,15 +248,72 @@ _METRICS_UPDATE = {
 }
 
 
+_TOKEN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
+_TOKEN_LISTED = {"type": "object", "required": ["name", "scopes", "created", "last_used"], "additionalProperties": False,
+                 "properties": {"name": _TOKEN_NAME,
+                                "scopes": {"type": "array", "items": {"enum": ["read", "write", "admin"]}},
+                                "created": {"type": "number"}, "last_used": _NUMBER_OR_NULL}}
+# Scoped tokens (#26): an admin's view of them; a token's text is in the answer to its POST only.
+_TOKEN_PATHS = {
+    "/api/tokens": {
+        "get": {"summary": "The scoped tokens: names and scopes, never a token (admin)",
+                "responses": {"200": {"description": "the tokens", **_json({
+                    "type": "object", "required": ["tokens"],
+                    "properties": {"tokens": {"type": "array", "items": _TOKEN_LISTED}}})}, **_errors(401)}},
+        "post": {"summary": "Make a token; its text is in this answer only (admin)",
+                 "requestBody": {"required": True, **_json({
+                     "type": "object", "required": ["name", "scopes"], "additionalProperties": False,
+                     "properties": {"name": _TOKEN_NAME, "scopes": {
+                         "type": "array", "minItems": 1, "items": {"enum": ["read", "write", "admin"]}}}})},
+                 "responses": {"201": {"description": "made", **_json({
+                     "type": "object", "required": ["name", "scopes", "created", "token"],
+                     "properties": {"token": {"type": "string"}}})},
+                     **_errors(400, 401, 403, 409, 413, 415, 429, 503)}},
+    },
+    "/api/tokens/{name}": {
+        "delete": {"summary": "Revoke a token at once, and end the streams it opened (admin)",
+                   "parameters": [{"name": "name", "in": "path", "required": True, "schema": _TOKEN_NAME}],
+                   "responses": {"200": {"description": "revoked", **_json({
+                       "type": "object", "required": ["status", "name"],
+                       "properties": {"status": {"const": "revoked"}}})}, **_errors(401, 403, 404, 429, 503)}},
+    },
+}
+
+
+_SVG = {"image/svg+xml; charset=utf-8": {"schema": {"type": "string"}}}
+_BADGE_PATH = {"/badge/{kind}/{name}.svg": {"get": {
+    "summary": "A job's or a heartbeat's state now, as an SVG badge (no token; cacheable for 30 s)",
+    "security": [{}],
+    "parameters": [{"name": "kind", "in": "path", "required": True, "schema": {"enum": ["job", "heartbeat"]}},
+                   {"name": "name", "in": "path", "required": True, "schema": _HEARTBEAT_NAME,
+                    "description": "the job's slug, or the heartbeat's name"}],
+    "responses": {"200": {"description": "the badge", "content": _SVG},
+                  "404": {"description": "a 'not found' badge", "content": _SVG}, **_errors(421)}}}}
+
+
 def openapi_spec(version: str) -> dict:
-    """The OpenAPI document for this server version."""
+    """The OpenAPI document for this server version: where a token is asked for (401), a token
+    without the route's scope gets 403 too."""
+    spec = _spec(version)
+    spec["paths"].update(copy.deepcopy(_TOKEN_PATHS))
+    spec["paths"].update(copy.deepcopy(_BADGE_PATH))
+    for path in spec["paths"].values():
+        for operation in path.values():
+            if "401" in operation["responses"]:
+                operation["responses"].setdefault("403", _ERROR)
+    return spec
+
+
+def _spec(version: str) -> dict:
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "sse-dashboard",
             "version": version,
-            "description": "A live monitoring dashboard. With --token, every /api path needs "
-                           "'Authorization: Bearer TOKEN' (or the cookie set by /?token=TOKEN).",
+            "description": "A live monitoring dashboard. Once tokens are in use (--token, or a token made "
+                           "with 'sse-dashboard token add'), every /api path needs 'Authorization: Bearer "
+                           "TOKEN' (or the cookie set by /?token=TOKEN) with the route's scope: read, write "
+                           "or admin (README, Security).",
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

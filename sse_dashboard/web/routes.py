@@ -19,16 +19,24 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["Access", "PUBLIC", "TOKEN", "WRITE", "PING", "KEYED", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
+from sse_dashboard.web.tokens import SCOPES  # what a token may do; admin implies the others
+
+__all__ = ["Access", "SCOPES", "PUBLIC", "READ", "WRITE", "ADMIN", "ADMIN_GET", "PING", "PING_ADMIN", "MCP", "BADGE", "KEYED", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
            "find_route", "allowed_methods", "access_for"]
+
+
 
 
 @dataclass(frozen=True)
 class Access:
-    """Who may use a route. The token parts count only when the dashboard has ``--token``.
+    """Who may use a route. The token parts count only when tokens are in use (``--token``, or a
+    token made with ``sse-dashboard token add``): without any, the API is open, as it always was.
 
-    ``token``: the token is required. ``cookie``: the page's cookie (set by ``/?token=``) carries
-    it; not where a GET writes, since an ``<img>`` on any page would send it. ``query``:
+    ``token``: a token is required, and ``scope`` says which one it needs (``read``: the page's
+    data, the stream, reads; ``write``: posting metrics, events, pings, pushes; ``admin``: deletes,
+    alert tests, configuration, tokens); it has no default, so a new route states it (``None``
+    exactly where no token is asked for). ``cookie``: the page's cookie (set by ``/?token=``)
+    carries it; not where a GET writes, since an ``<img>`` on any page would send it. ``query``:
     ``?token=`` carries it, for a URL pasted into a tool that cannot send headers. ``write``: the
     request changes state, so a foreign ``Origin`` (or another page's request) gets 403 and the
     per-address rate applies. ``name`` is how the README's API table says it."""
@@ -38,17 +46,32 @@ class Access:
     cookie: bool
     query: bool
     write: bool
+    scope: str | None
+
+    def __post_init__(self) -> None:
+        if self.token and self.scope not in SCOPES:
+            raise ValueError("a route that needs a token must say its scope (one of %s), not %r"
+                             % (", ".join(SCOPES), self.scope))
+        if not self.token and self.scope is not None:
+            raise ValueError("a route open to anyone has no scope (%r)" % self.scope)
 
 
-PUBLIC = Access("anyone", token=False, cookie=False, query=False, write=False)  # the page: it holds no data
-TOKEN = Access("token", token=True, cookie=True, query=False, write=False)
-WRITE = Access("token, same-origin", token=True, cookie=True, query=False, write=True)
+PUBLIC = Access("anyone", token=False, cookie=False, query=False, write=False, scope=None)  # the page: no data
+READ = Access("read", token=True, cookie=True, query=False, write=False, scope="read")
+WRITE = Access("write, same-origin", token=True, cookie=True, query=False, write=True, scope="write")
+ADMIN = Access("admin, same-origin", token=True, cookie=True, query=False, write=True, scope="admin")
+ADMIN_GET = Access("admin", token=True, cookie=True, query=False, write=False, scope="admin")  # reads only an admin may
 # Heartbeats: cron jobs and push monitors send GET, so a GET writes here (README "Heartbeats").
-PING = Access("token or ?token=, same-origin", token=True, cookie=False, query=True, write=True)
+PING = Access("write or ?token=, same-origin", token=True, cookie=False, query=True, write=True, scope="write")
+PING_ADMIN = Access("admin or ?token=, same-origin", token=True, cookie=False, query=True, write=True, scope="admin")
+# MCP: an agent with a read token may use its read tools; the one that posts needs 'write' (web/mcp.py).
+MCP = Access("read (write to post), same-origin", token=True, cookie=True, query=False, write=True, scope="read")
+# Badges: a job's or a heartbeat's state (up, down...) and nothing else, for anyone (#26).
+BADGE = Access("anyone (the state only)", token=False, cookie=False, query=False, write=False, scope=None)
 # Job pings: the URL's job UUID or ping key is the secret, as in Healthchecks, so a script written
 # for it changes only its base URL (README "Jobs"); a GET writes here too.
 KEYED = Access("the job's UUID or ping key in the URL, same-origin", token=False, cookie=False, query=False,
-               write=True)
+               write=True, scope=None)
 
 WRITE_METHODS = ("POST", "PUT", "DELETE")
 
@@ -72,43 +95,47 @@ ROUTES = (
     Route("GET", "/", "serve_index", PUBLIC),
     Route("GET", "/index.html", "serve_index", PUBLIC),
     Route("GET", "/static/", "serve_static", PUBLIC, prefix=True),
-    Route("GET", "/api/metrics", "get_metrics", TOKEN),
+    Route("GET", "/api/metrics", "get_metrics", READ),
     Route("POST", "/api/metrics", "post_metrics", WRITE),
-    Route("DELETE", "/api/metrics/counters/", "delete_metric", WRITE, prefix=True),
-    Route("DELETE", "/api/metrics/gauges/", "delete_metric", WRITE, prefix=True),
-    Route("GET", "/api/metrics/stream", "stream_metrics", TOKEN),
-    Route("GET", "/api/metrics/history", "get_history", TOKEN),
-    Route("GET", "/api/events", "get_events", TOKEN),
+    Route("DELETE", "/api/metrics/counters/", "delete_metric", ADMIN, prefix=True),
+    Route("DELETE", "/api/metrics/gauges/", "delete_metric", ADMIN, prefix=True),
+    Route("GET", "/api/metrics/stream", "stream_metrics", READ),
+    Route("GET", "/api/metrics/history", "get_history", READ),
+    Route("GET", "/api/events", "get_events", READ),
     Route("POST", "/api/events", "post_event", WRITE),
     Route("GET", "/api/push/", "push_heartbeat", PING, prefix=True),
     Route("POST", "/api/push/", "push_heartbeat", PING, prefix=True),
-    Route("DELETE", "/api/push/", "delete_heartbeat", PING, prefix=True),
+    Route("DELETE", "/api/push/", "delete_heartbeat", PING_ADMIN, prefix=True),
     Route("PUT", "/metrics/job", "push_metrics", WRITE, prefix=True),  # the Pushgateway's API
     Route("POST", "/metrics/job", "push_metrics", WRITE, prefix=True),
-    Route("DELETE", "/metrics/job", "delete_push_group", WRITE, prefix=True),
+    Route("DELETE", "/metrics/job", "delete_push_group", ADMIN, prefix=True),
     Route("POST", "/v1/metrics", "post_otlp_metrics", WRITE),  # OTLP/HTTP, as OpenTelemetry SDKs export
     Route("POST", "/v1/logs", "post_otlp_logs", WRITE),
     Route("GET", "/ping/", "ping_job", KEYED, prefix=True),  # Healthchecks' ping URLs
     Route("POST", "/ping/", "ping_job", KEYED, prefix=True),
-    Route("GET", "/api/jobs", "get_jobs", TOKEN),
-    Route("POST", "/api/jobs", "post_job", WRITE),
-    Route("GET", "/api/jobs/", "get_job", TOKEN, prefix=True),
-    Route("POST", "/api/jobs/", "post_job_action", WRITE, prefix=True),
-    Route("DELETE", "/api/jobs/", "delete_job", WRITE, prefix=True),
-    Route("GET", "/api/health", "get_health", TOKEN),
-    Route("GET", "/api/alerts", "get_alerts", TOKEN),
-    Route("GET", "/api/processes", "get_processes", TOKEN),
-    Route("POST", "/api/alerts/test", "post_alerts_test", WRITE),
-    Route("POST", "/mcp", "post_mcp", WRITE),
-    Route("GET", "/metrics", "get_prometheus", TOKEN),
-    Route("GET", "/api/openapi.json", "get_openapi", TOKEN),
+    Route("GET", "/api/jobs", "get_jobs", READ),
+    Route("POST", "/api/jobs", "post_job", ADMIN),  # a job monitor is configuration
+    Route("GET", "/api/jobs/", "get_job", READ, prefix=True),
+    Route("POST", "/api/jobs/", "post_job_action", ADMIN, prefix=True),
+    Route("DELETE", "/api/jobs/", "delete_job", ADMIN, prefix=True),
+    Route("GET", "/api/health", "get_health", READ),
+    Route("GET", "/api/alerts", "get_alerts", READ),
+    Route("GET", "/api/processes", "get_processes", READ),
+    Route("POST", "/api/alerts/test", "post_alerts_test", ADMIN),
+    Route("POST", "/mcp", "post_mcp", MCP),
+    Route("GET", "/metrics", "get_prometheus", READ),
+    Route("GET", "/api/openapi.json", "get_openapi", READ),
     Route("GET", "/fleet", "serve_fleet", PUBLIC),  # the fleet page: it holds no data (#25)
-    Route("GET", "/api/fleet", "get_fleet", TOKEN),
+    Route("GET", "/api/fleet", "get_fleet", READ),
+    Route("GET", "/api/tokens", "get_tokens", ADMIN_GET),  # scoped tokens (#26)
+    Route("POST", "/api/tokens", "post_token", ADMIN),
+    Route("DELETE", "/api/tokens/", "delete_token", ADMIN, prefix=True),
+    Route("GET", "/badge/", "get_badge", BADGE, prefix=True),  # a job's or heartbeat's state, for a README
 )
 
 # The API's own places: a path under one that no route takes is still the API's, and needs the
 # token before it is told 404. Any other unknown path is nobody's: 404 for anyone.
-UNROUTED = (("/api/", TOKEN), ("/metrics/", TOKEN), ("/v1/", TOKEN))
+UNROUTED = (("/api/", READ), ("/metrics/", READ), ("/v1/", WRITE))
 
 _EXACT = {(route.method, route.path): route for route in ROUTES if not route.prefix}
 _PREFIXED = tuple(route for route in ROUTES if route.prefix)

@@ -30,6 +30,7 @@ from sse_dashboard.web.guard import Policy, RateLimiter
 from sse_dashboard.web.handler import DashboardHandler
 from sse_dashboard.web.mcp import McpEndpoint
 from sse_dashboard.web.streams import StreamHub
+from sse_dashboard.web.tokens import TokenStore
 
 __all__ = ["DashboardServer", "listen", "listen_url"]
 
@@ -72,7 +73,8 @@ def listen_url(address: tuple) -> str:
 
 class DashboardServer(ThreadingHTTPServer):
     """The HTTP server of one dashboard: ``app`` (the ``Application``) is what it serves, ``hub``
-    the stream hub it hands streams to, ``mcp`` the agents' endpoint, ``policy`` who may use it
+    the stream hub it hands streams to, ``mcp`` the agents' endpoint, ``tokens`` the scoped tokens
+    (``tokens.TokenStore``; this run's only when not given), ``policy`` who may use it
     (``guard.Policy``), ``stopping`` set on shutdown, ``static_dir`` the page.
 
     >>> server = DashboardServer(listen("127.0.0.1", 0), app, hub, mcp)    # build_app does this
@@ -87,8 +89,10 @@ class DashboardServer(ThreadingHTTPServer):
     request_queue_size = REQUEST_QUEUE_SIZE
     allow_reuse_address = REUSE_ADDRESS
 
-    def __init__(self, listener: socket.socket, app: Application, hub: StreamHub, mcp: McpEndpoint) -> None:
+    def __init__(self, listener: socket.socket, app: Application, hub: StreamHub, mcp: McpEndpoint,
+                 tokens: TokenStore | None = None) -> None:
         self.app = app
+        self.tokens = tokens if tokens is not None else TokenStore(None)
         self.hub = hub
         self.mcp = mcp
         config = app.config
@@ -108,7 +112,7 @@ class DashboardServer(ThreadingHTTPServer):
         self.server_name = str(address[0])
         self.server_port = address[1]
         self.policy = Policy(port=self.server_port, token=config.token, allowed_hosts=config.allowed_hosts,
-                             cors_origin=config.cors_origin, public_origin=config.public_url,
+                             cors_origin=config.cors_origin, public_origin=config.public_url, tokens=self.tokens,
                              writes=RateLimiter(config.post_rate_per_s, burst=max(10.0, 2 * config.post_rate_per_s)))
 
     @property

@@ -29,6 +29,9 @@ Invariants:
   events its filter matches, live and in a catch-up alike; its cursor moves past
   the others, and its heartbeat carries ``id:`` so a reconnect resumes from there.
   Streams with the same filter share one encoding of each step's frames.
+- a stream opened with a stored token ends within one step of that token's revocation: each
+  step compares the token store's ``generation`` with the last one seen, and only when it moved
+  asks, for each such stream, whether its token is still kept (README "Security").
 """
 
 from __future__ import annotations
@@ -116,11 +119,13 @@ def resync_frame(last_id: int) -> bytes:
 
 class _Stream:
     __slots__ = ("sock", "cursor", "seq", "backlog", "backlog_bytes", "pending_metrics", "last_write",
-                 "last_progress", "only", "typed", "metrics", "told", "told_at", "sides")
+                 "last_progress", "only", "typed", "metrics", "told", "told_at", "sides", "token")
 
     def __init__(self, sock: socket.socket, cursor: int, seq: int, now: float, only: EventFilter | None = None,
-                 typed: bool = True, metrics: bool = True, sides: dict | None = None) -> None:
+                 typed: bool = True, metrics: bool = True, sides: dict | None = None,
+                 token: str | None = None) -> None:
         self.sides = sides or {}        # side channel -> the generation of its last frame queued
+        self.token = token              # the hash of the stored token it was opened with, or None
         self.sock = sock
         self.cursor = cursor            # the last event id queued for it, or passed over by its filter
         self.told = cursor              # the last id the client has been sent in an ``id:`` line
@@ -193,7 +198,7 @@ class StreamHub:
     def __init__(self, events: EventLog, doorbell: Doorbell | None = None, *,
                  heartbeat_s: float = 15.0, write_timeout_s: float = 10.0,
                  max_backlog_bytes: int = DEFAULT_MAX_BACKLOG, select_group: int = SELECT_GROUP,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, tokens: Any = None) -> None:
         self.events = events
         self.doorbell = doorbell if doorbell is not None else Doorbell()
         self.heartbeat_s = heartbeat_s
@@ -201,6 +206,8 @@ class StreamHub:
         self.max_backlog_bytes = max_backlog_bytes
         self.select_group = select_group
         self._clock = clock
+        self._tokens = tokens  # a tokens.TokenStore: its ``generation`` and ``is_valid(digest)``
+        self._token_generation = tokens.generation if tokens is not None else 0
         self._incoming: deque[_Stream] = deque()
         self._streams: list[_Stream] = []
         self._count_lock = threading.Lock()
@@ -239,17 +246,18 @@ class StreamHub:
             self._count -= 1
 
     def add(self, sock: socket.socket, cursor: int, seq: int, only: EventFilter | None = None,
-            typed: bool = True, metrics: bool = True, sides: tuple = ()) -> None:
+            typed: bool = True, metrics: bool = True, sides: tuple = (), token: str | None = None) -> None:
         """Take over ``sock`` (reserved first): events after ``cursor`` (those ``only`` matches)
         and, with ``metrics``, snapshots after ``seq`` are the hub's to send; so are the side
         channels named in ``sides`` (the caller sent their current frame). ``typed=False``
-        names every event ``log`` (the page's one listener). The caller must not close the socket."""
+        names every event ``log`` (the page's one listener); ``token``: the hash of the stored token
+        it was opened with, so its revocation ends it. The caller must not close the socket."""
         sock.setblocking(False)
         with self._count_lock:
             for channel in sides:
                 self._wanting[channel] = self._wanting.get(channel, 0) + 1
             seen = {channel: self._sides.get(channel, (0, b""))[0] for channel in sides}
-        self._incoming.append(_Stream(sock, cursor, seq, self._clock(), only, typed, metrics, seen))
+        self._incoming.append(_Stream(sock, cursor, seq, self._clock(), only, typed, metrics, seen, token))
         self.wake()
 
     def broadcast(self, channel: str, body: bytes) -> None:
@@ -314,7 +322,12 @@ class StreamHub:
     def _step(self) -> None:
         now = self._clock()
         while self._incoming:
-            self._streams.append(self._incoming.popleft())
+            stream = self._incoming.popleft()
+            if stream.token is not None and self._tokens is not None and not self._tokens.is_valid(stream.token):
+                self._close(stream)  # revoked while it was opening, maybe before the last generation seen
+            else:
+                self._streams.append(stream)
+        self._end_revoked()
         recent = list(self._published)
         if recent:
             self._seq, self._metrics = recent[-1]
@@ -382,6 +395,23 @@ class StreamHub:
                     and now - stream.last_write >= self.heartbeat_s):
                 stream.queue(HEARTBEAT_FRAME)
             if self._send(stream, now):
+                kept.append(stream)
+        self._streams = kept
+
+    def _end_revoked(self) -> None:
+        """Close the streams whose token was revoked since the last step (none, cheaply, if none was)."""
+        if self._tokens is None:
+            return
+        generation = self._tokens.generation
+        if generation == self._token_generation:
+            return
+        self._token_generation = generation
+        kept = []
+        for stream in self._streams:
+            if stream.token is not None and not self._tokens.is_valid(stream.token):
+                log.debug("stream closed: its token was revoked")
+                self._close(stream)
+            else:
                 kept.append(stream)
         self._streams = kept
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import mimetypes
 import urllib.parse
 
-from sse_dashboard.web.guard import cookie_name, cookie_value, token_matches
+from sse_dashboard.web.guard import cookie_name, cookie_value, grant_for, tokens_in_use
 from sse_dashboard.web.response import HTTPError, Response
 
 __all__ = ["PageHandlers", "STATIC_CONTENT_TYPES"]
@@ -32,9 +32,9 @@ class PageHandlers:
 
     def serve_index(self) -> Response:
         offered = self.query_value("token")
-        token = self.app.config.token
-        if offered is not None and token:
-            if not token_matches(token, offered):
+        policy = self.server.policy
+        if offered is not None and tokens_in_use(policy):
+            if grant_for(policy, offered) is None:  # --token or a stored one; each route checks its scope
                 raise HTTPError(401, "wrong token")
             # Trade the token in the URL for an HttpOnly cookie, and drop it from the address bar
             # (and from history); EventSource cannot send an Authorization header.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 
+from sse_dashboard.web.guard import grant_for, offered_token, tokens_in_use
 from sse_dashboard.web.request import parse_last_event_id
 from sse_dashboard.web.response import HTTPError
 from sse_dashboard.web.handlers.fleet import NO_FLEET
@@ -40,6 +41,11 @@ class StreamHandlers:
         sides = ("fleet",) if self.query_flag("fleet", False) else ()  # the fleet listing too (#25)
         if sides and app.fleet is None:
             raise HTTPError(404, NO_FLEET)
+        # The stored token it opens with, so that its revocation ends it (the hub checks it on joining,
+        # and again whenever a token is revoked: a revocation at any moment from here on is seen).
+        grant = grant_for(server.policy, offered_token(server.policy, self.headers))
+        if grant is None and tokens_in_use(server.policy):  # revoked since the access check, a moment ago
+            raise HTTPError(401, "a valid token is required", (("WWW-Authenticate", "Bearer"),))
         hub = server.hub
         max_clients = app.config.max_clients
         if not hub.reserve(max_clients):
@@ -77,7 +83,7 @@ class StreamHandlers:
             self.wfile.write(b"".join(frames))
             server.hand_off(self.connection)
             hub.add(self.connection, cursor=cursor, seq=snapshot["seq"], only=only, typed=typed, metrics=with_metrics,
-                    sides=sides)
+                    sides=sides, token=grant.digest if grant is not None else None)
             added = True
         except (socket.timeout, ConnectionError) as exc:  # gone during the handshake
             log.debug("stream to %s ended before it started: %s", self.client_address, exc)
