@@ -584,8 +584,6 @@ def test_slow_failing_refusing_garbage_and_redirecting_engines_never_hold_up_the
     assert states["slow"]["queued"] > 0 and states["trickle"]["queued"] > 0
 
 
-@pytest.mark.xfail(strict=True, reason="writer.py's timeout is per socket read, not per request: a trickling "
-                                       "engine holds a request forever (writer.py is being rewritten; reported)")
 def test_an_engine_that_trickles_its_answer_is_given_up_after_the_request_timeout(raw_engine):
     engine = raw_engine(trickle)
     writer = RemoteWriter(engine.url, instance="q", timeout_s=0.5)
@@ -593,8 +591,28 @@ def test_an_engine_that_trickles_its_answer_is_given_up_after_the_request_timeou
     try:
         writer.submit(Sample(1, 1000.0, {"seq": 1, "system": {}, "server": {}, "counters": {}, "gauges": {}}, b"", {}))
         wait_until(lambda: writer.state()["last_error"], timeout=3, message="the request to be given up")
+        assert writer.state()["last_error"] == "no answer within 0.5 s", writer.state()
     finally:
         writer.stop()
+
+
+def escape_sequence(sock, closing):
+    """A refusal whose words would recolour a terminal (ESC [ 31 m) if logged as they came."""
+    body = b"\x1b[31mred\x07 bad sample"
+    sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+
+
+def test_an_engines_control_characters_never_reach_the_log_or_the_state(raw_engine, caplog):
+    engine = raw_engine(escape_sequence)
+    writer = RemoteWriter(engine.url, instance="q", timeout_s=2)
+    writer.start()
+    try:
+        writer.submit(Sample(1, 1000.0, {"seq": 1, "system": {}, "server": {}, "counters": {}, "gauges": {}}, b"", {}))
+        wait_until(lambda: writer.state()["drop_reasons"], timeout=3, message="the refused tick dropped")
+    finally:
+        writer.stop()
+    assert list(writer.state()["drop_reasons"]) == ["HTTP 400: ?[31mred? bad sample"], writer.state()
+    assert not any("\x1b" in record.getMessage() for record in caplog.records)
 
 
 # --- the writer's state in the snapshot and on the page (#25) -----------------------------------

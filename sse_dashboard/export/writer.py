@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import http.client
 import logging
+import socket
 import sqlite3
 import threading
 import time
@@ -246,22 +247,48 @@ class RemoteWriter:
         """("sent" | "retry" | "drop", what happened (no secret in it), Retry-After in seconds)."""
         connection_class = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
         connection = connection_class(self._parts.hostname, self._parts.port, timeout=self.timeout_s)
+        # The socket's timeout bounds each read only: an engine trickling a byte at a time would
+        # hold the request (and every later tick) forever. The watchdog ends it at the deadline.
+        expired = threading.Event()
+        watchdog = threading.Timer(self.timeout_s, _abort, (connection, expired))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             connection.request("POST", self._target, body=body, headers=self._headers)
             response = connection.getresponse()
             answer = response.read(512).decode("utf-8", "replace").strip().splitlines()
             status = response.status
             retry_after = response.getheader("Retry-After")
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if expired.is_set():
+                return "retry", "no answer within %g s" % self.timeout_s, None
             return "retry", "no answer (%s)" % (type(exc).__name__ if not str(exc) else "%s: %s" % (type(exc).__name__, exc)), None
         finally:
+            watchdog.cancel()
             connection.close()
-        reason = "HTTP %d%s" % (status, (": " + answer[0][:200]) if answer else "")
+        reason = "HTTP %d%s" % (status, (": " + _printable(answer[0][:200])) if answer else "")
         if 200 <= status < 300:
             return "sent", reason, None
         if status == 429 or status >= 500:
             return "retry", reason, _retry_after_s(retry_after)
         return "drop", reason, None
+
+
+def _abort(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """End a request past its deadline: shutting the socket down wakes the read blocked on it."""
+    expired.set()
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed: the request ended on its own
+
+
+def _printable(text: str) -> str:
+    """The engine's words as a log line may carry them: control characters (a terminal's escape
+    sequences) become ``?``."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def _queue_identity(parts: urllib.parse.SplitResult) -> str:
