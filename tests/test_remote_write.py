@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import SSEReader, require_tool, required, wait_until
 from sse_dashboard.export import remote_write
@@ -116,6 +117,45 @@ def test_a_snapshots_series_are_named_as_get_metrics_names_them_with_instance_an
     assert rows[tuple(sorted([("__name__", "odd_gauge"), ("instance", "box-1")] + list(ODD_LABELS.items())))] == 1.5
     for labels in rows:
         assert list(labels) == sorted(labels) and all(value != "" for _, value in labels), labels
+
+
+_LABEL_VALUES = st.sampled_from(["", "mine", "mail", "ü ☃", 'q"\\\n', "a=b"])
+
+
+@st.composite
+def _snapshots(draw):
+    """Snapshots as the sampler makes them: labelled counters and gauges whose labels may clash
+    with instance or be empty (two rows, one series), and the info series' identity."""
+    def metric(name):
+        labels = draw(st.dictionaries(st.sampled_from(["instance", "queue", "site", "x"]), _LABEL_VALUES, max_size=3))
+        return labeled_name(name, labels) if labels else name
+    names = st.sampled_from(["jobs", "sent", "queue_depth", "temp"])
+    counters = {metric(draw(names)): draw(st.integers(0, 10 ** 6)) for _ in range(draw(st.integers(0, 4)))}
+    gauges = {metric(draw(names)): draw(st.floats(allow_nan=True)) for _ in range(draw(st.integers(0, 4)))}
+    snapshot = {"seq": 1, "system": {"cpu_percent": draw(st.floats(0, 100))}, "server": {},
+                "counters": counters, "gauges": gauges}
+    if draw(st.booleans()):
+        snapshot["identity"] = {"url": "http://%s:8080/" % draw(st.sampled_from(["a", "b"])), "version": "1"}
+    return snapshot
+
+
+@settings(max_examples=60, deadline=None)
+@given(ticks=st.lists(st.tuples(_snapshots(), st.integers(-10 ** 13, 10 ** 13)), min_size=1, max_size=6),
+       external=st.sampled_from([(), (("site", "lab"),), (("x", "1"), ("zone", "z"))]),
+       cache_bound=st.sampled_from([0, 2, 100_000]))
+def test_the_tick_encoder_sends_the_bytes_the_plain_encoding_does_tick_after_tick(ticks, external, cache_bound):
+    # The writer encodes with TickEncoder (labels encoded once, remembered): whatever the labels,
+    # the series appearing and going, the timestamp's length or the cache starting over, each
+    # tick's bytes are the plain tick_series + encode_write_request's.
+    encoder = remote_write.TickEncoder("box-1", external)
+    previous = remote_write.MAX_CACHED_SERIES
+    remote_write.MAX_CACHED_SERIES = cache_bound
+    try:
+        for snapshot, timestamp_ms in ticks:
+            series = tick_series(snapshot, "box-1", external)
+            assert encoder.encode(snapshot, timestamp_ms) == (len(series), encode_write_request(series, timestamp_ms))
+    finally:
+        remote_write.MAX_CACHED_SERIES = previous
 
 
 # --- a real Prometheus -----------------------------------------------------------------------

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from sse_dashboard.export.remote_write import encode_write_request, tick_series
+from sse_dashboard.export.remote_write import TickEncoder
 
 __all__ = ["TickQueue", "Tick", "MemoryTicks", "SqliteTicks", "queue_file", "DEFAULT_MAX_TICKS",
            "DEFAULT_QUEUE_MAX_BYTES", "DEFAULT_QUEUE_MAX_AGE_S", "MAX_WAITING_TICKS", "QUEUE_FOLDER"]
@@ -240,6 +240,7 @@ class TickQueue:
         self._ticks = ticks
         self.instance = instance
         self._external_labels = tuple(external_labels)
+        self._encoder = TickEncoder(instance, self._external_labels)  # the queue's thread alone uses it
         self._on_drop = on_drop
         self._wake_writer = wake
         self.max_ticks, self.max_bytes, self.max_age_s = max_ticks, max_bytes, max_age_s
@@ -330,9 +331,9 @@ class TickQueue:
 
     def _keep(self, sample: Any) -> None:
         try:
-            series = tick_series(sample.snapshot, self.instance, self._external_labels)
-            tick = Tick(self._next_seq, int(round(sample.ts * 1000)), len(series),
-                        encode_write_request(series, int(round(sample.ts * 1000))))
+            timestamp_ms = int(round(sample.ts * 1000))
+            count, body = self._encoder.encode(sample.snapshot, timestamp_ms)
+            tick = Tick(self._next_seq, timestamp_ms, count, body)
         except Exception:  # a bug in naming one tick must not stop the queue
             log.exception("remote write: encoding a sample failed; it is skipped")
             return
