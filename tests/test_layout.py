@@ -14,7 +14,7 @@ PACKAGE = ROOT / "sse_dashboard"
 # below its own (a larger number), never one above. The client library imports none of them.
 LAYERS = [("cli", 0), ("app", 1), ("demo", 2), ("web", 2), ("application", 3), ("config", 4), ("alerting", 4), ("export", 4), ("fleet", 4),
           ("sampler", 5), ("exposition", 5), ("ingest", 6), ("storage", 6), ("collectors", 6), ("registry", 7),
-          ("events", 7), ("httpdates", 8)]
+          ("events", 7), ("outbound", 8)]
 MAX_MODULE_LINES = 700
 MAX_CLASS_LINES = 330  # "about 300"
 

@@ -25,7 +25,7 @@ lock: posted to the event log, then ``Notifier.alert_changed``, which asks flood
 queues; each target's sender thread delivers; the notifier's clock thread sends the firings
 that waited out ``repeat``.
 
-What it may import: the standard library, ``httpdates`` (Retry-After), the registry's and the sampler's data (the snapshot's
+What it may import: the standard library, ``outbound`` (Retry-After), the registry's and the sampler's data (the snapshot's
 shape and series names), and the event log. Storage only through the callables ``build_app``
 gives at construction (``persist``, ``state``), posting only through ``post``; never ``web/``
 (HTTP status codes, routes and the server are above this layer).

@@ -51,7 +51,7 @@ from typing import Any, Callable
 
 from sse_dashboard.alerting.flood import FloodControl
 from sse_dashboard.alerting.targets import Target, message
-from sse_dashboard.httpdates import retry_after_seconds
+from sse_dashboard.outbound import retry_after_seconds
 
 __all__ = ["Notifier", "NotificationTestBusy", "TEST_ANSWER_S"]
 

@@ -9,6 +9,6 @@
   folder (a SQLite file per URL, apart from the history's) or in memory, bounded, oldest first out.
 
 May import: the standard library, ``exposition`` (the one naming of series), ``sampler`` (the
-``Sample`` it is handed), ``registry``, ``httpdates`` (Retry-After), and each other; nothing of HTTP serving, alerting or
+``Sample`` it is handed), ``registry``, ``outbound`` (Retry-After), and each other; nothing of HTTP serving, alerting or
 storage. No secret (a header, a password in the URL) is ever logged or put in its state.
 """

@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable
 from sse_dashboard.export.queue import (DEFAULT_MAX_TICKS, DEFAULT_QUEUE_MAX_AGE_S, DEFAULT_QUEUE_MAX_BYTES,
                                         MemoryTicks, SqliteTicks, TickQueue, queue_file)
 from sse_dashboard.export.remote_write import snappy_block
-from sse_dashboard.httpdates import retry_after_seconds
+from sse_dashboard.outbound import parse_http_url, redacted_url, retry_after_seconds
 
 __all__ = ["RemoteWriter", "parse_url", "redacted_url", "DEFAULT_MAX_QUEUED", "MAX_SAMPLES_PER_REQUEST", "BACKOFF_MIN_S",
            "BACKOFF_MAX_S", "RETRY_AFTER_MAX_S", "REQUEST_TIMEOUT_S"]
@@ -64,24 +64,7 @@ MAX_REASONS = 20                      # distinct drop reasons counted (bounded: 
 def parse_url(url: str) -> urllib.parse.SplitResult:
     """The parts of a remote write URL; ``ValueError`` says what is wrong without echoing it
     (it may hold a password)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("a remote write URL starts with http:// or https:// and names a host "
-                         "(e.g. http://127.0.0.1:9090/api/v1/write)")
-    try:
-        parts.port
-    except ValueError:
-        raise ValueError("the remote write URL's port must be a number from 1 to 65535") from None
-    return parts
-
-
-def redacted_url(url: str) -> str:
-    """``scheme://host[:port]/path`` of ``url``: what logs and ``/api/health`` may show."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    host = "[%s]" % host if ":" in host else host
-    port = ":%d" % parts.port if parts.port else ""
-    return "%s://%s%s%s" % (parts.scheme, host, port, parts.path)
+    return parse_http_url(url, "remote write URL", "http://127.0.0.1:9090/api/v1/write")
 
 
 class RemoteWriter:

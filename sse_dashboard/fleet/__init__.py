@@ -10,6 +10,6 @@ Each dashboard pushes its samples with ``--remote-write`` (``export``); one of t
   and the listing it makes of the answers (one row per instance, the ones in trouble first),
   encoded once for every viewer.
 
-May import: the standard library only. It knows nothing of HTTP serving or of the stream hub:
-``app.build_app`` gives it the function that hands a new listing to the hub.
+May import: the standard library and ``outbound`` (URLs checked and shown redacted). It knows
+nothing of HTTP serving or of the stream hub: ``app.build_app`` gives it the function that hands a new listing to the hub.
 """

@@ -28,7 +28,9 @@ import time
 import urllib.parse
 from typing import Any
 
-__all__ = ["QueryClient", "EngineError", "parse_engine_url", "parse_answer", "redacted", "DEFAULT_TIMEOUT_S", "MAX_ANSWER_BYTES"]
+from sse_dashboard.outbound import parse_http_url, redacted_url
+
+__all__ = ["QueryClient", "EngineError", "parse_engine_url", "parse_answer", "DEFAULT_TIMEOUT_S", "MAX_ANSWER_BYTES"]
 
 DEFAULT_TIMEOUT_S = 3.0                 # one refresh, every question together
 MAX_ANSWER_BYTES = 4 * 1024 * 1024      # one answer; 200 instances' hour of CPU at 1 min steps is ~0.4 MiB
@@ -50,23 +52,7 @@ class EngineError(Exception):
 def parse_engine_url(url: str) -> urllib.parse.SplitResult:
     """The parts of a query API URL (``http://127.0.0.1:9090``, or with a path prefix such as
     VictoriaMetrics cluster's ``/select/0/prometheus``); ``ValueError`` without echoing it."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("the fleet URL starts with http:// or https:// and names a host "
-                         "(e.g. http://127.0.0.1:9090, Prometheus' own address)")
-    try:
-        parts.port
-    except ValueError:
-        raise ValueError("the fleet URL's port must be a number from 1 to 65535") from None
-    return parts
-
-
-def redacted(url: str) -> str:
-    """``scheme://host[:port]/path``: what the page and the logs may show of the URL."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    host = "[%s]" % host if ":" in host else host
-    return "%s://%s%s%s" % (parts.scheme, host, ":%d" % parts.port if parts.port else "", parts.path)
+    return parse_http_url(url, "fleet URL", "http://127.0.0.1:9090, Prometheus' own address")
 
 
 def _number(text: Any) -> float | None:
@@ -130,7 +116,7 @@ class QueryClient:
     def __init__(self, url: str, *, max_answer_bytes: int = MAX_ANSWER_BYTES, user_agent: str = "sse-dashboard",
                  clock: Any = time.monotonic) -> None:
         parts = parse_engine_url(url)
-        self.url = redacted(url)
+        self.url = redacted_url(url)
         self._parts = parts
         self._base = parts.path.rstrip("/")
         self.max_answer_bytes = max_answer_bytes
