@@ -49,7 +49,7 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
 }
 ALERT_LEVELS = ("warning", "error")
-CONFIG_KEYS = ("rules", "heartbeats", "jobs", "notify", "remote_write", "external_labels", "instance")  # the top level
+CONFIG_KEYS = ("rules", "heartbeats", "jobs", "notify", "remote_write", "external_labels", "instance", "status_pages")  # the top level
 _RATE_RE = re.compile(r"rate\((counters\.[a-zA-Z_:][a-zA-Z0-9_:]*)\)")
 _METRIC_RE = re.compile(r"(system|gauges|counters|server)\.[a-zA-Z_:][a-zA-Z0-9_:]*")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
