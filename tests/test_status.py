@@ -4,6 +4,7 @@ feedparser, the admin API, the live stream, access without a token, and nothing 
 
 from __future__ import annotations
 
+import http.client
 import json
 from html.parser import HTMLParser
 
@@ -225,3 +226,19 @@ def test_incidents_pages_and_bars_survive_a_restart(make_server, tmp_path):
     assert "Nightly backup is down" in page and "incident-1" in page
     assert 'class="bar bar-down"' in page  # today's bar kept its down time
     assert again.request("GET", "/status/extra")[0] == 200
+
+
+def test_the_config_file_makes_a_page_and_a_bad_one_stops_the_start(spawn, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"jobs": {"backup": {"schedule": 3600}}, "status_pages": PAGES}), encoding="utf-8")
+    process = spawn("--port", "0", "--config", str(config))
+    port = process.wait_for_url()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/status/public")
+    answer = conn.getresponse()
+    assert answer.status == 200 and b"Nightly backup" in answer.read()
+    conn.close()
+    config.write_text(json.dumps({"status_pages": {"Bad Slug": PAGES["public"]}}), encoding="utf-8")
+    bad = spawn("--port", "0", "--config", str(config))
+    assert bad.proc.wait(10) == 2
+    assert "a slug is 1 to 64 of a-z 0-9 _ -" in bad.output

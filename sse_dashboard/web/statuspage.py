@@ -113,7 +113,7 @@ def render_html(view: dict) -> bytes:
             '<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             "<title>%(title)s</title>"
-            '<link rel="stylesheet" href="/static/status.css">'
+            '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/static/status.css">'
             '<link rel="alternate" type="application/atom+xml" title="%(title)s: incidents" href="/status/%(slug)s/feed.atom">'
             '<script src="/static/status.js" defer></script></head>'
             '<body data-slug="%(slug)s"><header><h1>%(title)s</h1>'
