@@ -242,3 +242,49 @@ def test_the_config_file_makes_a_page_and_a_bad_one_stops_the_start(spawn, tmp_p
     bad = spawn("--port", "0", "--config", str(config))
     assert bad.proc.wait(10) == 2
     assert "a slug is 1 to 64 of a-z 0-9 _ -" in bad.output
+
+
+def test_a_heartbeat_down_and_a_rule_firing_open_incidents_too(make_server):
+    from sse_dashboard.alerting.rules import parse_rules
+
+    rules = parse_rules({"rules": [{"name": "queue_long", "metric": "gauges.q", "op": ">", "threshold": 10}]})
+    pages = parse_status_pages({"ops": {"title": "Ops", "components": [
+        {"kind": "heartbeat", "name": "web", "label": "Web site"}, {"kind": "alert", "name": "queue_long", "label": "Queue"}]}})
+    server = make_server(alert_rules=rules, status_pages=pages)
+    server.request("GET", "/api/push/web")
+    server.request("POST", "/api/metrics", {"gauges": {"q": 1}})
+    wait_until(lambda: [r["state"] for r in read_page(server, "ops")[0].rows] == ["Operational", "Operational"],
+               message="both up")
+    server.request("GET", "/api/push/web?status=down&msg=private%20detail")
+    server.request("POST", "/api/metrics", {"gauges": {"q": 50}})
+    wait_until(lambda: "Web site is down" in read_page(server, "ops")[2] and "Queue is down" in read_page(server, "ops")[2],
+               message="two incidents")
+    assert "private detail" not in read_page(server, "ops")[2]  # a heartbeat's message is its sender's, not the page's
+    server.request("POST", "/api/metrics", {"gauges": {"q": 1}})
+    wait_until(lambda: "Queue is up again" in read_page(server, "ops")[2], message="the rule's incident resolved")
+
+
+class Sample:
+    def __init__(self, ts, snapshot, series=None):
+        self.ts, self.snapshot, self.series = ts, snapshot, series or {}
+
+
+def test_a_view_is_built_and_rendered_once_a_sample_however_many_ask():
+    from sse_dashboard.alerting.status import StatusPages
+
+    pages = StatusPages(parse_status_pages({"p": {"components": [{"kind": "job", "name": "backup"}]}}))
+    made = []
+
+    def render(view):
+        made.append(view["updated"])
+        return b"page"
+
+    pages.observe(Sample(1000.0, {"jobs": [{"slug": "backup", "status": "up", "id": "u", "last_ping": 1}]}))
+    assert [pages.rendered("p", "html", render) for _ in range(5)] == [b"page"] * 5
+    pages.observe(Sample(1001.0, {"jobs": [{"slug": "backup", "status": "down", "id": "u", "last_ping": 2}]}))
+    pages.rendered("p", "html", render)
+    pages.rendered("p", "html", render)
+    assert made == [1000.0, 1001.0]
+    view = pages.view("p")[0]
+    assert view["components"][0]["state"] == "down" and view["incidents"][0]["title"] == "backup is down"
+    assert view["components"][0]["uptime"]["24h"] == 1.0  # the second it was up; down since, not yet counted

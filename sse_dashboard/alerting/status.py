@@ -300,13 +300,14 @@ class StatusPages:
         self._views: dict[str, tuple[dict, bytes]] = {}
         self._rendered: dict[tuple, tuple] = {}            # (slug, how) -> (the view's bytes, what was made of it)
         self._saved_at = 0.0
+        self._last_ts: float | None = None
         self._seen_pings: dict[str, Any] = {}
 
     # --- the sampler's thread -------------------------------------------------------------
 
     def observe(self, sample: Any) -> None:
-        """One sample (a ``sampler.Sample``): count, open or resolve incidents, build the views,
-        hand them to the streams that want them."""
+        """One sample (a ``sampler.Sample``): count, open or resolve incidents; build the view of
+        each page a stream watches and hand it to them (others are built when first asked for)."""
         snapshot, ts = dict(sample.snapshot, _rules=self._rules), sample.ts
         durations = self._durations(snapshot)
         with self._lock:
@@ -319,16 +320,18 @@ class StatusPages:
                     if component.kind == "job" and component.name in durations:
                         page.durations[component.key] = durations[component.name]
                     changed = page.step(component, state, ts) or changed
-            views = {slug: page.view(ts) for slug, page in self._pages.items()}
-        encoded = {slug: (view, _encode(view)) for slug, view in views.items()}
-        self._views = encoded
+            self._last_ts = ts
+            self._views = {}  # stale now: each is built again when first asked for, once this sample
+            slugs = list(self._pages)
         if changed or ts - self._saved_at >= SAVE_EVERY_S:
             self._saved_at = ts
             self._save(quiet=True)
         if self._publish is not None and self._wanted is not None:
-            for slug, (_, body) in encoded.items():
-                if self._wanted(channel(slug)):
-                    self._publish(channel(slug), body)
+            for slug in slugs:
+                if self._wanted(channel(slug)):  # only a page someone watches is built each sample
+                    current = self.view(slug)
+                    if current is not None:
+                        self._publish(channel(slug), current[1])
 
     def _durations(self, snapshot: dict) -> dict:
         """Each listed job's newest run durations, asked of storage only when it was pinged since."""
@@ -357,8 +360,11 @@ class StatusPages:
             return cached
         with self._lock:
             page = self._pages.get(slug)
-            view = page.view(self._clock()) if page is not None else None
-        return None if view is None else (view, _encode(view))
+            view = page.view(self._last_ts if self._last_ts is not None else self._clock()) if page is not None else None
+            if view is None:
+                return None
+            built = self._views[slug] = (view, _encode(view))  # (in the lock: a sample's reset is not undone)
+        return built
 
     def rendered(self, slug: str, how: str, render: Callable[[dict], bytes]) -> bytes | None:
         """``render(view)`` of the page's current view, made once per view (so once per sample
@@ -425,6 +431,7 @@ class StatusPages:
             note = {"ts": round(self._clock(), 3), "kind": "note", "text": text}
             incident["updates"].append(note)
         self._keep_or_undo(slug, None, undo=lambda: incident["updates"].remove(note))
+        self._views.pop(slug, None)
         return {k: v for k, v in incident.items() if k != "key"}
 
     def add_maintenance(self, slug: str, raw: Any) -> dict:
