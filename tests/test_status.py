@@ -288,3 +288,15 @@ def test_a_view_is_built_and_rendered_once_a_sample_however_many_ask():
     view = pages.view("p")[0]
     assert view["components"][0]["state"] == "down" and view["incidents"][0]["title"] == "backup is down"
     assert view["components"][0]["uptime"]["24h"] == 1.0  # the second it was up; down since, not yet counted
+
+
+def test_the_stream_tells_nothing_of_the_event_log_not_even_its_ids(make_server, sse_reader):
+    """A narrowed stream's heartbeat usually carries ``id:`` (where its reconnect resumes): a status
+    page's must not, or anyone could count the dashboard's events."""
+    server = make_server(status_pages=parse_status_pages(PAGES), heartbeat_s=0.2)
+    reader = sse_reader(server, "/status/public/stream")
+    for i in range(5):
+        server.request("POST", "/api/events", {"message": "event %d" % i})
+    frames = []
+    wait_until(lambda: frames.append(reader.next_frame()) or len(frames) >= 12, timeout=10, message="a dozen frames")
+    assert [f for f in frames if f["id"] is not None or f["event"] not in (None, "status:public")] == []

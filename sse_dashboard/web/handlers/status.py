@@ -31,8 +31,11 @@ FEED_MAX_AGE_S = 60
 _PUBLIC = re.compile(r"^/status/(?P<slug>[a-z0-9_-]{1,64})(?P<rest>|/feed\.atom|/stream)$")
 _ADMIN = re.compile(r"^/api/status-pages/(?P<slug>[a-z0-9_-]{1,64})"
                     r"(?P<rest>|/maintenance|/incidents/(?P<incident>[0-9]{1,9})/notes)$")
-# A filter no event matches (no event type holds a NUL): the status stream carries the page only.
+# The status stream carries the page only. Its cursor is past any event id, so the hub never
+# catches it up and never sends it an ``id:`` line (which would tell how many events there are);
+# and a filter no event matches (no event type holds a NUL), should the log ever get that far.
 NO_EVENTS = EventFilter(types=("\x00",))
+PAST_EVERY_EVENT = 2 ** 62
 RETRY_MS = 5000
 
 
@@ -92,7 +95,7 @@ class StatusHandlers:
             self.connection.settimeout(app.config.write_timeout_s)
             self.wfile.write(format_sse(retry=RETRY_MS) + side_frame(channel(slug), body))
             server.hand_off(self.connection)
-            hub.add(self.connection, cursor=app.events.last_id, seq=snapshot["seq"], only=NO_EVENTS, metrics=False,
+            hub.add(self.connection, cursor=PAST_EVERY_EVENT, seq=snapshot["seq"], only=NO_EVENTS, metrics=False,
                     sides=(channel(slug),))
             added = True
         except (socket.timeout, ConnectionError) as exc:
