@@ -12,7 +12,7 @@ import pytest
 
 from conftest import required, wait_until
 from sse_dashboard.alerting.jobs import parse_jobs
-from sse_dashboard.alerting.status import parse_status_pages
+from sse_dashboard.alerting.status import MAX_PAGES, parse_status_pages
 
 ROOT_TOKEN = "root-token"
 SECRET_OUTPUT = "password=hunter2 in the failing job's output"
@@ -90,8 +90,9 @@ def row(reader, label):
     return next(r for r in reader.rows if r["label"] == label)
 
 
-def test_the_first_view_is_server_rendered_html_with_every_component_and_its_state(dash):
-    ping(dash, "backup")
+def test_the_first_view_is_server_rendered_html_with_every_component_and_its_state(dash, sse_reader):
+    ping(dash, "backup", "start")
+    ping(dash, "backup", body=SECRET_OUTPUT)  # a run with a duration, and output the page must not show
     dash.request("POST", "/api/metrics", {"gauges": {"queue_depth": 7}}, headers=admin())
     wait_until(lambda: row(read_page(dash)[0], "Nightly backup")["state"] == "Operational", message="backup up")
     wait_until(lambda: row(read_page(dash)[0], "Queue")["value"] == "7", message="the queue's value")
@@ -106,6 +107,8 @@ def test_the_first_view_is_server_rendered_html_with_every_component_and_its_sta
     assert headers["Content-Security-Policy"].startswith("default-src 'self'")
     assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
     assert dash.request("GET", "/api/jobs")[0] == 401
+    assert sse_reader(dash, "/status/public/stream").status == 200  # the live view needs no token either
+    assert page.count('class="run run-ok h10"') == 1 and "hunter2" not in page  # the run's duration, not its output
 
 
 def test_a_failing_job_opens_an_incident_that_resolves_with_its_timeline_and_a_note(dash):
@@ -205,6 +208,12 @@ def test_an_admin_makes_changes_and_deletes_pages_and_bad_input_stores_nothing(d
     assert dash.json("POST", "/api/status-pages/internal/maintenance", {"start": 5, "end": 1, "text": "x"},
                      headers=admin())[0] == 400
     assert dash.json("POST", "/api/status-pages/internal/incidents/99/notes", {"text": "x"}, headers=admin())[0] == 404
+    for i in range(MAX_PAGES - 2):  # with the config file's and "internal": the most there may be
+        assert dash.json("PUT", "/api/status-pages/p%d" % i, page, headers=admin())[0] == 201
+    status, body = dash.json("PUT", "/api/status-pages/one-more", page, headers=admin())
+    assert status == 400 and "at most %d status pages" % MAX_PAGES in body["error"]
+    for i in range(MAX_PAGES - 2):
+        assert dash.json("DELETE", "/api/status-pages/p%d" % i, headers=admin())[0] == 200
     listed = dash.json("GET", "/api/status-pages", headers=admin())[1]["pages"]
     assert [(p["slug"], p["configured"]) for p in listed] == [("internal", False), ("public", True)]
     assert dash.json("DELETE", "/api/status-pages/internal", headers=admin())[0] == 200
