@@ -309,3 +309,22 @@ def test_the_stream_tells_nothing_of_the_event_log_not_even_its_ids(make_server,
     frames = []
     wait_until(lambda: frames.append(reader.next_frame()) or len(frames) >= 12, timeout=10, message="a dozen frames")
     assert [f for f in frames if f["id"] is not None or f["event"] not in (None, "status:public")] == []
+
+
+def test_a_component_taken_off_the_page_resolves_its_incident_and_damaged_kept_state_is_dropped():
+    from sse_dashboard.alerting.status import StatusPages
+
+    kept = {}
+    both = {"p": {"components": [{"kind": "job", "name": "a"}, {"kind": "job", "name": "b"}]}}
+    pages = StatusPages(parse_status_pages(both), persist=lambda body: kept.update(body=body))
+    down = {"jobs": [{"slug": "a", "status": "down", "id": "1"}, {"slug": "b", "status": "down", "id": "2"}]}
+    pages.observe(Sample(1000.0, down))
+    assert len([i for i in pages.view("p")[0]["incidents"] if i["resolved"] is None]) == 2
+    state = json.loads(kept["body"])
+    state["p"]["incidents"].append({"id": "x", "title": None})  # damaged: dropped, not fatal
+    only_a = {"p": {"components": [{"kind": "job", "name": "a"}]}}
+    again = StatusPages(parse_status_pages(only_a), state=json.dumps(state))
+    again.observe(Sample(1001.0, down))
+    incidents = {i["component"]: i for i in again.view("p")[0]["incidents"]}
+    assert set(incidents) == {"a", "b"} and incidents["a"]["resolved"] is None
+    assert incidents["b"]["updates"][-1]["text"] == "b is no longer on this page"

@@ -205,7 +205,7 @@ class _Page:
         self.ledgers = {c.key: UptimeLedger.from_state(ledgers.get(c.key)) for c in spec.components}
         self.now: dict[str, tuple] = {}                      # key -> (state, value) at the last sample
         self.durations: dict[str, list] = {}                 # job key -> its newest runs' durations
-        self.incidents: list[dict] = [i for i in kept.get("incidents") or () if isinstance(i, dict)][-MAX_INCIDENTS:]
+        self.incidents: list[dict] = [i for i in kept.get("incidents") or () if _valid_incident(i)][-MAX_INCIDENTS:]
         self.next_incident = int(kept.get("next_incident") or len(self.incidents) + 1)
         self.notices: list[dict] = [n for n in kept.get("notices") or () if isinstance(n, dict)][-MAX_MAINTENANCE:]
         self.next_notice = int(kept.get("next_notice") or len(self.notices) + 1)
@@ -237,6 +237,18 @@ class _Page:
             incident["updates"].append({"ts": ts, "kind": "resolved", "text": said})
             return True
         return False
+
+    def resolve_unlisted(self, ts: float) -> bool:
+        """Resolve the open incidents of components no longer on the page (its spec changed)."""
+        listed = {c.key for c in self.spec.components}
+        changed = False
+        for incident in self.incidents:
+            if incident["resolved"] is None and incident["key"] not in listed:
+                incident["resolved"] = ts
+                incident["updates"].append({"ts": ts, "kind": "resolved",
+                                            "text": "%s is no longer on this page" % incident["component"]})
+                changed = True
+        return changed
 
     def _trim_incidents(self) -> None:
         while len(self.incidents) > MAX_INCIDENTS:
@@ -313,6 +325,7 @@ class StatusPages:
         with self._lock:
             changed = False
             for page in self._pages.values():
+                changed = page.resolve_unlisted(ts) or changed
                 for component in page.spec.components:
                     state, value = component_state(component, snapshot, sample.series)
                     page.ledgers[component.key].observe(ts, state)
@@ -475,6 +488,18 @@ class StatusPages:
                 if not quiet:
                     raise
                 log.warning("status pages not kept this time (%s); the next sample tries again", exc)
+
+
+def _valid_incident(kept: Any) -> bool:
+    """An incident as ``_Page.step`` makes them (the kept state is ours, but a damaged one must
+    not break the page): anything else is dropped at the start."""
+    number = (int, float)
+    return (isinstance(kept, dict) and isinstance(kept.get("id"), int) and isinstance(kept.get("key"), str)
+            and isinstance(kept.get("component"), str) and isinstance(kept.get("title"), str)
+            and isinstance(kept.get("started"), number) and isinstance(kept.get("resolved"), (type(None),) + number)
+            and isinstance(kept.get("updates"), list) and bool(kept["updates"])
+            and all(isinstance(u, dict) and isinstance(u.get("ts"), number) and isinstance(u.get("kind"), str)
+                    and isinstance(u.get("text"), str) for u in kept["updates"]))
 
 
 def channel(slug: str) -> str:
