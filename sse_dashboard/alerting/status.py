@@ -348,7 +348,10 @@ class StatusPages:
 
     def _durations(self, snapshot: dict) -> dict:
         """Each listed job's newest run durations, asked of storage only when it was pinged since."""
-        wanted = {c.name for page in self._pages.values() for c in page.spec.components if c.kind == "job"}
+        with self._lock:  # (an admin may be changing the pages meanwhile)
+            wanted = {c.name for page in self._pages.values() for c in page.spec.components if c.kind == "job"}
+        for slug in set(self._seen_pings) - wanted:
+            del self._seen_pings[slug]  # a job no page lists any more
         found = {}
         for job in snapshot.get("jobs") or ():
             slug = job.get("slug")

@@ -74,6 +74,9 @@ class StatusHandlers:
         """``text/event-stream`` of the page's view: its current one now, each new one as the hub sends it."""
         server, app = self.server, self.app
         hub = server.hub
+        current = app.status_pages.view(slug)
+        if current is None:  # deleted a moment ago
+            raise HTTPError(404, "no such status page")
         if not hub.reserve(app.config.max_clients):
             raise HTTPError(503, "too many stream clients (at most %d); reload the page later" % app.config.max_clients,
                             (("Retry-After", "10"),))
@@ -89,11 +92,10 @@ class StatusHandlers:
             self.close_connection = True
             if self.command == "HEAD":
                 return None
-            _, body = app.status_pages.view(slug)
             snapshot, _ = app.sampler.latest()
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.connection.settimeout(app.config.write_timeout_s)
-            self.wfile.write(format_sse(retry=RETRY_MS) + side_frame(channel(slug), body))
+            self.wfile.write(format_sse(retry=RETRY_MS) + side_frame(channel(slug), current[1]))
             server.hand_off(self.connection)
             hub.add(self.connection, cursor=PAST_EVERY_EVENT, seq=snapshot["seq"], only=NO_EVENTS, metrics=False,
                     sides=(channel(slug),))
