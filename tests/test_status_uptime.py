@@ -83,3 +83,13 @@ def test_the_buckets_are_bounded_to_ninety_days():
     for day in range(200):
         ledger.observe(start + day * DAY_S, "up")
     assert len(ledger.days) <= MAX_DAYS and len(ledger.hours) <= 25
+
+
+def test_all_lists_exactly_the_public_names():
+    from conftest import check_public_names
+    from sse_dashboard.alerting import status, uptime
+    from sse_dashboard.web import statuspage
+    from sse_dashboard.web.handlers import status as status_handlers
+
+    for module in (status, uptime, statuspage, status_handlers):
+        check_public_names(module)

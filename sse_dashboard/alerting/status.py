@@ -39,7 +39,7 @@ from sse_dashboard.alerting.uptime import UptimeLedger, day_label, MAX_DAYS, DAY
 
 __all__ = ["StatusPages", "PageSpec", "Component", "parse_status_pages", "parse_page", "STATUS_SLUG_RE", "KINDS",
            "MAX_PAGES", "MAX_COMPONENTS", "MAX_INCIDENTS", "MAX_NOTES", "MAX_NOTE_CHARS", "MAX_MAINTENANCE",
-           "MAX_DURATIONS", "ConfiguredPage"]
+           "MAX_DURATIONS", "ConfiguredPage", "channel", "component_state", "parse_maintenance"]
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import html
 import time
 from xml.sax.saxutils import escape as xml_escape, quoteattr
 
-__all__ = ["render_html", "render_atom", "STATE_TEXT", "bar_class", "percent"]
+__all__ = ["render_html", "render_atom", "STATE_TEXT", "bar_class", "percent", "when", "iso"]
 
 STATE_TEXT = {"up": "Operational", "down": "Down", "late": "Late", "maintenance": "Maintenance",
               "unknown": "No data"}
