@@ -111,7 +111,7 @@ def parse_rules(document: Any) -> list[AlertRule]:
     unknown = sorted(set(document) - set(CONFIG_KEYS))
     if unknown:
         raise ValueError('the config file has %s; it takes a "rules" list, "heartbeats", "jobs", "notify", '
-                         '"remote_write", "external_labels" and "instance"' % json.dumps(unknown[0][:40]))
+                         '"remote_write", "external_labels", "instance" and "status_pages"' % json.dumps(unknown[0][:40]))
     rules = [_parse_rule(i, raw) for i, raw in enumerate(document.get("rules", []), start=1)]
     names = [r.name for r in rules]
     for name in names:
