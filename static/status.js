@@ -68,7 +68,7 @@
     const item = el("li", "component");
     const row = el("div", "row");
     row.appendChild(el("span", "label", c.label));
-    if (c.kind === "metric") row.appendChild(el("span", "value", c.value === null || c.value === undefined ? "" : String(c.value)));
+    if (c.kind === "metric") row.appendChild(el("span", "value", c.value === null || c.value === undefined ? "" : String(Number(c.value.toPrecision(6)))));
     row.appendChild(stateSpan(c.state));
     item.appendChild(row);
     const uptime = el("dl", "uptime");
