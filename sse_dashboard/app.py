@@ -36,6 +36,7 @@ from sse_dashboard.alerting.heartbeats import Heartbeats
 from sse_dashboard.alerting.jobs import Jobs
 from sse_dashboard.alerting.notify import Notifier
 from sse_dashboard.alerting.rules import AlertEngine
+from sse_dashboard.alerting.status import StatusPages
 from sse_dashboard.application import Application, alert_extras, remote_write_extras, server_stats
 from sse_dashboard.collectors.processes import TopProcesses
 from sse_dashboard.config import Config
@@ -133,6 +134,10 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
     fleet_view = Fleet(fleet, interval_s=config.interval_s, publish=functools.partial(hub.broadcast, "fleet"),
                        wanted=functools.partial(hub.wanting, "fleet"),
                        user_agent="sse-dashboard/" + __version__) if fleet is not None else None
+    # Status pages (#26): each sample's states counted, each page's view made once and handed to its streams.
+    status_pages = StatusPages(dict(config.status_pages), persist=functools.partial(store.write_meta, "status_pages"),
+                               state=store.read_meta("status_pages"), runs=jobs.runs, publish=hub.broadcast,
+                               wanted=hub.wanting, rules=tuple(rule.name for rule in config.alert_rules))
     # The sample pipeline, in the order each tick runs it (sampler.Sampler): StatsD's interval,
     # the snapshot, the alerts' judgement, then one Sample to storage and to the stream hub.
     sampler = Sampler(
@@ -145,13 +150,13 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
         prepare=[statsd.aggregator.flush] if statsd is not None else [],
         judges=[functools.partial(alert_extras, alerts, heartbeats, jobs),
                 functools.partial(remote_write_extras, writers)],
-        subscribers=[store.record, hub.publish] + [writer.submit for writer in writers],
+        subscribers=[store.record, hub.publish, status_pages.observe] + [writer.submit for writer in writers],
     )
     app = Application(config=config, registry=registry, events=events, store=store, pushes=pushes, notifier=notifier,
                       alerts=alerts, heartbeats=heartbeats, jobs=jobs, hub=hub, sampler=sampler,
                       processes=TopProcesses(getattr(sampler.collector, "_psutil", None)), statsd=statsd,
                       boot_id=boot_id, started_monotonic=started_monotonic, remote_writers=writers, fleet=fleet_view,
-                      otlp_metrics=OtlpMetrics(registry), otlp_logs=OtlpLogs(events))
+                      otlp_metrics=OtlpMetrics(registry), otlp_logs=OtlpLogs(events), status_pages=status_pages)
     mcp = McpEndpoint(dashboard_tools(app, functools.partial(events.post), EventFilter.parse), __version__)
     server = DashboardServer(listener, app, hub, mcp, tokens)
     if start:

@@ -98,7 +98,7 @@ class Application:
                  pushes: PushGroups, notifier: Notifier, alerts: AlertEngine, heartbeats: Heartbeats, jobs: Jobs,
                  hub: StreamCounts, sampler: Sampler, processes: TopProcesses, statsd: StatsdListener | None,
                  boot_id: str, started_monotonic: float, remote_writers: Sequence[RemoteWriter] = (),
-                 fleet: Any = None, otlp_metrics: OtlpMetrics, otlp_logs: OtlpLogs) -> None:
+                 fleet: Any = None, otlp_metrics: OtlpMetrics, otlp_logs: OtlpLogs, status_pages: Any = None) -> None:
         self.config = config
         self.registry = registry
         self.events = events
@@ -119,6 +119,7 @@ class Application:
         self.started_monotonic = started_monotonic
         self.remote_writers = tuple(remote_writers)
         self.fleet = fleet  # a fleet.view.Fleet with --fleet, else None
+        self.status_pages = status_pages  # an alerting.status.StatusPages (#26)
         self._closed = False
         self._heavy_reads = threading.BoundedSemaphore(MAX_HISTORY_READS)
 

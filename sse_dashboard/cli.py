@@ -26,6 +26,7 @@ from sse_dashboard import __version__
 from sse_dashboard.alerting.heartbeats import parse_heartbeats
 from sse_dashboard.alerting.jobs import parse_jobs
 from sse_dashboard.alerting.targets import parse_targets
+from sse_dashboard.alerting.status import parse_status_pages
 from sse_dashboard.alerting.rules import load_document, parse_rules
 from sse_dashboard.app import ListenerUnavailable, address_in_use, build_app
 from sse_dashboard.config import (DEFAULT_HOST, DEFAULT_INTERVAL_S, DEFAULT_MAX_CLIENTS, DEFAULT_PORT,
@@ -401,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rules, heartbeats, targets, jobs = load_config(args.config)
         export = load_export(args.config)
+        pages = parse_status_pages(load_document(args.config).get("status_pages")) if args.config else {}
     except ValueError as exc:
         log.error("config not loaded, not starting: %s", exc)
         return 2
@@ -408,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("demo: synthetic counters, gauges and events, kept in memory only (not in %s)", default_data_dir())
     try:
         server = build_app(config_from_args(args, rules, data_dir, export), heartbeats=heartbeats, notify=targets, jobs=jobs,
-                           fleet=args.fleet_settings)
+                           status_pages=pages, fleet=args.fleet_settings)
     except DataDirInUse as exc:
         return _another_dashboard(exc.url, args.open, "the data folder %s is in use by another dashboard%s; use that one, "
                                   "or start this one with --data-dir DIR (another folder) or --data-dir :memory: "

@@ -146,6 +146,7 @@ class Config:
     instance: str | None = None           # the instance label of what is pushed; None: this machine's host name
     external_labels: tuple = ()           # (name, value) added to every series pushed (parse_external_labels)
     remote_write_queue: tuple = ()        # (name, value) pairs for each RemoteWriter's disk queue: max_bytes, max_age_s
+    status_pages: tuple = ()              # (slug, alerting.status.PageSpec): public status pages (#26)
 
     def __post_init__(self) -> None:
         # Normalised once, so nothing downstream has to.
@@ -161,6 +162,8 @@ class Config:
         object.__setattr__(self, "external_labels", tuple(sorted(labels.items() if isinstance(labels, dict)
                                                                  else labels)))
         object.__setattr__(self, "jobs", tuple(sorted(self.jobs.items() if isinstance(self.jobs, dict) else self.jobs)))
+        pages = self.status_pages
+        object.__setattr__(self, "status_pages", tuple(sorted(pages.items() if isinstance(pages, dict) else pages)))
         beats = self.heartbeats
         object.__setattr__(self, "heartbeats", tuple(sorted(beats.items() if isinstance(beats, dict) else beats)))
         options = self.storage_options

@@ -13,7 +13,8 @@ import re
 import pytest
 
 from sse_dashboard import events
-from sse_dashboard.alerting import heartbeats, jobs
+from sse_dashboard.alerting import heartbeats, jobs, uptime
+from sse_dashboard.alerting import status as status_pages
 from sse_dashboard.storage import jobs as job_storage
 from sse_dashboard.web.handlers import jobs as job_handlers
 from sse_dashboard import registry as metrics  # the registry's limits (once in metrics.py)
@@ -183,6 +184,13 @@ LIMITS = {
                            ("export.queue.DEFAULT_QUEUE_MAX_AGE_S", export_queue.DEFAULT_QUEUE_MAX_AGE_S),
                            ("export.queue.DEFAULT_MAX_TICKS", export_queue.DEFAULT_MAX_TICKS)],
     "tokens": [("web.tokens.MAX_TOKENS", web_tokens.MAX_TOKENS), ("names of", 64)],
+    "status pages": [("alerting.status.MAX_PAGES", status_pages.MAX_PAGES),
+                     ("alerting.status.MAX_COMPONENTS", status_pages.MAX_COMPONENTS),
+                     ("alerting.uptime.MAX_DAYS", uptime.MAX_DAYS),
+                     ("alerting.status.MAX_INCIDENTS", status_pages.MAX_INCIDENTS),
+                     ("alerting.status.MAX_NOTES", status_pages.MAX_NOTES),
+                     ("alerting.status.MAX_NOTE_CHARS", status_pages.MAX_NOTE_CHARS),
+                     ("alerting.status.MAX_MAINTENANCE", status_pages.MAX_MAINTENANCE)],
 }
 _NUMBER = re.compile(r"(?<![\w.^])\d+(?:,\d{3})*(?:\.\d+)?(?:e\d+)?(?![\w^])")
 

@@ -37,7 +37,7 @@ def test_readme_documents_every_route_and_who_may_use_it():
 def test_handlers_are_named_verb_resource():
     for route in ROUTES:
         verbs = ("get", "post", "stream", "serve") if not route.prefix else ("serve", "delete", "push", "ping",
-                                                                            "get", "post")
+                                                                            "get", "post", "put")
         assert route.handler.split("_")[0] in verbs, route
 
 

@@ -15,6 +15,10 @@ What this layer owns, one module each:
 - ``notify``: delivering each change to the notify targets, one queue and sender thread each,
   with retries, and the notifier's own clock;
 - ``flood``: flood control, whether a change goes to a target now (``repeat``);
+- ``status``: status pages (#26): what a page lists, each component's state, its incidents and
+  maintenance notices, and the view built once a sample for the page and its stream;
+- ``uptime``: a component's seconds up and down per hour and per UTC day (the page's windows
+  and 90 daily bars);
 - ``targets``: what a notify target is and the bytes it receives (JSON signed as Standard
   Webhooks, ntfy, Slack, Discord).
 

@@ -49,7 +49,7 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
 }
 ALERT_LEVELS = ("warning", "error")
-CONFIG_KEYS = ("rules", "heartbeats", "jobs", "notify", "remote_write", "external_labels", "instance")  # the top level
+CONFIG_KEYS = ("rules", "heartbeats", "jobs", "notify", "remote_write", "external_labels", "instance", "status_pages")  # the top level
 _RATE_RE = re.compile(r"rate\((counters\.[a-zA-Z_:][a-zA-Z0-9_:]*)\)")
 _METRIC_RE = re.compile(r"(system|gauges|counters|server)\.[a-zA-Z_:][a-zA-Z0-9_:]*")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
@@ -111,7 +111,7 @@ def parse_rules(document: Any) -> list[AlertRule]:
     unknown = sorted(set(document) - set(CONFIG_KEYS))
     if unknown:
         raise ValueError('the config file has %s; it takes a "rules" list, "heartbeats", "jobs", "notify", '
-                         '"remote_write", "external_labels" and "instance"' % json.dumps(unknown[0][:40]))
+                         '"remote_write", "external_labels", "instance" and "status_pages"' % json.dumps(unknown[0][:40]))
     rules = [_parse_rule(i, raw) for i, raw in enumerate(document.get("rules", []), start=1)]
     names = [r.name for r in rules]
     for name in names:

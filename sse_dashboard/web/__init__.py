@@ -4,7 +4,8 @@ Owns: the server's lifecycle (``server``), the dispatcher (``handler``) and the 
 with who may use each route (``routes``), reading requests (``request``) and answering them
 (``response``), the handlers by resource (``handlers/``), access decisions (``guard``), the
 stream hub and the SSE frame (``streams``), MCP for agents (``mcp``), the OpenAPI
-description (``openapi``) and the streamed exports (``exports``).
+description (``openapi``), the streamed exports (``exports``), and a status page as HTML and
+Atom (``statuspage``).
 
 May import: ``application`` (the ``Application`` it serves), ``config``, and the layers below
 them (alerting, ingest, storage, metrics, events). Nothing below imports ``web``.

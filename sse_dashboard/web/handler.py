@@ -43,6 +43,7 @@ from sse_dashboard.web.handlers.otlp import OtlpHandlers
 from sse_dashboard.web.handlers.page import PageHandlers
 from sse_dashboard.web.handlers.push import PushHandlers
 from sse_dashboard.web.handlers.service import ServiceHandlers
+from sse_dashboard.web.handlers.status import StatusHandlers
 from sse_dashboard.web.handlers.stream import StreamHandlers
 from sse_dashboard.web.handlers.tokens import TokenHandlers
 from sse_dashboard.web.request import DeadlineReader, RequestReading
@@ -61,7 +62,7 @@ access_log = logging.getLogger("sse_dashboard.web.access")
 
 class DashboardHandler(PageHandlers, MetricHandlers, EventHandlers, StreamHandlers, AlertHandlers, PushHandlers,
                        OtlpHandlers, JobHandlers, FleetHandlers, ServiceHandlers, TokenHandlers, BadgeHandlers,
-                       RequestReading, BaseHTTPRequestHandler):
+                       StatusHandlers, RequestReading, BaseHTTPRequestHandler):
     """One request. Routes are data (``routes.ROUTES``); each handler returns a ``Response``.
 
     The handler methods come from ``handlers/`` (one class per resource), reading a request

@@ -291,12 +291,61 @@ _BADGE_PATH = {"/badge/{kind}/{name}.svg": {"get": {
                   "404": {"description": "a 'not found' badge", "content": _SVG}, **_errors(421)}}}}
 
 
+_PAGE_SLUG = {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}
+_SLUG_PARAM = {"name": "slug", "in": "path", "required": True, "schema": _PAGE_SLUG}
+_PAGE = {"type": "object", "required": ["components"], "additionalProperties": False,
+         "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 100},
+                        "components": {"type": "array", "minItems": 1, "maxItems": 30, "items": {
+                            "type": "object", "required": ["kind", "name"], "additionalProperties": False,
+                            "properties": {"kind": {"enum": ["job", "heartbeat", "alert", "metric"]},
+                                           "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$"},
+                                           "label": {"type": "string", "minLength": 1, "maxLength": 100}}}},
+                        "maintenance": {"type": "array", "maxItems": 20}}}
+_NOTE_TEXT = {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": "\\S"}
+_NOTICE = {"type": "object", "required": ["start", "end", "text"], "additionalProperties": False,
+           "properties": {"start": {"type": ["number", "string"]}, "end": {"type": ["number", "string"]}, "text": _NOTE_TEXT}}
+_ANSWER = _json({"type": "object"})  # Status pages (#26): the public page and feed (no token), and an admin's changes.
+_STATUS_PATHS = {
+    "/status/{slug}": {"get": {
+        "summary": "A status page, server-rendered HTML (no token; what the page lists only)", "security": [{}],
+        "parameters": [_SLUG_PARAM],
+        "responses": {"200": {"description": "the page", "content": {"text/html; charset=utf-8": {"schema": {"type": "string"}}}},
+                      **_errors(404, 421)}}},
+    "/status/{slug}/feed.atom": {"get": {
+        "summary": "A status page's incidents as an Atom feed (no token)", "security": [{}],
+        "parameters": [_SLUG_PARAM],
+        "responses": {"200": {"description": "the feed", "content": {
+            "application/atom+xml; charset=utf-8": {"schema": {"type": "string"}}}}, **_errors(404, 421)}}},
+    "/api/status-pages": {"get": {"summary": "Every status page (admin)", "responses": {"200": {
+        "description": "the pages", **_json({"type": "object", "required": ["pages"]})}, **_errors(401)}}},
+    "/api/status-pages/{slug}": {
+        "put": {"summary": "Make or replace a status page (admin)", "parameters": [_SLUG_PARAM],
+                "requestBody": {"required": True, **_json(_PAGE)},
+                "responses": {"200": {"description": "replaced", **_ANSWER}, "201": {"description": "made", **_ANSWER},
+                              **_errors(400, 401, 404, 409, 413, 415, 429, 503)}},
+        "delete": {"summary": "Delete a status page made over the API (admin)", "parameters": [_SLUG_PARAM],
+                   "responses": {"200": {"description": "deleted", **_ANSWER}, **_errors(401, 404, 409, 429, 503)}}},
+    "/api/status-pages/{slug}/maintenance": {"post": {
+        "summary": "Add a maintenance notice to a status page (admin)", "parameters": [_SLUG_PARAM],
+        "requestBody": {"required": True, **_json(_NOTICE)},
+        "responses": {"201": {"description": "added", **_ANSWER}, **_errors(400, 401, 404, 413, 415, 429, 503)}}},
+    "/api/status-pages/{slug}/incidents/{incident}/notes": {"post": {
+        "summary": "Add a note to an incident's timeline (admin)",
+        "parameters": [_SLUG_PARAM, {"name": "incident", "in": "path", "required": True,
+                                     "schema": {"type": "integer", "minimum": 1, "maximum": 999999999}}],
+        "requestBody": {"required": True, **_json({"type": "object", "required": ["text"], "additionalProperties": False,
+                                                  "properties": {"text": _NOTE_TEXT}})},
+        "responses": {"201": {"description": "added", **_ANSWER}, **_errors(400, 401, 404, 413, 415, 429, 503)}}},
+}
+
+
 def openapi_spec(version: str) -> dict:
     """The OpenAPI document for this server version: where a token is asked for (401), a token
     without the route's scope gets 403 too."""
     spec = _spec(version)
     spec["paths"].update(copy.deepcopy(_TOKEN_PATHS))
     spec["paths"].update(copy.deepcopy(_BADGE_PATH))
+    spec["paths"].update(copy.deepcopy(_STATUS_PATHS))
     for path in spec["paths"].values():
         for operation in path.values():
             if "401" in operation["responses"]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from sse_dashboard.web.tokens import SCOPES  # what a token may do; admin implies the others
 
-__all__ = ["Access", "SCOPES", "PUBLIC", "READ", "WRITE", "ADMIN", "ADMIN_GET", "PING", "PING_ADMIN", "MCP", "BADGE", "KEYED", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
+__all__ = ["Access", "SCOPES", "PUBLIC", "READ", "WRITE", "ADMIN", "ADMIN_GET", "PING", "PING_ADMIN", "MCP", "BADGE", "KEYED", "STATUS", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
            "find_route", "allowed_methods", "access_for"]
 
 
@@ -68,6 +68,8 @@ PING_ADMIN = Access("admin or ?token=, same-origin", token=True, cookie=False, q
 MCP = Access("read (write to post), same-origin", token=True, cookie=True, query=False, write=True, scope="read")
 # Badges: a job's or a heartbeat's state (up, down...) and nothing else, for anyone (#26).
 BADGE = Access("anyone (the state only)", token=False, cookie=False, query=False, write=False, scope=None)
+# Status pages: for anyone, showing only what the page's configuration lists (#26).
+STATUS = Access("anyone (what the page lists)", token=False, cookie=False, query=False, write=False, scope=None)
 # Job pings: the URL's job UUID or ping key is the secret, as in Healthchecks, so a script written
 # for it changes only its base URL (README "Jobs"); a GET writes here too.
 KEYED = Access("the job's UUID or ping key in the URL, same-origin", token=False, cookie=False, query=False,
@@ -131,6 +133,11 @@ ROUTES = (
     Route("POST", "/api/tokens", "post_token", ADMIN),
     Route("DELETE", "/api/tokens/", "delete_token", ADMIN, prefix=True),
     Route("GET", "/badge/", "get_badge", BADGE, prefix=True),  # a job's or heartbeat's state, for a README
+    Route("GET", "/status/", "serve_status", STATUS, prefix=True),  # status pages: HTML, feed.atom, stream (#26)
+    Route("GET", "/api/status-pages", "get_status_pages", ADMIN_GET),
+    Route("PUT", "/api/status-pages/", "put_status_page", ADMIN, prefix=True),
+    Route("POST", "/api/status-pages/", "post_status_page", ADMIN, prefix=True),
+    Route("DELETE", "/api/status-pages/", "delete_status_page", ADMIN, prefix=True),
 )
 
 # The API's own places: a path under one that no route takes is still the API's, and needs the
