@@ -282,11 +282,16 @@ _TOKEN_PATHS = {
 
 _SVG = {"image/svg+xml; charset=utf-8": {"schema": {"type": "string"}}}
 _BADGE_PATH = {"/badge/{kind}/{name}.svg": {"get": {
-    "summary": "A job's or a heartbeat's state now, as an SVG badge (no token; cacheable for 30 s)",
+    "summary": "A job's, heartbeat's, alert rule's or status page's state now, as an SVG badge (no token; "
+               "cacheable for 30 s)",
     "security": [{}],
-    "parameters": [{"name": "kind", "in": "path", "required": True, "schema": {"enum": ["job", "heartbeat"]}},
+    "parameters": [{"name": "kind", "in": "path", "required": True,
+                    "schema": {"enum": ["job", "heartbeat", "alert", "status"]}},
                    {"name": "name", "in": "path", "required": True, "schema": _HEARTBEAT_NAME,
-                    "description": "the job's slug, or the heartbeat's name"}],
+                    "description": "the job's slug, the heartbeat's name, the alert rule's name or the status page's slug"},
+                   {"name": "uptime", "in": "query", "required": False,
+                    "schema": {"enum": ["24h", "7d", "30d", "90d"]},
+                    "description": "a status page's uptime over this window instead of its state"}],
     "responses": {"200": {"description": "the badge", "content": _SVG},
                   "404": {"description": "a 'not found' badge", "content": _SVG}, **_errors(421)}}}}
 

@@ -132,7 +132,7 @@ ROUTES = (
     Route("GET", "/api/tokens", "get_tokens", ADMIN_GET),  # scoped tokens (#26)
     Route("POST", "/api/tokens", "post_token", ADMIN),
     Route("DELETE", "/api/tokens/", "delete_token", ADMIN, prefix=True),
-    Route("GET", "/badge/", "get_badge", BADGE, prefix=True),  # a job's or heartbeat's state, for a README
+    Route("GET", "/badge/", "get_badge", BADGE, prefix=True),  # a job's, heartbeat's, alert's or status page's state, for a README
     Route("GET", "/status/", "serve_status", STATUS, prefix=True),  # status pages: HTML, feed.atom, stream (#26)
     Route("GET", "/api/status-pages", "get_status_pages", ADMIN_GET),
     Route("PUT", "/api/status-pages/", "put_status_page", ADMIN, prefix=True),
