@@ -44,7 +44,7 @@ from sse_dashboard.events import EventFilter, EventLog
 from sse_dashboard.export.writer import RemoteWriter
 from sse_dashboard.fleet.view import Fleet, FleetSettings
 from sse_dashboard.ingest.otlp_logs import OtlpLogs
-from sse_dashboard.ingest.otlp_metrics import OtlpMetrics
+from sse_dashboard.ingest.otlp_metrics import STATE_PREFIX, OtlpMetrics
 from sse_dashboard.ingest.push import PushGroups
 from sse_dashboard.ingest.statsd import StatsdAggregator, StatsdListener, parse_address
 from sse_dashboard.collectors.system import make_system_collector
@@ -151,7 +151,9 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
                       alerts=alerts, heartbeats=heartbeats, jobs=jobs, hub=hub, sampler=sampler,
                       processes=TopProcesses(getattr(sampler.collector, "_psutil", None)), statsd=statsd,
                       boot_id=boot_id, started_monotonic=started_monotonic, remote_writers=writers, fleet=fleet_view,
-                      otlp_metrics=OtlpMetrics(registry), otlp_logs=OtlpLogs(events))
+                      otlp_metrics=OtlpMetrics(registry, state=store.read_meta_prefix(STATE_PREFIX),
+                                               keep_state=store.durable),
+                      otlp_logs=OtlpLogs(events))
     mcp = McpEndpoint(dashboard_tools(app, functools.partial(events.post), EventFilter.parse), __version__)
     server = DashboardServer(listener, app, hub, mcp, tokens)
     if start:

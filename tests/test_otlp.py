@@ -5,9 +5,14 @@ and refusals. The SDK's own exporters are tests/test_otlp_sdk.py."""
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import shutil
+import signal
 import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
@@ -87,20 +92,80 @@ def test_a_cumulative_counter_counts_each_increase_once_across_resends_and_sdk_r
     assert app_metrics(server)[0] == {'orders{service="shop"}': 15}
 
 
-def test_a_stream_older_than_the_dashboard_sets_a_baseline_for_a_counter_it_already_holds(make_server, tmp_path):
+def test_a_dashboard_restart_neither_loses_nor_double_counts_what_an_app_counted_meanwhile(make_server, tmp_path):
+    """#27: each stream's last value is kept with the counter it added to, so a stream that
+    started before the dashboard's restart goes on from where it was."""
     first = make_server(data_dir=tmp_path)
     old = 1_000_000_000_000_000_000  # the app started before the dashboard did
     export(first, metrics_request(counter("orders", 5, start=old)))
     assert app_metrics(first)[0] == {'orders{service="shop"}': 5}
     first.stop()
-    second = make_server(data_dir=tmp_path)  # the dashboard restarts; the app goes on exporting
-    export(second, metrics_request(counter("orders", 5, start=old)))
-    assert app_metrics(second)[0] == {'orders{service="shop"}': 5}  # not 10
-    export(second, metrics_request(counter("orders", 9, start=old)))
-    assert app_metrics(second)[0] == {'orders{service="shop"}': 9}
+    second = make_server(data_dir=tmp_path)  # the dashboard restarts; the app goes on counting
+    export(second, metrics_request(counter("orders", 8, start=old)))
+    assert app_metrics(second)[0] == {'orders{service="shop"}': 8}  # not 5 (3 lost), not 13
+    export(second, metrics_request(counter("orders", 8, start=old)))
+    assert app_metrics(second)[0] == {'orders{service="shop"}': 8}
+    # An app restarted while the dashboard was down: its new stream is new, all of it counts.
+    second.stop()
+    restarted = time.time_ns()
+    third = make_server(data_dir=tmp_path)
+    export(third, metrics_request(counter("orders", 4, start=restarted)))
+    assert app_metrics(third)[0] == {'orders{service="shop"}': 12}
     # A counter it never held is new whatever its start: all of it counts.
-    export(second, metrics_request(counter("refunds", 4, start=old)))
-    assert app_metrics(second)[0]['refunds{service="shop"}'] == 4
+    export(third, metrics_request(counter("refunds", 4, start=old)))
+    assert app_metrics(third)[0]['refunds{service="shop"}'] == 4
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_kill_9_while_apps_export_neither_loses_nor_double_counts(spawn, tmp_path):
+    """#27: apps export cumulative counters from several threads while the dashboard is killed
+    with SIGKILL; after a start on the same folder, each app's next export leaves its counter
+    exactly at the app's own total, whichever request the kill cut off."""
+    def start():
+        process = spawn("--port", "0", "--data-dir", str(tmp_path), "--interval", "0.2", "--post-rate", "0",
+                        "--no-psutil")
+        return process, process.wait_for_url(timeout=20)
+
+    def post(port, app, value):
+        body = json.dumps(metrics_request(counter("orders", value, start=1_000_000_000_000_000_000, app=app)))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("POST", "/v1/metrics", body.encode(), JSON)
+            return conn.getresponse().status
+        except OSError:
+            return None  # the kill came first, or cut the answer off
+        finally:
+            conn.close()
+
+    process, port = start()
+    totals = {"a%d" % i: 0 for i in range(4)}
+    answered = threading.Semaphore(0)
+
+    def app_exports(app):
+        for _ in range(200):
+            totals[app] += 7
+            if post(port, app, totals[app]) != 200:
+                return
+            answered.release()
+
+    threads = [threading.Thread(target=app_exports, args=(app,)) for app in totals]
+    for thread in threads:
+        thread.start()
+    for _ in range(60):  # the kill lands in the middle of the exports
+        assert answered.acquire(timeout=10)
+    process.proc.send_signal(signal.SIGKILL)
+    process.proc.wait(10)
+    for thread in threads:
+        thread.join(30)
+    process.stop()
+    process, port = start()
+    for app in totals:
+        totals[app] += 1  # counted while the dashboard was down, exported after
+        assert post(port, app, totals[app]) == 200
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/api/metrics")
+    counters = json.loads(conn.getresponse().read())["counters"]
+    assert {app: counters.get('orders{app="%s",service="shop"}' % app) for app in totals} == totals
 
 
 def test_delta_sums_are_added_and_delta_up_down_counters_move_a_gauge(server):
@@ -307,6 +372,26 @@ def test_the_stream_state_is_bounded_and_a_forgotten_stream_never_counts_twice(s
     export(server, metrics_request(counter("orders", 3, start=START + 100)))
     assert app_metrics(server)[0] == {'orders{service="shop"}': total + 3}
     assert server.server.app.otlp_metrics.streams() <= MAX_STARTS_PER_NAME
+
+
+def test_the_kept_stream_state_is_bounded_and_a_forgotten_stream_stays_forgotten_after_a_restart(make_server, tmp_path):
+    import sqlite3
+
+    from sse_dashboard.ingest.otlp_metrics import MAX_STARTS_PER_NAME
+
+    first = make_server(data_dir=tmp_path)
+    for run in range(MAX_STARTS_PER_NAME + 1):
+        export(first, metrics_request(counter("orders", 5, start=START + run)))
+    first.stop()
+    with sqlite3.connect(str(next(tmp_path.glob("*.sqlite*")))) as db:
+        kept = db.execute("SELECT COUNT(*) FROM meta WHERE key LIKE 'otlp.stream:%'").fetchone()[0]
+    assert kept == MAX_STARTS_PER_NAME  # the forgotten start's row went with it
+    second = make_server(data_dir=tmp_path)
+    total = 5 * (MAX_STARTS_PER_NAME + 1)
+    export(second, metrics_request(counter("orders", 6, start=START)))  # the forgotten one again: a baseline
+    assert app_metrics(second)[0] == {'orders{service="shop"}': total}
+    export(second, metrics_request(counter("orders", 7, start=START + 1)))  # kept: its growth
+    assert app_metrics(second)[0] == {'orders{service="shop"}': total + 2}
 
 
 def test_all_lists_exactly_the_public_names():

@@ -136,6 +136,10 @@ class Store:
     def read_meta(self, key: str) -> str | None:
         return self.metrics.read_meta(key)
 
+    def read_meta_prefix(self, prefix: str) -> dict:
+        """Every named value whose name starts with ``prefix``."""
+        return self.metrics.read_meta_prefix(prefix)
+
     def write_meta(self, key: str, value: str) -> None:
         """Commit one named value; ``StorageError`` if the disk will not take it."""
         self.metrics.write_meta(key, value)
