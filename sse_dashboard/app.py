@@ -215,8 +215,9 @@ def _open_storage(config: Config, doorbell: Doorbell, boot_id: str) -> tuple[Sto
             return _in_memory(config, EventLog(persist=_refuse(str(exc)), **limits), boot_id, str(exc))
         log.info("storing events and history in %s", store.path)
         try:
-            events = EventLog(persist=store.insert_event, initial=store.recent_events(config.max_events,
-                              config.max_event_chars), last_id=store.last_event_id(), **limits)
+            events = EventLog(persist=store.insert_event, persist_many=store.insert_events,
+                              initial=store.recent_events(config.max_events, config.max_event_chars),
+                              last_id=store.last_event_id(), **limits)
         except BaseException:
             store.close()
             raise

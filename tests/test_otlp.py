@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from conftest import require_tool, required
+from conftest import require_tool, required, wait_until
+from sse_dashboard.storage.database import DB_FILENAME
 
 START = 1_900_000_000_000_000_000  # after any test's dashboard started: a stream it saw from its start
 JSON = {"Content-Type": "application/json"}
@@ -383,7 +384,7 @@ def test_the_kept_stream_state_is_bounded_and_a_forgotten_stream_stays_forgotten
     for run in range(MAX_STARTS_PER_NAME + 1):
         export(first, metrics_request(counter("orders", 5, start=START + run)))
     first.stop()
-    with sqlite3.connect(str(next(tmp_path.glob("*.sqlite*")))) as db:
+    with sqlite3.connect(str(tmp_path / DB_FILENAME)) as db:
         kept = db.execute("SELECT COUNT(*) FROM meta WHERE key LIKE 'otlp.stream:%'").fetchone()[0]
     assert kept == MAX_STARTS_PER_NAME  # the forgotten start's row went with it
     second = make_server(data_dir=tmp_path)
@@ -392,6 +393,29 @@ def test_the_kept_stream_state_is_bounded_and_a_forgotten_stream_stays_forgotten
     assert app_metrics(second)[0] == {'orders{service="shop"}': total}
     export(second, metrics_request(counter("orders", 7, start=START + 1)))  # kept: its growth
     assert app_metrics(second)[0] == {'orders{service="shop"}': total + 2}
+
+
+def test_a_logs_export_the_disk_refuses_part_way_stores_none_of_it(make_server, tmp_path):
+    """#27: a batch of records is one commit: storage failing at its third record (a trigger in
+    the real database, as a full disk would) leaves no event behind, and the SDK's retry posts
+    them all, once."""
+    import sqlite3
+
+    running = make_server(data_dir=tmp_path)
+    records = [log_record(text) for text in ("first", "second", "third", "fourth")]
+    with sqlite3.connect(str(tmp_path / DB_FILENAME)) as db:
+        db.execute("CREATE TRIGGER refuse_third BEFORE INSERT ON events WHEN NEW.message = 'third' "
+                   "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    status, headers, _ = export(running, logs_request(*records), path="/v1/logs")
+    assert status == 503 and headers["Retry-After"]
+    assert running.json("GET", "/api/events")[1]["events"] == []
+    assert running.json("GET", "/api/events?source=shop&limit=10")[1]["events"] == []
+    with sqlite3.connect(str(tmp_path / DB_FILENAME)) as db:
+        db.execute("DROP TRIGGER refuse_third")
+    # Storage says it is well again at its next write (the history's tick): the retry is taken.
+    wait_until(lambda: export(running, logs_request(*records), path="/v1/logs")[0] == 200, message="a retry taken")
+    events = running.json("GET", "/api/events")[1]["events"]
+    assert [(e["id"], e["message"]) for e in events] == [(1, "first"), (2, "second"), (3, "third"), (4, "fourth")]
 
 
 def test_all_lists_exactly_the_public_names():

@@ -110,6 +110,10 @@ class Store:
         """Commit one event; ``StorageError`` if the disk will not take it."""
         self.events.insert(event)
 
+    def insert_events(self, events: list) -> None:
+        """Commit events in one transaction, all or none (``EventTable.insert_many``)."""
+        self.events.insert_many(events)
+
     def last_event_id(self) -> int:
         return self.events.last_id()
 
