@@ -338,8 +338,41 @@ def test_protobuf_takes_the_same_path_and_answers_in_protobuf(server):
     status, _, _ = export(server, logs.SerializeToString(), path="/v1/logs", headers=proto)
     event = server.json("GET", "/api/events?types=greeting")[1]["events"][0]
     assert status == 200 and event["data"]["trace_id"] == "5b8efff798038103d269b633813fc60c"
-    status, _, answer = export(server, b"\xff\xff\xff", headers=proto)
-    assert status == 400 and "protobuf" in json.loads(answer)["error"]
+    status, headers, _ = export(server, b"\xff\xff\xff", headers=proto)
+    assert status == 400 and headers["Content-Type"] == "application/x-protobuf"  # a google.rpc.Status (below)
+
+
+def test_a_refusal_is_a_google_rpc_status_in_the_request_s_encoding(make_server):
+    """#27: OTLP/HTTP answers a failed request with a google.rpc.Status: for JSON its JSON mapping
+    beside the house's "error", for protobuf the message itself, wherever the refusal comes from
+    (the handler's 400, the guard's 429, storage's 503)."""
+    required("opentelemetry.proto")
+    status_pb2 = required("google.rpc.status_pb2")
+    running = make_server(post_rate_per_s=1)
+    status, _, answer = export(running, {"resourceMetrics": {"not": "a list"}})
+    assert status == 400
+    answer = json.loads(answer)
+    assert answer["code"] == 3 and answer["message"] == answer["error"] and "resourceMetrics" in answer["error"]
+    proto = {"Content-Type": "application/x-protobuf"}
+    status, headers, answer = export(running, b"\xff\xff\xff", headers=proto)
+    assert status == 400 and headers["Content-Type"] == "application/x-protobuf"
+    refusal = status_pb2.Status.FromString(answer)
+    assert refusal.code == 3 and "not a protobuf" in refusal.message
+    statuses = [export(running, b"", headers=proto) for _ in range(15)]
+    limited = [(headers, answer) for status, headers, answer in statuses if status == 429]
+    assert limited and limited[0][0]["Retry-After"]
+    assert status_pb2.Status.FromString(limited[0][1]).code == 8  # RESOURCE_EXHAUSTED, retried by an SDK
+
+
+def test_storage_s_refusal_is_a_status_unavailable(make_server, tmp_path):
+    import sqlite3
+
+    running = make_server(data_dir=tmp_path)
+    with sqlite3.connect(str(tmp_path / DB_FILENAME)) as db:
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    status, headers, answer = export(running, logs_request(log_record("x")), path="/v1/logs")
+    answer = json.loads(answer)
+    assert status == 503 and headers["Retry-After"] and answer["code"] == 14 and answer["message"] == answer["error"]
 
 
 def test_protobuf_without_the_otlp_extra_is_a_415_naming_it(spawn, tmp_path):
