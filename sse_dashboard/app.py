@@ -153,7 +153,7 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
                       boot_id=boot_id, started_monotonic=started_monotonic, remote_writers=writers, fleet=fleet_view,
                       otlp_metrics=OtlpMetrics(registry, state=store.read_meta_prefix(STATE_PREFIX),
                                                keep_state=store.durable),
-                      otlp_logs=OtlpLogs(events))
+                      otlp_logs=OtlpLogs(events, type_attribute=config.otlp_event_type_attribute))
     mcp = McpEndpoint(dashboard_tools(app, functools.partial(events.post), EventFilter.parse), __version__)
     server = DashboardServer(listener, app, hub, mcp, tokens)
     if start:

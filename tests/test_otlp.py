@@ -451,6 +451,17 @@ def test_a_logs_export_the_disk_refuses_part_way_stores_none_of_it(make_server, 
     assert [(e["id"], e["message"]) for e in events] == [(1, "first"), (2, "second"), (3, "third"), (4, "fourth")]
 
 
+def test_another_attribute_can_type_the_events(make_server):
+    running = make_server(otlp_event_type_attribute="log.kind")
+    export(running, logs_request(log_record("deployed", log__kind="deploy.done"), log_record("x", event__name="other")),
+           path="/v1/logs")
+    events = running.json("GET", "/api/events?types=deploy.*")[1]["events"]
+    assert [(e["message"], e["type"]) for e in events] == [("deployed", "deploy.done")]
+    from sse_dashboard.cli import config_from_args, parse_args
+    args = parse_args(["--otlp-event-type-attribute", "log.kind"])
+    assert config_from_args(args, [], ":memory:").otlp_event_type_attribute == "log.kind"
+
+
 def test_all_lists_exactly_the_public_names():
     from conftest import check_public_names
     from sse_dashboard.ingest import otlp, otlp_logs, otlp_metrics
