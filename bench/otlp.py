@@ -4,6 +4,8 @@ posted through the JSON API (POST /api/metrics) and StatsD (TCP lines), in the s
 
 Run: python bench/otlp.py                 (writes bench/RESULTS-otlp.md)
      python bench/otlp.py --seconds 2     (shorter rounds)
+     python bench/otlp.py --data-folder   (each dashboard on a data folder of its own: every
+                                           answer waits for its commit, as in use)
 
 Each series count gets a dashboard of its own (a subprocess: ``sse_server.py --data-dir :memory:
 --post-rate 0 --statsd``), so each door's 1,000-name budget holds. Each round sends the same
@@ -24,6 +26,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,10 +43,10 @@ def free_port() -> int:
 
 
 class Dashboard:
-    def __init__(self) -> None:
+    def __init__(self, data_dir: str = ":memory:") -> None:
         self.statsd_port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "sse_server.py"), "--port", "0", "--data-dir", ":memory:", "--post-rate", "0",
+            [sys.executable, str(ROOT / "sse_server.py"), "--port", "0", "--data-dir", data_dir, "--post-rate", "0",
              "--statsd", "127.0.0.1:%d" % self.statsd_port, "--no-psutil"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(ROOT))
         deadline = time.monotonic() + 15
@@ -111,8 +114,8 @@ def otlp_sender(dashboard: Dashboard, content_type: str):
     return send
 
 
-def run_series(series: int, seconds: float, rounds: int) -> dict:
-    dashboard = Dashboard()
+def run_series(series: int, seconds: float, rounds: int, data_dir: str = ":memory:") -> dict:
+    dashboard = Dashboard(data_dir)
     results = {}
     try:
         start = time.time_ns()
@@ -174,12 +177,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="how long each round sends (default 5)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--data-folder", action="store_true",
+                        help="run each dashboard on a temporary data folder (default: --data-dir :memory:)")
     args = parser.parse_args()
     all_results = {}
     # Bodies for a little more than a round can send (measured: ~600 requests a second of 100
     # points at best); building protobuf ones is the client's slow part.
     for series, rounds in ((100, int(1000 * args.seconds)), (1000, int(150 * args.seconds))):
-        all_results[series] = run_series(series, args.seconds, rounds)
+        with tempfile.TemporaryDirectory(prefix="bench-otlp-") as folder:
+            all_results[series] = run_series(series, args.seconds, rounds, folder if args.data_folder else ":memory:")
         for line in table({series: all_results[series]})[2:]:
             print(line)
     write(args.output, all_results, args.seconds)

@@ -45,7 +45,7 @@ from sse_dashboard.events import EventFilter, EventLog
 from sse_dashboard.export.writer import RemoteWriter
 from sse_dashboard.fleet.view import Fleet, FleetSettings
 from sse_dashboard.ingest.otlp_logs import OtlpLogs
-from sse_dashboard.ingest.otlp_metrics import OtlpMetrics
+from sse_dashboard.ingest.otlp_metrics import STATE_PREFIX, OtlpMetrics
 from sse_dashboard.ingest.push import PushGroups
 from sse_dashboard.ingest.statsd import StatsdAggregator, StatsdListener, parse_address
 from sse_dashboard.collectors.system import make_system_collector
@@ -156,7 +156,10 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
                       alerts=alerts, heartbeats=heartbeats, jobs=jobs, hub=hub, sampler=sampler,
                       processes=TopProcesses(getattr(sampler.collector, "_psutil", None)), statsd=statsd,
                       boot_id=boot_id, started_monotonic=started_monotonic, remote_writers=writers, fleet=fleet_view,
-                      otlp_metrics=OtlpMetrics(registry), otlp_logs=OtlpLogs(events), status_pages=status_pages)
+                      otlp_metrics=OtlpMetrics(registry, state=store.read_meta_prefix(STATE_PREFIX),
+                                               keep_state=store.durable),
+                      otlp_logs=OtlpLogs(events, type_attribute=config.otlp_event_type_attribute),
+                      status_pages=status_pages)
     mcp = McpEndpoint(dashboard_tools(app, functools.partial(events.post), EventFilter.parse), __version__)
     server = DashboardServer(listener, app, hub, mcp, tokens)
     if start:
@@ -218,8 +221,9 @@ def _open_storage(config: Config, doorbell: Doorbell, boot_id: str) -> tuple[Sto
             return _in_memory(config, EventLog(persist=_refuse(str(exc)), **limits), boot_id, str(exc))
         log.info("storing events and history in %s", store.path)
         try:
-            events = EventLog(persist=store.insert_event, initial=store.recent_events(config.max_events,
-                              config.max_event_chars), last_id=store.last_event_id(), **limits)
+            events = EventLog(persist=store.insert_event, persist_many=store.insert_events,
+                              initial=store.recent_events(config.max_events, config.max_event_chars),
+                              last_id=store.last_event_id(), **limits)
         except BaseException:
             store.close()
             raise

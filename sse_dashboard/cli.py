@@ -137,6 +137,8 @@ def make_parser() -> argparse.ArgumentParser:
                              "(JSON; an example is named below)")
     parser.add_argument("--statsd", metavar="[HOST:]PORT", default=None,
                         help="take StatsD lines on this UDP and TCP port (off by default; 8125 is usual)")
+    parser.add_argument("--otlp-event-type-attribute", default="event.name", metavar="NAME",
+                        help="the OpenTelemetry log attribute that gives an event its type (default event.name)")
     parser.add_argument("--demo", action="store_true", help="feed synthetic counters, gauges and events")
     parser.add_argument("--no-psutil", action="store_true", help="use the standard-library collector even if psutil is installed")
     parser.add_argument("--token", default=os.environ.get("SSE_DASHBOARD_TOKEN") or None,
@@ -197,6 +199,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(str(exc))
     if not (args.gauge_ttl >= 0 and math.isfinite(args.gauge_ttl)):
         parser.error("--gauge-ttl must be 0 or more seconds")
+    if not 0 < len(args.otlp_event_type_attribute) <= 100:
+        parser.error("--otlp-event-type-attribute must be an attribute name of 1 to 100 characters")
     for url in args.remote_write:
         try:
             parse_url(url)
@@ -315,6 +319,7 @@ def config_from_args(args: argparse.Namespace, rules: list, data_dir: str | Path
                   max_clients=fit_open_file_limit(args.max_clients),
                   post_rate_per_s=args.post_rate,
                   alert_rules=tuple(rules), gauge_ttl_s=args.gauge_ttl, data_dir=data_dir, statsd=args.statsd,
+                  otlp_event_type_attribute=args.otlp_event_type_attribute,
                   remote_write=export.remote_write + tuple(RemoteWriteTarget(url) for url in args.remote_write),
                   instance=args.instance or export.instance, external_labels=labels,
                   remote_write_queue=(("max_bytes", max(1, int(args.remote_write_max_mb * 1048576))),

@@ -139,6 +139,7 @@ class Config:
     data_dir: str | Path | None = None    # None or ":memory:": keep nothing
     storage_options: tuple = ()           # (name, value) pairs for storage.open_store
     statsd: str | None = None             # "[HOST:]PORT" to take StatsD on (UDP and TCP); None: off
+    otlp_event_type_attribute: str = "event.name"  # the OTLP log attribute that gives an event its type
     heartbeats: tuple = ()                # (name, {"every": s, "level": ...}) expected from the start
     jobs: tuple = ()                      # (slug, alerting.jobs.JobSpec): job monitors from the config file
     notify: tuple = ()                    # notify.Target: where alert changes are sent

@@ -115,7 +115,9 @@ class EventLog:
     ``on_post`` (the stream hub's ``Doorbell.ring``) is called after each post,
     outside the lock. ``persist(event)``, when given, stores the event durably
     before it becomes visible; if it raises, the post fails and nothing is
-    stored. ``initial`` (oldest first) and ``last_id`` resume a log kept
+    stored. ``persist_many(events)`` stores a batch of ``post_many`` in one
+    commit (without it, each goes through ``persist``, one by one).
+    ``initial`` (oldest first) and ``last_id`` resume a log kept
     elsewhere, so ids continue where they stopped. Use metrics (a counter or
     gauge) instead of events for anything that happens many times a second.
     """
@@ -127,6 +129,7 @@ class EventLog:
         clock: Callable[[], float] = time.time,
         persist: Callable[[Event], None] | None = None,
         initial: list[Event] | tuple = (),
+        persist_many: Callable[[list], None] | None = None,
         last_id: int = 0,
         max_chars: int = DEFAULT_MAX_CHARS,
     ) -> None:
@@ -145,6 +148,7 @@ class EventLog:
         self._on_post = on_post
         self._clock = clock
         self._persist = persist
+        self._persist_many = persist_many
 
     @property
     def maxlen(self) -> int:
@@ -189,6 +193,36 @@ class EventLog:
         if self._on_post is not None:
             self._on_post()
         return event
+
+    def post_many(self, posts: list) -> list[Event]:
+        """Validate and store a batch (each a dict of ``post``'s arguments: level, message, source,
+        data, type) with consecutive ids, all or none: a ``ValueError`` or the store's refusal
+        leaves the log untouched. One commit with ``persist_many``."""
+        checked = []
+        for post in posts:
+            level, message, source, data_json = _validate(post["level"], post["message"],
+                                                          post.get("source", DEFAULT_SOURCE), post.get("data"))
+            check_type(post.get("type"))
+            checked.append((level, source, message, data_json, post.get("type")))  # make_event's order
+        if not checked:
+            return []
+        with self._post_lock:
+            ts = round(self._clock(), 3)
+            first = self.last_id + 1
+            events = [make_event(first + i, ts, *fields) for i, fields in enumerate(checked)]
+            if self._persist_many is not None:
+                self._persist_many(events)  # raises: no id is used and nothing is stored
+            elif self._persist is not None:
+                for event in events:
+                    self._persist(event)
+            with self._lock:
+                for event in events:
+                    self._append(event)
+                self._last_id = events[-1].id
+        log.debug("events %d-%d posted", first, events[-1].id)
+        if self._on_post is not None:
+            self._on_post()
+        return events
 
     def _append(self, event: Event) -> None:
         events = self._events

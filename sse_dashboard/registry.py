@@ -143,12 +143,14 @@ class MetricsRegistry:
         self.update(gauges={name: value})
 
     def update(self, counters: Any = None, gauges: Any = None, gauge_deltas: Any = None,
-               door: str = "api", durable: bool = True) -> dict:
+               door: str = "api", durable: bool = True, meta: dict | None = None) -> dict:
         """Apply counter deltas and gauge values together, or raise ``ValueError`` (or the
         journal's ``StorageError``) and apply none.
 
         ``gauge_deltas`` move gauges relative to their value (StatsD's ``+3|g``).
         ``durable=False``: applied now, kept on disk with the next commit (nobody is told it was).
+        ``meta``: named values committed in the same transaction (durable updates only; a value
+        of None removes the name): what OTLP keeps of each stream beside the counter it added to.
         Returns the stored values of the names it touched:
         ``{"counters": {name: total}, "gauges": {name: value}}``."""
         deltas: dict[str, int | float] = {}
@@ -174,7 +176,7 @@ class MetricsRegistry:
                     values[name] = _add(values.get(name, self._gauges.get(name, 0)), move)
                 except ValueError:
                     raise ValueError("gauge %r would pass the largest number" % name) from None
-            self._keep(totals, values, now, door, durable)
+            self._keep(totals, values, now, door, durable, meta=meta)
             self._counters.update(totals)
             self._gauges.update(values)
             self._gauge_set_at.update(dict.fromkeys(values, now))

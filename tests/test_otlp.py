@@ -5,13 +5,19 @@ and refusals. The SDK's own exporters are tests/test_otlp_sdk.py."""
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import shutil
+import signal
 import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
-from conftest import require_tool, required
+from conftest import require_tool, required, wait_until
+from sse_dashboard.storage.database import DB_FILENAME
 
 START = 1_900_000_000_000_000_000  # after any test's dashboard started: a stream it saw from its start
 JSON = {"Content-Type": "application/json"}
@@ -87,20 +93,80 @@ def test_a_cumulative_counter_counts_each_increase_once_across_resends_and_sdk_r
     assert app_metrics(server)[0] == {'orders{service="shop"}': 15}
 
 
-def test_a_stream_older_than_the_dashboard_sets_a_baseline_for_a_counter_it_already_holds(make_server, tmp_path):
+def test_a_dashboard_restart_neither_loses_nor_double_counts_what_an_app_counted_meanwhile(make_server, tmp_path):
+    """#27: each stream's last value is kept with the counter it added to, so a stream that
+    started before the dashboard's restart goes on from where it was."""
     first = make_server(data_dir=tmp_path)
     old = 1_000_000_000_000_000_000  # the app started before the dashboard did
     export(first, metrics_request(counter("orders", 5, start=old)))
     assert app_metrics(first)[0] == {'orders{service="shop"}': 5}
     first.stop()
-    second = make_server(data_dir=tmp_path)  # the dashboard restarts; the app goes on exporting
-    export(second, metrics_request(counter("orders", 5, start=old)))
-    assert app_metrics(second)[0] == {'orders{service="shop"}': 5}  # not 10
-    export(second, metrics_request(counter("orders", 9, start=old)))
-    assert app_metrics(second)[0] == {'orders{service="shop"}': 9}
+    second = make_server(data_dir=tmp_path)  # the dashboard restarts; the app goes on counting
+    export(second, metrics_request(counter("orders", 8, start=old)))
+    assert app_metrics(second)[0] == {'orders{service="shop"}': 8}  # not 5 (3 lost), not 13
+    export(second, metrics_request(counter("orders", 8, start=old)))
+    assert app_metrics(second)[0] == {'orders{service="shop"}': 8}
+    # An app restarted while the dashboard was down: its new stream is new, all of it counts.
+    second.stop()
+    restarted = time.time_ns()
+    third = make_server(data_dir=tmp_path)
+    export(third, metrics_request(counter("orders", 4, start=restarted)))
+    assert app_metrics(third)[0] == {'orders{service="shop"}': 12}
     # A counter it never held is new whatever its start: all of it counts.
-    export(second, metrics_request(counter("refunds", 4, start=old)))
-    assert app_metrics(second)[0]['refunds{service="shop"}'] == 4
+    export(third, metrics_request(counter("refunds", 4, start=old)))
+    assert app_metrics(third)[0]['refunds{service="shop"}'] == 4
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_kill_9_while_apps_export_neither_loses_nor_double_counts(spawn, tmp_path):
+    """#27: apps export cumulative counters from several threads while the dashboard is killed
+    with SIGKILL; after a start on the same folder, each app's next export leaves its counter
+    exactly at the app's own total, whichever request the kill cut off."""
+    def start():
+        process = spawn("--port", "0", "--data-dir", str(tmp_path), "--interval", "0.2", "--post-rate", "0",
+                        "--no-psutil")
+        return process, process.wait_for_url(timeout=20)
+
+    def post(port, app, value):
+        body = json.dumps(metrics_request(counter("orders", value, start=1_000_000_000_000_000_000, app=app)))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("POST", "/v1/metrics", body.encode(), JSON)
+            return conn.getresponse().status
+        except OSError:
+            return None  # the kill came first, or cut the answer off
+        finally:
+            conn.close()
+
+    process, port = start()
+    totals = {"a%d" % i: 0 for i in range(4)}
+    answered = threading.Semaphore(0)
+
+    def app_exports(app):
+        for _ in range(200):
+            totals[app] += 7
+            if post(port, app, totals[app]) != 200:
+                return
+            answered.release()
+
+    threads = [threading.Thread(target=app_exports, args=(app,)) for app in totals]
+    for thread in threads:
+        thread.start()
+    for _ in range(60):  # the kill lands in the middle of the exports
+        assert answered.acquire(timeout=10)
+    process.proc.send_signal(signal.SIGKILL)
+    process.proc.wait(10)
+    for thread in threads:
+        thread.join(30)
+    process.stop()
+    process, port = start()
+    for app in totals:
+        totals[app] += 1  # counted while the dashboard was down, exported after
+        assert post(port, app, totals[app]) == 200
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/api/metrics")
+    counters = json.loads(conn.getresponse().read())["counters"]
+    assert {app: counters.get('orders{app="%s",service="shop"}' % app) for app in totals} == totals
 
 
 def test_delta_sums_are_added_and_delta_up_down_counters_move_a_gauge(server):
@@ -272,8 +338,41 @@ def test_protobuf_takes_the_same_path_and_answers_in_protobuf(server):
     status, _, _ = export(server, logs.SerializeToString(), path="/v1/logs", headers=proto)
     event = server.json("GET", "/api/events?types=greeting")[1]["events"][0]
     assert status == 200 and event["data"]["trace_id"] == "5b8efff798038103d269b633813fc60c"
-    status, _, answer = export(server, b"\xff\xff\xff", headers=proto)
-    assert status == 400 and "protobuf" in json.loads(answer)["error"]
+    status, headers, _ = export(server, b"\xff\xff\xff", headers=proto)
+    assert status == 400 and headers["Content-Type"] == "application/x-protobuf"  # a google.rpc.Status (below)
+
+
+def test_a_refusal_is_a_google_rpc_status_in_the_request_s_encoding(make_server):
+    """#27: OTLP/HTTP answers a failed request with a google.rpc.Status: for JSON its JSON mapping
+    beside the house's "error", for protobuf the message itself, wherever the refusal comes from
+    (the handler's 400, the guard's 429, storage's 503)."""
+    required("opentelemetry.proto")
+    status_pb2 = required("google.rpc.status_pb2")
+    running = make_server(post_rate_per_s=1)
+    status, _, answer = export(running, {"resourceMetrics": {"not": "a list"}})
+    assert status == 400
+    answer = json.loads(answer)
+    assert answer["code"] == 3 and answer["message"] == answer["error"] and "resourceMetrics" in answer["error"]
+    proto = {"Content-Type": "application/x-protobuf"}
+    status, headers, answer = export(running, b"\xff\xff\xff", headers=proto)
+    assert status == 400 and headers["Content-Type"] == "application/x-protobuf"
+    refusal = status_pb2.Status.FromString(answer)
+    assert refusal.code == 3 and "not a protobuf" in refusal.message
+    statuses = [export(running, b"", headers=proto) for _ in range(15)]
+    limited = [(headers, answer) for status, headers, answer in statuses if status == 429]
+    assert limited and limited[0][0]["Retry-After"]
+    assert status_pb2.Status.FromString(limited[0][1]).code == 8  # RESOURCE_EXHAUSTED, retried by an SDK
+
+
+def test_storage_s_refusal_is_a_status_unavailable(make_server, tmp_path):
+    import sqlite3
+
+    running = make_server(data_dir=tmp_path)
+    with sqlite3.connect(str(tmp_path / DB_FILENAME)) as db:
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    status, headers, answer = export(running, logs_request(log_record("x")), path="/v1/logs")
+    answer = json.loads(answer)
+    assert status == 503 and headers["Retry-After"] and answer["code"] == 14 and answer["message"] == answer["error"]
 
 
 def test_protobuf_without_the_otlp_extra_is_a_415_naming_it(spawn, tmp_path):
@@ -307,6 +406,60 @@ def test_the_stream_state_is_bounded_and_a_forgotten_stream_never_counts_twice(s
     export(server, metrics_request(counter("orders", 3, start=START + 100)))
     assert app_metrics(server)[0] == {'orders{service="shop"}': total + 3}
     assert server.server.app.otlp_metrics.streams() <= MAX_STARTS_PER_NAME
+
+
+def test_the_kept_stream_state_is_bounded_and_a_forgotten_stream_stays_forgotten_after_a_restart(make_server, tmp_path):
+    import sqlite3
+
+    from sse_dashboard.ingest.otlp_metrics import MAX_STARTS_PER_NAME
+
+    first = make_server(data_dir=tmp_path)
+    for run in range(MAX_STARTS_PER_NAME + 1):
+        export(first, metrics_request(counter("orders", 5, start=START + run)))
+    first.stop()
+    with sqlite3.connect(str(tmp_path / DB_FILENAME)) as db:
+        kept = db.execute("SELECT COUNT(*) FROM meta WHERE key LIKE 'otlp.stream:%'").fetchone()[0]
+    assert kept == MAX_STARTS_PER_NAME  # the forgotten start's row went with it
+    second = make_server(data_dir=tmp_path)
+    total = 5 * (MAX_STARTS_PER_NAME + 1)
+    export(second, metrics_request(counter("orders", 6, start=START)))  # the forgotten one again: a baseline
+    assert app_metrics(second)[0] == {'orders{service="shop"}': total}
+    export(second, metrics_request(counter("orders", 7, start=START + 1)))  # kept: its growth
+    assert app_metrics(second)[0] == {'orders{service="shop"}': total + 2}
+
+
+def test_a_logs_export_the_disk_refuses_part_way_stores_none_of_it(make_server, tmp_path):
+    """#27: a batch of records is one commit: storage failing at its third record (a trigger in
+    the real database, as a full disk would) leaves no event behind, and the SDK's retry posts
+    them all, once."""
+    import sqlite3
+
+    running = make_server(data_dir=tmp_path)
+    records = [log_record(text) for text in ("first", "second", "third", "fourth")]
+    with sqlite3.connect(str(tmp_path / DB_FILENAME)) as db:
+        db.execute("CREATE TRIGGER refuse_third BEFORE INSERT ON events WHEN NEW.message = 'third' "
+                   "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    status, headers, _ = export(running, logs_request(*records), path="/v1/logs")
+    assert status == 503 and headers["Retry-After"]
+    assert running.json("GET", "/api/events")[1]["events"] == []
+    assert running.json("GET", "/api/events?source=shop&limit=10")[1]["events"] == []
+    with sqlite3.connect(str(tmp_path / DB_FILENAME)) as db:
+        db.execute("DROP TRIGGER refuse_third")
+    # Storage says it is well again at its next write (the history's tick): the retry is taken.
+    wait_until(lambda: export(running, logs_request(*records), path="/v1/logs")[0] == 200, message="a retry taken")
+    events = running.json("GET", "/api/events")[1]["events"]
+    assert [(e["id"], e["message"]) for e in events] == [(1, "first"), (2, "second"), (3, "third"), (4, "fourth")]
+
+
+def test_another_attribute_can_type_the_events(make_server):
+    running = make_server(otlp_event_type_attribute="log.kind")
+    export(running, logs_request(log_record("deployed", log__kind="deploy.done"), log_record("x", event__name="other")),
+           path="/v1/logs")
+    events = running.json("GET", "/api/events?types=deploy.*")[1]["events"]
+    assert [(e["message"], e["type"]) for e in events] == [("deployed", "deploy.done")]
+    from sse_dashboard.cli import config_from_args, parse_args
+    args = parse_args(["--otlp-event-type-attribute", "log.kind"])
+    assert config_from_args(args, [], ":memory:").otlp_event_type_attribute == "log.kind"
 
 
 def test_all_lists_exactly_the_public_names():

@@ -130,7 +130,11 @@ def check_answer(running, before, status, headers, raw, signal):
     assert status < 500, (status, raw[:300])
     if status != 200:
         assert status in (400, 413, 415), status
-        assert json.loads(raw)["error"]
+        if headers["Content-Type"].startswith("application/json"):
+            assert json.loads(raw)["error"]
+        else:  # a google.rpc.Status, as OTLP/HTTP answers a protobuf request
+            from google.rpc import status_pb2
+            assert status_pb2.Status.FromString(raw).message
         assert state(running) == before, "a refused request stored something"
         return
     if headers["Content-Type"].startswith("application/json"):

@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 __all__ = ["OtlpError", "OtlpUnsupported", "MAX_OTLP_BYTES", "decode_request",
-           "encode_response", "any_value", "attributes", "label_text", "read_int", "read_double",
+           "encode_response", "encode_status", "GRPC_CODES", "any_value", "attributes", "label_text", "read_int", "read_double",
            "metric_base_name", "label_name", "SIGNALS"]
 
 MAX_OTLP_BYTES = 4 * 1024 * 1024   # a request body, after gzip too: an SDK's batch of 512 log records fits
@@ -115,6 +115,43 @@ def encode_response(signal: str, rejected: int, message: str, content_type: str)
         return answer.SerializeToString(), "application/x-protobuf"
     body = {"partialSuccess": partial} if partial else {}
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), "application/json"
+
+
+# A refusal's google.rpc.Code, from its HTTP status as google/rpc/code.proto maps them.
+GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 409: 10, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14}
+_UNKNOWN = 2
+
+
+def encode_status(status: int, message: str, content_type: str) -> tuple[bytes, str]:
+    """A refusal as OTLP/HTTP writes it: a ``google.rpc.Status`` in the request's encoding.
+
+    For JSON, ``{"error": message, "code": n, "message": message}``: the house's ``error`` and
+    Status's JSON mapping at once. For protobuf (when the ``[otlp]`` extra is installed: without
+    it, the sender is told so in JSON), the Status message itself, written here (two fields: the
+    ``google.rpc`` classes are another package, and an answer must not depend on one)."""
+    code = GRPC_CODES.get(status, _UNKNOWN)
+    if content_type == "application/x-protobuf" and _has_protobuf():
+        text = message.encode("utf-8", "replace")
+        return b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text, "application/x-protobuf"
+    body = {"error": message, "code": code, "message": message}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), "application/json"
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _has_protobuf() -> bool:
+    try:
+        _message_classes("metrics")
+    except OtlpUnsupported:
+        return False
+    return True
 
 
 # --- values --------------------------------------------------------------------

@@ -12,7 +12,8 @@ gives it) becomes one typed event:
 
 Invariants:
 - a request is read whole first: a record that cannot be an event is rejected (partial success,
-  counted, with why), the others are posted; a request refused as a whole posts nothing;
+  counted, with why), the others are posted in one commit (``EventLog.post_many``), all or
+  none: a request refused as a whole (a 400, storage's 503) posts nothing;
 - at most ``MAX_OTLP_LOG_RECORDS`` records a request, ``MAX_OTLP_LOG_DATA_CHARS`` of data each.
 """
 
@@ -149,7 +150,7 @@ class OtlpLogs:
 
     def export(self, request: dict) -> ExportResult:
         records, result = read_logs(request, self.type_attribute)
-        for record in records:
-            self.events.post(record.level, record.message, source=record.source, data=record.data or None,
-                             type=record.type)
+        # One commit for the batch: a refused request (storage's 503) leaves no record of it behind.
+        self.events.post_many([{"level": r.level, "message": r.message, "source": r.source, "data": r.data or None,
+                                "type": r.type} for r in records])
         return result

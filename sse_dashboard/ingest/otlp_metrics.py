@@ -17,23 +17,32 @@ What becomes what (README "OpenTelemetry"):
 
 Cumulative streams: a stream is (name with labels, start time). A point of a known stream adds
 its growth (a smaller value with the same start is a reset: it adds the value). A new start is a
-restarted SDK: its whole value is new. A stream never seen that started before this dashboard
-started (``trusted_since``), for a counter the registry already holds, may have been counted
-by an earlier run of the dashboard: it sets its baseline and adds nothing. ``MAX_OTLP_STREAMS``
-streams are kept (the least recently seen go first), at most ``MAX_STARTS_PER_NAME`` start times
-a name (the earliest go first); a forgotten stream that comes back sets a baseline too, while a
-later start (an SDK restarted since) counts whole.
+restarted SDK: its whole value is new. ``MAX_OTLP_STREAMS`` streams are kept (the least recently
+seen go first), at most ``MAX_STARTS_PER_NAME`` start times a name (the earliest go first); a
+forgotten stream that comes back sets a baseline (adds nothing), while a later start (an SDK
+restarted since) counts whole. A stream never seen that started before ``trusted_since`` (when
+this data folder first kept stream state), for a counter the registry already holds, may have
+been counted before that: it sets its baseline too.
+
+Restarts: the stream state (each stream's last value, the forgotten starts, ``trusted_since``)
+is kept in the store's named values (``STATE_PREFIX``), committed in the same transaction as the
+counters it moved (``MetricsRegistry.update(meta=...)``), and given back at start (``state``):
+after a restart, a SIGTERM or a kill -9 alike, a stream goes on from its last value, so what an
+app counted across the dashboard's restart is added once. Without a data folder, nothing of
+either is kept.
 
 Invariants:
 - a request is read whole first; a point that cannot be kept is rejected (partial success,
   with the count and why), the others are applied in one registry update or none are;
-- the stream state changes only after the registry took the update: a refused request
-  (a 400, storage's 503) leaves nothing behind.
+- a counter's increment and the stream value that caused it are committed together or not at
+  all; a refused request (a 400, storage's 503) leaves nothing behind, in memory or on disk.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import math
 import threading
 import time
@@ -45,8 +54,10 @@ from sse_dashboard.ingest.otlp import (OtlpError, attributes, label_name, label_
                                        read_int)
 from sse_dashboard.registry import MAX_NAME_CHARS, MetricsRegistry, labeled_name
 
-__all__ = ["OtlpMetrics", "ExportResult", "read_metrics", "quantile_name", "resource_labels", "point_labels", "MAX_OTLP_STREAMS", "MAX_OTLP_POINTS", "QUANTILES",
-           "RESOURCE_LABELS"]
+__all__ = ["OtlpMetrics", "ExportResult", "read_metrics", "quantile_name", "resource_labels", "point_labels",
+           "MAX_OTLP_STREAMS", "MAX_OTLP_POINTS", "QUANTILES", "RESOURCE_LABELS", "STATE_PREFIX"]
+
+log = logging.getLogger(__name__)
 
 MAX_OTLP_STREAMS = 10_000   # cumulative streams remembered between exports
 MAX_STARTS_PER_NAME = 4     # start times kept per stream name: older ones belong to SDKs that restarted
@@ -62,6 +73,12 @@ _DELTA, _CUMULATIVE = 1, 2
 _TEMPORALITY_NAMES = {"AGGREGATION_TEMPORALITY_DELTA": _DELTA, "AGGREGATION_TEMPORALITY_CUMULATIVE": _CUMULATIVE}
 _NO_RECORDED_VALUE = 1  # DataPointFlags: the point says "no value" (a stale marker)
 _KINDS = ("gauge", "sum", "histogram", "exponentialHistogram", "summary")
+# The stream state in the store's named values: one a stream, one a name with a forgotten start.
+STATE_PREFIX = "otlp."
+_STREAM_KEY = STATE_PREFIX + "stream:"   # + start:name -> the last value
+_FLOOR_KEY = STATE_PREFIX + "floor:"     # + name -> the latest start forgotten
+_TRUSTED_KEY = STATE_PREFIX + "trusted_since"
+_ABSENT = object()
 
 
 @dataclass
@@ -110,19 +127,39 @@ class _Batch(ExportResult):
 class OtlpMetrics:
     """Metrics exports into ``registry`` (its "otlp" door: a budget of names of its own).
 
-    ``clock`` gives unix seconds: this dashboard's start, for the baseline rule above."""
+    ``state``: the named values under ``STATE_PREFIX`` the store kept (``read_meta_prefix``),
+    to go on from; ``keep_state``: commit them with each update (False without a data folder,
+    where the counters are not kept either). ``clock`` gives unix seconds: ``trusted_since``
+    for a data folder without them."""
 
     def __init__(self, registry: MetricsRegistry, clock: Callable[[], float] = time.time,
-                 max_streams: int = MAX_OTLP_STREAMS) -> None:
+                 max_streams: int = MAX_OTLP_STREAMS, state: dict | None = None, keep_state: bool = True) -> None:
         self.registry = registry
         self._lock = threading.Lock()
-        self._trusted_since_ns = int(clock() * 1e9)
         self._clock = clock
         self._max_streams = max_streams
+        self._keep_state = keep_state
         self._streams: OrderedDict = OrderedDict()  # (name, start ns) -> last cumulative value
         self._starts: dict[str, list] = {}          # name -> its start times kept
         # name -> the latest start of a stream forgotten here: one that comes back was counted already
         self._floors: OrderedDict = OrderedDict()
+        state = state or {}
+        trusted = state.get(_TRUSTED_KEY)
+        self._trusted_since_ns = int(trusted) if trusted else int(clock() * 1e9)
+        self._unsaved = {} if trusted else {_TRUSTED_KEY: str(self._trusted_since_ns)}  # goes with the next commit
+        self._restore(state)
+
+    def _restore(self, state: dict) -> None:
+        for key, value in sorted(state.items()):
+            try:
+                if key.startswith(_STREAM_KEY):
+                    start, _, name = key[len(_STREAM_KEY):].partition(":")
+                    self._streams[(name, int(start))] = json.loads(value)
+                    self._starts.setdefault(name, []).append(int(start))
+                elif key.startswith(_FLOOR_KEY):
+                    self._floors[key[len(_FLOOR_KEY):]] = int(value)
+            except ValueError:  # not worth failing a start over: that stream sets a baseline
+                log.warning("OTLP stream state %r unreadable, left out", key[:80])
 
     def export(self, request: dict) -> ExportResult:
         """Apply a request; ``OtlpError`` (a 400) or the registry's ``ValueError`` store nothing."""
@@ -132,9 +169,19 @@ class OtlpMetrics:
             counters = dict(batch.adds)
             for name, delta in deltas.items():
                 counters[name] = counters.get(name, 0) + delta
-            if counters or batch.gauges or batch.moves:
-                self.registry.update(counters=counters, gauges=batch.gauges, gauge_deltas=batch.moves, door="otlp")
-            self._commit(staged)
+            undo = _Undo(self)
+            meta = self._commit(staged, undo)
+            meta = meta if self._keep_state else None
+            try:
+                if counters or batch.gauges or batch.moves or meta:
+                    # The streams' new values go in the counters' own commit: a kill -9 keeps both or neither.
+                    self.registry.update(counters=counters, gauges=batch.gauges, gauge_deltas=batch.moves,
+                                         door="otlp", meta=meta or None)
+            except BaseException:
+                undo.apply()
+                raise
+            if meta:
+                self._unsaved = {}
         return ExportResult(batch.accepted, batch.rejected, batch.errors)
 
     def streams(self) -> int:
@@ -154,7 +201,7 @@ class OtlpMetrics:
                     delta = 0  # forgotten here (the bounds), counted before: a baseline
                 elif start >= self._trusted_since_ns:
                     delta = value
-                else:  # maybe counted by an earlier run (or forgotten here): a baseline, unless never seen
+                else:  # maybe counted before this folder kept streams: a baseline, unless never seen
                     known = self.registry.snapshot()[0] if known is None else known
                     delta = 0 if name in known else value
             else:
@@ -163,38 +210,94 @@ class OtlpMetrics:
             deltas[name] = deltas.get(name, 0) + max(delta, 0)
         return staged, deltas
 
-    def _commit(self, staged: dict) -> None:
+    def _commit(self, staged: dict, undo: "_Undo") -> dict:
+        """Take the staged values into the table (``undo`` can take them back); returns the named
+        values to commit that say so (only what changed: an idle stream writes nothing)."""
+        meta = dict(self._unsaved)
+        streams, before, keep = self._streams, undo.streams, self._keep_state
         for key, value in staged.items():
-            name, start = key
-            if key not in self._streams:
-                starts = self._starts.setdefault(name, [])
-                starts.append(start)
-                if len(starts) > MAX_STARTS_PER_NAME:  # an SDK that restarted never sends its old start again
-                    starts.sort()
-                    oldest = starts.pop(0)
-                    self._streams.pop((name, oldest), None)
-                    self._forgotten(name, oldest)
-                    if oldest == start:
-                        continue  # the new stream is itself the oldest: not kept
-            self._streams[key] = value
-            self._streams.move_to_end(key)
-        while len(self._streams) > self._max_streams:
-            (name, start), _ = self._streams.popitem(last=False)
-            starts = self._starts[name]
-            starts.remove(start)
-            if not starts:
-                del self._starts[name]
-            self._forgotten(name, start)
+            last = streams.get(key, _ABSENT)
+            before.setdefault(key, last)
+            if last is _ABSENT and not self._new_stream(key, meta, undo):
+                continue  # the new stream is itself the oldest start of its name: not kept
+            if keep and last != value:
+                meta[_STREAM_KEY + "%d:%s" % (key[1], key[0])] = repr(value)
+            streams[key] = value
+            streams.move_to_end(key)
+        while len(streams) > self._max_streams:
+            key = next(iter(streams))
+            self._drop(key, meta, undo)
+        return meta
 
-    def _forgotten(self, name: str, start: int) -> None:
-        """A stream left the table: if it comes back, it sets a baseline (a later start, an SDK
-        that restarted since, still counts whole)."""
+    def _new_stream(self, key: tuple, meta: dict, undo: "_Undo") -> bool:
+        """Count a new start of its name: past ``MAX_STARTS_PER_NAME`` the earliest goes (an SDK
+        that restarted never sends its old start again). False when that is the new one."""
+        name, start = key
+        undo.starts(name)
+        starts = self._starts.setdefault(name, [])
+        starts.append(start)
+        if len(starts) <= MAX_STARTS_PER_NAME:
+            return True
+        oldest = min(starts)
+        self._drop((name, oldest), meta, undo)
+        return oldest != start
+
+    def _drop(self, key: tuple, meta: dict, undo: "_Undo") -> None:
+        """Forget a stream: if it comes back, it sets a baseline (a later start, an SDK that
+        restarted since, still counts whole)."""
+        name, start = key
+        undo.streams.setdefault(key, self._streams.get(key, _ABSENT))
+        undo.starts(name)
+        self._streams.pop(key, None)
+        meta[_STREAM_KEY + "%d:%s" % (start, name)] = None
+        starts = self._starts[name]
+        starts.remove(start)
+        if not starts:
+            del self._starts[name]
+        undo.floor(name)
         self._floors[name] = max(self._floors.get(name, start), start)
         self._floors.move_to_end(name)
+        meta[_FLOOR_KEY + name] = str(self._floors[name])
         while len(self._floors) > self._max_streams:
-            self._floors.popitem(last=False)
+            gone = next(iter(self._floors))
+            undo.floor(gone)
+            del self._floors[gone]
+            meta[_FLOOR_KEY + gone] = None
             # Past this bound too: from now on, every unknown stream that started earlier sets a baseline.
             self._trusted_since_ns = max(self._trusted_since_ns, int(self._clock() * 1e9))
+            meta[_TRUSTED_KEY] = str(self._trusted_since_ns)
+
+
+class _Undo:
+    """What ``OtlpMetrics._commit`` changed, to put back when the commit is refused (storage, a
+    limit): the first value seen of each entry it touched. The order of recency is not put back."""
+
+    def __init__(self, owner: OtlpMetrics) -> None:
+        self._owner = owner
+        self.streams: dict = {}
+        self._starts: dict = {}
+        self._floors: dict = {}
+        self._trusted = owner._trusted_since_ns
+
+    def starts(self, name: str) -> None:
+        if name not in self._starts:
+            kept = self._owner._starts.get(name)
+            self._starts[name] = _ABSENT if kept is None else list(kept)
+
+    def floor(self, name: str) -> None:
+        if name not in self._floors:
+            self._floors[name] = self._owner._floors.get(name, _ABSENT)
+
+    def apply(self) -> None:
+        owner = self._owner
+        for table, saved in ((owner._streams, self.streams), (owner._starts, self._starts),
+                             (owner._floors, self._floors)):
+            for key, value in saved.items():
+                if value is _ABSENT:
+                    table.pop(key, None)
+                else:
+                    table[key] = value
+        owner._trusted_since_ns = self._trusted
 
 
 # --- reading a request (pure) -------------------------------------------------------

@@ -4,6 +4,7 @@ One concept: the ``events`` table, the durable copy of the event log (``sse_dash
 
 Invariants:
 - an event is committed before ``insert()`` returns (the server answers 201 only after that);
+  a batch (``insert_many``: an OTLP logs export) is one transaction, all or none;
   ids come from the event log and are never reused;
 - reads go through connections of their own, in chunks, oldest first unless asked otherwise;
 - retention keeps at most ``max_events`` events and about ``max_event_bytes`` of event text,
@@ -58,6 +59,28 @@ class EventTable:
         except sqlite3.Error as exc:
             db.last_error = describe(exc)
             db.log_once(log, "event", "could not store event %d: %s", event.id, db.last_error)
+            raise StorageError("events cannot be stored right now: %s" % db.last_error) from None
+
+    def insert_many(self, events: list) -> None:
+        """Commit events in one transaction, all or none; ``StorageError`` if the disk will not take them."""
+        db = self._db
+        db.check_file()
+        try:
+            with db.write_lock:
+                conn = db.conn
+                conn.execute("BEGIN")
+                try:
+                    conn.executemany(
+                        "INSERT INTO events (id, ts, level, source, message, data, type) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(e.id, e.ts, e.level, e.source, e.message, e.data_json, e.type) for e in events])
+                    conn.execute("COMMIT")
+                except sqlite3.Error:
+                    db.rollback()
+                    raise
+            db.last_error = None
+        except sqlite3.Error as exc:
+            db.last_error = describe(exc)
+            db.log_once(log, "event", "could not store events %d-%d: %s", events[0].id, events[-1].id, db.last_error)
             raise StorageError("events cannot be stored right now: %s" % db.last_error) from None
 
     def last_id(self) -> int:

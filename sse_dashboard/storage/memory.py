@@ -344,6 +344,10 @@ class MemoryStore:
         with self._lock:
             return self._meta.get(key)
 
+    def read_meta_prefix(self, prefix: str) -> dict:
+        with self._lock:
+            return {key: value for key, value in self._meta.items() if key.startswith(prefix)}
+
     def write_meta(self, key: str, value: str) -> None:
         with self._lock:
             self._meta[key] = value

@@ -63,7 +63,8 @@ class MetricState:
         """Commit counters' and gauges' new state in one transaction, before it is acknowledged.
 
         ``changes``: ``(kind, name, value, set_at, door)``, a value of None removes the name;
-        ``meta``: named values kept in the same transaction (a push's group members);
+        ``meta``: named values kept in the same transaction (a push's group members, OTLP's
+        streams), a value of None removes the name;
         ``forget``: series (``counters.jobs``) whose stored history goes too.
         ``StorageError`` if the disk will not take it: then nothing was kept."""
         if not changes and not meta and not forget:
@@ -90,7 +91,8 @@ class MetricState:
                     conn.executemany("DELETE FROM metric_state WHERE kind = ? AND name = ?",
                                      [row[:2] for row in changes if row[2] is None])
                 if meta:
-                    conn.executemany(_UPSERT_META, list(meta.items()))
+                    conn.executemany(_UPSERT_META, [item for item in meta.items() if item[1] is not None])
+                    conn.executemany("DELETE FROM meta WHERE key = ?", [(k,) for k, v in meta.items() if v is None])
                 for series in forget:
                     self._history.forget(series)
                 conn.execute("COMMIT")
@@ -107,6 +109,12 @@ class MetricState:
     def read_meta(self, key: str) -> str | None:
         rows = self._db.query("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None
+
+    def read_meta_prefix(self, prefix: str) -> dict:
+        """Every named value whose name starts with ``prefix`` (a family kept key by key)."""
+        # Ranged on the key's index: ``prefix`` up to the next string that does not start with it.
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return dict(self._db.query("SELECT key, value FROM meta WHERE key >= ? AND key < ?", (prefix, end)))
 
     def write_meta(self, key: str, value: str) -> None:
         """Commit one named value; ``StorageError`` if the disk will not take it."""

@@ -110,6 +110,10 @@ class Store:
         """Commit one event; ``StorageError`` if the disk will not take it."""
         self.events.insert(event)
 
+    def insert_events(self, events: list) -> None:
+        """Commit events in one transaction, all or none (``EventTable.insert_many``)."""
+        self.events.insert_many(events)
+
     def last_event_id(self) -> int:
         return self.events.last_id()
 
@@ -135,6 +139,10 @@ class Store:
 
     def read_meta(self, key: str) -> str | None:
         return self.metrics.read_meta(key)
+
+    def read_meta_prefix(self, prefix: str) -> dict:
+        """Every named value whose name starts with ``prefix``."""
+        return self.metrics.read_meta_prefix(prefix)
 
     def write_meta(self, key: str, value: str) -> None:
         """Commit one named value; ``StorageError`` if the disk will not take it."""

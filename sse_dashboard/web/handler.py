@@ -39,7 +39,7 @@ from sse_dashboard.web.handlers.events import EventHandlers
 from sse_dashboard.web.handlers.fleet import FleetHandlers
 from sse_dashboard.web.handlers.jobs import JobHandlers
 from sse_dashboard.web.handlers.metrics import MetricHandlers
-from sse_dashboard.web.handlers.otlp import OtlpHandlers
+from sse_dashboard.web.handlers.otlp import OTLP_PATHS, OtlpHandlers, otlp_refusal
 from sse_dashboard.web.handlers.page import PageHandlers
 from sse_dashboard.web.handlers.push import PushHandlers
 from sse_dashboard.web.handlers.service import ServiceHandlers
@@ -177,6 +177,8 @@ class DashboardHandler(PageHandlers, MetricHandlers, EventHandlers, StreamHandle
             response = _decided(decision)
         else:
             response = self._handle(method, parts.path, route)
+        if response is not None and response.status >= 400 and parts.path in OTLP_PATHS:
+            response = otlp_refusal(response, self.content_type())  # an SDK reads a google.rpc.Status
         if response is not None:
             if self._body_pending:
                 # A body we did not read would be taken for the next request: close instead.

@@ -132,6 +132,12 @@ def _otlp(signal: str, rejected: str) -> dict:
                "properties": {"resource%s" % signal: {"type": ["array", "null"], "items": {"type": "object"}}}}
     answer = {"type": "object", "properties": {"partialSuccess": {"type": "object", "properties": {
         rejected: {"type": "string"}, "errorMessage": {"type": "string"}}}}}
+    # A google.rpc.Status in the request's encoding; as JSON, its mapping beside the house's "error".
+    refusal = {"description": "what is wrong: a google.rpc.Status", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["error", "code", "message"], "properties": {
+            "error": {"type": "string"}, "code": {"type": "integer"}, "message": {"type": "string"}},
+            "additionalProperties": False}},
+        "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}}
     return {
         "summary": "OTLP/HTTP %s export, as OpenTelemetry SDKs send it (README \"OpenTelemetry\")" % signal.lower(),
         "requestBody": {"required": True, "content": {
@@ -140,7 +146,7 @@ def _otlp(signal: str, rejected: str) -> dict:
         "responses": {"200": {"description": "taken (partialSuccess: some were rejected, and why)", "content": {
             "application/json": {"schema": answer},
             "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
-            **_errors(400, 401, 403, 413, 415, 429, 503)},
+            **dict.fromkeys(("400", "401", "403", "413", "415", "429", "503"), refusal)},
     }
 
 

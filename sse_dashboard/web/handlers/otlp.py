@@ -6,18 +6,34 @@ encodings are ``ingest.otlp``'s. Status codes, as an SDK reads them: 200 with an
 ``Export<Signal>ServiceResponse`` (``partialSuccess`` when some points or records were
 rejected), 400 for a body that is not an OTLP request (not retried), 415 for another content
 type or a protobuf body without the ``[otlp]`` extra, 413 past the size limit, 429 and 503 with
-``Retry-After`` (the write rate, storage, a stop: retried).
+``Retry-After`` (the write rate, storage, a stop: retried). Every refusal's body is a
+``google.rpc.Status`` in the request's encoding (``otlp_refusal``).
 """
 
 from __future__ import annotations
 
-from sse_dashboard.ingest.otlp import MAX_OTLP_BYTES, OtlpUnsupported, decode_request, encode_response
+import json
+
+from sse_dashboard.ingest.otlp import (MAX_OTLP_BYTES, OtlpUnsupported, decode_request, encode_response,
+                                       encode_status)
 from sse_dashboard.ingest.push import gunzip_bounded
 from sse_dashboard.web.response import HTTPError, Response
 
-__all__ = ["OtlpHandlers", "OTLP_CONTENT_TYPES"]
+__all__ = ["OtlpHandlers", "OTLP_CONTENT_TYPES", "OTLP_PATHS", "otlp_refusal"]
 
 OTLP_CONTENT_TYPES = ("application/json", "application/x-protobuf")
+OTLP_PATHS = ("/v1/metrics", "/v1/logs")
+
+
+def otlp_refusal(response: Response, content_type: str) -> Response:
+    """A refusal of an OTLP request (``{"error": ...}``, from wherever it came: the guard's 401 or
+    429, a 413, the handler's 400 or storage's 503) as OTLP/HTTP writes it (``encode_status``)."""
+    try:
+        message = json.loads(response.body)["error"]
+    except (TypeError, ValueError, KeyError):
+        return response  # not a refusal of ours (a streamed body): as it is
+    body, answer_type = encode_status(response.status, message, content_type)
+    return Response(response.status, body, answer_type, response.headers)
 
 
 class OtlpHandlers:
