@@ -20,7 +20,7 @@ from sse_dashboard import registry as metrics  # the registry's limits (once in 
 from sse_dashboard.ingest import push as pushgateway
 from sse_dashboard.ingest import otlp, otlp_logs, otlp_metrics
 from sse_dashboard import application, cli, config
-from sse_dashboard.web import request, tokens as web_tokens
+from sse_dashboard.web import request, shares as web_shares, tokens as web_tokens
 from sse_dashboard.ingest import statsd as statsd_listener
 from sse_dashboard import storage
 from sse_dashboard.fleet import engine as fleet_engine, view as fleet_view
@@ -183,6 +183,8 @@ LIMITS = {
                            ("export.queue.DEFAULT_QUEUE_MAX_AGE_S", export_queue.DEFAULT_QUEUE_MAX_AGE_S),
                            ("export.queue.DEFAULT_MAX_TICKS", export_queue.DEFAULT_MAX_TICKS)],
     "tokens": [("web.tokens.MAX_TOKENS", web_tokens.MAX_TOKENS), ("names of", 64)],
+    "share links": [("web.shares.MAX_SHARES", web_shares.MAX_SHARES), ("names of", 64),
+                    ("web.shares.MAX_EXPIRY_S in days", web_shares.MAX_EXPIRY_S / 86400)],
 }
 _NUMBER = re.compile(r"(?<![\w.^])\d+(?:,\d{3})*(?:\.\d+)?(?:e\d+)?(?![\w^])")
 

@@ -280,6 +280,48 @@ _TOKEN_PATHS = {
 }
 
 
+_SECTIONS = {"type": "array", "minItems": 1, "uniqueItems": True,
+             "items": {"enum": ["system", "metrics", "jobs", "heartbeats", "alerts", "events", "processes"]}}
+_SHARE_LISTED = {"type": "object", "required": ["handle", "name", "sections", "created", "expires", "kiosk", "hide_hosts"],
+                 "properties": {"handle": {"type": "string"}, "name": {"type": "string"}, "sections": _SECTIONS,
+                                "created": {"type": "number"}, "expires": _NUMBER_OR_NULL, "kiosk": {"type": "boolean"},
+                                "hide_hosts": {"type": "boolean"}, "expired": {"type": "boolean"}}}
+# Read-only share links (#26): an admin's view; a link's id is in the answer to its POST only.
+_SHARE_PATHS = {
+    "/api/shares": {
+        "get": {"summary": "The share links: handles, sections, expiry; never a link's id (admin)",
+                "responses": {"200": {"description": "the links", **_json({
+                    "type": "object", "required": ["shares"],
+                    "properties": {"shares": {"type": "array", "items": _SHARE_LISTED}}})}, **_errors(401)}},
+        "post": {"summary": "Make a read-only share link /s/<id>; its id is in this answer only (admin)",
+                 "requestBody": {"required": True, **_json({
+                     "type": "object", "required": ["sections"], "additionalProperties": False,
+                     "properties": {"sections": _SECTIONS,
+                                    "expires_in_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86400},
+                                    "kiosk": {"type": "boolean"}, "hide_hosts": {"type": "boolean"},
+                                    "name": {"type": "string", "maxLength": 64, "pattern": "^[^\\x00-\\x1f]*$"}}})},
+                 "responses": {"201": {"description": "made", **_json({
+                     "type": "object", "required": ["id", "url", "handle", "sections"],
+                     "properties": {"id": {"type": "string"}, "url": {"type": "string"}}})},
+                     **_errors(400, 401, 403, 413, 415, 429, 503)}},
+    },
+    "/api/shares/{handle}": {
+        "delete": {"summary": "Revoke a share link at once, and end its open streams (admin)",
+                   "parameters": [{"name": "handle", "in": "path", "required": True, "schema": {"type": "string"}}],
+                   "responses": {"200": {"description": "revoked", **_json({
+                       "type": "object", "required": ["status", "handle"],
+                       "properties": {"status": {"const": "revoked"}}})}, **_errors(401, 403, 404, 429, 503)}},
+    },
+    "/api/share": {
+        "get": {"summary": "What the share session (?share=<id>) shows; 404 without one",
+                "parameters": [{"name": "share", "in": "query", "required": False, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the link's sections and options", **_json({
+                    "type": "object", "required": ["sections", "kiosk", "hide_hosts", "expires"]})},
+                    **_errors(401, 403, 404, 410)}},
+    },
+}
+
+
 _SVG = {"image/svg+xml; charset=utf-8": {"schema": {"type": "string"}}}
 _BADGE_PATH = {"/badge/{kind}/{name}.svg": {"get": {
     "summary": "A job's or a heartbeat's state now, as an SVG badge (no token; cacheable for 30 s)",
@@ -297,6 +339,7 @@ def openapi_spec(version: str) -> dict:
     spec = _spec(version)
     spec["paths"].update(copy.deepcopy(_TOKEN_PATHS))
     spec["paths"].update(copy.deepcopy(_BADGE_PATH))
+    spec["paths"].update(copy.deepcopy(_SHARE_PATHS))
     for path in spec["paths"].values():
         for operation in path.values():
             if "401" in operation["responses"]:
@@ -561,7 +604,7 @@ def _spec(version: str) -> dict:
             "/api/jobs": {
                 "get": {"summary": "Every job monitor and this dashboard's ping key",
                         "responses": {"200": {"description": "jobs", **_json({
-                            "type": "object", "required": ["jobs", "ping_key"],
+                            "type": "object", "required": ["jobs"],  # ping_key: for a token that may write only
                             "properties": {"jobs": {"type": "array", "items": _JOB}}})}, **_errors(401)}},
                 "post": {"summary": "Make a job monitor, or change the one with this slug",
                          "requestBody": {"required": True, **_json(_JOB_SPEC)},

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from sse_dashboard.web.tokens import SCOPES  # what a token may do; admin implies the others
 
 __all__ = ["Access", "SCOPES", "PUBLIC", "READ", "WRITE", "ADMIN", "ADMIN_GET", "PING", "PING_ADMIN", "MCP", "BADGE", "KEYED", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
+           "SHARE_READS",
            "find_route", "allowed_methods", "access_for"]
 
 
@@ -131,7 +132,22 @@ ROUTES = (
     Route("POST", "/api/tokens", "post_token", ADMIN),
     Route("DELETE", "/api/tokens/", "delete_token", ADMIN, prefix=True),
     Route("GET", "/badge/", "get_badge", BADGE, prefix=True),  # a job's or heartbeat's state, for a README
+    # Share links (#26): the link is its own credential (web/shares.py), so the page needs no token.
+    Route("GET", "/s/", "serve_share", PUBLIC, prefix=True),
+    Route("GET", "/api/share", "get_share_session", READ),  # what a ?share= session shows (the page asks)
+    Route("GET", "/api/shares", "get_shares", ADMIN_GET),
+    Route("POST", "/api/shares", "post_share", ADMIN),
+    Route("DELETE", "/api/shares/", "delete_share", ADMIN, prefix=True),
 )
+
+# What a share link's viewer (``?share=<id>``) may read: the handler, and the sections of which the
+# link must show one (empty: any link). Everything else that needs a token is refused to it (403),
+# every write included; routes open to anyone stay open. Each has its filter in ``shareview.FILTERS``.
+SHARE_READS = {
+    "get_metrics": (), "stream_metrics": (), "get_history": (), "get_share_session": (),
+    "get_events": ("events",), "get_jobs": ("jobs",), "get_job": ("jobs",),
+    "get_alerts": ("alerts", "heartbeats"), "get_processes": ("processes",),
+}
 
 # The API's own places: a path under one that no route takes is still the API's, and needs the
 # token before it is told 404. Any other unknown path is nobody's: 404 for anyone.
