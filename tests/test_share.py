@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 
 import pytest
 
-from conftest import SSEReader, wait_until
+from conftest import ROOT, SSEReader, wait_until
 from sse_dashboard.web.shares import MAX_SHARES, SECTIONS, ShareStore, parse_duration
 from sse_dashboard.web.tokens import token_digest
 
@@ -229,3 +231,28 @@ def test_ping_secrets_are_shown_only_to_write_and_admin(dash):
     for path in ("/api/jobs", "/api/jobs/backup"):
         status, _, raw = dash.request("GET", path, headers=tokens["read"])
         assert status == 200 and admin_view["ping_key"].encode() not in raw and not uuid_re.search(raw), path
+
+
+def run_share_cli(*args, data_dir):
+    return subprocess.run([sys.executable, str(ROOT / "sse_server.py"), "share", *args, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=30, cwd=str(ROOT))
+
+
+def test_the_cli_adds_lists_and_revokes_links_a_running_dashboard_takes(make_server, tmp_path):
+    server = make_server(token=ROOT_TOKEN, post_rate_per_s=0, data_dir=tmp_path)
+    made = run_share_cli("add", "--section", "system", "--section", "jobs", "--expires", "7d", "--kiosk",
+                         data_dir=tmp_path)
+    assert made.returncode == 0, made.stderr
+    url = made.stdout.strip()
+    assert url.startswith("/s/") and url[3:] not in (tmp_path / "shares.json").read_text()
+    server.server.shares.refresh(force=True)
+    assert server.request("GET", url)[0] == 200
+    listed = run_share_cli("list", data_dir=tmp_path)
+    assert "system,jobs" in listed.stdout and "kiosk" in listed.stdout and url[3:] not in listed.stdout
+    handle = listed.stdout.split()[0]
+    assert run_share_cli("revoke", handle, data_dir=tmp_path).returncode == 0
+    server.server.shares.refresh(force=True)
+    assert server.request("GET", url)[0] == 404
+    assert run_share_cli("revoke", handle, data_dir=tmp_path).returncode == 1
+    bad = run_share_cli("add", "--section", "system", "--expires", "soon", data_dir=tmp_path)
+    assert bad.returncode == 1 and "duration" in bad.stderr
