@@ -95,7 +95,9 @@ def test_a_link_reads_only_its_sections(dash):
     status, _, raw = share_get(dash, "/api/metrics/history?seconds=60", link)
     series = json.loads(raw)["series"]
     assert status == 200 and series and all(name.startswith(("system.", "server.")) for name in series)
-    for path in ("/api/events", "/api/processes", "/api/alerts"):
+    status, _, raw = share_get(dash, "/api/events", link)
+    assert status == 200 and json.loads(raw)["events"] == []  # as its stream: no events without the section
+    for path in ("/api/processes", "/api/alerts"):
         status, _, raw = share_get(dash, path, link)
         assert status == 403 and "section" in json.loads(raw)["error"], path
     metrics_only = make_link(dash, "metrics")
@@ -256,3 +258,18 @@ def test_the_cli_adds_lists_and_revokes_links_a_running_dashboard_takes(make_ser
     assert run_share_cli("revoke", handle, data_dir=tmp_path).returncode == 1
     bad = run_share_cli("add", "--section", "system", "--expires", "soon", data_dir=tmp_path)
     assert bad.returncode == 1 and "duration" in bad.stderr
+
+
+def test_exports_are_refused_to_a_share_session_and_its_id_is_kept_out_of_the_logs(dash, caplog):
+    """Exports stream rows past the JSON filter (CSV, from/to): a link does not get them."""
+    import logging
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("sse_dashboard.web.access").setLevel(logging.DEBUG)
+    fill(dash)
+    link = make_link(dash, *SECTIONS)
+    for path in ("/api/metrics/history?format=csv", "/api/metrics/history?from=0&to=9999999999",
+                 "/api/events?format=csv", "/api/events?from=0&to=9999999999"):
+        status, _, raw = share_get(dash, path, link)
+        assert status == 403 and "export" in json.loads(raw)["error"], (path, status, raw[:200])
+    dash.request("GET", link["url"])
+    assert link["id"] not in caplog.text and "/s/[redacted]" in caplog.text

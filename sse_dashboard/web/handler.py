@@ -310,9 +310,11 @@ def _redacted(args: tuple) -> list:
 def shared_view(response: Response, handler: str, share: Any) -> Response:
     """A share session's answer cut to what its link shows (``shareview``): JSON answers of the
     routes it may read; the page's files and errors as they are."""
-    if handler not in FILTERS or not response.content_type.startswith("application/json") \
-            or response.status != 200 or not isinstance(response.body, (bytes, bytearray)):
+    if handler not in FILTERS or response.status != 200:
         return response
+    if not response.content_type.startswith("application/json") or not isinstance(response.body, (bytes, bytearray)):
+        # An export (CSV, from/to rows) streams past the filter: a link gets the page's JSON only.
+        return error_response(403, "a share link gets no exports (CSV, from/to): only what its page shows")
     body = encode_json(view_answer(handler, share, json.loads(response.body)))
     headers = tuple(h for h in response.headers if h[0].lower() != "cache-control") + (("Cache-Control", "no-store"),)
     return Response(response.status, body, response.content_type, headers)

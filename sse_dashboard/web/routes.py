@@ -143,9 +143,10 @@ ROUTES = (
 # What a share link's viewer (``?share=<id>``) may read: the handler, and the sections of which the
 # link must show one (empty: any link). Everything else that needs a token is refused to it (403),
 # every write included; routes open to anyone stay open. Each has its filter in ``shareview.FILTERS``.
+# Events are as the stream sends them: none to a link without the "events" section (an empty page).
 SHARE_READS = {
     "get_metrics": (), "stream_metrics": (), "get_history": (), "get_share_session": (),
-    "get_events": ("events",), "get_jobs": ("jobs",), "get_job": ("jobs",),
+    "get_events": (), "get_jobs": ("jobs",), "get_job": ("jobs",),
     "get_alerts": ("alerts", "heartbeats"), "get_processes": ("processes",),
 }
 

@@ -129,13 +129,18 @@ def processes_for(share: Share, answer: dict) -> dict:
     return dict({k: v for k, v in answer.items() if k not in ("cpu", "memory")}, **rows)
 
 
+def events_for(share: Share, answer: dict) -> dict:
+    """A page of events; empty for a link without the events section (its stream passes over them too)."""
+    return answer if "events" in share.sections else dict(answer, events=[], more=False)
+
+
 def _as_is(share: Share, answer: dict) -> dict:
     return answer
 
 
 # handler name -> what its answer becomes for a share session (then scrubbed)
 FILTERS: dict[str, Callable[[Share, dict], dict]] = {
-    "get_metrics": snapshot_for, "get_history": history_for, "get_events": _as_is, "get_jobs": jobs_for,
+    "get_metrics": snapshot_for, "get_history": history_for, "get_events": events_for, "get_jobs": jobs_for,
     "get_job": job_for, "get_alerts": alerts_for, "get_processes": processes_for, "get_share_session": _as_is,
     "stream_metrics": snapshot_for,
 }
