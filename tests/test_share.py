@@ -22,6 +22,7 @@ SECRET_IP = "192.168.77.31"
 SECRET_V6 = "fd00:beef::17"
 SECRET_DATA = "the-event-data-payload"
 SECRET_OUTPUT = "TOP-SECRET-RUN-OUTPUT"
+HOST = socket.gethostname()
 
 
 @pytest.fixture
@@ -46,6 +47,7 @@ def fill(server):
     server.json("POST", "/api/metrics", {"counters": {"orders": 3}}, ADMIN)
     server.json("POST", "/api/events", {"message": "login from %s and %s" % (SECRET_IP, SECRET_V6),
                                         "data": {"note": SECRET_DATA}}, ADMIN)
+    server.json("POST", "/api/events", {"message": "disk full on %s" % HOST, "source": HOST}, ADMIN)
     server.json("POST", "/api/jobs", {"slug": "backup", "schedule": 3600}, ADMIN)
     status, _, _ = server.request("POST", "/ping/%s/backup" % server.server.app.jobs.ping_key,
                                   body=SECRET_OUTPUT.encode(), headers={"Content-Type": "text/plain"})
@@ -117,7 +119,7 @@ def test_nothing_hidden_reaches_a_share_session(dash):
         status, _, raw = share_get(dash, path, link)
         assert status == 200, (path, raw)
         answers += raw
-    assert b"login from" in answers and b"backup" in answers  # what is shown is there
+    assert b"login from" in answers and b"backup" in answers and b"disk full on" in answers  # what is shown is there
     for secret in secrets:
         assert secret.encode() not in answers, secret
     status, _, raw = share_get(dash, "/api/processes", link)
@@ -125,6 +127,14 @@ def test_nothing_hidden_reaches_a_share_session(dash):
     assert status == 200
     for row in processes.get("cpu", []) + processes.get("memory", []):
         assert set(row) <= {"pid", "name", "cpu_percent", "rss_bytes"}
+
+
+def test_host_names_are_hidden_only_when_the_link_says_so(dash):
+    fill(dash)
+    plain, hiding = make_link(dash, "events"), make_link(dash, "events", hide_hosts=True)
+    assert HOST.encode() in share_get(dash, "/api/events", plain)[2]
+    raw = share_get(dash, "/api/events", hiding)[2]
+    assert HOST.encode() not in raw and b"disk full on [hidden]" in raw
 
 
 def test_a_share_session_changes_nothing(dash):
@@ -273,3 +283,24 @@ def test_exports_are_refused_to_a_share_session_and_its_id_is_kept_out_of_the_lo
         assert status == 403 and "export" in json.loads(raw)["error"], (path, status, raw[:200])
     dash.request("GET", link["url"])
     assert link["id"] not in caplog.text and "/s/[redacted]" in caplog.text
+
+
+def test_a_read_token_finds_no_ping_secret_in_the_snapshot_the_stream_or_mcp(dash):
+    """A job's UUID is its ping URL's secret: the snapshot (so the stream) and MCP's list_jobs,
+    which a read token reads, carry the jobs without it."""
+    fill(dash)
+    status, body = dash.json("POST", "/api/tokens", {"name": "reader", "scopes": ["read"]}, ADMIN)
+    reader = {"Authorization": "Bearer " + body["token"]}
+    secret = dash.json("GET", "/api/jobs", headers=ADMIN)[1]["jobs"][0]["id"].encode()
+    status, _, raw = dash.request("GET", "/api/metrics", headers=reader)
+    assert status == 200 and b"backup" in raw and secret not in raw
+    stream = SSEReader(dash.host, dash.port, headers=reader)
+    try:
+        frame = stream.next_event("metrics")
+        assert "backup" in frame["data"] and secret.decode() not in frame["data"]
+    finally:
+        stream.close()
+    status, _, raw = dash.request("POST", "/mcp", {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                                   "params": {"name": "list_jobs", "arguments": {"job": "backup"}}},
+                                  dict(reader, Accept="application/json"))
+    assert status == 200 and b"backup" in raw and secret not in raw, raw[:300]

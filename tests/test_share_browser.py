@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+import test_browser
 from conftest import wait_until
-from test_browser import page, status_text, wait_status  # noqa: F401  (page is a fixture)
+from test_browser import wait_status
+
+page = test_browser.page  # the fixture: a fresh context a test, console errors collected
 
 pytestmark = pytest.mark.browser
 
