@@ -304,3 +304,16 @@ def test_a_read_token_finds_no_ping_secret_in_the_snapshot_the_stream_or_mcp(das
                                                    "params": {"name": "list_jobs", "arguments": {"job": "backup"}}},
                                   dict(reader, Accept="application/json"))
     assert status == 200 and b"backup" in raw and secret not in raw, raw[:300]
+
+
+def test_metric_names_are_never_taken_for_hidden_fields_but_their_addresses_are_hidden(dash):
+    """A counter may be named data or output (only fields of those names are hidden); an address
+    in a label value is hidden like any other."""
+    dash.json("POST", "/api/metrics", {"counters": {"data": 1, "output": 2, 'hits{peer="10.9.8.7"}': 3}}, ADMIN)
+    link = make_link(dash, "metrics")
+    raw = share_get(dash, "/api/metrics", link)[2]
+    counters = json.loads(raw)["counters"]
+    assert counters["data"] == 1 and counters["output"] == 2 and b"10.9.8.7" not in raw
+    wait_until(lambda: b"counters.data" in share_get(dash, "/api/metrics/history?seconds=60", link)[2],
+               message="the counter in the history")
+    assert b"10.9.8.7" not in share_get(dash, "/api/metrics/history?seconds=60", link)[2]

@@ -36,6 +36,7 @@ SNAPSHOT_KEYS = {"system": ("system", "server"), "metrics": ("counters", "gauges
                  "heartbeats": ("heartbeats",), "alerts": ("alerts",)}
 HISTORY_PREFIXES = {"system": ("system.", "server."), "metrics": ("counters.", "gauges.")}
 DROPPED_KEYS = frozenset(("data", "output", "ping_key", "rid", "cmdline", "args", "exe", "cwd", "environ"))
+NAME_MAPS = frozenset(("counters", "gauges", "series", "min", "max"))  # keys are names, not fields
 HOST_KEYS = frozenset(("host", "hostname", "instance", "node"))
 PROCESS_KEYS = ("pid", "name", "cpu_percent", "rss_bytes")
 _IPV4 = re.compile(r"(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9])")
@@ -71,10 +72,14 @@ def redact_text(text: str, hide_hosts: bool = False) -> str:
     return text
 
 
-def _scrub(value: Any, share: Share) -> Any:
-    """``value`` with the keys hidden in any share dropped and every text redacted."""
+def _scrub(value: Any, share: Share, names: bool = False) -> Any:
+    """``value`` with the fields hidden in any share dropped and every text redacted. ``names``: a
+    map of metric or series names (anyone's choice: a counter may be called ``data``), whose keys
+    are never taken for fields, but have their addresses hidden (a label value may hold one)."""
+    if isinstance(value, dict) and names:
+        return {redact_text(key, share.hide_hosts): _scrub(item, share) for key, item in value.items()}
     if isinstance(value, dict):
-        return {key: _scrub(item, share) for key, item in value.items()
+        return {key: _scrub(item, share, key in NAME_MAPS) for key, item in value.items()
                 if key not in DROPPED_KEYS and not (share.hide_hosts and key in HOST_KEYS)}
     if isinstance(value, list):
         return [_scrub(item, share) for item in value]
