@@ -355,7 +355,8 @@ class StreamHub:
                     self._typed.pop(old, None)
         with self._count_lock:
             sides = dict(self._sides)
-        shared: dict[tuple, bytes] = {}  # (filter, typed) -> this step's frames, joined once
+        shared: dict[tuple, bytes] = {}  # (filter, typed, share view) -> this step's frames, joined once
+        cuts: dict[tuple, bytes] = {}    # (share view, seq) -> that sample's frame as the link shows it
         kept = []
         for stream in self._streams:
             if in_order and stream.cursor == before:
@@ -376,8 +377,11 @@ class StreamHub:
                 for seq, frame in recent:
                     if seq <= stream.seq:
                         continue
-                    if stream.view is not None:
-                        frame = stream.view.snapshot_frame(seq, frame)
+                    if stream.view is not None:  # cut once a step for every stream of that link
+                        cut = cuts.get((stream.view, seq))
+                        if cut is None:
+                            cut = cuts[(stream.view, seq)] = stream.view.snapshot_frame(seq, frame)
+                        frame = cut
                     if stream.backlog_bytes + len(frame) <= LOW_WATER:
                         stream.queue(frame)  # a reader a little behind still gets every snapshot
                         stream.pending_metrics = None
