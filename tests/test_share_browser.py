@@ -61,6 +61,8 @@ def test_the_kiosk_view_has_no_controls_large_type_and_shows_sections_in_turn(ma
     assert not visible(page, "header button, main button, main input, main select, main summary")
     size = page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
     assert size >= 20, size
+    wait_until(lambda: page.text_content("#memory") not in ("", "\u2014") and visible(page, "#memory"), timeout=3,
+               message="the values that open a chart elsewhere shown as values")
 
     def shown():
         return page.evaluate("""() => [...document.querySelectorAll('[data-section]')]
