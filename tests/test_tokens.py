@@ -96,7 +96,9 @@ def expected_refusal(access: Access, credential: str) -> int | None:
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: "%s %s" % (r.method, r.path))
 def test_every_route_answers_each_credential_exactly_as_its_scope_says(scoped, route):
     """Walks the route table itself: a route added later is checked here without being listed. An
-    allowed request gets exactly what the --token (admin) gets for it; a refused one 401 or 403."""
+    allowed request gets exactly what the --token (admin) gets for it; a refused one 401 or 403. A
+    share-link session (?share=, sent with the admin's token, which must not count) gets what
+    ``expected_share_status`` says; a revoked link 404 everywhere."""
     server, tokens = scoped
     reference = call(server, route.method, concrete(route), bearer(ROOT_TOKEN))[0]
     assert reference not in (401, 403), reference

@@ -13,7 +13,10 @@ Invariants:
   exception is logged and answered 500 without its text;
 - a request's line, headers and body share one deadline (slowloris); writes get the write
   timeout;
-- access lines never carry ``?token=`` (``guard.redact_secrets``).
+- access lines never carry ``?token=`` (``guard.redact_secrets``);
+- a request with ``?share=<id>`` is a share link's session (#26): ``guard.check_share`` decides
+  instead of the token rules, and its JSON answers go out cut by ``shareview`` (``shared_view``),
+  so what a link hides never leaves the server.
 """
 
 from __future__ import annotations

@@ -288,6 +288,7 @@ class ShareStore:
             if any(s.digest not in kept for s in self._shares):
                 self._generation += 1
             self._shares, self._signature = list(shares), signature
+            self._expired &= kept  # forget what was seen expired of links that are gone
 
 
 class Revocations:
