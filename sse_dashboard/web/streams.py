@@ -210,7 +210,7 @@ class StreamHub:
         self.max_backlog_bytes = max_backlog_bytes
         self.select_group = select_group
         self._clock = clock
-        self._tokens = tokens  # a tokens.TokenStore: its ``generation`` and ``is_valid(digest)``
+        self._tokens = tokens  # TokenStore or shares.Revocations: ``generation``, ``is_valid(digest)``
         self._token_generation = tokens.generation if tokens is not None else 0
         self._incoming: deque[_Stream] = deque()
         self._streams: list[_Stream] = []
@@ -378,10 +378,8 @@ class StreamHub:
                     if seq <= stream.seq:
                         continue
                     if stream.view is not None:  # cut once a step for every stream of that link
-                        cut = cuts.get((stream.view, seq))
-                        if cut is None:
-                            cut = cuts[(stream.view, seq)] = stream.view.snapshot_frame(seq, frame)
-                        frame = cut
+                        frame = cuts.get((stream.view, seq)) or cuts.setdefault(
+                            (stream.view, seq), stream.view.snapshot_frame(seq, frame))
                     if stream.backlog_bytes + len(frame) <= LOW_WATER:
                         stream.queue(frame)  # a reader a little behind still gets every snapshot
                         stream.pending_metrics = None
