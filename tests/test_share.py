@@ -317,3 +317,19 @@ def test_metric_names_are_never_taken_for_hidden_fields_but_their_addresses_are_
     wait_until(lambda: b"counters.data" in share_get(dash, "/api/metrics/history?seconds=60", link)[2],
                message="the counter in the history")
     assert b"10.9.8.7" not in share_get(dash, "/api/metrics/history?seconds=60", link)[2]
+
+
+def test_every_route_a_link_may_read_has_its_filter():
+    """A route added to SHARE_READS without a filter would send a link everything: refused here."""
+    from sse_dashboard.web.routes import ROUTES, SHARE_READS
+    from sse_dashboard.web.shareview import FILTERS
+    assert set(SHARE_READS) == set(FILTERS)
+    handlers = {route.handler for route in ROUTES if route.method == "GET"}
+    assert set(SHARE_READS) <= handlers
+
+
+def test_a_damaged_share_file_stops_the_start_and_never_opens_anything(tmp_path):
+    from sse_dashboard.web.tokens import TokenFileError
+    (tmp_path / "shares.json").write_text("{not json")
+    with pytest.raises(TokenFileError, match="shares.json"):
+        ShareStore(tmp_path / "shares.json")
