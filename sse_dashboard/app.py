@@ -56,6 +56,7 @@ from sse_dashboard.storage.memory import DEFAULT_HISTORY_S, History, MemoryStore
 from sse_dashboard.web.mcp import McpEndpoint, dashboard_tools
 from sse_dashboard.web.server import DashboardServer, listen, listen_url
 from sse_dashboard.web.streams import Doorbell, StreamHub
+from sse_dashboard.web.shares import Revocations, ShareStore, share_file
 from sse_dashboard.web.tokens import TokenStore, token_file
 
 __all__ = ["build_app", "Config", "ListenerUnavailable", "address_in_use"]
@@ -88,6 +89,7 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
     config = Config(**fields) if config is None else dataclasses.replace(config, **fields)
     boot_id = uuid.uuid4().hex[:12]
     tokens = TokenStore(token_file(config.data_dir))  # first: a damaged token file stops the start (#26)
+    shares = ShareStore(share_file(config.data_dir))  # so does a damaged share-link file
     doorbell = Doorbell()  # wakes the stream hub: rung by each posted event and each sample
     store, events = _open_storage(config, doorbell, boot_id)
     # Every counter and gauge update is committed before it is applied (and answered).
@@ -120,7 +122,7 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
     jobs = Jobs(outlet, dict(config.jobs), persist=store.save_job, state=store.job_states(), runs=store.job_runs,
                 ping_key=_ping_key(store))
     hub = StreamHub(events, doorbell, heartbeat_s=config.heartbeat_s, write_timeout_s=config.write_timeout_s,
-                    tokens=tokens)
+                    tokens=Revocations(tokens, shares))  # a revoked token or share link ends its streams
     # Each remote write receiver gets every sample from its own thread; submit() only queues. With
     # a data folder the queue is a file there of its own: an outage or a restart loses no tick.
     queue_dir = None if isinstance(store, MemoryStore) else Path(config.data_dir)
@@ -136,7 +138,7 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
                        user_agent="sse-dashboard/" + __version__) if fleet is not None else None
     # Status pages (#26): each sample's states counted, each page's view made once and handed to its streams.
     status_pages = StatusPages(dict(config.status_pages), persist=functools.partial(store.write_meta, "status_pages"),
-                               state=store.read_meta("status_pages"), runs=jobs.runs, publish=hub.broadcast,
+                               state=store.read_meta("status_pages"), runs=jobs.runs_of, publish=hub.broadcast,
                                wanted=hub.wanting, rules=tuple(rule.name for rule in config.alert_rules))
     # The sample pipeline, in the order each tick runs it (sampler.Sampler): StatsD's interval,
     # the snapshot, the alerts' judgement, then one Sample to storage and to the stream hub.
@@ -161,7 +163,7 @@ def build_app(config: Config | None = None, *, start: bool = True, fleet: FleetS
                       otlp_logs=OtlpLogs(events, type_attribute=config.otlp_event_type_attribute),
                       status_pages=status_pages)
     mcp = McpEndpoint(dashboard_tools(app, functools.partial(events.post), EventFilter.parse), __version__)
-    server = DashboardServer(listener, app, hub, mcp, tokens)
+    server = DashboardServer(listener, app, hub, mcp, tokens, shares)
     if start:
         store.start()
         sampler.start()

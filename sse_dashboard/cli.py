@@ -40,10 +40,12 @@ from sse_dashboard.registry import DEFAULT_GAUGE_TTL_S
 from sse_dashboard.storage import DataDirInUse
 from sse_dashboard.web.guard import is_loopback, token_problem
 from sse_dashboard.web.handler import access_log
+from sse_dashboard.web.shares import SECTIONS, ShareStore, parse_duration, share_file
 from sse_dashboard.web.tokens import SCOPES, TokenExists, TokenFileError, TokenStore, token_file
 
 __all__ = ["main", "make_parser", "parse_args", "load_config", "load_export", "Export", "config_from_args", "port_error_message",
-           "fit_open_file_limit", "default_data_dir", "EXAMPLE_CONFIG", "SPARE_FILES", "token_command"]
+           "fit_open_file_limit", "default_data_dir", "EXAMPLE_CONFIG", "SPARE_FILES", "token_command",
+           "share_command"]
 
 log = logging.getLogger(__name__)
 
@@ -384,10 +386,56 @@ def token_command(argv: list[str]) -> int:
     return 0
 
 
+def share_command(argv: list[str]) -> int:
+    """``sse-dashboard share add --section S [--expires 7d] [--kiosk] [--hide-hosts] | list | revoke
+    HANDLE`` (#26): the data folder's read-only share links; a running dashboard takes the change
+    within a second."""
+    folder = argparse.ArgumentParser(add_help=False)
+    folder.add_argument("--data-dir", default=argparse.SUPPRESS, metavar="DIR",
+                        help="the dashboard's data folder (default %s)" % default_data_dir())
+    parser = argparse.ArgumentParser(prog="sse-dashboard share", parents=[folder],
+                                     description="Read-only share links /s/<id>, showing chosen sections.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser("add", parents=[folder], help="make a link and print it (shown this once)")
+    add.add_argument("--section", action="append", required=True, choices=SECTIONS, help="repeatable")
+    add.add_argument("--expires", metavar="DURATION", help="e.g. 7d, 12h, 30m (default: never)")
+    add.add_argument("--kiosk", action="store_true", help="no controls, large type, sections in turn")
+    add.add_argument("--hide-hosts", action="store_true", help="hide this machine's name too")
+    add.add_argument("--name", default="", help="a note for the listing")
+    commands.add_parser("list", parents=[folder], help="handles, sections and expiry (never a link)")
+    commands.add_parser("revoke", parents=[folder], help="revoke at once, open streams too").add_argument("handle")
+    args = parser.parse_args(argv)
+    path = share_file(getattr(args, "data_dir", None) or default_data_dir())
+    if path is None:
+        parser.error("--data-dir :memory: keeps no links: make them over the API (POST /api/shares)")
+    try:
+        store = ShareStore(path)
+        if args.command == "add":
+            expires = parse_duration(args.expires) if args.expires else None
+            link_id, share = store.add(args.section, expires_in_s=expires, kiosk=args.kiosk,
+                                       hide_hosts=args.hide_hosts, name=args.name)
+            sys.stderr.write("share link %s made (%s); it is shown this once:\n" % (share.handle, ", ".join(share.sections)))
+            sys.stdout.write("/s/%s\n" % link_id)
+        elif args.command == "list":
+            for entry in store.listing():
+                ends = "expired" if entry["expired"] else "until " + _local_minute(entry["expires"]) if entry["expires"] else ""
+                sys.stdout.write("%-13s %-32s %s%s %s\n" % (entry["handle"], ",".join(entry["sections"]),
+                                                           "kiosk " if entry["kiosk"] else "", ends, entry["name"]))
+        elif not store.revoke(args.handle):
+            sys.stderr.write("no share link has the handle %s in %s\n" % (args.handle, path))
+            return 1
+    except (TokenFileError, ValueError) as exc:
+        sys.stderr.write("%s\n" % exc)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["token"]:
         return token_command(argv[1:])
+    if argv[:1] == ["share"]:
+        return share_command(argv[1:])
     args = parse_args(argv)
     _configure_console()
     logging.basicConfig(

@@ -9,6 +9,7 @@ import { createTransport } from "./transport.js";
 import { createCharts } from "./charts.js";
 import { createJobs } from "./jobs.js";
 import { renderRemoteWrite } from "./remote.js";
+import { withShare } from "./share.js";
 
 (function () {
 
@@ -416,7 +417,7 @@ import { renderRemoteWrite } from "./remote.js";
     const panel = $("processes-panel");
     if (!panel.open || document.visibilityState === "hidden") return;
     try {
-      const res = await fetch("/api/processes", { cache: "no-store" });
+      const res = await fetch(withShare("/api/processes"), { cache: "no-store" });
       const top = await res.json();
       $("processes-note").textContent = top.available ? top.processes + " processes; CPU over the last " +
         top.interval_s + " s" : String(top.why || "not available here");
@@ -852,7 +853,7 @@ import { renderRemoteWrite } from "./remote.js";
   }
 
   async function getJSON(url) {
-    const res = await fetch(url, { cache: "no-store" });
+    const res = await fetch(withShare(url), { cache: "no-store" });
     // 401: the server has a token and this browser has not visited /?token=... yet.
     $("auth-note").hidden = res.status !== 401;
     if (!res.ok) throw new Error(url + ": HTTP " + res.status);

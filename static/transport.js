@@ -3,15 +3,17 @@
 // a stall check for streams that are open but silent (buffering proxies, antivirus).
 // createTransport({state, onFrame, setMode, getJSON, keptEvents, setRole}) -> {start, checkStall, release}
 
+import { shareScope, withShare } from "./share.js";
+
 const STREAM_URL = "/api/metrics/stream";
 const POLL_MS = 2000;          // fallback polling period
 const RECONNECT_MS = 5000;     // our own reconnect after the browser gave up (CLOSED)
 const FAILURES_BEFORE_POLL = 3;
 const STALL_INTERVALS = 3;     // an open stream silent this many intervals has failed
-const LOCK_NAME = "sse-dashboard-stream";
+const LOCK_NAME = "sse-dashboard-stream" + shareScope;  // a share link's tabs share a stream of their own
 
 export function createTransport({ state, onFrame, setMode: showMode, getJSON, keptEvents, setRole }) {
-  const channel = "BroadcastChannel" in window ? new BroadcastChannel("sse-dashboard") : null;
+  const channel = "BroadcastChannel" in window ? new BroadcastChannel("sse-dashboard" + shareScope) : null;
 
   // The page shows the mode; the tab holding the stream tells the others too.
   function setMode(mode) {
@@ -34,7 +36,7 @@ export function createTransport({ state, onFrame, setMode: showMode, getJSON, ke
     // names=log: typed events (record.created) come as "log" too, so one listener sees them all.
     const params = new URLSearchParams({ lastEventId: String(state.lastEventId), names: "log" });
     if (state.epoch) params.set("epoch", state.epoch);
-    const source = new EventSource(STREAM_URL + "?" + params);
+    const source = new EventSource(withShare(STREAM_URL + "?" + params));
     state.source = source;
     source.onopen = () => {
       state.failures = 0;

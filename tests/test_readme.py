@@ -21,7 +21,7 @@ from sse_dashboard import registry as metrics  # the registry's limits (once in 
 from sse_dashboard.ingest import push as pushgateway
 from sse_dashboard.ingest import otlp, otlp_logs, otlp_metrics
 from sse_dashboard import application, cli, config
-from sse_dashboard.web import request, tokens as web_tokens
+from sse_dashboard.web import request, shares as web_shares, tokens as web_tokens
 from sse_dashboard.ingest import statsd as statsd_listener
 from sse_dashboard import storage
 from sse_dashboard.fleet import engine as fleet_engine, view as fleet_view
@@ -191,6 +191,8 @@ LIMITS = {
                      ("alerting.status.MAX_NOTES", status_pages.MAX_NOTES),
                      ("alerting.status.MAX_NOTE_CHARS", status_pages.MAX_NOTE_CHARS),
                      ("alerting.status.MAX_MAINTENANCE", status_pages.MAX_MAINTENANCE)],
+    "share links": [("web.shares.MAX_SHARES", web_shares.MAX_SHARES), ("names of", 64),
+                    ("web.shares.MAX_EXPIRY_S in days", web_shares.MAX_EXPIRY_S / 86400)],
 }
 _NUMBER = re.compile(r"(?<![\w.^])\d+(?:,\d{3})*(?:\.\d+)?(?:e\d+)?(?![\w^])")
 

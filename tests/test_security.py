@@ -38,10 +38,10 @@ def test_only_the_page_and_the_job_pings_are_open_to_anyone():
     """A route anyone may use is a decision, made here: the pages (the dashboard's, the fleet's)
     and their files hold no data; a job ping's secret is in its URL (the job's UUID or the ping
     key), as in Healthchecks; a badge shows a job's or heartbeat's state and nothing else; a status page what its configuration
-    lists (#26)."""
+    lists; a share link's page holds no data either, and its id is its secret (#26)."""
     assert {(r.method, r.path) for r in ROUTES if not r.access.token} == {
         ("GET", "/"), ("GET", "/index.html"), ("GET", "/static/"), ("GET", "/fleet"), ("GET", "/ping/"),
-        ("POST", "/ping/"), ("GET", "/badge/"), ("GET", "/status/")}
+        ("POST", "/ping/"), ("GET", "/badge/"), ("GET", "/status/"), ("GET", "/s/")}
 
 
 def test_with_a_token_a_job_ping_still_needs_only_its_url(make_server):

@@ -15,7 +15,8 @@ import sys
 import pytest
 
 from conftest import ROOT, SSEReader, wait_until  # noqa: F401  (spawn is a conftest fixture)
-from sse_dashboard.web.routes import ROUTES, Access, Route
+from sse_dashboard.web.routes import ROUTES, SHARE_READS, Access, Route
+from sse_dashboard.web.shares import SECTIONS
 from sse_dashboard.web.tokens import SCOPES, TokenStore, token_digest
 
 ROOT_TOKEN = "root-token"  # --token: an admin token that cannot be revoked
@@ -63,7 +64,23 @@ def scoped(make_server, tmp_path):
     tokens = {scope: add_token(server, scope + "-bot", scope) for scope in SCOPES}
     tokens["revoked"] = add_token(server, "gone", *SCOPES)
     assert call(server, "DELETE", "/api/tokens/gone", bearer(ROOT_TOKEN))[0] == 200
+    # Share-link sessions (#26): a link showing every section, and one revoked.
+    for credential in ("share", "revoked-share"):
+        status, body = call(server, "POST", "/api/shares", bearer(ROOT_TOKEN), {"sections": list(SECTIONS)})
+        tokens[credential] = json.loads(body)["id"]
+    handle = json.loads(call(server, "GET", "/api/shares", bearer(ROOT_TOKEN))[1])["shares"][1]["handle"]
+    assert call(server, "DELETE", "/api/shares/" + handle, bearer(ROOT_TOKEN))[0] == 200
     return server, tokens
+
+
+def expected_share_status(route: Route, reference: int) -> int:
+    """The plain model of a share session (a link showing every section): it reads what a link may
+    read (as the admin would, cut), opens what anyone may, and is refused everything else."""
+    if route.handler == "get_share_session":
+        return 200  # the admin has no share session: 404 for it
+    if not route.access.token and not route.access.write:
+        return reference
+    return reference if route.method == "GET" and route.handler in SHARE_READS else 403
 
 
 def expected_refusal(access: Access, credential: str) -> int | None:
@@ -79,7 +96,9 @@ def expected_refusal(access: Access, credential: str) -> int | None:
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: "%s %s" % (r.method, r.path))
 def test_every_route_answers_each_credential_exactly_as_its_scope_says(scoped, route):
     """Walks the route table itself: a route added later is checked here without being listed. An
-    allowed request gets exactly what the --token (admin) gets for it; a refused one 401 or 403."""
+    allowed request gets exactly what the --token (admin) gets for it; a refused one 401 or 403. A
+    share-link session (?share=, sent with the admin's token, which must not count) gets what
+    ``expected_share_status`` says; a revoked link 404 everywhere."""
     server, tokens = scoped
     reference = call(server, route.method, concrete(route), bearer(ROOT_TOKEN))[0]
     assert reference not in (401, 403), reference
@@ -89,6 +108,11 @@ def test_every_route_answers_each_credential_exactly_as_its_scope_says(scoped, r
         assert status == (refusal or reference), (credential, status, body)
         if refusal == 403:
             assert json.loads(body)["error"].startswith("this needs the '%s' scope" % route.access.scope)
+    path = concrete(route)
+    status, body = call(server, route.method, path + "?share=" + tokens["share"], bearer(ROOT_TOKEN))
+    assert status == expected_share_status(route, reference), ("share", status, body)
+    status, body = call(server, route.method, path + "?share=" + tokens["revoked-share"])
+    assert status == 404, ("revoked share", status, body)
 
 
 def test_the_route_table_forces_a_scope_on_every_row():

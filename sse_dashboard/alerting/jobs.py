@@ -364,6 +364,13 @@ class Jobs:
     def runs(self, job_id: str, limit: int, before: int | None = None) -> list[dict]:
         return self._runs(job_id, limit, before) if self._runs is not None else []
 
+    def runs_of(self, slug: str, limit: int) -> list[dict]:
+        """The newest runs of the job with this slug ([] for none): for a reader that is not
+        told the job's UUID (a status page: the UUID is the job's ping secret)."""
+        with self._lock:
+            job = next((job for job in self._jobs.values() if job.spec.slug == slug), None)
+        return self.runs(job.id, limit) if job is not None else []
+
     def listing(self) -> list[dict]:
         now = self._clock()
         with self._lock:

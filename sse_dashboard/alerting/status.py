@@ -286,7 +286,7 @@ class StatusPages:
     """Every status page: fed each sample, read by the web layer.
 
     >>> pages = StatusPages(parse_status_pages(doc["status_pages"]), persist=..., state=store.read_meta("status_pages"),
-    ...                     runs=jobs.runs, publish=hub.broadcast, wanted=hub.wanting, rules=("cpu_hot",))
+    ...                     runs=jobs.runs_of, publish=hub.broadcast, wanted=hub.wanting, rules=("cpu_hot",))
     >>> sampler = Sampler(..., subscribers=[..., pages.observe])
     >>> pages.view("public")          # the page's view as of the last sample, or None
     """
@@ -357,10 +357,10 @@ class StatusPages:
             slug = job.get("slug")
             if slug not in wanted or self._runs is None:
                 continue
-            seen = (job.get("id"), job.get("last_ping"))
+            seen = job.get("last_ping")  # a new run, or a job made again under its slug, changes it
             kept = self._seen_pings.get(slug)
             if kept is None or kept[0] != seen:
-                runs = self._runs(job["id"], MAX_DURATIONS * 3)
+                runs = self._runs(slug, MAX_DURATIONS * 3)
                 points = [{"ts": r.get("end"), "duration": r["duration"], "ok": r.get("kind") == "success"}
                           for r in runs if r.get("duration") is not None][:MAX_DURATIONS]
                 kept = self._seen_pings[slug] = (seen, points[::-1])

@@ -36,12 +36,13 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 from sse_dashboard.config import browser_origin
-from sse_dashboard.web.routes import Access
+from sse_dashboard.web.routes import SHARE_READS, Access, Route
+from sse_dashboard.web.shares import Share, ShareStore
 from sse_dashboard.web.tokens import SCOPES, TokenStore, implied_scopes
 
 __all__ = ["token_matches", "token_problem", "host_allowed", "is_loopback", "RateLimiter", "cookie_name",
            "cookie_value", "parse_cookies", "redact_secrets", "Policy", "Decision", "check_access", "offered_token",
-           "own_origins", "Grant", "grant_for", "tokens_in_use"]
+           "own_origins", "Grant", "grant_for", "tokens_in_use", "check_share"]
 
 MAX_TOKEN_CHARS = 1000
 
@@ -98,11 +99,13 @@ def parse_cookies(header: str | None) -> dict[str, str]:
 
 _SECRET_IN_QUERY = re.compile(r"((?:^|[?&;])token=)[^&\s;]*", re.IGNORECASE)
 _SECRET_IN_PING = re.compile(r"(/ping/)[^/?\s]*")  # a job's UUID, or the ping key: whoever has it may ping
+_SECRET_SHARE = re.compile(r"((?:^|[?&;])share=|/s/)[^&\s;/?]*")  # a share link's id opens it
 
 
 def redact_secrets(text: str) -> str:
     """A request line or path with the value of any ``token=`` and a ping URL's UUID or ping
     key replaced, for logs."""
+    text = _SECRET_SHARE.sub(r"\1[redacted]", text)
     return _SECRET_IN_PING.sub(r"\1[redacted]", _SECRET_IN_QUERY.sub(r"\1[redacted]", text))
 
 
@@ -253,9 +256,8 @@ def check_access(policy: Policy, access: Access, method: str, headers: Mapping[s
     rule asks for it and its scope, then for writes the Origin (CSRF) and the rate. ``query_token``
     (``?token=``) counts only where the rule says so: a heartbeat URL pasted into a tool
     that cannot send headers."""
-    named = policy.allowed_hosts + ((policy.public_host,) if policy.public_host else ())
-    if not host_allowed(headers.get("Host"), named):
-        return Decision(421, "this server does not answer to that Host name (see --allow-host)")
+    if not host_allowed(headers.get("Host"), _our_names(policy)):
+        return MISDIRECTED
     origin = headers.get("Origin")
     if method == "OPTIONS" and policy.cors_origin and origin == policy.cors_origin:
         return PREFLIGHT
@@ -282,6 +284,37 @@ def check_access(policy: Policy, access: Access, method: str, headers: Mapping[s
         if wait_s > 0:
             return Decision(429, "too many requests: slow down", (("Retry-After", str(max(1, math.ceil(wait_s)))),))
     return None
+
+
+MISDIRECTED = Decision(421, "this server does not answer to that Host name (see --allow-host)")
+
+
+def _our_names(policy: Policy) -> tuple:
+    return policy.allowed_hosts + ((policy.public_host,) if policy.public_host else ())
+
+
+def check_share(policy: Policy, shares: ShareStore, route: Route | None, access: Access, method: str,
+                headers: Mapping[str, str], link_id: str) -> tuple[Decision | None, Share | None]:
+    """A share session's request (``?share=<id>``): (None, its link) when it may go on, else (what
+    to answer, None). The Host check first, as for anyone; then an unknown or revoked link is 404
+    and an expired one 410; routes open to anyone stay open; of the rest a link reads only what
+    ``routes.SHARE_READS`` allows its sections, and never writes (403). Its token, if it also
+    offers one, does not count: the session is the link's."""
+    if not host_allowed(headers.get("Host"), _our_names(policy)):
+        return MISDIRECTED, None
+    share, state = shares.lookup(link_id[:200])
+    if share is None:
+        return Decision(404, "no such share link (it was revoked, or never existed)"), None
+    if state == "expired":
+        return Decision(410, "this share link has expired"), None
+    if not access.token and not access.write:
+        return None, share  # the page's own files and badges, open to anyone anyway
+    needs = SHARE_READS.get(route.handler) if route is not None and method in ("GET", "HEAD") else None
+    if needs is None:
+        return Decision(403, "a share link only reads what it shows; this needs a token"), None
+    if needs and not set(needs) & set(share.sections):
+        return Decision(403, "this share link does not show the %s section" % " or ".join(needs)), None
+    return None, share
 
 
 def own_origins(policy: Policy, host_header: str | None) -> set[str]:

@@ -13,12 +13,16 @@ Invariants:
   exception is logged and answered 500 without its text;
 - a request's line, headers and body share one deadline (slowloris); writes get the write
   timeout;
-- access lines never carry ``?token=`` (``guard.redact_secrets``).
+- access lines never carry ``?token=`` (``guard.redact_secrets``);
+- a request with ``?share=<id>`` is a share link's session (#26): ``guard.check_share`` decides
+  instead of the token rules, and its JSON answers go out cut by ``shareview`` (``shared_view``),
+  so what a link hides never leaves the server.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import socket
 import time
@@ -32,7 +36,7 @@ from sse_dashboard.application import Application
 from sse_dashboard.registry import RegistrySealed
 from sse_dashboard.sampler import encode_json
 from sse_dashboard.storage import StorageError
-from sse_dashboard.web.guard import Decision, check_access, redact_secrets
+from sse_dashboard.web.guard import Decision, check_access, check_share, redact_secrets
 from sse_dashboard.web.handlers.alerts import AlertHandlers
 from sse_dashboard.web.handlers.badges import BadgeHandlers
 from sse_dashboard.web.handlers.events import EventHandlers
@@ -44,12 +48,14 @@ from sse_dashboard.web.handlers.page import PageHandlers
 from sse_dashboard.web.handlers.push import PushHandlers
 from sse_dashboard.web.handlers.service import ServiceHandlers
 from sse_dashboard.web.handlers.status import StatusHandlers
+from sse_dashboard.web.handlers.shares import ShareHandlers
 from sse_dashboard.web.handlers.stream import StreamHandlers
 from sse_dashboard.web.handlers.tokens import TokenHandlers
 from sse_dashboard.web.request import DeadlineReader, RequestReading
 from sse_dashboard.web.response import (JSON_TYPE, SECURITY_HEADERS, HTTPError, Response, error_response,
                                         json_response, primed)
 from sse_dashboard.web.routes import Route, access_for, allowed_methods, find_route
+from sse_dashboard.web.shareview import FILTERS, view_answer
 
 if TYPE_CHECKING:
     from sse_dashboard.web.server import DashboardServer
@@ -62,7 +68,7 @@ access_log = logging.getLogger("sse_dashboard.web.access")
 
 class DashboardHandler(PageHandlers, MetricHandlers, EventHandlers, StreamHandlers, AlertHandlers, PushHandlers,
                        OtlpHandlers, JobHandlers, FleetHandlers, ServiceHandlers, TokenHandlers, BadgeHandlers,
-                       StatusHandlers, RequestReading, BaseHTTPRequestHandler):
+                       StatusHandlers, ShareHandlers, RequestReading, BaseHTTPRequestHandler):
     """One request. Routes are data (``routes.ROUTES``); each handler returns a ``Response``.
 
     The handler methods come from ``handlers/`` (one class per resource), reading a request
@@ -171,12 +177,20 @@ class DashboardHandler(PageHandlers, MetricHandlers, EventHandlers, StreamHandle
         self._body_pending = length not in ("", "0") or "Transfer-Encoding" in self.headers
         route = find_route(method, parts.path)
         access = route.access if route is not None else access_for(method, parts.path)
-        decision = check_access(self.server.policy, access, method, self.headers, self.client_address[0],
-                                self.query_value("token"))
+        link_id = self.query_value("share")
+        self.share = None  # the share link this request reads as (#26), or None
+        if link_id is not None:
+            decision, self.share = check_share(self.server.policy, self.server.shares, route, access, method,
+                                               self.headers, link_id)
+        else:
+            decision = check_access(self.server.policy, access, method, self.headers, self.client_address[0],
+                                    self.query_value("token"))
         if decision is not None:  # refused, or a CORS preflight answered
             response = _decided(decision)
         else:
             response = self._handle(method, parts.path, route)
+            if self.share is not None and response is not None and route is not None:
+                response = shared_view(response, route.handler, self.share)
         if response is not None and response.status >= 400 and parts.path in OTLP_PATHS:
             response = otlp_refusal(response, self.content_type())  # an SDK reads a google.rpc.Status
         if response is not None:
@@ -297,6 +311,19 @@ class DashboardHandler(PageHandlers, MetricHandlers, EventHandlers, StreamHandle
 def _redacted(args: tuple) -> list:
     """Log arguments with any ?token= hidden; numbers stay numbers (the format may say %d)."""
     return [redact_secrets(a) if isinstance(a, str) else a for a in args]
+
+
+def shared_view(response: Response, handler: str, share: Any) -> Response:
+    """A share session's answer cut to what its link shows (``shareview``): JSON answers of the
+    routes it may read; the page's files and errors as they are."""
+    if handler not in FILTERS or response.status != 200:
+        return response
+    if not response.content_type.startswith("application/json") or not isinstance(response.body, (bytes, bytearray)):
+        # An export (CSV, from/to rows) streams past the filter: a link gets the page's JSON only.
+        return error_response(403, "a share link gets no exports (CSV, from/to): only what its page shows")
+    body = encode_json(view_answer(handler, share, json.loads(response.body)))
+    headers = tuple(h for h in response.headers if h[0].lower() != "cache-control") + (("Cache-Control", "no-store"),)
+    return Response(response.status, body, response.content_type, headers)
 
 
 def _decided(decision: Decision) -> Response:

@@ -313,13 +313,14 @@ def _check_arguments(schema: dict, arguments: dict) -> dict:
 def list_jobs(app: Application, args: dict) -> dict:
     """Every job; with ``job``, that job's newest runs (at most ``limit``) beside."""
     jobs = app.jobs.listing()
+    shown = [{key: value for key, value in j.items() if key != "id"} for j in jobs]  # a UUID is a ping secret (#26)
     slug = args.get("job")
     if slug is None:
-        return {"jobs": jobs}
-    job = next((j for j in jobs if j["slug"] == slug), None)
-    if job is None:
+        return {"jobs": shown}
+    index = next((i for i, j in enumerate(jobs) if j["slug"] == slug), None)
+    if index is None:
         raise ToolError("no job %s (list_jobs without job lists them)" % slug)
-    return {"jobs": [job], "runs": app.jobs.runs(job["id"], args.get("limit", 20))}
+    return {"jobs": [shown[index]], "runs": app.jobs.runs(jobs[index]["id"], args.get("limit", 20))}
 
 
 def dashboard_tools(app: Application, post_event: Callable[..., Any], only_filter: Callable[..., Any]) -> dict:

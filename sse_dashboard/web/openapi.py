@@ -1,100 +1,33 @@
 """The OpenAPI 3 description of the HTTP API, served at ``GET /api/openapi.json``.
 
-One concept: the contract as data. Tests run schemathesis against the running
-server with it, so a route, field or status that drifts from it fails there.
+One concept: the contract as data: every path, its parameters and answers, built from the data's
+shapes in ``schemas``. Tests run schemathesis against the running server with it, so a route,
+field or status that drifts from it fails there.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 
-from sse_dashboard.events import DASHBOARD_TYPE_PREFIXES, RESERVED_TYPES
-from sse_dashboard.alerting.heartbeats import MAX_EVERY_S, MAX_MESSAGE_CHARS, MAX_PING_MS
+from sse_dashboard.web.schemas import (BEAT_FIELDS, EVENT, FLEET, HEARTBEAT_NAME, JOB, JOB_SPEC, MAX_WHOLE, METRICS_UPDATE,
+                                       NAME, NEW_EVENT, NUMBER_OR_NULL, REMOTE_WRITE, SLUG, SNAPSHOT, TEXT, UUID)
 
 __all__ = ["openapi_spec"]
 
 _ERROR = {"$ref": "#/components/responses/Error"}
-_NAME = {"type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength": 100,
-         "description": "a metric name; labels may follow in Prometheus notation, name{key=\"value\"} "
-                        "(at most 10, 250 characters in all)"}
-# A type a client may post: not a name the stream uses itself, nor one of the dashboard's own
-# (alert.firing, notify.failing, ...: events.DASHBOARD_TYPE_PREFIXES).
-_DASHBOARD_TYPES = "^(%s)" % "|".join(re.escape(prefix) for prefix in DASHBOARD_TYPE_PREFIXES)
-_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$",
-         "not": {"anyOf": [{"enum": list(RESERVED_TYPES)}, {"pattern": _DASHBOARD_TYPES}]}}
-_HEARTBEAT_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$"}
-_NUMBER_OR_NULL = {"type": ["number", "null"]}
-# What a heartbeat carries, all in its URL (a POST carries no body: 415).
-_BEAT_FIELDS = {
-    "status": ({"type": "string", "enum": ["up", "down"], "default": "up"}, "down fires an alert at once"),
-    "msg": ({"type": "string", "maxLength": MAX_MESSAGE_CHARS}, "a message shown with it"),
-    "ping": ({"type": "number", "minimum": 0, "maximum": MAX_PING_MS},
-             "how long the job took, in milliseconds (at most 366 days)"),
-    "every": ({"type": "number", "minimum": 1, "maximum": MAX_EVERY_S},
-              "seconds: no heartbeat for longer fires an alert"),
-}
-_MAX_WHOLE = 10 ** 15 - 1  # query numbers: at most 15 digits
-_UUID = {"type": "string", "format": "uuid", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
-_SLUG = {"type": "string", "pattern": "^[a-z0-9_-]{1,100}$"}
-_TEXT = {"text/plain; charset=utf-8": {"schema": {"type": "string"}}}
-_JOB = {"type": "object", "required": ["id", "slug", "name", "status", "schedule", "grace", "next_expected"],
-        "properties": {"status": {"enum": ["new", "up", "started", "late", "down", "paused", "maintenance"]}}}
-# One remote write receiver's delivery (#25), in samples (a series at a tick); no secret in it.
-_REMOTE_WRITE = {"type": "object", "required": ["url", "sent", "queued", "dropped", "last_error", "lag_s"],
-                 "properties": {"url": {"type": "string"}, "instance": {"type": "string"},
-                                "sent": {"type": "integer"}, "queued": {"type": "integer"},
-                                "dropped": {"type": "integer"}, "requests": {"type": "integer"},
-                                "drop_reasons": {"type": "object", "additionalProperties": {"type": "integer"}},
-                                "last_error": {"type": ["string", "null"]}, "lag_s": {"type": "number"},
-                                # where the unsent ticks wait: the data folder's queue file, or memory
-                                "queue": {"enum": ["disk", "memory"]}, "queued_ticks": {"type": "integer"},
-                                "queued_bytes": {"type": "integer"}}}
-# The fleet listing (#25): the engine's state, then a row per instance (fleet.view).
-_FLEET_ROW = {"type": "object", "required": ["instance", "url", "last_seen", "age_s", "stale", "cpu_percent",
-                                             "memory_percent", "disk_percent", "alerts_firing", "jobs_down",
-                                             "cpu_history"],
-              "properties": {"instance": {"type": "string"}, "url": {"type": ["string", "null"]},
-                             "version": {"type": ["string", "null"]}, "last_seen": {"type": "number"},
-                             "age_s": {"type": "number", "minimum": 0}, "stale": {"type": "boolean"},
-                             "cpu_percent": _NUMBER_OR_NULL, "memory_percent": _NUMBER_OR_NULL,
-                             "disk_percent": _NUMBER_OR_NULL, "alerts_firing": {"type": "integer"},
-                             "jobs_down": {"type": "integer"},
-                             "cpu_history": {"type": "array", "items": _NUMBER_OR_NULL}}}
-_FLEET = {"type": "object", "required": ["engine", "as_of", "stale_after_s", "instances", "truncated"],
-          "properties": {"engine": {"type": "object", "required": ["url", "state", "error", "checked_at"],
-                                    "properties": {"url": {"type": "string"},
-                                                   "state": {"enum": ["starting", "ok", "down", "error"]},
-                                                   "error": {"type": ["string", "null"]},
-                                                   "checked_at": _NUMBER_OR_NULL, "took_s": _NUMBER_OR_NULL}},
-                         "as_of": _NUMBER_OR_NULL, "stale_after_s": {"type": "number"},
-                         "max_instances": {"type": "integer"}, "history_window_s": {"type": "number"},
-                         "history_points": {"type": "integer"},
-                         "instances": {"type": "array", "items": _FLEET_ROW}, "truncated": {"type": "boolean"}}}
-_JOB_SPEC = {"type": "object", "required": ["slug", "schedule"], "additionalProperties": False, "properties": {
-    "slug": _SLUG, "name": {"type": "string", "minLength": 1, "maxLength": 100},
-    "schedule": {"oneOf": [{"type": "number", "minimum": 1, "maximum": 366 * 86400},
-                           {"type": "string", "description": "a 5-field cron expression, or seconds"}]},
-    "tz": {"type": "string", "description": "a time zone name for cron (default UTC)"},
-    "grace": {"type": "number", "minimum": 0, "maximum": 366 * 86400},
-    "start_grace": {"type": "number", "minimum": 0, "maximum": 366 * 86400},
-    "min_runtime": {"type": "number", "minimum": 0, "maximum": 366 * 86400},
-    "too_often": {"type": "boolean"}, "fail_after": {"type": "integer", "minimum": 1, "maximum": 100},
-    "level": {"enum": ["warning", "error"]}, "notify": {"type": "array", "items": {"type": "string"}}}}
 
-
-_JOB_PARAM = {"name": "job", "in": "path", "required": True, "schema": _SLUG, "description": "its slug or UUID"}
+_JOB_PARAM = {"name": "job", "in": "path", "required": True, "schema": SLUG, "description": "its slug or UUID"}
 
 
 def _ping(summary: str, parameters: list, created: bool = False) -> dict:
     """A ping URL: answered in Healthchecks' words, plain text (the JSON errors are the guard's)."""
-    text = {"content": _TEXT}
+    text = {"content": TEXT}
     responses = {"200": {"description": "OK", **text}, "400": {"description": "invalid url format, or "
                                                                               "invalid uuid format (rid)", **text},
                  "404": {"description": "not found", **text}, **_errors(403, 413, 429, 503)}
     if created:
         responses["201"] = {"description": "Created (?create=1 made the job)", **text}
-    query = [_query("rid", _UUID, "pairs a start with its end when runs overlap")]
+    query = [_query("rid", UUID, "pairs a start with its end when runs overlap")]
     if created:
         query.append(_query("create", {"type": "string", "enum": ["1"]}, "make the job on its first ping"))
     return {method: {"summary": summary, "parameters": parameters + query, "security": [{}],
@@ -154,111 +87,13 @@ def _json(schema: dict) -> dict:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-_SNAPSHOT = {
-    "type": "object",
-    "required": ["seq", "ts", "interval", "system", "counters", "gauges", "server"],
-    "properties": {
-        "boot_id": {"type": "string"},
-        "events_epoch": {"type": "string"},
-        "alerts": {"type": "array", "items": {"type": "object"}},
-        "alerts_waiting": {"type": "array", "items": {"type": "object"},
-                           "description": "rules whose metric has never had a value (absent when none)"},
-        "demo": {"const": True, "description": "present when started with --demo: synthetic data"},
-        "fleet": {"const": "/fleet", "description": "present when started with --fleet: the fleet page"},
-        "identity": {"type": "object", "description": "present with --remote-write: this dashboard's page and "
-                     "version, sent as labels of sse_dashboard_info",
-                     "properties": {"url": {"type": "string"}, "version": {"type": "string"}}},
-        "heartbeats": {"type": "array", "items": {"type": "object", "required": ["name", "status", "last_seen"]}},
-        "remote_write": {"type": "array", "items": _REMOTE_WRITE,
-                         "description": "with --remote-write: each receiver's state (absent without one)"},
-        "seq": {"type": "integer", "minimum": 1},
-        "ts": {"type": "number"},
-        "interval": {"type": "number", "exclusiveMinimum": 0},
-        "system": {
-            "type": "object",
-            "required": ["source"],
-            "properties": {
-                "source": {"type": "string"},
-                "error": {"type": "string"},
-                "cpu_percent": _NUMBER_OR_NULL,
-                "cpu_per_core": {"type": ["array", "null"], "items": _NUMBER_OR_NULL},
-                "memory_percent": _NUMBER_OR_NULL,
-                "disk_percent": dict(_NUMBER_OR_NULL, description="used / (used + available) * 100 for the "
-                                     "filesystem at disk_path, as df and psutil report it"),
-            },
-        },
-        "counters": {"type": "object", "additionalProperties": {"type": "number"}},
-        "gauges": {"type": "object", "additionalProperties": {"type": "number"}},
-        "server": {
-            "type": "object",
-            "required": ["clients", "dropped", "uptime", "rss_bytes"],
-            "properties": {
-                "clients": {"type": "integer", "minimum": 0},
-                "dropped": {"type": "integer", "minimum": 0},
-                "uptime": {"type": "number", "minimum": 0},
-                "rss_bytes": {"type": ["integer", "null"]},
-                "statsd_lines": {"type": "integer", "description": "with --statsd: lines received"},
-                "statsd_malformed": {"type": "integer", "description": "with --statsd: lines skipped as malformed"},
-                "statsd_dropped": {"type": "integer", "description": "with --statsd: lines refused by the limits"},
-                "statsd_tcp_closed": {"type": "integer",
-                                      "description": "with --statsd: TCP senders closed to make room for a new one"},
-            },
-        },
-    },
-}
-
-_EVENT = {
-    "type": "object",
-    "required": ["id", "ts", "level", "source", "message", "data"],
-    "properties": {
-        "id": {"type": "integer", "minimum": 1},
-        "ts": {"type": "number"},
-        "level": {"type": "string", "enum": ["info", "warning", "error"]},
-        "type": {"type": ["string", "null"]},
-        "source": {"type": "string"},
-        "message": {"type": "string"},
-        "data": {},
-    },
-}
-
-_NEW_EVENT = {
-    "type": "object",
-    "required": ["message"],
-    "additionalProperties": False,
-    "properties": {
-        "message": {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": "\\S"},
-        "level": {"type": "string", "enum": ["info", "warning", "error"], "default": "info"},
-        "source": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S", "default": "app"},
-        "data": {"description": "any JSON value"},
-        "type": {"anyOf": [_TYPE, {"type": "null"}],  # null: untyped, as when it is left out
-                 "description": "e.g. record.created: streams send it as 'event: record.created'. "
-                                "alert.* and notify.* are the dashboard's own (400); null or absent: untyped"},
-    },
-}
-
-_METRICS_UPDATE = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "counters": {
-            "type": "object", "propertyNames": _NAME, "maxProperties": 50,
-            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1e15},
-            "description": "name: amount to add (never negative: counters only go up)",
-        },
-        "gauges": {
-            "type": "object", "propertyNames": _NAME, "maxProperties": 50,
-            "additionalProperties": {"type": "number"},
-            "description": "name: new value",
-        },
-    },
-}
 
 
 _TOKEN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
 _TOKEN_LISTED = {"type": "object", "required": ["name", "scopes", "created", "last_used"], "additionalProperties": False,
                  "properties": {"name": _TOKEN_NAME,
                                 "scopes": {"type": "array", "items": {"enum": ["read", "write", "admin"]}},
-                                "created": {"type": "number"}, "last_used": _NUMBER_OR_NULL}}
+                                "created": {"type": "number"}, "last_used": NUMBER_OR_NULL}}
 # Scoped tokens (#26): an admin's view of them; a token's text is in the answer to its POST only.
 _TOKEN_PATHS = {
     "/api/tokens": {
@@ -286,6 +121,48 @@ _TOKEN_PATHS = {
 }
 
 
+_SECTIONS = {"type": "array", "minItems": 1, "uniqueItems": True,
+             "items": {"enum": ["system", "metrics", "jobs", "heartbeats", "alerts", "events", "processes"]}}
+_SHARE_LISTED = {"type": "object", "required": ["handle", "name", "sections", "created", "expires", "kiosk", "hide_hosts"],
+                 "properties": {"handle": {"type": "string"}, "name": {"type": "string"}, "sections": _SECTIONS,
+                                "created": {"type": "number"}, "expires": NUMBER_OR_NULL, "kiosk": {"type": "boolean"},
+                                "hide_hosts": {"type": "boolean"}, "expired": {"type": "boolean"}}}
+# Read-only share links (#26): an admin's view; a link's id is in the answer to its POST only.
+_SHARE_PATHS = {
+    "/api/shares": {
+        "get": {"summary": "The share links: handles, sections, expiry; never a link's id (admin)",
+                "responses": {"200": {"description": "the links", **_json({
+                    "type": "object", "required": ["shares"],
+                    "properties": {"shares": {"type": "array", "items": _SHARE_LISTED}}})}, **_errors(401)}},
+        "post": {"summary": "Make a read-only share link /s/<id>; its id is in this answer only (admin)",
+                 "requestBody": {"required": True, **_json({
+                     "type": "object", "required": ["sections"], "additionalProperties": False,
+                     "properties": {"sections": _SECTIONS,
+                                    "expires_in_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86400},
+                                    "kiosk": {"type": "boolean"}, "hide_hosts": {"type": "boolean"},
+                                    "name": {"type": "string", "maxLength": 64, "pattern": "^[^\\x00-\\x1f]*$"}}})},
+                 "responses": {"201": {"description": "made", **_json({
+                     "type": "object", "required": ["id", "url", "handle", "sections"],
+                     "properties": {"id": {"type": "string"}, "url": {"type": "string"}}})},
+                     **_errors(400, 401, 403, 413, 415, 429, 503)}},
+    },
+    "/api/shares/{handle}": {
+        "delete": {"summary": "Revoke a share link at once, and end its open streams (admin)",
+                   "parameters": [{"name": "handle", "in": "path", "required": True, "schema": {"type": "string"}}],
+                   "responses": {"200": {"description": "revoked", **_json({
+                       "type": "object", "required": ["status", "handle"],
+                       "properties": {"status": {"const": "revoked"}}})}, **_errors(401, 403, 404, 429, 503)}},
+    },
+    "/api/share": {
+        "get": {"summary": "What the share session (?share=<id>) shows; 404 without one",
+                "parameters": [{"name": "share", "in": "query", "required": False, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the link's sections and options", **_json({
+                    "type": "object", "required": ["sections", "kiosk", "hide_hosts", "expires"]})},
+                    **_errors(401, 403, 404, 410)}},
+    },
+}
+
+
 _SVG = {"image/svg+xml; charset=utf-8": {"schema": {"type": "string"}}}
 _BADGE_PATH = {"/badge/{kind}/{name}.svg": {"get": {
     "summary": "A job's, heartbeat's, alert rule's or status page's state now, as an SVG badge (no token; "
@@ -293,7 +170,7 @@ _BADGE_PATH = {"/badge/{kind}/{name}.svg": {"get": {
     "security": [{}],
     "parameters": [{"name": "kind", "in": "path", "required": True,
                     "schema": {"enum": ["job", "heartbeat", "alert", "status"]}},
-                   {"name": "name", "in": "path", "required": True, "schema": _HEARTBEAT_NAME,
+                   {"name": "name", "in": "path", "required": True, "schema": HEARTBEAT_NAME,
                     "description": "the job's slug, the heartbeat's name, the alert rule's name or the status page's slug"},
                    {"name": "uptime", "in": "query", "required": False,
                     "schema": {"enum": ["24h", "7d", "30d", "90d"]},
@@ -357,6 +234,7 @@ def openapi_spec(version: str) -> dict:
     spec["paths"].update(copy.deepcopy(_TOKEN_PATHS))
     spec["paths"].update(copy.deepcopy(_BADGE_PATH))
     spec["paths"].update(copy.deepcopy(_STATUS_PATHS))
+    spec["paths"].update(copy.deepcopy(_SHARE_PATHS))
     for path in spec["paths"].values():
         for operation in path.values():
             if "401" in operation["responses"]:
@@ -389,11 +267,11 @@ def _spec(version: str) -> dict:
             "/api/metrics": {
                 "get": {
                     "summary": "The latest snapshot (refreshed once per interval)",
-                    "responses": {"200": {"description": "snapshot", **_json(_SNAPSHOT)}, **_errors(401)},
+                    "responses": {"200": {"description": "snapshot", **_json(SNAPSHOT)}, **_errors(401)},
                 },
                 "post": {
                     "summary": "Add to counters and set gauges; all or nothing",
-                    "requestBody": {"required": True, **_json(_METRICS_UPDATE)},
+                    "requestBody": {"required": True, **_json(METRICS_UPDATE)},
                     "responses": {
                         "200": {"description": "stored: the values now held for the names it touched "
                                                "(counter totals, not deltas)",
@@ -408,7 +286,7 @@ def _spec(version: str) -> dict:
             **{"/api/metrics/%s/{name}" % kind: {
                 "delete": {
                     "summary": "Delete a %s and its history (live and stored)" % kind[:-1],
-                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": _NAME}],
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": NAME}],
                     "responses": {
                         "200": {"description": "deleted", **_json({
                             "type": "object", "required": ["status", "kind", "name"],
@@ -421,7 +299,7 @@ def _spec(version: str) -> dict:
             "/api/metrics/stream": {
                 "get": {
                     "summary": "Server-sent events: 'metrics' frames each interval, 'log' frames as events are posted",
-                    "parameters": [_query("lastEventId", {"type": "integer", "minimum": 0, "maximum": _MAX_WHOLE},
+                    "parameters": [_query("lastEventId", {"type": "integer", "minimum": 0, "maximum": MAX_WHOLE},
                                           "resume after this event id (or the Last-Event-ID header)"),
                                    *_FILTERS,
                                    _query("metrics", {"type": "string", "enum": ["0", "1", "true", "false"]},
@@ -443,7 +321,7 @@ def _spec(version: str) -> dict:
                 "get": {
                     "summary": "Recent samples as columns",
                     "parameters": [
-                        _query("seconds", {"type": "integer", "minimum": 1, "maximum": _MAX_WHOLE, "default": 300}, "how far back"),
+                        _query("seconds", {"type": "integer", "minimum": 1, "maximum": MAX_WHOLE, "default": 300}, "how far back"),
                         _query("from", {"type": "number"}, "start, unix seconds (an export: rows, streamed)"),
                         _query("to", {"type": "number"}, "end, unix seconds (default now)"),
                         _query("points", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
@@ -462,7 +340,7 @@ def _spec(version: str) -> dict:
                                      "properties": {
                                          "ts": {"type": "array", "items": {"type": "number"}},
                                          "series": {"type": "object", "additionalProperties": {
-                                             "type": "array", "items": _NUMBER_OR_NULL}},
+                                             "type": "array", "items": NUMBER_OR_NULL}},
                                          "interval": {"type": "number",
                                                       "description": "seconds between the points returned"},
                                          "resolution": {"type": "string", "enum": ["full", "rollup"]},
@@ -488,9 +366,9 @@ def _spec(version: str) -> dict:
                 "get": {
                     "summary": "Buffered events, oldest first",
                     "parameters": [
-                        _query("since", {"type": "integer", "minimum": 0, "maximum": _MAX_WHOLE}, "a cursor: the oldest events with a larger id, up to `limit`; "
+                        _query("since", {"type": "integer", "minimum": 0, "maximum": MAX_WHOLE}, "a cursor: the oldest events with a larger id, up to `limit`; "
                                "continue from `next` while `more` is true"),
-                        _query("limit", {"type": "integer", "minimum": 1, "maximum": _MAX_WHOLE}, "at most this many (without `since`: the newest)"),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_WHOLE}, "at most this many (without `since`: the newest)"),
                         _query("level", {"type": "string", "enum": ["info", "warning", "error"]}, "only this level"),
                         *_FILTERS,
                         _query("from", {"type": "number"}, "only events at or after this time (unix seconds)"),
@@ -503,7 +381,7 @@ def _spec(version: str) -> dict:
                             "content": {
                                 "application/json": {"schema": {
                                     "type": "object", "required": ["events"],
-                                    "properties": {"events": {"type": "array", "items": _EVENT},
+                                    "properties": {"events": {"type": "array", "items": EVENT},
                                                    "more": {"type": "boolean", "description":
                                                             "more events remain after (with since) or before "
                                                             "(without) these"},
@@ -519,8 +397,8 @@ def _spec(version: str) -> dict:
                 },
                 "post": {
                     "summary": "Post an event; it is pushed to every open stream at once",
-                    "requestBody": {"required": True, **_json(_NEW_EVENT)},
-                    "responses": {"201": {"description": "the stored (committed) event", **_json(_EVENT)},
+                    "requestBody": {"required": True, **_json(NEW_EVENT)},
+                    "responses": {"201": {"description": "the stored (committed) event", **_json(EVENT)},
                                   **_errors(400, 401, 403, 413, 415, 429, 503)},
                 },
             },
@@ -533,7 +411,7 @@ def _spec(version: str) -> dict:
                             "properties": {"status": {"const": "ok"}, "clients": {"type": "integer"},
                                            "uptime": {"type": "number"}, "version": {"type": "string"},
                                            "storage": {"type": "string"},
-                                           "remote_write": {"type": "array", "items": _REMOTE_WRITE}},
+                                           "remote_write": {"type": "array", "items": REMOTE_WRITE}},
                         })},
                         **_errors(401),
                     },
@@ -588,8 +466,8 @@ def _spec(version: str) -> dict:
                 method: {
                     "summary": "A heartbeat (push monitor): job NAME ran. GET works too, for tools that only "
                                "take a URL (with --token, ?token= is accepted here); a POST has no body (415)",
-                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": _HEARTBEAT_NAME}] + [
-                        _query(field, schema, description) for field, (schema, description) in _BEAT_FIELDS.items()],
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": HEARTBEAT_NAME}] + [
+                        _query(field, schema, description) for field, (schema, description) in BEAT_FIELDS.items()],
                     "responses": {"200": {"description": "recorded", **_json({
                         "type": "object", "required": ["ok", "name", "status"],
                         "properties": {"ok": {"const": True}}})},
@@ -599,16 +477,16 @@ def _spec(version: str) -> dict:
             } | {
                 "delete": {
                     "summary": "Forget a heartbeat",
-                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": _HEARTBEAT_NAME}],
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": HEARTBEAT_NAME}],
                     "responses": {"200": {"description": "deleted", **_json({"type": "object"})},
                                   **_errors(401, 403, 404, 429, 503)},
                 },
             },
             "/ping/{uuid}": _ping("Healthchecks' success signal for the job with this UUID (HEAD too; a POST "
                                   "body is kept as the run's output, its first 10,000 bytes)",
-                                  [{"name": "uuid", "in": "path", "required": True, "schema": _UUID}]),
+                                  [{"name": "uuid", "in": "path", "required": True, "schema": UUID}]),
             **{"/ping/{uuid}/%s" % signal: _ping(summary, [{"name": "uuid", "in": "path", "required": True,
-                                                            "schema": _UUID}])
+                                                            "schema": UUID}])
                for signal, summary in (("start", "The job with this UUID started"),
                                        ("fail", "The job with this UUID failed (/ping/UUID/EXIT-STATUS, "
                                                 "0-255, says it with the exit status: 0 is a success)"),
@@ -617,21 +495,21 @@ def _spec(version: str) -> dict:
                                         "GET /api/jobs; /start, /fail, /log and /EXIT-STATUS may follow)",
                                         [{"name": "key", "in": "path", "required": True,
                                           "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,100}$"}},
-                                         {"name": "slug", "in": "path", "required": True, "schema": _SLUG}], True),
+                                         {"name": "slug", "in": "path", "required": True, "schema": SLUG}], True),
             "/api/jobs": {
                 "get": {"summary": "Every job monitor and this dashboard's ping key",
                         "responses": {"200": {"description": "jobs", **_json({
-                            "type": "object", "required": ["jobs", "ping_key"],
-                            "properties": {"jobs": {"type": "array", "items": _JOB}}})}, **_errors(401)}},
+                            "type": "object", "required": ["jobs"],  # ping_key: for a token that may write only
+                            "properties": {"jobs": {"type": "array", "items": JOB}}})}, **_errors(401)}},
                 "post": {"summary": "Make a job monitor, or change the one with this slug",
-                         "requestBody": {"required": True, **_json(_JOB_SPEC)},
-                         "responses": {"200": {"description": "changed", **_json(_JOB)},
-                                       "201": {"description": "made", **_json(_JOB)},
+                         "requestBody": {"required": True, **_json(JOB_SPEC)},
+                         "responses": {"200": {"description": "changed", **_json(JOB)},
+                                       "201": {"description": "made", **_json(JOB)},
                                        **_errors(400, 401, 403, 413, 415, 429, 503)}},
             },
             "/api/jobs/{job}": {
                 "get": {"summary": "One job", "parameters": [_JOB_PARAM],
-                        "responses": {"200": {"description": "the job", **_json(_JOB)}, **_errors(401, 404)}},
+                        "responses": {"200": {"description": "the job", **_json(JOB)}, **_errors(401, 404)}},
                 "delete": {"summary": "Delete a job and its runs", "parameters": [_JOB_PARAM],
                            "responses": {"200": {"description": "deleted", **_json({"type": "object"})},
                                          **_errors(401, 403, 404, 429, 503)}},
@@ -640,14 +518,14 @@ def _spec(version: str) -> dict:
                 "get": {"summary": "A job's runs, newest first, with their output",
                         "parameters": [_JOB_PARAM,
                                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "at most"),
-                                       _query("before", {"type": "integer", "minimum": 1, "maximum": _MAX_WHOLE},
+                                       _query("before", {"type": "integer", "minimum": 1, "maximum": MAX_WHOLE},
                                               "runs older than this run number (the answer's next)")],
                         "responses": {"200": {"description": "runs", **_json({
                             "type": "object", "required": ["runs", "next"]})}, **_errors(400, 401, 404)}},
             },
             **{"/api/jobs/{job}/%s" % action: {"post": {
                 "summary": summary, "parameters": [_JOB_PARAM],
-                "responses": {"200": {"description": "the job now", **_json(_JOB)},
+                "responses": {"200": {"description": "the job now", **_json(JOB)},
                               **_errors(401, 403, 404, 429, 503)}}}
                for action, summary in (("pause", "Pause a job: nothing is expected, what fires resolves"),
                                        ("resume", "Resume a job: runs are expected from now on"))},
@@ -657,7 +535,7 @@ def _spec(version: str) -> dict:
                 "requestBody": {"required": True, **_json({
                     "type": "object", "required": ["seconds"], "additionalProperties": False,
                     "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 366 * 86400}}})},
-                "responses": {"200": {"description": "the job now", **_json(_JOB)},
+                "responses": {"200": {"description": "the job now", **_json(JOB)},
                               **_errors(400, 401, 403, 404, 413, 415, 429, 503)}}},
             "/metrics/job/{job}": {
                 **{method: {
@@ -697,7 +575,7 @@ def _spec(version: str) -> dict:
                 "get": {
                     "summary": "The fleet: every dashboard the --fleet engine holds, those in trouble first",
                     "responses": {"200": {"description": "the listing, as the server last asked the engine",
-                                          **_json(_FLEET)}, **_errors(401, 404)},
+                                          **_json(FLEET)}, **_errors(401, 404)},
                 },
             },
             "/api/openapi.json": {

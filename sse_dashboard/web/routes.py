@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from sse_dashboard.web.tokens import SCOPES  # what a token may do; admin implies the others
 
 __all__ = ["Access", "SCOPES", "PUBLIC", "READ", "WRITE", "ADMIN", "ADMIN_GET", "PING", "PING_ADMIN", "MCP", "BADGE", "KEYED", "STATUS", "Route", "ROUTES", "UNROUTED", "WRITE_METHODS",
+           "SHARE_READS",
            "find_route", "allowed_methods", "access_for"]
 
 
@@ -138,7 +139,23 @@ ROUTES = (
     Route("PUT", "/api/status-pages/", "put_status_page", ADMIN, prefix=True),
     Route("POST", "/api/status-pages/", "post_status_page", ADMIN, prefix=True),
     Route("DELETE", "/api/status-pages/", "delete_status_page", ADMIN, prefix=True),
+    # Share links (#26): the link is its own credential (web/shares.py), so the page needs no token.
+    Route("GET", "/s/", "serve_share", PUBLIC, prefix=True),
+    Route("GET", "/api/share", "get_share_session", READ),  # what a ?share= session shows (the page asks)
+    Route("GET", "/api/shares", "get_shares", ADMIN_GET),
+    Route("POST", "/api/shares", "post_share", ADMIN),
+    Route("DELETE", "/api/shares/", "delete_share", ADMIN, prefix=True),
 )
+
+# What a share link's viewer (``?share=<id>``) may read: the handler, and the sections of which the
+# link must show one (empty: any link). Everything else that needs a token is refused to it (403),
+# every write included; routes open to anyone stay open. Each has its filter in ``shareview.FILTERS``.
+# Events are as the stream sends them: none to a link without the "events" section (an empty page).
+SHARE_READS = {
+    "get_metrics": (), "stream_metrics": (), "get_history": (), "get_share_session": (),
+    "get_events": (), "get_jobs": ("jobs",), "get_job": ("jobs",),
+    "get_alerts": ("alerts", "heartbeats"), "get_processes": ("processes",),
+}
 
 # The API's own places: a path under one that no route takes is still the API's, and needs the
 # token before it is told 404. Any other unknown path is nobody's: 404 for anyone.

@@ -30,6 +30,7 @@ from sse_dashboard.web.guard import Policy, RateLimiter
 from sse_dashboard.web.handler import DashboardHandler
 from sse_dashboard.web.mcp import McpEndpoint
 from sse_dashboard.web.streams import StreamHub
+from sse_dashboard.web.shares import ShareStore
 from sse_dashboard.web.tokens import TokenStore
 
 __all__ = ["DashboardServer", "listen", "listen_url"]
@@ -90,9 +91,10 @@ class DashboardServer(ThreadingHTTPServer):
     allow_reuse_address = REUSE_ADDRESS
 
     def __init__(self, listener: socket.socket, app: Application, hub: StreamHub, mcp: McpEndpoint,
-                 tokens: TokenStore | None = None) -> None:
+                 tokens: TokenStore | None = None, shares: ShareStore | None = None) -> None:
         self.app = app
         self.tokens = tokens if tokens is not None else TokenStore(None)
+        self.shares = shares if shares is not None else ShareStore(None)  # read-only share links (#26)
         self.hub = hub
         self.mcp = mcp
         config = app.config

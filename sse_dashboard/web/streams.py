@@ -31,7 +31,10 @@ Invariants:
   Streams with the same filter share one encoding of each step's frames.
 - a stream opened with a stored token ends within one step of that token's revocation: each
   step compares the token store's ``generation`` with the last one seen, and only when it moved
-  asks, for each such stream, whether its token is still kept (README "Security").
+  asks, for each such stream, whether its token is still kept (README "Security");
+- a share link's stream (``view``: a ``shareview.ShareView``) gets each snapshot cut to the link's
+  sections, cut once per sample for all that link's streams, and events only as the link shows
+  them; its link's hash stands in for a token, so a revoked or expired link ends it the same way.
 """
 
 from __future__ import annotations
@@ -119,11 +122,12 @@ def resync_frame(last_id: int) -> bytes:
 
 class _Stream:
     __slots__ = ("sock", "cursor", "seq", "backlog", "backlog_bytes", "pending_metrics", "last_write",
-                 "last_progress", "only", "typed", "metrics", "told", "told_at", "sides", "token")
+                 "last_progress", "only", "typed", "metrics", "told", "told_at", "sides", "token", "view")
 
     def __init__(self, sock: socket.socket, cursor: int, seq: int, now: float, only: EventFilter | None = None,
                  typed: bool = True, metrics: bool = True, sides: dict | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, view: Any = None) -> None:
+        self.view = view                # a share link's ShareView, or None: everything
         self.sides = sides or {}        # side channel -> the generation of its last frame queued
         self.token = token              # the hash of the stored token it was opened with, or None
         self.sock = sock
@@ -206,7 +210,7 @@ class StreamHub:
         self.max_backlog_bytes = max_backlog_bytes
         self.select_group = select_group
         self._clock = clock
-        self._tokens = tokens  # a tokens.TokenStore: its ``generation`` and ``is_valid(digest)``
+        self._tokens = tokens  # TokenStore or shares.Revocations: ``generation``, ``is_valid(digest)``
         self._token_generation = tokens.generation if tokens is not None else 0
         self._incoming: deque[_Stream] = deque()
         self._streams: list[_Stream] = []
@@ -246,18 +250,20 @@ class StreamHub:
             self._count -= 1
 
     def add(self, sock: socket.socket, cursor: int, seq: int, only: EventFilter | None = None,
-            typed: bool = True, metrics: bool = True, sides: tuple = (), token: str | None = None) -> None:
+            typed: bool = True, metrics: bool = True, sides: tuple = (), token: str | None = None,
+            view: Any = None) -> None:
         """Take over ``sock`` (reserved first): events after ``cursor`` (those ``only`` matches)
         and, with ``metrics``, snapshots after ``seq`` are the hub's to send; so are the side
         channels named in ``sides`` (the caller sent their current frame). ``typed=False``
         names every event ``log`` (the page's one listener); ``token``: the hash of the stored token
-        it was opened with, so its revocation ends it. The caller must not close the socket."""
+        it was opened with, so its revocation ends it; ``view``: a share link's ``ShareView``, which
+        cuts what the stream is sent. The caller must not close the socket."""
         sock.setblocking(False)
         with self._count_lock:
             for channel in sides:
                 self._wanting[channel] = self._wanting.get(channel, 0) + 1
             seen = {channel: self._sides.get(channel, (0, b""))[0] for channel in sides}
-        self._incoming.append(_Stream(sock, cursor, seq, self._clock(), only, typed, metrics, seen, token))
+        self._incoming.append(_Stream(sock, cursor, seq, self._clock(), only, typed, metrics, seen, token, view))
         self.wake()
 
     def broadcast(self, channel: str, body: bytes) -> None:
@@ -349,14 +355,15 @@ class StreamHub:
                     self._typed.pop(old, None)
         with self._count_lock:
             sides = dict(self._sides)
-        shared: dict[tuple, bytes] = {}  # (filter, typed) -> this step's frames, joined once
+        shared: dict[tuple, bytes] = {}  # (filter, typed, share view) -> this step's frames, joined once
+        cuts: dict[tuple, bytes] = {}    # (share view, seq) -> that sample's frame as the link shows it
         kept = []
         for stream in self._streams:
             if in_order and stream.cursor == before:
-                key = (stream.only, stream.typed)
+                key = (stream.only, stream.typed, stream.view)
                 frames = shared.get(key)
                 if frames is None:
-                    frames = shared[key] = b"".join(self._frame(e, stream.typed) for e in new_events
+                    frames = shared[key] = b"".join(self._frame_for(stream, e) for e in new_events
                                                     if stream.only is None or stream.only.matches(e))
                 if stream.backlog_bytes + len(frames) <= LOW_WATER:
                     if frames:
@@ -370,11 +377,16 @@ class StreamHub:
                 for seq, frame in recent:
                     if seq <= stream.seq:
                         continue
+                    if stream.view is not None:  # cut once a step for every stream of that link
+                        frame = cuts.get((stream.view, seq)) or cuts.setdefault(
+                            (stream.view, seq), stream.view.snapshot_frame(seq, frame))
                     if stream.backlog_bytes + len(frame) <= LOW_WATER:
                         stream.queue(frame)  # a reader a little behind still gets every snapshot
                         stream.pending_metrics = None
                     else:
-                        stream.pending_metrics = self._metrics  # far behind: only the newest waits
+                        # far behind: only the newest waits
+                        stream.pending_metrics = self._metrics if stream.view is None else \
+                            stream.view.snapshot_frame(self._seq, self._metrics)
                         break
                 stream.seq = self._seq
             for channel, queued in stream.sides.items():
@@ -415,6 +427,15 @@ class StreamHub:
                 kept.append(stream)
         self._streams = kept
 
+    def _frame_for(self, stream: _Stream, event: Event) -> bytes:
+        """The event's frame for this stream: shared, or as its share link shows it (b"": not at all)."""
+        if stream.view is None:
+            return self._frame(event, stream.typed)
+        data = stream.view.event_json(event)
+        if data is None:
+            return b""
+        return format_sse(id=event.id, event=event.type if stream.typed and event.type else "log", data=data)
+
     def _frame(self, event: Event, typed: bool) -> bytes:
         if typed and event.type:
             frame = self._typed.get(event.id)
@@ -448,7 +469,9 @@ class StreamHub:
                 if stream.backlog_bytes >= LOW_WATER:
                     return  # the rest waits in the log: a replay is written as the client reads
                 if stream.only is None or stream.only.matches(event):
-                    stream.queue(self._frame(event, stream.typed))
+                    frame = self._frame_for(stream, event)
+                    if frame:
+                        stream.queue(frame)
                 stream.cursor = event.id
 
     def _flush(self, stream: _Stream, now: float) -> bool:

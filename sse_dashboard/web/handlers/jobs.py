@@ -92,7 +92,11 @@ class JobHandlers:
         return job["id"]
 
     def get_jobs(self) -> Response:
-        return json_response({"jobs": self.app.jobs.listing(), "ping_key": self.app.jobs.ping_key})
+        """The jobs; their UUIDs and the ping key (whoever has one may ping) only for a token that
+        may write, as pings do (a read token sees the jobs without them, #26)."""
+        if self._may_write():
+            return json_response({"jobs": self.app.jobs.listing(), "ping_key": self.app.jobs.ping_key})
+        return json_response({"jobs": [_without_secret(job) for job in self.app.jobs.listing()]})
 
     def post_job(self) -> Response:
         """POST /api/jobs {"slug": ..., "schedule": ..., ...}: a job made, or its spec changed."""
@@ -121,7 +125,8 @@ class JobHandlers:
             return json_response({"runs": runs, "next": runs[-1]["n"] if len(runs) == limit else None})
         if what:
             raise HTTPError(404, "no such place: /api/jobs/<id>/runs is")
-        return json_response(next(job for job in self.app.jobs.listing() if job["id"] == job_id))
+        job = next(job for job in self.app.jobs.listing() if job["id"] == job_id)
+        return json_response(job if self._may_write() else _without_secret(job))
 
     def post_job_action(self) -> Response:
         """POST /api/jobs/<id or slug>/pause, /resume or /maintenance {"seconds": N} (0: end it)."""
@@ -156,6 +161,11 @@ class JobHandlers:
         if job_id is None:
             raise HTTPError(404, "no such job")
         return job_id, what
+
+
+def _without_secret(job: dict) -> dict:
+    """A job without its UUID, which is its ping URL's secret."""
+    return {key: value for key, value in job.items() if key != "id"}
 
 
 def _is_uuid(text: str) -> bool:

@@ -15,6 +15,7 @@ from sse_dashboard.web.guard import grant_for, offered_token, tokens_in_use
 from sse_dashboard.web.request import parse_last_event_id
 from sse_dashboard.web.response import HTTPError
 from sse_dashboard.web.handlers.fleet import NO_FLEET
+from sse_dashboard.web.shareview import ShareView
 from sse_dashboard.web.streams import format_sse, metrics_frame, resync_frame, side_frame
 
 __all__ = ["StreamHandlers", "RETRY_MS"]
@@ -43,9 +44,17 @@ class StreamHandlers:
             raise HTTPError(404, NO_FLEET)
         # The stored token it opens with, so that its revocation ends it (the hub checks it on joining,
         # and again whenever a token is revoked: a revocation at any moment from here on is seen).
-        grant = grant_for(server.policy, offered_token(server.policy, self.headers))
-        if grant is None and tokens_in_use(server.policy):  # revoked since the access check, a moment ago
-            raise HTTPError(401, "a valid token is required", (("WWW-Authenticate", "Bearer"),))
+        share = getattr(self, "share", None)
+        view = ShareView(share) if share is not None else None  # a share link's session reads as its link (#26)
+        if view is not None:
+            if sides:
+                raise HTTPError(403, "a share link does not show the fleet")
+            credential = share.digest  # its revocation or expiry ends the stream, as a token's does
+        else:
+            grant = grant_for(server.policy, offered_token(server.policy, self.headers))
+            if grant is None and tokens_in_use(server.policy):  # revoked since the access check, a moment ago
+                raise HTTPError(401, "a valid token is required", (("WWW-Authenticate", "Bearer"),))
+            credential = grant.digest if grant is not None else None
         hub = server.hub
         max_clients = app.config.max_clients
         if not hub.reserve(max_clients):
@@ -64,6 +73,8 @@ class StreamHandlers:
             if self.command == "HEAD":
                 return None
             snapshot, body = app.sampler.latest()
+            if view is not None:
+                body = view.snapshot_body(snapshot["seq"], body)
             frames = [format_sse(retry=RETRY_MS)] + ([metrics_frame(body)] if with_metrics else [])
             if sides:
                 frames.append(side_frame("fleet", app.fleet.latest()))
@@ -83,7 +94,7 @@ class StreamHandlers:
             self.wfile.write(b"".join(frames))
             server.hand_off(self.connection)
             hub.add(self.connection, cursor=cursor, seq=snapshot["seq"], only=only, typed=typed, metrics=with_metrics,
-                    sides=sides, token=grant.digest if grant is not None else None)
+                    sides=sides, token=credential, view=view)
             added = True
         except (socket.timeout, ConnectionError) as exc:  # gone during the handshake
             log.debug("stream to %s ended before it started: %s", self.client_address, exc)
