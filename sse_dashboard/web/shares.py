@@ -116,7 +116,7 @@ def _read(path: Path) -> tuple[list, tuple | None]:
     try:
         stat = path.stat()
         raw = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file: also when the data folder cannot be one
         return [], None
     except OSError as exc:
         raise TokenFileError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
