@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from sse_dashboard import storage
 from sse_dashboard.storage import codec
-from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS
+from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, STAGED_MOST
+from sse_dashboard.storage.database import PAGE_SIZE
 
 NAMES = ["system.cpu_percent", "gauges.depth", "counters.jobs", 'gauges.q{k="v"}']
 # What the registry lets through (metric_number): ints within 2**53, finite floats.
@@ -52,7 +53,7 @@ def test_what_was_written_reads_back_exactly_through_chunks_and_a_restart(tmp_pa
                 store = storage.open_store(folder, full_s=10 ** 6, interval_s=1.0)
             store.history.write(model[i:i + batch])
         staged = store.database.query("SELECT COUNT(*) FROM staged", ())[0][0]
-        assert staged <= 2 * CHUNK_SAMPLES  # the rest went into chunks
+        assert staged <= STAGED_MOST  # the rest went into chunks
         assert store.database.query("SELECT COUNT(*) FROM chunks", ())[0][0] > 0
         got = list(store.history._full_rows(0, 10 ** 7))
         assert rows_equal(got, model)
@@ -118,7 +119,7 @@ def test_a_version_4_folder_with_staged_samples_upgrades_and_moves_them_into_chu
     store = storage.open_store(tmp_path, full_s=10 ** 6, interval_s=1.0)
     for i in range(500, 520):
         store.history.write([(1000.0 + i, {"g": i * 0.5})])
-    assert store.database.query("SELECT COUNT(*) FROM staged", ())[0][0] <= 2 * CHUNK_SAMPLES
+    assert store.database.query("SELECT COUNT(*) FROM staged", ())[0][0] <= STAGED_MOST
     got = list(store.history._full_rows(0, 10 ** 7))
     assert [(ts, flat["g"]) for ts, flat in got] == [(1000.0 + i, i * 0.5) for i in range(520)]
     store.close()
@@ -149,4 +150,43 @@ def test_a_version_5_folder_upgrades_its_staged_rows_and_chunks_in_place(tmp_pat
     assert rows_equal(list(store.history._full_rows(0, 10 ** 7)), want + [(1130.0, {"g": 65.0})])
     assert store.database.query("SELECT name FROM sqlite_master WHERE name IN ('points', 'samples', 'chunks_v5')",
                                 ()) == []
+    store.close()
+
+
+def file_bytes(folder) -> int:
+    """The database file and its WAL after a checkpoint, less its free pages (as the bench)."""
+    conn = sqlite3.connect(str(folder / storage.DB_FILENAME))
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = sum(f.stat().st_size for f in folder.glob(storage.DB_FILENAME + "*") if not f.name.endswith("-shm"))
+        return size - conn.execute("PRAGMA freelist_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_an_empty_store_costs_little_on_disk_and_a_few_series_little_a_sample(tmp_path):
+    """An empty store's schema and tables are a fixed cost: at 4 KiB pages ~100 KiB, most of what
+    26 system series cost an hour (bench/RESULTS-history-size.md)."""
+    storage.open_store(tmp_path / "empty", full_s=10 ** 6, interval_s=1.0).close()
+    assert file_bytes(tmp_path / "empty") <= 32 * 1024
+    store = storage.open_store(tmp_path / "few", full_s=10 ** 6, interval_s=1.0)
+    rows = [(1000.0 + t, {"g%d" % i: (t * (i + 1)) // 7 for i in range(30)}) for t in range(1200)]
+    for k in range(0, len(rows), 10):
+        store.history.write(rows[k:k + 10])
+    store.close()
+    assert file_bytes(tmp_path / "few") / (30 * 1200) < 1.5  # 30 counters for 20 minutes, whole file (was 2.9)
+
+
+def test_a_folder_with_4_kib_pages_keeps_them_and_keeps_working(tmp_path):
+    """The page size is fixed when a file is made: a folder of before keeps its own, untouched."""
+    conn = sqlite3.connect(str(tmp_path / storage.DB_FILENAME))
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    store = storage.open_store(tmp_path, full_s=10 ** 6, interval_s=1.0)
+    store.history.write([(1000.0 + i, {"g": i}) for i in range(3 * CHUNK_SAMPLES)])
+    store.close()
+    store = storage.open_store(tmp_path, full_s=10 ** 6, interval_s=1.0)
+    assert [flat["g"] for _, flat in store.history._full_rows(0, 10 ** 7)] == list(range(3 * CHUNK_SAMPLES))
+    assert store.database.query("PRAGMA page_size", ()) == [(4096,)] != [(PAGE_SIZE,)]
     store.close()

@@ -6,7 +6,7 @@ One concept: the layout of the samples on disk, and moving them from one shape t
 - ``staged``: the newest samples, one row a sample: its time and ``pack_sample`` of its values
   (the series' ids and their values, each list through ``codec.encode``). A write is one row a
   sample, so kill -9 loses no history beyond the writer's queue.
-- ``groups`` and ``chunks``: once more than ``2 * CHUNK_SAMPLES`` samples are staged, the oldest
+- ``groups`` and ``chunks``: once more than ``STAGED_MOST`` samples are staged, the oldest
   ``CHUNK_SAMPLES`` become one group: its timestamps once (``groups.ts``), and one chunk a
   series with that series' values at those timestamps (``None`` where it had none). Once
   ``JOIN_GROUPS`` such groups are there, the oldest are joined into one group of
@@ -34,10 +34,14 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from sse_dashboard.storage import codec
 
-__all__ = ["compact", "join", "pack_sample", "unpack_sample", "blocks", "CHUNK_SAMPLES", "JOIN_GROUPS"]
+__all__ = ["compact", "join", "pack_sample", "unpack_sample", "blocks", "CHUNK_SAMPLES", "JOIN_GROUPS", "STAGED_MOST"]
 
 CHUNK_SAMPLES = 60
 JOIN_GROUPS = 10
+# Staged rows past this move into a group. A staged row packs its sample's ids and values on their
+# own (about 5 B a value against 0.3-3 in a chunk): fewer of them is most of what a store of a
+# few series costs over its empty tables (bench/RESULTS-history-size.md).
+STAGED_MOST = CHUNK_SAMPLES
 MAX_MOVES_A_WRITE = 8  # a folder upgraded with an hour staged catches up over a few writes
 
 Block = Tuple[List[float], Dict[int, list]]  # timestamps, and each series' values at them
@@ -60,12 +64,12 @@ def unpack_sample(data: bytes) -> Dict[int, Any]:
 # --- moving samples --------------------------------------------------------------------------
 
 def compact(db: Any, size: int = CHUNK_SAMPLES) -> int:
-    """Move the oldest ``size`` staged samples into a group while more than ``2 * size`` are
-    staged (at most ``MAX_MOVES_A_WRITE`` times); returns how many samples moved."""
+    """Move the oldest ``size`` staged samples into a group while more than ``STAGED_MOST``
+    (scaled to ``size``) are staged (at most ``MAX_MOVES_A_WRITE`` times); returns how many samples moved."""
     moved = 0
     for _ in range(MAX_MOVES_A_WRITE):
         ((count,),) = db.query("SELECT COUNT(*) FROM staged", ())
-        if count <= 2 * size:
+        if count <= STAGED_MOST * size // CHUNK_SAMPLES:
             break
         rows = db.query("SELECT id, ts, vals FROM staged ORDER BY id LIMIT ?", (size,))
         first, upto = rows[0][0], rows[-1][0]

@@ -44,7 +44,12 @@ log = logging.getLogger(__name__)
 DB_FILENAME = "dashboard.sqlite3"
 LOCK_FILENAME = "dashboard.lock"
 URL_FILENAME = "dashboard.url"
-BUSY_TIMEOUT_MS = 10_000  # how long a statement waits for another connection's lock  # where the dashboard holding the lock can be reached
+BUSY_TIMEOUT_MS = 10_000  # how long a statement waits for another connection's lock
+# A new file's pages (an existing one keeps its own: SQLite fixes it at creation, and changing it
+# means rewriting the whole file). An empty store is ~20 pages of schema and empty tables and
+# indexes: 1 KiB pages make that ~20 KiB, not ~100, most of what a few series cost an hour; the
+# writer's CPU and a read of 1,000 series measured the same (bench/RESULTS-history-size.md).
+PAGE_SIZE = 1024
 
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS = [
@@ -237,6 +242,7 @@ def _read_url(path: Path) -> str | None:
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA page_size = %d" % PAGE_SIZE)  # (before WAL: a file in WAL mode keeps its size)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
