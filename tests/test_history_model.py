@@ -368,8 +368,13 @@ class HistoryModel(RuleBasedStateMachine):
                 event("a prune drops samples%s" % (" and a joined group" if any(
                     b - a > CHUNK_SAMPLES for a, b in after.groups if b <= cut) else ""))
             after.groups, after.first, after.staged_from = groups, first, max(after.staged_from, first)
-        for bucket in sorted(after.rollups)[:-self.keep_buckets]:
-            del after.rollups[bucket]
+        # The newest ``keep_buckets`` minutes with a row stay: a minute of NaN only has none
+        # (NaN is kept out of roll-ups), so it does not count, and goes with the older ones.
+        rows = [bucket for bucket in sorted(after.rollups) if self.rollup_numbers(after.rollups[bucket], None)]
+        if len(rows) > self.keep_buckets:
+            oldest = rows[-self.keep_buckets - 1]
+            for bucket in [bucket for bucket in after.rollups if bucket <= oldest]:
+                del after.rollups[bucket]
         return after
 
     def make(self, spec: dict, most: int | None = None) -> list:
@@ -400,6 +405,12 @@ class HistoryModel(RuleBasedStateMachine):
                     numbers.setdefault(name, []).append(value)
         return numbers
 
+    def rollup_numbers(self, indexes: list[int], names: list | None) -> dict:
+        """What a roll-up of these samples holds: their numbers but NaN (min, max and mean over it
+        mean nothing), and no series that had NaN only."""
+        numbers = {name: [v for v in values if not is_nan(v)] for name, values in self.numbers_of(indexes, names).items()}
+        return {name: values for name, values in numbers.items() if values}
+
     def first_full(self, kept: Kept) -> float | None:
         return self.samples[kept.first][0] if kept.first < len(self.samples) else None
 
@@ -411,7 +422,7 @@ class HistoryModel(RuleBasedStateMachine):
         if first_full is None or start < first_full:
             for bucket in sorted(kept.rollups):
                 if start - ROLLUP_S <= bucket <= end and (first_full is None or bucket < first_full):
-                    numbers = self.numbers_of(kept.rollups[bucket], names)
+                    numbers = self.rollup_numbers(kept.rollups[bucket], names)
                     if numbers:
                         buckets.append((bucket, numbers))
         rows = []
@@ -429,8 +440,8 @@ class HistoryModel(RuleBasedStateMachine):
         buckets = []
         if first_full is None or start < first_full:
             limit = end if first_full is None else min(end, first_full)
-            buckets = [(bucket, self.numbers_of(kept.rollups[bucket], None)) for bucket in sorted(kept.rollups)
-                       if start <= bucket < limit]
+            buckets = [(bucket, self.rollup_numbers(kept.rollups[bucket], None)) for bucket in sorted(kept.rollups)
+                       if start <= bucket < limit and self.rollup_numbers(kept.rollups[bucket], None)]
         return buckets, self.expected(kept, max(start, first_full or start), end, None)[1]
 
     # --- the checks ------------------------------------------------------------------------
