@@ -65,7 +65,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from sse_dashboard import storage
+from sse_dashboard.storage.buckets import bucket_width
 from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, STAGED_MOST
+from sse_dashboard.storage.summaries import AGG_S, slot_of
 from sse_dashboard.storage.memory import downsample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -543,6 +545,41 @@ class HistoryModel(RuleBasedStateMachine):
         if points:
             self.check_downsampled(answer["columns"], answer["downsampled"], points, start, end, what)
         self.written_between(batch, answer)
+        if points:
+            self.check_bucketed(answer["bucketed"], start, end, names, points, what)
+
+    def check_bucketed(self, got, start: float, end: float, names: list | None, points: int, what: str) -> None:
+        """Buckets read from the summaries (``storage.buckets``), when the store gave them: whole
+        buckets of ``k`` slots, aligned to their width, from the bucket ``start`` falls in to the
+        one ``end`` falls in; each one's min and max those of the samples kept in it, its average
+        between them and within rounding of their mean."""
+        if got is None:
+            event("bucketed: the values read instead")
+            return
+        event("bucketed")
+        k = bucket_width(start, end, points)
+        low, high = (slot_of(start) // k) * k, (slot_of(end) // k + 1) * k
+        inside: dict[int, dict[str, list]] = {}
+        for ts, flat in self.samples[self.kept.first:]:
+            if low <= slot_of(ts) < high:
+                numbers = inside.setdefault(slot_of(ts) // k, {})
+                for name, value in flat.items():
+                    if names is None or name in names:
+                        numbers.setdefault(name, []).append(value)
+        keys = sorted(inside)
+        assert got["ts"] == [round(key * k * AGG_S, 3) for key in keys], (what, got["ts"][:3], keys[:3], k)
+        assert len(got["ts"]) <= points and got["downsampled"] is True and got["interval"] == k * AGG_S, what
+        wanted = set().union(*inside.values())
+        assert set(got["series"]) == wanted, (what, sorted(got["series"]), sorted(wanted))
+        for i, key in enumerate(keys):
+            for name in wanted:
+                point = (got["min"][name][i], got["series"][name][i], got["max"][name][i])
+                numbers = inside[key].get(name)
+                if numbers is None:
+                    assert point == (None, None, None), (what, key, name, point)
+                    continue
+                reason = stats_mismatch(point, numbers)
+                assert reason is None, "%s: %s in the bucket at %r: %s" % (what, name, got["ts"][i], reason)
 
     def written_between(self, batch: list | None, answer: dict) -> None:
         if batch:

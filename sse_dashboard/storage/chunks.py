@@ -24,7 +24,7 @@ Invariants:
   or a chunk for a deleted series can never be read as another's: it is skipped on reading and
   dropped at the next move.
 
-May import: ``storage.codec``, the standard library.
+May import: ``storage.codec``, ``storage.summaries``, the standard library.
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ import struct
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from sse_dashboard.storage import codec
+from sse_dashboard.storage.summaries import encode_summary, runs_of
 
-__all__ = ["compact", "join", "pack_sample", "unpack_sample", "blocks", "CHUNK_SAMPLES", "JOIN_GROUPS", "STAGED_MOST"]
+__all__ = ["compact", "join", "chunk_rows", "pack_sample", "unpack_sample", "blocks", "CHUNK_SAMPLES", "JOIN_GROUPS",
+           "STAGED_MOST"]
 
 CHUNK_SAMPLES = 60
 JOIN_GROUPS = 10
@@ -82,7 +84,7 @@ def compact(db: Any, size: int = CHUNK_SAMPLES) -> int:
                     column = columns[series] = [None] * len(rows)
                 column[i] = value
         group = (upto, min(times), max(times), len(rows), codec.encode(times))
-        chunks = [(upto, series, codec.encode(values)) for series, values in columns.items()]
+        chunks = chunk_rows(upto, times, columns)
 
         def unchanged(conn: Any) -> bool:
             ((still, low),) = conn.execute("SELECT COUNT(*), MIN(id) FROM staged WHERE id <= ?", (upto,)).fetchall()
@@ -118,7 +120,7 @@ def join(db: Any, size: int = CHUNK_SAMPLES, longest: int = JOIN_GROUPS * CHUNK_
         column.extend([None] * (len(times) - len(column)))
     upto = uptos[-1]
     group = (upto, min(times), max(times), len(times), codec.encode(times))
-    chunks = [(upto, series, codec.encode(values)) for series, values in columns.items()]
+    chunks = chunk_rows(upto, times, columns)
     marks = ", ".join(str(int(u)) for u in uptos)
 
     def unchanged(conn: Any) -> bool:
@@ -129,6 +131,17 @@ def join(db: Any, size: int = CHUNK_SAMPLES, longest: int = JOIN_GROUPS * CHUNK_
 
     gone = "DELETE FROM chunks WHERE upto IN (%s); DELETE FROM groups WHERE upto IN (%s)" % (marks, marks)
     return len(times) if _swap(db, unchanged, group, chunks, gone) else 0
+
+
+def chunk_rows(upto: int, times: List[float], columns: Dict[int, list]) -> list:
+    """``(upto, series, vals, summary)`` of a group: each series' values encoded, and their
+    summary by slot (``storage.summaries``; None where it is not kept)."""
+    runs = runs_of(times)
+    rows = []
+    for series, values in columns.items():
+        vals, scale = codec.encode_with_scale(values)
+        rows.append((upto, series, vals, encode_summary(values, runs, len(vals), scale)))
+    return rows
 
 
 def _swap(db: Any, unchanged: Any, group: tuple, chunks: list, gone: str) -> bool:
@@ -143,9 +156,9 @@ def _swap(db: Any, unchanged: Any, group: tuple, chunks: list, gone: str) -> boo
                 return False
             for statement in gone.split(";"):
                 conn.execute(statement)
-            live = _existing(conn, [series for _, series, _ in chunks])
+            live = _existing(conn, [row[1] for row in chunks])
             conn.execute("INSERT INTO groups (upto, first, last, n, ts) VALUES (?, ?, ?, ?, ?)", group)
-            conn.executemany("INSERT INTO chunks (upto, series, vals) VALUES (?, ?, ?)",
+            conn.executemany("INSERT INTO chunks (upto, series, vals, summary) VALUES (?, ?, ?, ?)",
                              [row for row in chunks if row[1] in live])
             conn.execute("COMMIT")
             return True

@@ -54,7 +54,7 @@ from itertools import accumulate, repeat
 from operator import floordiv, truediv
 from typing import List, Optional, Sequence, Tuple, Union
 
-__all__ = ["encode", "decode", "encode_timestamps", "decode_timestamps", "method_of",
+__all__ = ["encode", "decode", "encode_with_scale", "encode_timestamps", "decode_timestamps", "method_of",
            "RAW", "XOR", "DELTA", "DOD", "PACKED", "METHODS", "DEFLATED"]
 
 Value = Union[int, float, None]
@@ -87,13 +87,9 @@ def encode(values: Sequence[Value], methods: Optional[Sequence[int]] = None) -> 
     and deflated, and the smaller kept."""
     if len(values) > MAX_VALUES:
         raise ValueError("a chunk holds at most %d values" % MAX_VALUES)
-    kinds = _kinds_of(values)
     if methods is None:
-        for method in (PACKED, DELTA):  # packed when its differences fit it, as varints when not
-            body = _body(method, values, kinds)
-            if body is not None:
-                return min(_framings(method, body), key=len)
-        methods = (XOR,)
+        return encode_with_scale(values)[0]
+    kinds = _kinds_of(values)
     best: Optional[bytes] = None
     for method in methods:
         body = _body(method, values, kinds)
@@ -105,6 +101,20 @@ def encode(values: Sequence[Value], methods: Optional[Sequence[int]] = None) -> 
     if best is None:  # only scaled methods asked for, and they do not apply
         raise ValueError("no method of %r can encode these values" % (list(methods),))
     return best
+
+
+def encode_with_scale(values: Sequence[Value]) -> Tuple[bytes, Optional[int]]:
+    """``encode(values)``, and the decimal scale ``k`` its values were kept at (every float is
+    ``m / 10**k`` for an int ``m``), or None when no scale fits (a float method)."""
+    if len(values) > MAX_VALUES:
+        raise ValueError("a chunk holds at most %d values" % MAX_VALUES)
+    kinds = _kinds_of(values)
+    for method in (PACKED, DELTA):  # packed when its differences fit it, as varints when not
+        made = _scaled_body(method, values, kinds)
+        if made is not None:
+            return min(_framings(method, made[0]), key=len), made[1]
+    body = _body(XOR, values, kinds)
+    return min(_framings(XOR, body), key=len), None
 
 
 def decode(data: bytes) -> List[Value]:
@@ -168,22 +178,31 @@ def _body(method: int, values: Sequence[Value], kinds: List[int]) -> Optional[by
         else:
             _write_xor(out, stream)
     elif method in (DELTA, DOD, PACKED):
-        scaled = _scaled_stream(values, kinds)
-        if scaled is None:
-            return None
-        k, kinds, stream, apart = scaled
-        out = _header(kinds)
-        out.append(k)
-        if method == PACKED:
-            if not _write_packed(out, stream):
-                return None
-        else:
-            _write_differences(out, stream, method == DOD)
+        made = _scaled_body(method, values, kinds)
+        return None if made is None else made[0]
     else:
         raise ValueError("unknown method %r" % (method,))
     for v in apart:
         _write_varint(out, _zigzag(v))
     return bytes(out)
+
+
+def _scaled_body(method: int, values: Sequence[Value], kinds: List[int]) -> Optional[Tuple[bytes, int]]:
+    """A scaled method's body and its scale, or None when it does not apply."""
+    scaled = _scaled_stream(values, kinds)
+    if scaled is None:
+        return None
+    k, kinds, stream, apart = scaled
+    out = _header(kinds)
+    out.append(k)
+    if method == PACKED:
+        if not _write_packed(out, stream):
+            return None
+    else:
+        _write_differences(out, stream, method == DOD)
+    for v in apart:
+        _write_varint(out, _zigzag(v))
+    return bytes(out), k
 
 
 def _header(kinds: List[int]) -> bytearray:
