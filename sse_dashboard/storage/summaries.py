@@ -10,14 +10,15 @@ One concept: a chunk's values summarised by slot, as bytes and back (pure functi
 - ``count`` counts the values (not ``None``); ``min`` and ``max`` are the values' own (an int
   stays an int); ``sum`` is exact for ints and, for decimals, summed as scaled integers, so it is
   the decimal sum rounded once (and the codec keeps it as compactly as the values).
-- A summary is not kept (``encode_summary`` returns None) when a run holds a NaN or its sum is
-  not finite (min, max and mean mean nothing, or cannot be summed: the read decodes the values
-  instead), or when it would cost more than ``KEEP_AT_MOST`` of the chunk's own bytes (full-
-  precision floats: the summary would cost most of what the values do; constants: the values
-  cost next to nothing to read). Either way the answers are the same; only the time differs.
+- A summary is not kept (``encode_summary`` returns None) for full-precision floats (no decimal
+  scale fits: their summary costs nearly half what the values do), when a run holds a NaN or its
+  sum is not finite (min, max and mean mean nothing, or cannot be summed), or when it would cost
+  more than ``KEEP_AT_MOST`` of the chunk's own bytes (constants, counters: the values cost next
+  to nothing to read). The read then summarises the values itself: the answers are the same,
+  only the time differs.
 
-Format (version 1): byte 0 the version, then four ``codec.encode`` lists of the runs' counts,
-mins, maxes and sums, each preceded by its length as a 4-byte little-endian unsigned int.
+Format (version 1): byte 0 the version, then one ``codec.encode`` list: the runs' counts, then
+their mins, their maxes and their sums (a quarter of the list each).
 
 May import: ``storage.codec``, the standard library.
 """
@@ -25,7 +26,6 @@ May import: ``storage.codec``, the standard library.
 from __future__ import annotations
 
 import math
-import struct
 from itertools import repeat
 from operator import mul
 from typing import Any, List, Optional, Sequence, Tuple
@@ -89,27 +89,26 @@ def summarize(values: Sequence[Any], runs: Sequence[Run], scale: Optional[int] =
 
 
 def encode_summary(values: Sequence[Any], runs: Sequence[Run], chunk_bytes: int, scale: Optional[int]) -> Optional[bytes]:
-    """The summary of one chunk's ``values`` as bytes, or None when it is not kept (see above)."""
-    if not runs or len(runs) * 2 > len(values):  # a slot or two a sample: the values are as cheap
+    """The summary of one chunk's ``values`` as bytes, or None when it is not kept (see above):
+    ``scale`` None (full-precision floats: their min, max and sum cost as much as the values, and
+    this machine's system series would cost more than Prometheus' on disk), a slot or more a
+    sample, a NaN or an endless sum, or more than ``KEEP_AT_MOST`` of ``chunk_bytes``."""
+    if scale is None or not runs or len(runs) * 2 > len(values):
         return None
     summary = summarize(values, runs, scale)
     if summary is None:
         return None
-    out = bytearray([VERSION])
-    for column in summary:
-        encoded = codec.encode(column)
-        out += struct.pack("<I", len(encoded)) + encoded
-    return bytes(out) if len(out) <= KEEP_AT_MOST * chunk_bytes else None
+    counts, mins, maxes, sums = summary
+    out = bytes([VERSION]) + codec.encode(counts + mins + maxes + sums)  # one list: one header, one decode
+    return out if len(out) <= KEEP_AT_MOST * chunk_bytes else None
 
 
 def decode_summary(data: bytes) -> Summary:
     """The counts, mins, maxes and sums ``encode_summary`` was given."""
     if not data or data[0] != VERSION:
         raise ValueError("not a chunk summary (version %r)" % (data[:1],))
-    columns, pos = [], 1
-    for _ in range(4):
-        (size,) = struct.unpack_from("<I", data, pos)
-        columns.append(codec.decode(data[pos + 4:pos + 4 + size]))
-        pos += 4 + size
-    counts, mins, maxes, sums = columns
-    return counts, mins, maxes, sums
+    values = codec.decode(data[1:])
+    n, odd = divmod(len(values), 4)
+    if odd:
+        raise ValueError("not a chunk summary (%d values)" % len(values))
+    return values[:n], values[n:2 * n], values[2 * n:3 * n], values[3 * n:]
