@@ -147,6 +147,8 @@ class _Reader:
             else:
                 means = list(map(min, map(max, map(truediv, sums, counts), mins), maxes))
             out[series] = (mins, means, maxes)
+        if not out:  # none of the series asked for has a value here: no buckets to show
+            return None
         return [round(key * width, 3) for key in self.keys], out, width
 
 
