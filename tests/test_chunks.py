@@ -314,3 +314,40 @@ def test_a_schema_7_folder_gets_its_chunks_summarised_in_place(tmp_path):
     assert got is not None
     check_buckets(got, model, times[0], times[-1], 30, None)
     store.close()
+
+
+class CountingLock:
+    """The storage lock, counting the rows each hold changes (what a POST waiting for it waits on)."""
+
+    def __init__(self, database) -> None:
+        import threading
+
+        self._lock, self._database, self.most = threading.Lock(), database, 0
+
+    def __enter__(self):
+        self._lock.acquire()
+        self._before = self._database.conn.total_changes
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.most = max(self.most, self._database.conn.total_changes - self._before)
+        except sqlite3.ProgrammingError:  # the hold that closed the connection
+            pass
+        self._lock.release()
+
+
+def test_a_join_holds_the_storage_lock_for_one_group_of_deletes_not_all(tmp_path):
+    """Joining ten groups of 60 into one: the swap deletes the rows of one group and inserts the
+    joined one; the other nine groups' chunks go after it, a group at a time (at 10,000 series
+    deleting them all under the lock held it for most of a second: RESULTS-history-write.md)."""
+    series = 40
+    store = storage.open_store(tmp_path, full_s=10 ** 7, interval_s=1.0)
+    counting = store.database.write_lock = CountingLock(store.database)
+    for t in range((JOIN_GROUPS + 1) * CHUNK_SAMPLES + 1):
+        store.history.write([(1000.0 + t, {"g%d" % i: t * i for i in range(series)})])
+    assert store.database.query("SELECT MAX(n) FROM groups", ()) == [(JOIN_GROUPS * CHUNK_SAMPLES,)]  # joined
+    assert counting.most <= 3 * series, counting.most  # was 11 groups' worth: 10 deleted, 1 inserted
+    assert store.database.query("SELECT COUNT(*) FROM chunks WHERE upto NOT IN (SELECT upto FROM groups)", ()) == [(0,)]
+    rows = list(store.history._full_rows(0, 10 ** 7))
+    assert [flat["g3"] for _, flat in rows] == [t * 3 for t in range(len(rows))]
+    store.close()

@@ -18,7 +18,8 @@ One concept: the layout of the samples on disk, and moving them from one shape t
 Invariants:
 - every step is one transaction, and the storage lock is held only for the swap: the reading
   and the encoding (most of the cost) run on a reader's connection, and the swap checks that
-  what was read did not change meanwhile;
+  what was read did not change meanwhile; a join's swap drops the groups it replaces, and their
+  chunks, which no read can reach any more, are deleted after it, a group a transaction;
 - values decode exactly (every float bit for bit, ints as ints: codec's property tests);
 - series ids are never reused (``series`` is AUTOINCREMENT), so a value left in a packed row
   or a chunk for a deleted series can never be read as another's: it is skipped on reading and
@@ -129,8 +130,32 @@ def join(db: Any, size: int = CHUNK_SAMPLES, longest: int = JOIN_GROUPS * CHUNK_
             % (marks, marks)).fetchall()
         return groups == len(uptos) and chunk_rows == count
 
-    gone = "DELETE FROM chunks WHERE upto IN (%s); DELETE FROM groups WHERE upto IN (%s)" % (marks, marks)
-    return len(times) if _swap(db, unchanged, group, chunks, gone) else 0
+    # The swap drops the old groups' rows, and the chunks of the last only (the joined group takes
+    # its key): the others' chunks, no longer reachable from a group, go after it, a group at a
+    # time, so the storage lock is never held for all of them at once (at 10,000 series the
+    # deletes were most of a join's hold, bench/RESULTS-history-write.md).
+    gone = "DELETE FROM chunks WHERE upto = %d; DELETE FROM groups WHERE upto IN (%s)" % (upto, marks)
+    if not _swap(db, unchanged, group, chunks, gone):
+        return 0
+    for old in uptos[:-1]:
+        _drop_unreachable(db, old)
+    return len(times)
+
+
+def _drop_unreachable(db: Any, upto: int) -> None:
+    """Delete the chunks of a group that is gone (joined), in a transaction of their own. Until
+    then no read sees them (reads find chunks through ``groups``); a kill before leaves them to
+    retention, which drops chunks by ``upto`` whether a group holds them or not."""
+    with db.write_lock:
+        conn = db.conn
+        conn.execute("BEGIN")
+        try:
+            if not conn.execute("SELECT 1 FROM groups WHERE upto = ?", (upto,)).fetchall():
+                conn.execute("DELETE FROM chunks WHERE upto = ?", (upto,))
+            conn.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
 
 
 def chunk_rows(upto: int, times: List[float], columns: Dict[int, list]) -> list:
