@@ -7,8 +7,8 @@ writer thread, as the dashboard does. Hypothesis drives it (write, flush, prune,
 stop with SIGTERM, kill with SIGKILL, also mid-write and mid-prune, start again, sometimes on a
 folder of schema 4 to upgrade) and checks every answer against the model exactly:
 
-- where the samples are (``Kept``): staged rows, then, once more than ``STAGED_MOST`` are
-  staged, the oldest ``CHUNK_SAMPLES`` become a group; ``JOIN_GROUPS`` groups shorter than the
+- where the samples are (``Kept``): staged rows, then, once more than ``staged_most`` (60, or
+  120 where retention keeps under four groups) are staged, the oldest ``CHUNK_SAMPLES`` become a group; ``JOIN_GROUPS`` groups shorter than the
   longest allowed (``keep_samples // 4``, at most 600) are joined into one. Retention keeps the
   newest ``keep_samples`` by sample id: a group goes only once all of it is older, staged rows
   one by one;
@@ -66,7 +66,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from sse_dashboard import storage
 from sse_dashboard.storage.buckets import bucket_width
-from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, STAGED_MOST
+from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, staged_most
 from sse_dashboard.storage.summaries import AGG_S, slot_of
 from sse_dashboard.storage.memory import downsample
 
@@ -331,11 +331,11 @@ class HistoryModel(RuleBasedStateMachine):
 
     def settle(self) -> None:
         """Compaction and joins as the writer leaves them after a write: the oldest 60 staged
-        become a group while more than ``STAGED_MOST`` are staged; the oldest ``JOIN_GROUPS`` groups shorter
+        become a group while more than ``staged_most`` are staged; the oldest ``JOIN_GROUPS`` groups shorter
         than the longest allowed become one (each write joins once, and adds at most 8 groups:
         fewer than 10 wait after it)."""
         kept, most = self.kept, self.longest_group
-        while len(self.samples) - kept.staged_from > STAGED_MOST:
+        while len(self.samples) - kept.staged_from > staged_most(self.keep_samples):
             kept.groups.append((kept.staged_from, kept.staged_from + CHUNK_SAMPLES))
             kept.staged_from += CHUNK_SAMPLES
         while True:

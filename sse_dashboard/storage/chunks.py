@@ -6,7 +6,8 @@ One concept: the layout of the samples on disk, and moving them from one shape t
 - ``staged``: the newest samples, one row a sample: its time and ``pack_sample`` of its values
   (the series' ids and their values, each list through ``codec.encode``). A write is one row a
   sample, so kill -9 loses no history beyond the writer's queue.
-- ``groups`` and ``chunks``: once more than ``STAGED_MOST`` samples are staged, the oldest
+- ``groups`` and ``chunks``: once more than ``STAGED_MOST`` samples are staged (twice a group
+  when retention keeps under four groups: ``staged_most``), the oldest
   ``CHUNK_SAMPLES`` become one group: its timestamps once (``groups.ts``), and one chunk a
   series with that series' values at those timestamps (``None`` where it had none). Once
   ``JOIN_GROUPS`` such groups are there, the oldest are joined into one group of
@@ -36,7 +37,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from sse_dashboard.storage import codec
 from sse_dashboard.storage.summaries import encode_summary, runs_of
 
-__all__ = ["compact", "join", "chunk_rows", "pack_sample", "unpack_sample", "blocks", "CHUNK_SAMPLES", "JOIN_GROUPS",
+__all__ = ["compact", "join", "chunk_rows", "staged_most", "pack_sample", "unpack_sample", "blocks", "CHUNK_SAMPLES", "JOIN_GROUPS",
            "STAGED_MOST"]
 
 CHUNK_SAMPLES = 60
@@ -66,13 +67,20 @@ def unpack_sample(data: bytes) -> Dict[int, Any]:
 
 # --- moving samples --------------------------------------------------------------------------
 
-def compact(db: Any, size: int = CHUNK_SAMPLES) -> int:
-    """Move the oldest ``size`` staged samples into a group while more than ``STAGED_MOST``
-    (scaled to ``size``) are staged (at most ``MAX_MOVES_A_WRITE`` times); returns how many samples moved."""
+def staged_most(keep_samples: int) -> int:
+    """How many samples stay staged: ``STAGED_MOST``, or twice a group where a group would be
+    more than a quarter of what retention keeps (retention drops staged rows one by one but a
+    group whole: a tiny ``--keep-full`` stays exact)."""
+    return STAGED_MOST if keep_samples >= 4 * CHUNK_SAMPLES else 2 * CHUNK_SAMPLES
+
+
+def compact(db: Any, size: int = CHUNK_SAMPLES, most: int = STAGED_MOST) -> int:
+    """Move the oldest ``size`` staged samples into a group while more than ``most`` (scaled to
+    ``size``; ``staged_most``) are staged (at most ``MAX_MOVES_A_WRITE`` times); returns how many samples moved."""
     moved = 0
     for _ in range(MAX_MOVES_A_WRITE):
         ((count,),) = db.query("SELECT COUNT(*) FROM staged", ())
-        if count <= STAGED_MOST * size // CHUNK_SAMPLES:
+        if count <= most * size // CHUNK_SAMPLES:
             break
         rows = db.query("SELECT id, ts, vals FROM staged ORDER BY id LIMIT ?", (size,))
         first, upto = rows[0][0], rows[-1][0]

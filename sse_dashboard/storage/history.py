@@ -31,7 +31,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from sse_dashboard.storage import codec
 from sse_dashboard.storage.buckets import read_buckets
-from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, blocks, compact, join, pack_sample, unpack_sample
+from sse_dashboard.storage.chunks import (CHUNK_SAMPLES, JOIN_GROUPS, blocks, compact, join, pack_sample, staged_most,
+                                          unpack_sample)
 from sse_dashboard.storage.database import BUSY_TIMEOUT_MS, Database, StorageError, describe
 from sse_dashboard.storage.memory import finite_mean
 
@@ -182,7 +183,7 @@ class StoredHistory:
                 self.reload_series()
                 raise
         with self._moving:
-            compact(db)  # read and encoded without the storage lock, swapped under it
+            compact(db, most=staged_most(self.keep_samples))  # read and encoded without the lock, swapped under it
             join(db, longest=self.longest_group)
 
     def _pack(self, flat: dict) -> bytes:
