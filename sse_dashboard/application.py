@@ -158,6 +158,9 @@ class Application:
         """Columns of the window (stored ones with roll-ups' min and max when they are older), of
         ``names`` only when given, at most ``points`` a series (``storage.memory.downsample``)."""
         with self._heavy_reads:  # a few at once: each holds its window in memory while it is built
+            bucketed = self.store.history_buckets(start, end, names, points)  # from summaries, when they can
+            if bucketed is not None:
+                return bucketed
             columns = self.store.history_columns(start, end, names)
             columns.setdefault("interval", self.sampler.interval_s)  # the spacing of the points returned
             return downsample(columns, points, start, end)

@@ -106,7 +106,10 @@ def read(store: storage.Store, between: WriteBetweenBlocks, command: dict) -> di
             shown = "raised %r" % exc
         else:
             shown = "unchanged" if shown is columns else shown
-    return {"columns": columns, "downsampled": shown, "between_written": written}
+    # What Application.history_columns answers first when it can: buckets from the summaries
+    # (after the write between blocks, if any: the model checks it against what is kept then).
+    bucketed = store.history_buckets(start, end, command.get("names"), points) if points else None
+    return {"columns": columns, "downsampled": shown, "between_written": written, "bucketed": bucketed}
 
 
 def rows(store: storage.Store, between: WriteBetweenBlocks, command: dict) -> dict:

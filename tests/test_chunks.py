@@ -5,15 +5,20 @@ The model is a plain list of the samples written."""
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import struct
+from fractions import Fraction
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from sse_dashboard import storage
 from sse_dashboard.storage import codec
-from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS
+from sse_dashboard.storage.buckets import bucket_width
+from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, STAGED_MOST
+from sse_dashboard.storage.database import PAGE_SIZE
+from sse_dashboard.storage.summaries import AGG_S, slot_of
 
 NAMES = ["system.cpu_percent", "gauges.depth", "counters.jobs", 'gauges.q{k="v"}']
 # What the registry lets through (metric_number): ints within 2**53, finite floats.
@@ -52,7 +57,7 @@ def test_what_was_written_reads_back_exactly_through_chunks_and_a_restart(tmp_pa
                 store = storage.open_store(folder, full_s=10 ** 6, interval_s=1.0)
             store.history.write(model[i:i + batch])
         staged = store.database.query("SELECT COUNT(*) FROM staged", ())[0][0]
-        assert staged <= 2 * CHUNK_SAMPLES  # the rest went into chunks
+        assert staged <= STAGED_MOST  # the rest went into chunks
         assert store.database.query("SELECT COUNT(*) FROM chunks", ())[0][0] > 0
         got = list(store.history._full_rows(0, 10 ** 7))
         assert rows_equal(got, model)
@@ -118,7 +123,7 @@ def test_a_version_4_folder_with_staged_samples_upgrades_and_moves_them_into_chu
     store = storage.open_store(tmp_path, full_s=10 ** 6, interval_s=1.0)
     for i in range(500, 520):
         store.history.write([(1000.0 + i, {"g": i * 0.5})])
-    assert store.database.query("SELECT COUNT(*) FROM staged", ())[0][0] <= 2 * CHUNK_SAMPLES
+    assert store.database.query("SELECT COUNT(*) FROM staged", ())[0][0] <= STAGED_MOST
     got = list(store.history._full_rows(0, 10 ** 7))
     assert [(ts, flat["g"]) for ts, flat in got] == [(1000.0 + i, i * 0.5) for i in range(520)]
     store.close()
@@ -149,4 +154,200 @@ def test_a_version_5_folder_upgrades_its_staged_rows_and_chunks_in_place(tmp_pat
     assert rows_equal(list(store.history._full_rows(0, 10 ** 7)), want + [(1130.0, {"g": 65.0})])
     assert store.database.query("SELECT name FROM sqlite_master WHERE name IN ('points', 'samples', 'chunks_v5')",
                                 ()) == []
+    store.close()
+
+
+def file_bytes(folder) -> int:
+    """The database file and its WAL after a checkpoint, less its free pages (as the bench)."""
+    conn = sqlite3.connect(str(folder / storage.DB_FILENAME))
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = sum(f.stat().st_size for f in folder.glob(storage.DB_FILENAME + "*") if not f.name.endswith("-shm"))
+        return size - conn.execute("PRAGMA freelist_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_an_empty_store_costs_little_on_disk_and_a_few_series_little_a_sample(tmp_path):
+    """An empty store's schema and tables are a fixed cost: at 4 KiB pages ~100 KiB, most of what
+    26 system series cost an hour (bench/RESULTS-history-size.md)."""
+    storage.open_store(tmp_path / "empty", full_s=10 ** 6, interval_s=1.0).close()
+    assert file_bytes(tmp_path / "empty") <= 32 * 1024
+    store = storage.open_store(tmp_path / "few", full_s=10 ** 6, interval_s=1.0)
+    rows = [(1000.0 + t, {"g%d" % i: (t * (i + 1)) // 7 for i in range(30)}) for t in range(1200)]
+    for k in range(0, len(rows), 10):
+        store.history.write(rows[k:k + 10])
+    store.close()
+    assert file_bytes(tmp_path / "few") / (30 * 1200) < 1.5  # 30 counters for 20 minutes, whole file (was 2.9)
+
+
+def test_a_folder_with_4_kib_pages_keeps_them_and_keeps_working(tmp_path):
+    """The page size is fixed when a file is made: a folder of before keeps its own, untouched."""
+    conn = sqlite3.connect(str(tmp_path / storage.DB_FILENAME))
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    store = storage.open_store(tmp_path, full_s=10 ** 6, interval_s=1.0)
+    store.history.write([(1000.0 + i, {"g": i}) for i in range(3 * CHUNK_SAMPLES)])
+    store.close()
+    store = storage.open_store(tmp_path, full_s=10 ** 6, interval_s=1.0)
+    assert [flat["g"] for _, flat in store.history._full_rows(0, 10 ** 7)] == list(range(3 * CHUNK_SAMPLES))
+    assert store.database.query("PRAGMA page_size", ()) == [(4096,)] != [(PAGE_SIZE,)]
+    store.close()
+
+
+# --- buckets from the summaries (storage.summaries, storage.buckets) ---------------------------
+
+def model_buckets(model: list, start: float, end: float, points: int, names) -> tuple[list, dict]:
+    """The buckets a bucketed read must give: of ``k`` slots, aligned, from the one ``start`` falls
+    in to the one ``end`` falls in: ``(keys, {key: {name: values}})``."""
+    k = bucket_width(start, end, points)
+    low, high = (slot_of(start) // k) * k, (slot_of(end) // k + 1) * k
+    inside: dict = {}
+    for ts, flat in model:
+        if low <= slot_of(ts) < high:
+            numbers = inside.setdefault(slot_of(ts) // k, {})
+            for name, value in flat.items():
+                if names is None or name in names:
+                    numbers.setdefault(name, []).append(value)
+    return sorted(inside), inside
+
+
+def check_buckets(got: dict, model: list, start: float, end: float, points: int, names) -> None:
+    keys, inside = model_buckets(model, start, end, points, names)
+    k = bucket_width(start, end, points)
+    assert got["ts"] == [round(key * k * AGG_S, 3) for key in keys]
+    assert len(got["ts"]) <= points and got["interval"] == k * AGG_S and got["downsampled"] is True
+    wanted = set().union(*inside.values())
+    assert set(got["series"]) == wanted
+    for i, key in enumerate(keys):
+        for name in wanted:
+            lo, avg, hi = got["min"][name][i], got["series"][name][i], got["max"][name][i]
+            numbers = inside[key].get(name)
+            if numbers is None:
+                assert (lo, avg, hi) == (None, None, None)
+                continue
+            assert lo == min(numbers) and hi == max(numbers), (name, key, lo, hi, numbers)
+            exact = float(sum(Fraction(v) for v in numbers) / len(numbers))
+            assert lo <= avg <= hi and abs(avg - exact) <= 1e-9 * max(abs(v) for v in numbers) + 1e-300, (
+                name, key, avg, exact)
+
+
+gaps = st.lists(st.sampled_from([1.0, 1.0, 1.0, 0.5, 2.0, 9.7, 31.0]), min_size=1, max_size=8)
+with_gaps = st.lists(st.dictionaries(st.sampled_from(NAMES), values, min_size=0, max_size=4),
+                     min_size=2 * CHUNK_SAMPLES + 1, max_size=12 * CHUNK_SAMPLES)
+
+
+@settings(max_examples=int(os.environ.get("SSE_MODEL_EXAMPLES") or 15), deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(written=with_gaps, steps=gaps, batch=st.integers(1, 100), window=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+       points=st.one_of(st.integers(2, 30), st.integers(31, 200)), names=st.one_of(st.none(), st.lists(st.sampled_from(NAMES), max_size=3)))
+def test_buckets_from_summaries_are_the_samples_own(tmp_path_factory, written, steps, batch, window, points, names):
+    """Whatever was written (gaps in time and in series, ints, decimals, full-precision floats),
+    a bucketed read is the samples' own min, max and mean, bucket by bucket, or None."""
+    ts, model = 1000.25, []
+    for i, flat in enumerate(written):
+        ts += steps[i % len(steps)]
+        if flat:
+            model.append((ts, flat))
+    assume(model)
+    store = storage.open_store(tmp_path_factory.mktemp("buckets"), full_s=10 ** 7, interval_s=1.0)
+    try:
+        for i in range(0, len(model), batch):
+            store.history.write(model[i:i + batch])
+        first, last = model[0][0], model[-1][0]
+        start, end = sorted(first - 5 + (last - first + 10) * w for w in window)
+        got = store.history.buckets(start, end, names or None, points)
+        event("bucketed" if got is not None else "the values read instead")
+        if got is not None:
+            check_buckets(got, model, start, end, points, names or None)
+    finally:
+        store.close()
+
+
+def walk(series: int, samples: int) -> list:
+    rng = random.Random(series)
+    level, out = 100.0, []
+    for _ in range(samples):
+        level = round(level + rng.uniform(-1, 1), 3)
+        out.append(level)
+    return out
+
+
+def test_an_hour_read_in_600_points_comes_from_the_summaries(tmp_path):
+    """An hour of 3-decimal random walks at 600 points: 10-second buckets (360 of them), the
+    groups of 600 samples summarised (not every value decoded), each bucket the samples' own."""
+    walks = [walk(i, 3600) for i in range(3)]
+    model = [(1_700_000_000.5 + t, {"gauges.w%d" % i: walks[i][t] for i in range(3)}) for t in range(3600)]
+    store = storage.open_store(tmp_path, full_s=10 ** 7, interval_s=1.0)
+    for i in range(0, len(model), 60):
+        store.history.write(model[i:i + 60])
+    start, end = model[-1][0] - 3600, model[-1][0]
+    got = store.history.buckets(start, end, None, 600)
+    assert got is not None and len(got["ts"]) == 360 and got["interval"] == 10.0  # (the 361st bucket is empty)
+    check_buckets(got, model, start, end, 600, None)
+    ((summarised,),) = store.database.query(
+        "SELECT COUNT(*) FROM chunks c JOIN groups g USING (upto) WHERE g.n = 600 AND c.summary IS NOT NULL", ())
+    assert summarised == 5 * 3  # five joined groups of three series
+    store.close()
+
+
+def test_a_schema_7_folder_gets_its_chunks_summarised_in_place(tmp_path):
+    """A folder of today's main (schema 7: groups and chunks without summaries) upgrades in
+    place: every chunk that a summary pays for gets one, and bucketed reads see them."""
+    conn = sqlite3.connect(str(tmp_path / storage.DB_FILENAME))
+    for script in storage.MIGRATIONS[:7]:
+        conn.executescript(script)
+    conn.executescript("CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (7);"
+                       "INSERT INTO meta VALUES ('epoch', 'abc'); INSERT INTO series (id, name) VALUES (1, 'g'), (2, 'h');")
+    values = walk(1, 600)
+    times = [1_700_000_000.5 + i for i in range(600)]
+    conn.execute("INSERT INTO groups VALUES (600, ?, ?, 600, ?)", (times[0], times[-1], codec.encode(times)))
+    conn.execute("INSERT INTO chunks VALUES (600, 1, ?)", (codec.encode(values),))
+    conn.execute("INSERT INTO chunks VALUES (600, 2, ?)", (codec.encode([7] * 600),))  # a summary would not pay
+    conn.commit()
+    conn.close()
+    store = storage.open_store(tmp_path, full_s=10 ** 7, interval_s=1.0)
+    assert store.database.query("SELECT series, summary IS NOT NULL FROM chunks ORDER BY series", ()) == [(1, 1), (2, 0)]
+    model = [(ts, {"g": v, "h": 7}) for ts, v in zip(times, values)]
+    got = store.history.buckets(times[0], times[-1], None, 30)
+    assert got is not None
+    check_buckets(got, model, times[0], times[-1], 30, None)
+    store.close()
+
+
+class CountingLock:
+    """The storage lock, counting the rows each hold changes (what a POST waiting for it waits on)."""
+
+    def __init__(self, database) -> None:
+        import threading
+
+        self._lock, self._database, self.most = threading.Lock(), database, 0
+
+    def __enter__(self):
+        self._lock.acquire()
+        self._before = self._database.conn.total_changes
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.most = max(self.most, self._database.conn.total_changes - self._before)
+        except sqlite3.ProgrammingError:  # the hold that closed the connection
+            pass
+        self._lock.release()
+
+
+def test_a_join_holds_the_storage_lock_for_one_group_of_deletes_not_all(tmp_path):
+    """Joining ten groups of 60 into one: the swap deletes the rows of one group and inserts the
+    joined one; the other nine groups' chunks go after it, a group at a time (at 10,000 series
+    deleting them all under the lock held it for most of a second: RESULTS-history-write.md)."""
+    series = 40
+    store = storage.open_store(tmp_path, full_s=10 ** 7, interval_s=1.0)
+    counting = store.database.write_lock = CountingLock(store.database)
+    for t in range((JOIN_GROUPS + 1) * CHUNK_SAMPLES + 1):
+        store.history.write([(1000.0 + t, {"g%d" % i: t * i for i in range(series)})])
+    assert store.database.query("SELECT MAX(n) FROM groups", ()) == [(JOIN_GROUPS * CHUNK_SAMPLES,)]  # joined
+    assert counting.most <= 3 * series, counting.most  # was 11 groups' worth: 10 deleted, 1 inserted
+    assert store.database.query("SELECT COUNT(*) FROM chunks WHERE upto NOT IN (SELECT upto FROM groups)", ()) == [(0,)]
+    rows = list(store.history._full_rows(0, 10 ** 7))
+    assert [flat["g3"] for _, flat in rows] == [t * 3 for t in range(len(rows))]
     store.close()

@@ -65,6 +65,19 @@ def test_every_list_round_trips_exactly(items):
 
 
 @settings(max_examples=EXAMPLES // 2, deadline=None)
+@given(st.lists(values, max_size=40))
+@example([0.125, 3, None])
+def test_the_scale_encode_reports_is_the_one_every_float_has(items):
+    """``encode_with_scale``: the bytes ``encode`` writes, and a scale ``k`` with every float
+    ``m / 10**k`` exactly (the chunk summaries sum decimals as those ``m``), or None."""
+    data, k = codec.encode_with_scale(items)
+    assert data == codec.encode(items)
+    assert (k is None) == (codec.method_of(data).split("+")[0] in ("xor", "raw"))
+    if k is not None:
+        assert all(round(v * 10 ** k) / 10 ** k == v for v in items if isinstance(v, float))
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None)
 @given(st.lists(values, max_size=40), st.sampled_from(sorted(codec.METHODS)))
 def test_every_method_round_trips_what_it_accepts(items, method):
     try:

@@ -132,3 +132,34 @@ def test_downsampling_gives_what_the_plain_model_gives(rows, in_order, rolled_up
     for name in want["series"]:
         for g, w in zip(got["series"][name], want["series"][name]):
             assert (g is None) == (w is None) and (w is None or math.isclose(g, w, rel_tol=1e-9, abs_tol=1e-9))
+
+
+def test_a_wide_read_over_http_comes_in_whole_aligned_buckets_from_the_summaries(make_server, tmp_path):
+    """20 minutes of two 3-decimal walks at 100 points: buckets of two 10-second slots (20 s,
+    aligned to 20 s: storage.buckets), each with its samples' own min and max, through the real
+    server (before the summaries: 100 buckets of 12 s from the window's start)."""
+    import random
+    import time
+
+    from sse_dashboard import storage
+
+    now = time.time()
+    rng = random.Random(23)
+    levels, rows = [100.0, 5.0], []
+    for i in range(1200):
+        levels = [round(level + rng.uniform(-1, 1), 3) for level in levels]
+        rows.append((now - 1200 + i, {"gauges.w0": levels[0], "gauges.w1": levels[1]}))
+    store = storage.open_store(tmp_path, interval_s=1.0)  # written before the server samples
+    for i in range(0, len(rows), 100):
+        store.history.write(rows[i:i + 100])
+    store.close()
+    running = make_server(data_dir=tmp_path)
+    status, body = running.json("GET", "/api/metrics/history?seconds=1200&points=100&names=gauges.w0,gauges.w1")
+    assert status == 200 and body["downsampled"] is True and body["interval"] == 20.0
+    assert 60 <= len(body["ts"]) <= 100 and all(ts % 20 == 0 for ts in body["ts"])
+    for i, start in enumerate(body["ts"]):
+        inside = [flat["gauges.w0"] for ts, flat in rows if start <= ts < start + 20]
+        if inside:
+            assert (body["min"]["gauges.w0"][i], body["max"]["gauges.w0"][i]) == (min(inside), max(inside))
+            assert min(inside) <= body["series"]["gauges.w0"][i] <= max(inside)
+            assert math.isclose(body["series"]["gauges.w0"][i], sum(inside) / len(inside), rel_tol=1e-9)

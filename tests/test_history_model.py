@@ -7,8 +7,8 @@ writer thread, as the dashboard does. Hypothesis drives it (write, flush, prune,
 stop with SIGTERM, kill with SIGKILL, also mid-write and mid-prune, start again, sometimes on a
 folder of schema 4 to upgrade) and checks every answer against the model exactly:
 
-- where the samples are (``Kept``): staged rows, then, once more than ``2 * CHUNK_SAMPLES`` are
-  staged, the oldest ``CHUNK_SAMPLES`` become a group; ``JOIN_GROUPS`` groups shorter than the
+- where the samples are (``Kept``): staged rows, then, once more than ``staged_most`` (60, or
+  120 where retention keeps under four groups) are staged, the oldest ``CHUNK_SAMPLES`` become a group; ``JOIN_GROUPS`` groups shorter than the
   longest allowed (``keep_samples // 4``, at most 600) are joined into one. Retention keeps the
   newest ``keep_samples`` by sample id: a group goes only once all of it is older, staged rows
   one by one;
@@ -65,7 +65,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from sse_dashboard import storage
-from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS
+from sse_dashboard.storage.buckets import bucket_width
+from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, staged_most
+from sse_dashboard.storage.summaries import AGG_S, slot_of
 from sse_dashboard.storage.memory import downsample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -329,11 +331,11 @@ class HistoryModel(RuleBasedStateMachine):
 
     def settle(self) -> None:
         """Compaction and joins as the writer leaves them after a write: the oldest 60 staged
-        become a group while more than 120 are staged; the oldest ``JOIN_GROUPS`` groups shorter
+        become a group while more than ``staged_most`` are staged; the oldest ``JOIN_GROUPS`` groups shorter
         than the longest allowed become one (each write joins once, and adds at most 8 groups:
         fewer than 10 wait after it)."""
         kept, most = self.kept, self.longest_group
-        while len(self.samples) - kept.staged_from > 2 * CHUNK_SAMPLES:
+        while len(self.samples) - kept.staged_from > staged_most(self.keep_samples):
             kept.groups.append((kept.staged_from, kept.staged_from + CHUNK_SAMPLES))
             kept.staged_from += CHUNK_SAMPLES
         while True:
@@ -368,8 +370,13 @@ class HistoryModel(RuleBasedStateMachine):
                 event("a prune drops samples%s" % (" and a joined group" if any(
                     b - a > CHUNK_SAMPLES for a, b in after.groups if b <= cut) else ""))
             after.groups, after.first, after.staged_from = groups, first, max(after.staged_from, first)
-        for bucket in sorted(after.rollups)[:-self.keep_buckets]:
-            del after.rollups[bucket]
+        # The newest ``keep_buckets`` minutes with a row stay: a minute of NaN only has none
+        # (NaN is kept out of roll-ups), so it does not count, and goes with the older ones.
+        rows = [bucket for bucket in sorted(after.rollups) if self.rollup_numbers(after.rollups[bucket], None)]
+        if len(rows) > self.keep_buckets:
+            oldest = rows[-self.keep_buckets - 1]
+            for bucket in [bucket for bucket in after.rollups if bucket <= oldest]:
+                del after.rollups[bucket]
         return after
 
     def make(self, spec: dict, most: int | None = None) -> list:
@@ -400,6 +407,12 @@ class HistoryModel(RuleBasedStateMachine):
                     numbers.setdefault(name, []).append(value)
         return numbers
 
+    def rollup_numbers(self, indexes: list[int], names: list | None) -> dict:
+        """What a roll-up of these samples holds: their numbers but NaN (min, max and mean over it
+        mean nothing), and no series that had NaN only."""
+        numbers = {name: [v for v in values if not is_nan(v)] for name, values in self.numbers_of(indexes, names).items()}
+        return {name: values for name, values in numbers.items() if values}
+
     def first_full(self, kept: Kept) -> float | None:
         return self.samples[kept.first][0] if kept.first < len(self.samples) else None
 
@@ -411,7 +424,7 @@ class HistoryModel(RuleBasedStateMachine):
         if first_full is None or start < first_full:
             for bucket in sorted(kept.rollups):
                 if start - ROLLUP_S <= bucket <= end and (first_full is None or bucket < first_full):
-                    numbers = self.numbers_of(kept.rollups[bucket], names)
+                    numbers = self.rollup_numbers(kept.rollups[bucket], names)
                     if numbers:
                         buckets.append((bucket, numbers))
         rows = []
@@ -429,8 +442,8 @@ class HistoryModel(RuleBasedStateMachine):
         buckets = []
         if first_full is None or start < first_full:
             limit = end if first_full is None else min(end, first_full)
-            buckets = [(bucket, self.numbers_of(kept.rollups[bucket], None)) for bucket in sorted(kept.rollups)
-                       if start <= bucket < limit]
+            buckets = [(bucket, self.rollup_numbers(kept.rollups[bucket], None)) for bucket in sorted(kept.rollups)
+                       if start <= bucket < limit and self.rollup_numbers(kept.rollups[bucket], None)]
         return buckets, self.expected(kept, max(start, first_full or start), end, None)[1]
 
     # --- the checks ------------------------------------------------------------------------
@@ -532,6 +545,41 @@ class HistoryModel(RuleBasedStateMachine):
         if points:
             self.check_downsampled(answer["columns"], answer["downsampled"], points, start, end, what)
         self.written_between(batch, answer)
+        if points:
+            self.check_bucketed(answer["bucketed"], start, end, names, points, what)
+
+    def check_bucketed(self, got, start: float, end: float, names: list | None, points: int, what: str) -> None:
+        """Buckets read from the summaries (``storage.buckets``), when the store gave them: whole
+        buckets of ``k`` slots, aligned to their width, from the bucket ``start`` falls in to the
+        one ``end`` falls in; each one's min and max those of the samples kept in it, its average
+        between them and within rounding of their mean."""
+        if got is None:
+            event("bucketed: the values read instead")
+            return
+        event("bucketed")
+        k = bucket_width(start, end, points)
+        low, high = (slot_of(start) // k) * k, (slot_of(end) // k + 1) * k
+        inside: dict[int, dict[str, list]] = {}
+        for ts, flat in self.samples[self.kept.first:]:
+            if low <= slot_of(ts) < high:
+                numbers = inside.setdefault(slot_of(ts) // k, {})
+                for name, value in flat.items():
+                    if names is None or name in names:
+                        numbers.setdefault(name, []).append(value)
+        keys = sorted(inside)
+        assert got["ts"] == [round(key * k * AGG_S, 3) for key in keys], (what, got["ts"][:3], keys[:3], k)
+        assert len(got["ts"]) <= points and got["downsampled"] is True and got["interval"] == k * AGG_S, what
+        wanted = set().union(*inside.values())
+        assert set(got["series"]) == wanted, (what, sorted(got["series"]), sorted(wanted))
+        for i, key in enumerate(keys):
+            for name in wanted:
+                point = (got["min"][name][i], got["series"][name][i], got["max"][name][i])
+                numbers = inside[key].get(name)
+                if numbers is None:
+                    assert point == (None, None, None), (what, key, name, point)
+                    continue
+                reason = stats_mismatch(point, numbers)
+                assert reason is None, "%s: %s in the bucket at %r: %s" % (what, name, got["ts"][i], reason)
 
     def written_between(self, batch: list | None, answer: dict) -> None:
         if batch:

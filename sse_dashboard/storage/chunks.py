@@ -6,7 +6,8 @@ One concept: the layout of the samples on disk, and moving them from one shape t
 - ``staged``: the newest samples, one row a sample: its time and ``pack_sample`` of its values
   (the series' ids and their values, each list through ``codec.encode``). A write is one row a
   sample, so kill -9 loses no history beyond the writer's queue.
-- ``groups`` and ``chunks``: once more than ``2 * CHUNK_SAMPLES`` samples are staged, the oldest
+- ``groups`` and ``chunks``: once more than ``STAGED_MOST`` samples are staged (twice a group
+  when retention keeps under four groups: ``staged_most``), the oldest
   ``CHUNK_SAMPLES`` become one group: its timestamps once (``groups.ts``), and one chunk a
   series with that series' values at those timestamps (``None`` where it had none). Once
   ``JOIN_GROUPS`` such groups are there, the oldest are joined into one group of
@@ -18,13 +19,14 @@ One concept: the layout of the samples on disk, and moving them from one shape t
 Invariants:
 - every step is one transaction, and the storage lock is held only for the swap: the reading
   and the encoding (most of the cost) run on a reader's connection, and the swap checks that
-  what was read did not change meanwhile;
+  what was read did not change meanwhile; a join's swap drops the groups it replaces, and their
+  chunks, which no read can reach any more, are deleted after it, a group a transaction;
 - values decode exactly (every float bit for bit, ints as ints: codec's property tests);
 - series ids are never reused (``series`` is AUTOINCREMENT), so a value left in a packed row
   or a chunk for a deleted series can never be read as another's: it is skipped on reading and
   dropped at the next move.
 
-May import: ``storage.codec``, the standard library.
+May import: ``storage.codec``, ``storage.summaries``, the standard library.
 """
 
 from __future__ import annotations
@@ -33,11 +35,17 @@ import struct
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from sse_dashboard.storage import codec
+from sse_dashboard.storage.summaries import encode_summary, runs_of
 
-__all__ = ["compact", "join", "pack_sample", "unpack_sample", "blocks", "CHUNK_SAMPLES", "JOIN_GROUPS"]
+__all__ = ["compact", "join", "chunk_rows", "staged_most", "pack_sample", "unpack_sample", "blocks", "CHUNK_SAMPLES", "JOIN_GROUPS",
+           "STAGED_MOST"]
 
 CHUNK_SAMPLES = 60
 JOIN_GROUPS = 10
+# Staged rows past this move into a group. A staged row packs its sample's ids and values on their
+# own (about 5 B a value against 0.3-3 in a chunk): fewer of them is most of what a store of a
+# few series costs over its empty tables (bench/RESULTS-history-size.md).
+STAGED_MOST = CHUNK_SAMPLES
 MAX_MOVES_A_WRITE = 8  # a folder upgraded with an hour staged catches up over a few writes
 
 Block = Tuple[List[float], Dict[int, list]]  # timestamps, and each series' values at them
@@ -59,13 +67,20 @@ def unpack_sample(data: bytes) -> Dict[int, Any]:
 
 # --- moving samples --------------------------------------------------------------------------
 
-def compact(db: Any, size: int = CHUNK_SAMPLES) -> int:
-    """Move the oldest ``size`` staged samples into a group while more than ``2 * size`` are
-    staged (at most ``MAX_MOVES_A_WRITE`` times); returns how many samples moved."""
+def staged_most(keep_samples: int) -> int:
+    """How many samples stay staged: ``STAGED_MOST``, or twice a group where a group would be
+    more than a quarter of what retention keeps (retention drops staged rows one by one but a
+    group whole: a tiny ``--keep-full`` stays exact)."""
+    return STAGED_MOST if keep_samples >= 4 * CHUNK_SAMPLES else 2 * CHUNK_SAMPLES
+
+
+def compact(db: Any, size: int = CHUNK_SAMPLES, most: int = STAGED_MOST) -> int:
+    """Move the oldest ``size`` staged samples into a group while more than ``most`` (scaled to
+    ``size``; ``staged_most``) are staged (at most ``MAX_MOVES_A_WRITE`` times); returns how many samples moved."""
     moved = 0
     for _ in range(MAX_MOVES_A_WRITE):
         ((count,),) = db.query("SELECT COUNT(*) FROM staged", ())
-        if count <= 2 * size:
+        if count <= most * size // CHUNK_SAMPLES:
             break
         rows = db.query("SELECT id, ts, vals FROM staged ORDER BY id LIMIT ?", (size,))
         first, upto = rows[0][0], rows[-1][0]
@@ -78,7 +93,7 @@ def compact(db: Any, size: int = CHUNK_SAMPLES) -> int:
                     column = columns[series] = [None] * len(rows)
                 column[i] = value
         group = (upto, min(times), max(times), len(rows), codec.encode(times))
-        chunks = [(upto, series, codec.encode(values)) for series, values in columns.items()]
+        chunks = chunk_rows(upto, times, columns)
 
         def unchanged(conn: Any) -> bool:
             ((still, low),) = conn.execute("SELECT COUNT(*), MIN(id) FROM staged WHERE id <= ?", (upto,)).fetchall()
@@ -114,7 +129,7 @@ def join(db: Any, size: int = CHUNK_SAMPLES, longest: int = JOIN_GROUPS * CHUNK_
         column.extend([None] * (len(times) - len(column)))
     upto = uptos[-1]
     group = (upto, min(times), max(times), len(times), codec.encode(times))
-    chunks = [(upto, series, codec.encode(values)) for series, values in columns.items()]
+    chunks = chunk_rows(upto, times, columns)
     marks = ", ".join(str(int(u)) for u in uptos)
 
     def unchanged(conn: Any) -> bool:
@@ -123,8 +138,43 @@ def join(db: Any, size: int = CHUNK_SAMPLES, longest: int = JOIN_GROUPS * CHUNK_
             % (marks, marks)).fetchall()
         return groups == len(uptos) and chunk_rows == count
 
-    gone = "DELETE FROM chunks WHERE upto IN (%s); DELETE FROM groups WHERE upto IN (%s)" % (marks, marks)
-    return len(times) if _swap(db, unchanged, group, chunks, gone) else 0
+    # The swap drops the old groups' rows, and the chunks of the last only (the joined group takes
+    # its key): the others' chunks, no longer reachable from a group, go after it, a group at a
+    # time, so the storage lock is never held for all of them at once (at 10,000 series the
+    # deletes were most of a join's hold, bench/RESULTS-history-write.md).
+    gone = "DELETE FROM chunks WHERE upto = %d; DELETE FROM groups WHERE upto IN (%s)" % (upto, marks)
+    if not _swap(db, unchanged, group, chunks, gone):
+        return 0
+    for old in uptos[:-1]:
+        _drop_unreachable(db, old)
+    return len(times)
+
+
+def _drop_unreachable(db: Any, upto: int) -> None:
+    """Delete the chunks of a group that is gone (joined), in a transaction of their own. Until
+    then no read sees them (reads find chunks through ``groups``); a kill before leaves them to
+    retention, which drops chunks by ``upto`` whether a group holds them or not."""
+    with db.write_lock:
+        conn = db.conn
+        conn.execute("BEGIN")
+        try:
+            if not conn.execute("SELECT 1 FROM groups WHERE upto = ?", (upto,)).fetchall():
+                conn.execute("DELETE FROM chunks WHERE upto = ?", (upto,))
+            conn.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+
+
+def chunk_rows(upto: int, times: List[float], columns: Dict[int, list]) -> list:
+    """``(upto, series, vals, summary)`` of a group: each series' values encoded, and their
+    summary by slot (``storage.summaries``; None where it is not kept)."""
+    runs = runs_of(times)
+    rows = []
+    for series, values in columns.items():
+        vals, scale = codec.encode_with_scale(values)
+        rows.append((upto, series, vals, encode_summary(values, runs, len(vals), scale)))
+    return rows
 
 
 def _swap(db: Any, unchanged: Any, group: tuple, chunks: list, gone: str) -> bool:
@@ -139,9 +189,9 @@ def _swap(db: Any, unchanged: Any, group: tuple, chunks: list, gone: str) -> boo
                 return False
             for statement in gone.split(";"):
                 conn.execute(statement)
-            live = _existing(conn, [series for _, series, _ in chunks])
+            live = _existing(conn, [row[1] for row in chunks])
             conn.execute("INSERT INTO groups (upto, first, last, n, ts) VALUES (?, ?, ?, ?, ?)", group)
-            conn.executemany("INSERT INTO chunks (upto, series, vals) VALUES (?, ?, ?)",
+            conn.executemany("INSERT INTO chunks (upto, series, vals, summary) VALUES (?, ?, ?, ?)",
                              [row for row in chunks if row[1] in live])
             conn.execute("COMMIT")
             return True

@@ -54,7 +54,7 @@ from itertools import accumulate, repeat
 from operator import floordiv, truediv
 from typing import List, Optional, Sequence, Tuple, Union
 
-__all__ = ["encode", "decode", "encode_timestamps", "decode_timestamps", "method_of",
+__all__ = ["encode", "decode", "encode_with_scale", "encode_timestamps", "decode_timestamps", "method_of",
            "RAW", "XOR", "DELTA", "DOD", "PACKED", "METHODS", "DEFLATED"]
 
 Value = Union[int, float, None]
@@ -87,13 +87,9 @@ def encode(values: Sequence[Value], methods: Optional[Sequence[int]] = None) -> 
     and deflated, and the smaller kept."""
     if len(values) > MAX_VALUES:
         raise ValueError("a chunk holds at most %d values" % MAX_VALUES)
-    kinds = _kinds_of(values)
     if methods is None:
-        for method in (PACKED, DELTA):  # packed when its differences fit it, as varints when not
-            body = _body(method, values, kinds)
-            if body is not None:
-                return min(_framings(method, body), key=len)
-        methods = (XOR,)
+        return encode_with_scale(values)[0]
+    kinds = _kinds_of(values)
     best: Optional[bytes] = None
     for method in methods:
         body = _body(method, values, kinds)
@@ -105,6 +101,20 @@ def encode(values: Sequence[Value], methods: Optional[Sequence[int]] = None) -> 
     if best is None:  # only scaled methods asked for, and they do not apply
         raise ValueError("no method of %r can encode these values" % (list(methods),))
     return best
+
+
+def encode_with_scale(values: Sequence[Value]) -> Tuple[bytes, Optional[int]]:
+    """``encode(values)``, and the decimal scale ``k`` its values were kept at (every float is
+    ``m / 10**k`` for an int ``m``), or None when no scale fits (a float method)."""
+    if len(values) > MAX_VALUES:
+        raise ValueError("a chunk holds at most %d values" % MAX_VALUES)
+    kinds = _kinds_of(values)
+    for method in (PACKED, DELTA):  # packed when its differences fit it, as varints when not
+        made = _scaled_body(method, values, kinds)
+        if made is not None:
+            return min(_framings(method, made[0]), key=len), made[1]
+    body = _body(XOR, values, kinds)
+    return min(_framings(XOR, body), key=len), None
 
 
 def decode(data: bytes) -> List[Value]:
@@ -168,22 +178,31 @@ def _body(method: int, values: Sequence[Value], kinds: List[int]) -> Optional[by
         else:
             _write_xor(out, stream)
     elif method in (DELTA, DOD, PACKED):
-        scaled = _scaled_stream(values, kinds)
-        if scaled is None:
-            return None
-        k, kinds, stream, apart = scaled
-        out = _header(kinds)
-        out.append(k)
-        if method == PACKED:
-            if not _write_packed(out, stream):
-                return None
-        else:
-            _write_differences(out, stream, method == DOD)
+        made = _scaled_body(method, values, kinds)
+        return None if made is None else made[0]
     else:
         raise ValueError("unknown method %r" % (method,))
     for v in apart:
         _write_varint(out, _zigzag(v))
     return bytes(out)
+
+
+def _scaled_body(method: int, values: Sequence[Value], kinds: List[int]) -> Optional[Tuple[bytes, int]]:
+    """A scaled method's body and its scale, or None when it does not apply."""
+    scaled = _scaled_stream(values, kinds)
+    if scaled is None:
+        return None
+    k, kinds, stream, apart = scaled
+    out = _header(kinds)
+    out.append(k)
+    if method == PACKED:
+        if not _write_packed(out, stream):
+            return None
+    else:
+        _write_differences(out, stream, method == DOD)
+    for v in apart:
+        _write_varint(out, _zigzag(v))
+    return bytes(out), k
 
 
 def _header(kinds: List[int]) -> bytearray:
@@ -382,49 +401,52 @@ def _decode(data: bytes) -> List[Value]:
     n = r.varint()
     if n > MAX_VALUES:
         raise ValueError("not an encoded chunk: %d values" % n)
-    kinds: List[int] = []
-    while len(kinds) < n:
+    runs: List[Tuple[int, int]] = []  # (kind, length): the kinds as written, a run at a time
+    covered = 0
+    while covered < n:
         run = r.varint()
-        if not 0 < run >> 2 <= n - len(kinds):
+        if not 0 < run >> 2 <= n - covered:
             raise ValueError("not an encoded chunk: the kinds overrun the count")
-        kinds.extend([run & 3] * (run >> 2))
-    in_stream = n - kinds.count(NONE) - kinds.count(APART)
+        runs.append((run & 3, run >> 2))
+        covered += run >> 2
+    in_stream = sum(length for kind, length in runs if kind in (FLOAT, INT))
     if method in (RAW, XOR):
-        floats = _read_raw(r, in_stream) if method == RAW else _read_xor(r, in_stream)
-        stream: list = floats
-        as_float, as_int = (lambda m: m), int
+        stream: list = _read_raw(r, in_stream) if method == RAW else _read_xor(r, in_stream)
+        p = 1
     else:
         k = r.take(1)[0]
         if k > MAX_SCALE:
             raise ValueError("not an encoded chunk: scale %d" % k)
         p = _POW[k]
         stream = _read_packed(r, in_stream) if method == PACKED else _read_differences(r, in_stream, method == DOD)
-        as_float, as_int = (lambda m: m / p), (lambda m: m // p)
-    if r.pos == len(body) and kinds.count(kinds[0] if kinds else NONE) == n:  # one kind: no loop per value
-        kind = kinds[0] if kinds else NONE
+    scaled = method not in (RAW, XOR)
+    if len(runs) <= 1 and r.pos == len(body):  # one kind: the whole stream at once
+        kind = runs[0][0] if runs else NONE
         if kind == NONE:
             return [None] * n
-        if kind == INT and method in (RAW, XOR):
-            return [int(v) for v in stream]
-        if kind == INT and p == 1:
-            return stream
-        if method in (RAW, XOR):
-            return stream
-        return list(map(truediv if kind == FLOAT else floordiv, stream, repeat(p)))  # in C, not a call a value
+        return _as_kind(kind, stream, scaled, p)
     out: List[Value] = []
-    it = iter(stream)
-    for kind in kinds:
+    at = 0
+    for kind, length in runs:  # a run at a time, each converted in C, not a call a value
         if kind == NONE:
-            out.append(None)
-        elif kind == FLOAT:
-            out.append(as_float(next(it)))
-        elif kind == INT:
-            out.append(as_int(next(it)))
+            out.extend([None] * length)
+        elif kind == APART:
+            out.extend([r.signed() for _ in range(length)])
         else:
-            out.append(r.signed())
+            out.extend(_as_kind(kind, stream[at:at + length], scaled, p))
+            at += length
     if r.pos != len(body):
         raise ValueError("not an encoded chunk: %d bytes left over" % (len(body) - r.pos))
     return out
+
+
+def _as_kind(kind: int, stream: list, scaled: bool, p: int) -> list:
+    """Stream values as what they were: floats (``m / p`` when scaled), ints (``m // p``)."""
+    if kind == FLOAT:
+        return list(map(truediv, stream, repeat(p))) if scaled else stream
+    if not scaled:
+        return [int(v) for v in stream]
+    return stream if p == 1 else list(map(floordiv, stream, repeat(p)))
 
 
 def _read_packed(r: _Reader, count: int) -> List[int]:

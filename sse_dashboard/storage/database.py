@@ -35,6 +35,7 @@ from typing import Any, Iterator
 
 from sse_dashboard.storage import codec
 from sse_dashboard.storage.chunks import pack_sample
+from sse_dashboard.storage.summaries import encode_summary, runs_of
 
 __all__ = ["Database", "StorageError", "DataDirInUse", "open_database", "describe", "DB_FILENAME",
            "LOCK_FILENAME", "URL_FILENAME", "MIGRATIONS"]
@@ -44,7 +45,12 @@ log = logging.getLogger(__name__)
 DB_FILENAME = "dashboard.sqlite3"
 LOCK_FILENAME = "dashboard.lock"
 URL_FILENAME = "dashboard.url"
-BUSY_TIMEOUT_MS = 10_000  # how long a statement waits for another connection's lock  # where the dashboard holding the lock can be reached
+BUSY_TIMEOUT_MS = 10_000  # how long a statement waits for another connection's lock
+# A new file's pages (an existing one keeps its own: SQLite fixes it at creation, and changing it
+# means rewriting the whole file). An empty store is ~20 pages of schema and empty tables and
+# indexes: 1 KiB pages make that ~20 KiB, not ~100, most of what a few series cost an hour; the
+# writer's CPU and a read of 1,000 series measured the same (bench/RESULTS-history-size.md).
+PAGE_SIZE = 1024
 
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS = [
@@ -123,6 +129,11 @@ MIGRATIONS = [
     CREATE TABLE job_runs (job TEXT NOT NULL, n INTEGER NOT NULL, data TEXT NOT NULL);
     CREATE UNIQUE INDEX job_runs_at ON job_runs (job, n);
     """,
+    # 8: each chunk's summary by 10-second slot (storage/summaries.py), so a read of wide buckets
+    # reads those; the chunks already there get theirs in the same step (_summarize_chunks).
+    """
+    ALTER TABLE chunks ADD COLUMN summary BLOB;
+    """,
 ]
 # Steps that need Python after their SQL, in the same transaction.
 
@@ -172,7 +183,21 @@ def _convert_v5_history(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM rollups WHERE bucket > ?", (first - 60,))
 
 
-AFTER_MIGRATION = {1: _convert_v1_samples, 5: _convert_v5_history}
+def _summarize_chunks(conn: sqlite3.Connection) -> None:
+    """Schema 8: the summaries of the chunks written before (a group at a time: an hour of 1,000
+    series takes a few seconds, once)."""
+    for upto, ts in conn.execute("SELECT upto, ts FROM groups").fetchall():
+        runs = runs_of(codec.decode(ts))
+        rows = conn.execute("SELECT series, vals FROM chunks WHERE upto = ?", (upto,)).fetchall()
+        updates = []
+        for series, vals in rows:
+            values = codec.decode(vals)
+            scale = codec.encode_with_scale(values)[1]  # (the scale is not stored apart: found again)
+            updates.append((encode_summary(values, runs, len(vals), scale), upto, series))
+        conn.executemany("UPDATE chunks SET summary = ? WHERE upto = ? AND series = ?", updates)
+
+
+AFTER_MIGRATION = {1: _convert_v1_samples, 5: _convert_v5_history, 7: _summarize_chunks}
 
 
 class StorageError(Exception):
@@ -237,6 +262,7 @@ def _read_url(path: Path) -> str | None:
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA page_size = %d" % PAGE_SIZE)  # (before WAL: a file in WAL mode keeps its size)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn

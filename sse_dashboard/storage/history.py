@@ -30,7 +30,9 @@ import time
 from typing import Any, Callable, Iterable, Iterator
 
 from sse_dashboard.storage import codec
-from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, blocks, compact, join, pack_sample, unpack_sample
+from sse_dashboard.storage.buckets import read_buckets
+from sse_dashboard.storage.chunks import (CHUNK_SAMPLES, JOIN_GROUPS, blocks, compact, join, pack_sample, staged_most,
+                                          unpack_sample)
 from sse_dashboard.storage.database import BUSY_TIMEOUT_MS, Database, StorageError, describe
 from sse_dashboard.storage.memory import finite_mean
 
@@ -181,7 +183,7 @@ class StoredHistory:
                 self.reload_series()
                 raise
         with self._moving:
-            compact(db)  # read and encoded without the storage lock, swapped under it
+            compact(db, most=staged_most(self.keep_samples))  # read and encoded without the lock, swapped under it
             join(db, longest=self.longest_group)
 
     def _pack(self, flat: dict) -> bytes:
@@ -322,6 +324,27 @@ class StoredHistory:
                 "max": {name: column(highs, name) for name in names},
                 "resolution": "rollup", "interval": self.rollup_s}
 
+    def buckets(self, start: float, end: float, names: list | None, points: int) -> dict | None:
+        """The window in at most ``points`` min/avg/max buckets read from the chunks' summaries
+        (``storage.buckets``: whole buckets, aligned to their width), as ``memory.downsample``
+        shapes them; None when the window reaches roll-ups, holds no more samples than
+        ``points`` (the answer is the samples), or a summary cannot say it: then read
+        ``columns`` and downsample them. One snapshot, as ``columns``."""
+        with self._db.snapshot() as conn:
+            if points < 2 or not end > start or not _bucketable(conn, start, end, points, self.rollup_s):
+                return None
+            only = _ids_of(conn, names)
+            names_by_id = dict(conn.execute("SELECT id, name FROM series"))
+            answer = read_buckets(conn, start, end, points, only)
+        if answer is None:
+            return None
+        times, by_id, width = answer
+        named = sorted((names_by_id[i], stats) for i, stats in by_id.items() if i in names_by_id)
+        return {"ts": times, "series": {name: avgs for name, (_, avgs, _) in named},
+                "min": {name: lows for name, (lows, _, _) in named},
+                "max": {name: highs for name, (_, _, highs) in named},
+                "resolution": "full", "interval": width, "downsampled": True}
+
     def rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
         """Roll-up averages where only roll-ups are kept, then the full-resolution rows, oldest
         first, a group at a time (an export never holds more than one group), from one snapshot."""
@@ -383,6 +406,22 @@ def _rollup_columns(rows: list, names_by_id: dict) -> tuple[list, dict, dict, di
         i = at[bucket]
         column[i], lows[name][i], highs[name][i] = avg, lo, hi
     return order, lows, avgs, highs
+
+
+def _bucketable(conn: Any, start: float, end: float, points: int, rollup_s: float) -> bool:
+    """Whether the window is full resolution only (no roll-up in it) and holds more samples
+    than ``points`` (else the answer is the samples themselves)."""
+    first_full = _first_full(conn)
+    if first_full is None:
+        return False
+    if start < first_full and conn.execute(  # roll-ups in the window: ``columns`` has them
+            "SELECT 1 FROM rollups WHERE bucket >= ? AND bucket <= ? AND bucket < ? LIMIT 1",
+            (start - rollup_s, end, first_full)).fetchall():
+        return False
+    ((held,),) = conn.execute(  # at least this many samples in the window
+        "SELECT (SELECT COALESCE(SUM(n), 0) FROM groups WHERE first >= ? AND last <= ?) + "
+        "(SELECT COUNT(*) FROM staged WHERE ts >= ? AND ts <= ?)", (start, end, start, end)).fetchall()
+    return held > points
 
 
 def _first_full(conn: Any) -> float | None:

@@ -274,6 +274,10 @@ class MemoryStore:
         """A deleted counter's or gauge's history (``counters.jobs``) goes from memory."""
         self.history.forget(name)
 
+    def history_buckets(self, start: float, end: float, names: list | None, points: int) -> None:
+        """None: memory keeps no summaries (``downsample`` the columns)."""
+        return None
+
     def history_columns(self, start: float, end: float, names: list | None = None) -> dict:
         """The window's rows as columns (always full resolution: memory keeps no roll-ups), of
         ``names`` only when given (rows without any of them left out, as SQLite's are)."""

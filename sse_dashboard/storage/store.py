@@ -180,6 +180,11 @@ class Store:
         ``names`` only when given."""
         return self.history.columns(start, end, names)
 
+    def history_buckets(self, start: float, end: float, names: list | None, points: int) -> dict | None:
+        """The window in at most ``points`` buckets from the chunks' summaries, or None: read
+        ``history_columns`` and downsample them (``StoredHistory.buckets``)."""
+        return self.history.buckets(start, end, names, points)
+
     def iter_history_rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
         """Full-resolution rows where kept, roll-up averages before that, oldest first, in chunks."""
         return self.history.rows(start, end)
