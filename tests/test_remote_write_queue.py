@@ -156,9 +156,10 @@ def assert_every_tick_once(counts: dict) -> None:
     assert counts["on_engine"] == counts["taken"] == counts["count_over_time"] and counts["in_order"], counts
 
 
-def test_a_10_s_outage_of_the_engine_loses_and_doubles_no_tick(make_server, engine, tmp_path):
-    counts = run_outage(make_server, engine, tmp_path, 10, "outage-10")
-    assert counts["queued_during_outage"] >= 40, counts  # 0.2 s ticks: the outage did queue
+def test_a_5_s_outage_of_the_engine_loses_and_doubles_no_tick(make_server, engine, tmp_path):
+    # 5 s in the suite (the kill -9 case below is the one the disk queue alone passes); -m slow runs 60 s.
+    counts = run_outage(make_server, engine, tmp_path, 5, "outage-5")
+    assert counts["queued_during_outage"] >= 20, counts  # 0.2 s ticks: the outage did queue
     assert_every_tick_once(counts)
 
 

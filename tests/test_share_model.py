@@ -147,5 +147,5 @@ class ShareModel(RuleBasedStateMachine):
 
 
 TestShares = ShareModel.TestCase
-TestShares.settings = settings(max_examples=int(os.environ.get("SSE_MODEL_EXAMPLES") or 10), stateful_step_count=15,
+TestShares.settings = settings(max_examples=int(os.environ.get("SSE_MODEL_EXAMPLES") or 6), stateful_step_count=15,
                                deadline=None, suppress_health_check=list(HealthCheck), database=None)

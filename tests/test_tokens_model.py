@@ -164,5 +164,5 @@ def ended(reader: SSEReader, within_s: float) -> bool:
 
 
 TestTokens = TokenModel.TestCase
-TestTokens.settings = settings(max_examples=int(os.environ.get("SSE_MODEL_EXAMPLES") or 15), stateful_step_count=20,
+TestTokens.settings = settings(max_examples=int(os.environ.get("SSE_MODEL_EXAMPLES") or 8), stateful_step_count=20,
                                deadline=None, suppress_health_check=list(HealthCheck), database=None)
