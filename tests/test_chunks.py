@@ -292,6 +292,28 @@ def test_an_hour_read_in_600_points_comes_from_the_summaries(tmp_path):
     store.close()
 
 
+def test_the_groups_waiting_for_their_join_carry_summaries_whatever_their_size(tmp_path):
+    """The newest groups of 60 (in every read of recent history) keep their summaries even where
+    one costs more than half the chunk (a 3-decimal walk, a constant), so a read decodes no
+    values for them; once joined, the half rule holds again (a constant's group of 600 has none)."""
+    walked = walk(0, 1200)
+    model = [(1_700_000_000.5 + t, {"gauges.w": walked[t], "gauges.c": 7}) for t in range(1200)]
+    store = storage.open_store(tmp_path, full_s=10 ** 7, interval_s=1.0)
+    for i in range(0, len(model), 60):
+        store.history.write(model[i:i + 60])
+    kept = store.database.query(
+        "SELECT g.n, s.name, c.summary IS NOT NULL FROM chunks c JOIN groups g USING (upto) "
+        "JOIN series s ON s.id = c.series ORDER BY g.upto, s.name", ())
+    small = [(name, has) for n, name, has in kept if n == CHUNK_SAMPLES]
+    assert small and all(has for _, has in small), kept
+    assert ("gauges.c", 0) in [(name, has) for n, name, has in kept if n == JOIN_GROUPS * CHUNK_SAMPLES], kept
+    start, end = model[-1][0] - 900, model[-1][0]
+    got = store.history.buckets(start, end, None, 100)
+    assert got is not None
+    check_buckets(got, model, start, end, 100, None)
+    store.close()
+
+
 def test_a_schema_7_folder_gets_its_chunks_summarised_in_place(tmp_path):
     """A folder of today's main (schema 7: groups and chunks without summaries) upgrades in
     place: every chunk that a summary pays for gets one, and bucketed reads see them."""
