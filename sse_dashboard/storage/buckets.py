@@ -201,5 +201,11 @@ def _merge(column: list, at: int, new: list) -> None:
         counts[at], mins[at], maxes[at], sums[at] = n, lo, hi, total
         return
     counts[at] += n
-    mins[at], maxes[at] = min(mins[at], lo), max(maxes[at], hi)
-    sums[at] = _sums([[sums[at], total]])[0]
+    if lo < mins[at]:
+        mins[at] = lo
+    if hi > maxes[at]:
+        maxes[at] = hi
+    total += sums[at]  # (a bucket split by a group's end: once a series a group, so kept cheap)
+    if not (isinstance(total, int) or math.isfinite(total)):
+        raise _Unsaid()
+    sums[at] = total
