@@ -316,18 +316,22 @@ def test_the_groups_waiting_for_their_join_carry_summaries_whatever_their_size(t
 
 def test_a_bucket_mean_a_rounding_puts_outside_its_min_and_max_is_held_within(tmp_path):
     """Three samples of 0.1 a slot: their sum over their count is 0.0999... (0.3 / 3) or
-    0.1000...2, outside the bucket's min and max; the answer says 0.1 (``buckets._within``)."""
+    0.1000...2, outside the bucket's min and max; the answer says 0.1 (``buckets._means``),
+    with every bucket full, and with empty buckets at the ends (another series goes on)."""
     assert 0.3 / 3 < 0.1 < (0.1 + 0.1 + 0.1) / 3  # (why this data: the quotient misses either way)
-    model = [(1_700_000_000 + i * 10 / 3, {"gauges.tenth": 0.1}) for i in range(240)]
-    store = storage.open_store(tmp_path, full_s=10 ** 7, interval_s=1.0)
-    for i in range(0, len(model), 30):
-        store.history.write(model[i:i + 30])
-    start, end = model[0][0], model[-1][0]
-    got = store.history.buckets(start, end, None, 100)
-    assert got is not None and got["interval"] == 10.0
-    assert set(got["series"]["gauges.tenth"]) == {0.1}, got["series"]
-    check_buckets(got, model, start, end, 100, None)
-    store.close()
+    for first, past in ((0, 240), (30, 200)):
+        model = [(1_700_000_000 + i * 10 / 3, dict({"gauges.on": 1}, **({"gauges.tenth": 0.1} if first <= i < past else {})))
+                 for i in range(240)]
+        store = storage.open_store(tmp_path / str(first), full_s=10 ** 7, interval_s=1.0)
+        for i in range(0, len(model), 30):
+            store.history.write(model[i:i + 30])
+        start, end = model[0][0], model[-1][0]
+        got = store.history.buckets(start, end, None, 100)
+        assert got is not None and got["interval"] == 10.0
+        tenths = got["series"]["gauges.tenth"]
+        assert set(tenths) - {None} == {0.1} and (tenths[0] is None) is (tenths[-1] is None) is (first > 0), tenths
+        check_buckets(got, model, start, end, 100, None)
+        store.close()
 
 
 def test_a_schema_7_folder_gets_its_chunks_summarised_in_place(tmp_path):
