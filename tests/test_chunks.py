@@ -320,7 +320,7 @@ def test_a_bucket_mean_a_rounding_puts_outside_its_min_and_max_is_held_within(tm
     with every bucket full, and with empty buckets at the ends (another series goes on)."""
     assert 0.3 / 3 < 0.1 < (0.1 + 0.1 + 0.1) / 3  # (why this data: the quotient misses either way)
     for first, past in ((0, 240), (30, 200)):
-        model = [(1_700_000_000 + i * 10 / 3, dict({"gauges.on": 1}, **({"gauges.tenth": 0.1} if first <= i < past else {})))
+        model = [(1_700_000_000 + i * 10 / 3, {"gauges.on": 1, **({"gauges.tenth": 0.1} if first <= i < past else {})})
                  for i in range(240)]
         store = storage.open_store(tmp_path / str(first), full_s=10 ** 7, interval_s=1.0)
         for i in range(0, len(model), 30):
