@@ -14,7 +14,7 @@ One concept: a chunk's values summarised by slot, as bytes and back (pure functi
   scale fits: their summary costs nearly half what the values do), when a run holds a NaN or its
   sum is not finite (min, max and mean mean nothing, or cannot be summed), or when it would cost
   more than ``KEEP_AT_MOST`` of the chunk's own bytes (constants, counters: the values cost next
-  to nothing to read), except in a group that is waiting for its join (``whatever_size``): the
+  to nothing to read), except for decimals in a group waiting for its join (``whatever_size``): the
   newest ``JOIN_GROUPS`` groups a series are in every read of recent history, and decoding and
   summarising their values was most of an hour's read (bench/RESULTS-storage.md), while their
   summaries' bytes go at the join. The read then summarises the values itself: the answers are
@@ -97,7 +97,7 @@ def encode_summary(values: Sequence[Any], runs: Sequence[Run], chunk_bytes: int,
     ``scale`` None (full-precision floats: their min, max and sum cost as much as the values, and
     this machine's system series would cost more than Prometheus' on disk), a slot or more a
     sample, a NaN or an endless sum, or more than ``KEEP_AT_MOST`` of ``chunk_bytes`` (unless
-    ``whatever_size``: a group to be joined soon)."""
+    ``whatever_size`` and the values have decimals: a group to be joined soon)."""
     if scale is None or not runs or len(runs) * 2 > len(values):
         return None
     summary = summarize(values, runs, scale)
@@ -105,7 +105,7 @@ def encode_summary(values: Sequence[Any], runs: Sequence[Run], chunk_bytes: int,
         return None
     counts, mins, maxes, sums = summary
     out = bytes([VERSION]) + codec.encode(counts + mins + maxes + sums)  # one list: one header, one decode
-    return out if whatever_size or len(out) <= KEEP_AT_MOST * chunk_bytes else None
+    return out if (whatever_size and scale) or len(out) <= KEEP_AT_MOST * chunk_bytes else None
 
 
 def decode_summary(data: bytes) -> Summary:
