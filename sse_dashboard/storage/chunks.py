@@ -93,7 +93,7 @@ def compact(db: Any, size: int = CHUNK_SAMPLES, most: int = STAGED_MOST) -> int:
                     column = columns[series] = [None] * len(rows)
                 column[i] = value
         group = (upto, min(times), max(times), len(rows), codec.encode(times))
-        chunks = chunk_rows(upto, times, columns)
+        chunks = chunk_rows(upto, times, columns, to_be_joined=True)
 
         def unchanged(conn: Any) -> bool:
             ((still, low),) = conn.execute("SELECT COUNT(*), MIN(id) FROM staged WHERE id <= ?", (upto,)).fetchall()
@@ -166,14 +166,16 @@ def _drop_unreachable(db: Any, upto: int) -> None:
             raise
 
 
-def chunk_rows(upto: int, times: List[float], columns: Dict[int, list]) -> list:
+def chunk_rows(upto: int, times: List[float], columns: Dict[int, list], to_be_joined: bool = False) -> list:
     """``(upto, series, vals, summary)`` of a group: each series' values encoded, and their
-    summary by slot (``storage.summaries``; None where it is not kept)."""
+    summary by slot (``storage.summaries``; None where it is not kept). ``to_be_joined``: a
+    group fresh from the staged rows keeps its summaries whatever their size (every recent read
+    needs them; the join replaces them with its own)."""
     runs = runs_of(times)
     rows = []
     for series, values in columns.items():
         vals, scale = codec.encode_with_scale(values)
-        rows.append((upto, series, vals, encode_summary(values, runs, len(vals), scale)))
+        rows.append((upto, series, vals, encode_summary(values, runs, len(vals), scale, to_be_joined)))
     return rows
 
 

@@ -306,6 +306,7 @@ def _write_differences(out: bytearray, stream: List[int], twice: bool) -> None:
 _WIDTHS = [(code, array(code).itemsize, 1 << (8 * array(code).itemsize - 1)) for code in "bhiq"]
 assert [width for _, width, _ in _WIDTHS] == [1, 2, 4, 8]
 _BIG_ENDIAN = sys.byteorder == "big"
+_CODES = {width: code for code, width, _ in _WIDTHS}  # a packed stream's width in bytes -> its array code
 
 
 def _write_packed(out: bytearray, stream: List[int]) -> bool:
@@ -451,7 +452,7 @@ def _as_kind(kind: int, stream: list, scaled: bool, p: int) -> list:
 
 def _read_packed(r: _Reader, count: int) -> List[int]:
     width = r.take(1)[0]
-    codes = {w: code for code, w, _ in _WIDTHS}
+    codes = _CODES
     if width not in codes:
         raise ValueError("not an encoded chunk: packed width %d" % width)
     packed = array(codes[width])

@@ -14,8 +14,11 @@ One concept: a chunk's values summarised by slot, as bytes and back (pure functi
   scale fits: their summary costs nearly half what the values do), when a run holds a NaN or its
   sum is not finite (min, max and mean mean nothing, or cannot be summed), or when it would cost
   more than ``KEEP_AT_MOST`` of the chunk's own bytes (constants, counters: the values cost next
-  to nothing to read). The read then summarises the values itself: the answers are the same,
-  only the time differs.
+  to nothing to read), except for decimals in a group waiting for its join (``whatever_size``): the
+  newest ``JOIN_GROUPS`` groups a series are in every read of recent history, and decoding and
+  summarising their values was most of an hour's read (bench/RESULTS-storage.md), while their
+  summaries' bytes go at the join. The read then summarises the values itself: the answers are
+  the same, only the time differs.
 
 Format (version 1): byte 0 the version, then one ``codec.encode`` list: the runs' counts, then
 their mins, their maxes and their sums (a quarter of the list each).
@@ -88,11 +91,13 @@ def summarize(values: Sequence[Any], runs: Sequence[Run], scale: Optional[int] =
     return counts, list(map(min, parts)), list(map(max, parts)), sums
 
 
-def encode_summary(values: Sequence[Any], runs: Sequence[Run], chunk_bytes: int, scale: Optional[int]) -> Optional[bytes]:
+def encode_summary(values: Sequence[Any], runs: Sequence[Run], chunk_bytes: int, scale: Optional[int],
+                   whatever_size: bool = False) -> Optional[bytes]:
     """The summary of one chunk's ``values`` as bytes, or None when it is not kept (see above):
     ``scale`` None (full-precision floats: their min, max and sum cost as much as the values, and
     this machine's system series would cost more than Prometheus' on disk), a slot or more a
-    sample, a NaN or an endless sum, or more than ``KEEP_AT_MOST`` of ``chunk_bytes``."""
+    sample, a NaN or an endless sum, or more than ``KEEP_AT_MOST`` of ``chunk_bytes`` (unless
+    ``whatever_size`` and the values have decimals: a group to be joined soon)."""
     if scale is None or not runs or len(runs) * 2 > len(values):
         return None
     summary = summarize(values, runs, scale)
@@ -100,7 +105,7 @@ def encode_summary(values: Sequence[Any], runs: Sequence[Run], chunk_bytes: int,
         return None
     counts, mins, maxes, sums = summary
     out = bytes([VERSION]) + codec.encode(counts + mins + maxes + sums)  # one list: one header, one decode
-    return out if len(out) <= KEEP_AT_MOST * chunk_bytes else None
+    return out if (whatever_size and scale) or len(out) <= KEEP_AT_MOST * chunk_bytes else None
 
 
 def decode_summary(data: bytes) -> Summary:
