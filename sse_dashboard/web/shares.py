@@ -1,8 +1,8 @@
 """Read-only share links (#26): ``/s/<id>`` opens the page showing chosen sections, for anyone with the link.
 
 One concept: the share store. ``ShareStore`` keeps the links of one data folder in ``shares.json``
-beside ``tokens.json``, the same way (written whole under the same kind of lock, re-read when the
-command line changed it). ``handler`` asks it what a request's ``?share=<id>`` is; the admin API
+beside ``tokens.json``, kept the same way (``keptlist.KeptList``: written whole under a lock other
+processes see, re-read when the command line changed it). ``handler`` asks it what a request's ``?share=<id>`` is; the admin API
 and ``sse-dashboard share ...`` add and revoke; ``shareview`` says what a link's viewer may see.
 
 Invariants:
@@ -19,7 +19,6 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import logging
@@ -31,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from sse_dashboard.web.tokens import (CHECK_EVERY_S, LOCK_WAIT_S, TokenFileError, _FileLock, _signature,
-                                      _write_json, token_digest)
+from sse_dashboard.web.keptlist import CHECK_EVERY_S, LOCK_WAIT_S, KeptList
+from sse_dashboard.web.tokens import token_digest
 
 __all__ = ["SECTIONS", "MAX_SHARES", "SHARE_FILE", "MAX_EXPIRY_S", "Share", "ShareStore", "Revocations",
            "check_sections", "parse_duration", "share_file"]
@@ -112,22 +111,10 @@ class Share:
                 "expires": self.expires, "kiosk": self.kiosk, "hide_hosts": self.hide_hosts}
 
 
-def _read(path: Path) -> tuple[list, tuple | None]:
-    try:
-        stat = path.stat()
-        raw = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):  # no file: also when the data folder cannot be one
-        return [], None
-    except OSError as exc:
-        raise TokenFileError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
-    try:
-        shares = [Share(str(s["digest"]), check_sections(s["sections"]), float(s["created"]),
-                        None if s.get("expires") is None else float(s["expires"]), bool(s.get("kiosk")),
-                        bool(s.get("hide_hosts")), str(s.get("name", ""))[:64])
-                  for s in json.loads(raw.decode("utf-8"))["shares"]]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise TokenFileError("%s is not a share file this dashboard wrote (%s); fix or delete it" % (path, exc)) from None
-    return shares, _signature(stat)
+def _parse(item: dict) -> Share:
+    return Share(str(item["digest"]), check_sections(item["sections"]), float(item["created"]),
+                 None if item.get("expires") is None else float(item["expires"]), bool(item.get("kiosk")),
+                 bool(item.get("hide_hosts")), str(item.get("name", ""))[:64])
 
 
 class ShareStore:
@@ -146,17 +133,11 @@ class ShareStore:
                  check_every_s: float = CHECK_EVERY_S, lock_wait_s: float = LOCK_WAIT_S) -> None:
         self.path = path
         self._clock = clock
-        self._check_every_s = check_every_s
         self._lock = threading.Lock()
-        self._file_lock = threading.Lock()
-        self._process_lock = _FileLock(path.with_name(path.name + ".lock"), lock_wait_s) if path is not None else None
-        self._shares: list[Share] = []
-        self._signature: tuple | None = None
         self._expired: set[str] = set()   # digests seen expired (each bumps the generation once)
-        self._generation = 0
-        self._checked_at = time.monotonic()
-        if path is not None:
-            self._shares, self._signature = _read(path)
+        self._expirations = 0
+        self._kept = KeptList(path, "shares", _parse, what="share", check_every_s=check_every_s,
+                              lock_wait_s=lock_wait_s, on_replace=self._forget_expired)
 
     # --- asked by requests and the stream hub -----------------------------------------------
 
@@ -164,36 +145,30 @@ class ShareStore:
         """(the link, "ok"), (the link, "expired") or (None, "unknown"); compared in constant time."""
         self.refresh()
         digest = token_digest(link_id)
-        with self._lock:
-            found = None
-            for share in self._shares:
-                if hmac.compare_digest(share.digest, digest):
-                    found = share
+        found = None
+        for share in self._kept.entries:
+            if hmac.compare_digest(share.digest, digest):
+                found = share
         if found is None:
             return None, "unknown"
         return found, "expired" if self._is_expired(found) else "ok"
 
     def is_valid(self, digest: str) -> bool:
         """Whether the link with this hash is kept and has not expired."""
-        with self._lock:
-            share = next((s for s in self._shares if s.digest == digest), None)
+        share = next((s for s in self._kept.entries if s.digest == digest), None)
         return share is not None and not self._is_expired(share)
 
     @property
     def generation(self) -> int:
         """Grows whenever a link stops being valid: revoked, gone from the file, or expired."""
         self.refresh()
-        with self._lock:
-            shares = list(self._shares)
-        for share in shares:
+        for share in self._kept.entries:
             self._is_expired(share)
-        return self._generation
+        return self._kept.generation + self._expirations
 
     def listing(self) -> list[dict]:
         self.refresh()
-        with self._lock:
-            shares = list(self._shares)
-        return [dict(s.public(), expired=self._is_expired(s)) for s in shares]
+        return [dict(s.public(), expired=self._is_expired(s)) for s in self._kept.entries]
 
     def _is_expired(self, share: Share) -> bool:
         if share.expires is None or self._clock() < share.expires:
@@ -201,40 +176,19 @@ class ShareStore:
         with self._lock:
             if share.digest not in self._expired:
                 self._expired.add(share.digest)
-                self._generation += 1  # the hub closes its streams
+                self._expirations += 1  # the hub closes its streams
         return True
 
     def refresh(self, force: bool = False) -> None:
         """Take the file's changes (the CLI's), looking at most once per ``check_every_s``."""
-        if self.path is None:
-            return
-        now = time.monotonic()
-        with self._lock:
-            if not force and now - self._checked_at < self._check_every_s:
-                return
-            self._checked_at = now
-            known = self._signature
-        try:
-            signature = _signature(self.path.stat())
-        except FileNotFoundError:
-            signature = None
-        except OSError:
-            return
-        if signature == known:
-            return
-        try:
-            shares, signature = _read(self.path)
-        except TokenFileError as exc:
-            log.warning("%s; the links read before stay in use", exc)
-            return
-        self._replace(shares, signature)
+        self._kept.refresh(force)
 
     # --- changes: the admin API and the command line ------------------------------------------
 
     def add(self, sections: Iterable[str], *, expires_in_s: object = None, kiosk: object = False,
             hide_hosts: object = False, name: object = "") -> tuple[str, Share]:
         """Make a link: (its id, shown this once; what is kept). ``ValueError`` for bad options or
-        too many links; ``TokenFileError`` if it cannot be kept."""
+        too many links; ``KeptFileError`` if it cannot be kept."""
         sections = check_sections(sections if isinstance(sections, (list, tuple)) else None)
         expires_in_s = _check_expiry(expires_in_s)
         for field, value in (("kiosk", kiosk), ("hide_hosts", hide_hosts)):
@@ -246,48 +200,28 @@ class ShareStore:
         now = self._clock()
         share = Share(token_digest(link_id), sections, round(now, 3),
                       None if expires_in_s is None else round(now + expires_in_s, 3), kiosk, hide_hosts, name)
-        with self._file_lock, self._changing():
-            shares = self._current()
+        def add_to(shares: list) -> tuple[list, None]:
             if len(shares) >= MAX_SHARES:
                 raise ValueError("at most %d share links; revoke one first" % MAX_SHARES)
-            self._save(shares + [share])
+            return shares + [share], None
+
+        self._kept.change(add_to)
         log.info("share link %s made, showing %s", share.handle, ", ".join(sections))
         return link_id, share
 
     def revoke(self, handle: str) -> bool:
         """Forget the link whose handle is ``handle`` at once; False if there is none."""
-        with self._file_lock, self._changing():
-            shares = self._current()
+        def without(shares: list) -> tuple[list | None, bool]:
             kept = [s for s in shares if s.handle != handle]
-            if len(kept) == len(shares):
-                return False
-            self._save(kept)
-        log.info("share link %s revoked", handle)
-        return True
+            return (kept, True) if len(kept) < len(shares) else (None, False)
 
-    def _changing(self) -> Any:
-        return self._process_lock if self._process_lock is not None else contextlib.nullcontext()
+        revoked = self._kept.change(without)
+        if revoked:
+            log.info("share link %s revoked", handle)
+        return revoked
 
-    def _current(self) -> list:
-        if self.path is None:
-            with self._lock:
-                return list(self._shares)
-        shares, signature = _read(self.path)
-        self._replace(shares, signature)
-        return shares
-
-    def _save(self, shares: list) -> None:
-        signature = None
-        if self.path is not None:
-            signature = _write_json(self.path, {"version": 1, "shares": [s.as_json() for s in shares]})
-        self._replace(shares, signature)
-
-    def _replace(self, shares: list, signature: tuple | None) -> None:
+    def _forget_expired(self, kept: set) -> None:
         with self._lock:
-            kept = {s.digest for s in shares}
-            if any(s.digest not in kept for s in self._shares):
-                self._generation += 1
-            self._shares, self._signature = list(shares), signature
             self._expired &= kept  # forget what was seen expired of links that are gone
 
 
