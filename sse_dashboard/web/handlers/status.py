@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import urllib.parse
 
 from sse_dashboard.alerting.status import ConfiguredPage, channel
@@ -72,39 +71,17 @@ class StatusHandlers:
 
     def _stream_status(self, slug: str) -> None:
         """``text/event-stream`` of the page's view: its current one now, each new one as the hub sends it."""
-        server, app = self.server, self.app
-        hub = server.hub
+        app = self.app
         current = app.status_pages.view(slug)
         if current is None:  # deleted a moment ago
             raise HTTPError(404, "no such status page")
-        if not hub.reserve(app.config.max_clients):
-            raise HTTPError(503, "too many stream clients (at most %d); reload the page later" % app.config.max_clients,
-                            (("Retry-After", "10"),))
-        added = False
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-            self.send_header("Cache-Control", "no-cache, no-transform")
-            self.send_header("X-Accel-Buffering", "no")
-            self.send_header("Connection", "close")
-            self._send_common_headers()
-            self.end_headers()
-            self.close_connection = True
-            if self.command == "HEAD":
-                return None
+
+        def first_frames() -> tuple[list, dict]:
             snapshot, _ = app.sampler.latest()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.connection.settimeout(app.config.write_timeout_s)
-            self.wfile.write(format_sse(retry=RETRY_MS) + side_frame(channel(slug), current[1]))
-            server.hand_off(self.connection)
-            hub.add(self.connection, cursor=PAST_EVERY_EVENT, seq=snapshot["seq"], only=NO_EVENTS, metrics=False,
-                    sides=(channel(slug),))
-            added = True
-        except (socket.timeout, ConnectionError) as exc:
-            log.debug("status stream to %s ended before it started: %s", self.client_address, exc)
-        finally:
-            if not added:
-                hub.release()
+            return [format_sse(retry=RETRY_MS), side_frame(channel(slug), current[1])], dict(
+                cursor=PAST_EVERY_EVENT, seq=snapshot["seq"], only=NO_EVENTS, metrics=False, sides=(channel(slug),))
+
+        self.stream_to_hub("status stream", "reload the page later", first_frames)
         return None
 
     # --- the admin's ----------------------------------------------------------------------

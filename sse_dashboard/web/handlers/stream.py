@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import Callable
 
 from sse_dashboard.web.guard import grant_for, offered_token, tokens_in_use
 from sse_dashboard.web.request import parse_last_event_id
@@ -26,7 +27,8 @@ RETRY_MS = 5000
 
 
 class StreamHandlers:
-    """``stream_metrics``: part of ``DashboardHandler``."""
+    """``stream_metrics``, and ``stream_to_hub`` for every stream the hub writes (a status page's too): part of
+    ``DashboardHandler``."""
 
     def stream_metrics(self) -> None:
         """Open ``text/event-stream``: headers, ``retry:``, the current snapshot (and a
@@ -55,23 +57,8 @@ class StreamHandlers:
             if grant is None and tokens_in_use(server.policy):  # revoked since the access check, a moment ago
                 raise HTTPError(401, "a valid token is required", (("WWW-Authenticate", "Bearer"),))
             credential = grant.digest if grant is not None else None
-        hub = server.hub
-        max_clients = app.config.max_clients
-        if not hub.reserve(max_clients):
-            raise HTTPError(503, "too many stream clients (at most %d); poll /api/metrics instead" % max_clients,
-                            (("Retry-After", "10"),))
-        added = False
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-            self.send_header("Cache-Control", "no-cache, no-transform")
-            self.send_header("X-Accel-Buffering", "no")  # nginx: do not buffer (sse-starlette#5)
-            self.send_header("Connection", "close")  # the body ends when the connection does
-            self._send_common_headers()
-            self.end_headers()
-            self.close_connection = True
-            if self.command == "HEAD":
-                return None
+
+        def first_frames() -> tuple[list, dict]:
             snapshot, body = app.sampler.latest()
             if view is not None:
                 body = view.snapshot_body(snapshot["seq"], body)
@@ -88,20 +75,46 @@ class StreamHandlers:
                 else:
                     cursor = last_event_id  # the hub replays what came after it
                 log.debug("stream from %s resumed after id %s", self.client_address, last_event_id)
+            return frames, dict(cursor=cursor, seq=snapshot["seq"], only=only, typed=typed, metrics=with_metrics,
+                                sides=sides, token=credential, view=view)
+
+        self.stream_to_hub("stream", "poll /api/metrics instead", first_frames)
+        return None
+
+    def stream_to_hub(self, what: str, when_full: str, first_frames: Callable[[], tuple[list, dict]]) -> None:
+        """Answer ``text/event-stream``: take one of ``--max-clients``' places (503 saying
+        ``when_full`` when none is left), send the headers and ``first_frames()``'s frames, then hand
+        the socket to the stream hub with what it returned for ``StreamHub.add``. The place is given
+        back if the client goes before the hub has it (and for HEAD)."""
+        hub, max_clients = self.server.hub, self.app.config.max_clients
+        if not hub.reserve(max_clients):
+            raise HTTPError(503, "too many stream clients (at most %d); %s" % (max_clients, when_full),
+                            (("Retry-After", "10"),))
+        added = False
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-cache, no-transform")
+            self.send_header("X-Accel-Buffering", "no")  # nginx: do not buffer (sse-starlette#5)
+            self.send_header("Connection", "close")  # the body ends when the connection does
+            self._send_common_headers()
+            self.end_headers()
+            self.close_connection = True
+            if self.command == "HEAD":
+                return
+            frames, joining = first_frames()
             # Frames are small and must go now, not when Nagle's algorithm decides.
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.connection.settimeout(app.config.write_timeout_s)
+            self.connection.settimeout(self.app.config.write_timeout_s)
             self.wfile.write(b"".join(frames))
-            server.hand_off(self.connection)
-            hub.add(self.connection, cursor=cursor, seq=snapshot["seq"], only=only, typed=typed, metrics=with_metrics,
-                    sides=sides, token=credential, view=view)
+            self.server.hand_off(self.connection)
+            hub.add(self.connection, **joining)
             added = True
         except (socket.timeout, ConnectionError) as exc:  # gone during the handshake
-            log.debug("stream to %s ended before it started: %s", self.client_address, exc)
+            log.debug("%s to %s ended before it started: %s", what, self.client_address, exc)
         finally:
             if not added:
                 hub.release()
-        return None
 
     def _stream_names(self) -> bool:
         """True: typed events go out under their type; ``names=log`` (the page) names them all ``log``."""
