@@ -352,9 +352,7 @@ def _local_minute(ts: float | None) -> str:
 def token_command(argv: list[str]) -> int:
     """``sse-dashboard token add NAME --scope S | list | revoke NAME`` (#26): the data folder's
     tokens, kept as hashes; a running dashboard takes the change within a second."""
-    folder = argparse.ArgumentParser(add_help=False)
-    folder.add_argument("--data-dir", default=argparse.SUPPRESS, metavar="DIR",
-                        help="the dashboard's data folder (default %s)" % default_data_dir())
+    folder = _data_dir_option()
     parser = argparse.ArgumentParser(prog="sse-dashboard token", parents=[folder],
                                      description="Scoped tokens: read, write, admin (admin may do anything).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -386,13 +384,19 @@ def token_command(argv: list[str]) -> int:
     return 0
 
 
+def _data_dir_option() -> argparse.ArgumentParser:
+    """``--data-dir``, for the ``token`` and ``share`` commands: before or after their verb."""
+    folder = argparse.ArgumentParser(add_help=False)
+    folder.add_argument("--data-dir", default=argparse.SUPPRESS, metavar="DIR",
+                        help="the dashboard's data folder (default %s)" % default_data_dir())
+    return folder
+
+
 def share_command(argv: list[str]) -> int:
     """``sse-dashboard share add --section S [--expires 7d] [--kiosk] [--hide-hosts] | list | revoke
     HANDLE`` (#26): the data folder's read-only share links; a running dashboard takes the change
     within a second."""
-    folder = argparse.ArgumentParser(add_help=False)
-    folder.add_argument("--data-dir", default=argparse.SUPPRESS, metavar="DIR",
-                        help="the dashboard's data folder (default %s)" % default_data_dir())
+    folder = _data_dir_option()
     parser = argparse.ArgumentParser(prog="sse-dashboard share", parents=[folder],
                                      description="Read-only share links /s/<id>, showing chosen sections.")
     commands = parser.add_subparsers(dest="command", required=True)
