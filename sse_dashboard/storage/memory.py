@@ -116,7 +116,8 @@ def downsample(columns: dict, points: int, start: float, end: float) -> dict:
            "series": {}, "min": {}, "max": {}}
     at = {ts_bucket: i for i, ts_bucket in enumerate(sorted({bucket for bucket, _ in runs}))}
     lows_of, highs_of = columns.get("min") or {}, columns.get("max") or {}
-    in_order = len(runs) == len(at)  # each bucket one run: time went forward (the common case)
+    order = [bucket for bucket, _ in runs]
+    in_order = order == sorted(at)  # each bucket one run, ascending: time went forward (the common case)
     bounds = [ab for _, ab in runs]
     sizes = [b - a for a, b in bounds]
     for name, values in columns["series"].items():
@@ -276,6 +277,10 @@ class MemoryStore:
 
     def history_buckets(self, start: float, end: float, names: list | None, points: int) -> None:
         """None: memory keeps no summaries (``downsample`` the columns)."""
+        return None
+
+    def history_buckets_json(self, start: float, end: float, names: list | None, points: int) -> None:
+        """None, as ``history_buckets``."""
         return None
 
     def history_columns(self, start: float, end: float, names: list | None = None) -> dict:
