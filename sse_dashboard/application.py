@@ -34,7 +34,7 @@ from sse_dashboard.ingest.otlp_metrics import OtlpMetrics
 from sse_dashboard.ingest.push import PushGroups
 from sse_dashboard.ingest.statsd import StatsdListener
 from sse_dashboard.registry import MetricsRegistry
-from sse_dashboard.sampler import Sampler
+from sse_dashboard.sampler import Sampler, encode_json
 from sse_dashboard.storage import Store
 from sse_dashboard.storage.memory import MemoryStore, downsample
 
@@ -161,9 +161,22 @@ class Application:
             bucketed = self.store.history_buckets(start, end, names, points)  # from summaries, when they can
             if bucketed is not None:
                 return bucketed
-            columns = self.store.history_columns(start, end, names)
-            columns.setdefault("interval", self.sampler.interval_s)  # the spacing of the points returned
-            return downsample(columns, points, start, end)
+            return self._downsampled(start, end, names, points)
+
+    def history_json(self, start: float, end: float, names: list | None = None,
+                     points: int = DEFAULT_HISTORY_POINTS) -> bytes:
+        """``history_columns`` as compact JSON; the buckets from summaries written straight
+        from their stored integers (``storage.buckets.Buckets.encoded``)."""
+        with self._heavy_reads:
+            encoded = self.store.history_buckets_json(start, end, names, points)
+            if encoded is not None:
+                return encoded
+            return encode_json(self._downsampled(start, end, names, points))
+
+    def _downsampled(self, start: float, end: float, names: list | None, points: int) -> dict:
+        columns = self.store.history_columns(start, end, names)
+        columns.setdefault("interval", self.sampler.interval_s)  # the spacing of the points returned
+        return downsample(columns, points, start, end)
 
     def event_page(self, since: int | None, limit: int, level: str | None = None,
                    only: EventFilter | None = None) -> dict:

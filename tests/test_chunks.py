@@ -4,6 +4,7 @@ The model is a plain list of the samples written."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sqlite3
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from sse_dashboard import storage
+from sse_dashboard.sampler import encode_json
 from sse_dashboard.storage import codec
 from sse_dashboard.storage.buckets import bucket_width
 from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, STAGED_MOST
@@ -23,7 +25,8 @@ from sse_dashboard.storage.summaries import AGG_S, slot_of
 NAMES = ["system.cpu_percent", "gauges.depth", "counters.jobs", 'gauges.q{k="v"}']
 # What the registry lets through (metric_number): ints within 2**53, finite floats.
 values = st.one_of(st.integers(-(2 ** 53), 2 ** 53), st.floats(allow_nan=False, allow_infinity=False),
-                   st.floats(allow_nan=False, allow_infinity=False).map(lambda v: round(v, 3)))
+                   st.floats(allow_nan=False, allow_infinity=False).map(lambda v: round(v, 3)),
+                   st.integers(-10 ** 7, 10 ** 7).map(lambda v: v / 1000))  # a gauge's few decimals
 samples = st.lists(st.dictionaries(st.sampled_from(NAMES), values, min_size=1, max_size=4),
                    min_size=2 * CHUNK_SAMPLES + 1, max_size=5 * CHUNK_SAMPLES)  # enough to chunk
 
@@ -233,6 +236,24 @@ def check_buckets(got: dict, model: list, start: float, end: float, points: int,
                 name, key, avg, exact)
 
 
+def assert_same_json(encoded: bytes, answer: dict) -> None:
+    """The answer written straight from the stored integers (``100241e-3``) reads back, with
+    any JSON reader, as the very numbers of the answer, of the same types."""
+    def same(a, b, where):
+        assert type(a) is type(b), (where, a, b)
+        if isinstance(a, dict):
+            assert list(a) == list(b), where
+            for key in a:
+                same(a[key], b[key], where + (key,))
+        elif isinstance(a, list):
+            assert len(a) == len(b), where
+            for i, (x, y) in enumerate(zip(a, b)):
+                same(x, y, where + (i,))
+        else:
+            assert a == b, (where, a, b)
+    same(json.loads(encoded), json.loads(encode_json(answer)), ())
+
+
 gaps = st.lists(st.sampled_from([1.0, 1.0, 1.0, 0.5, 2.0, 9.7, 31.0]), min_size=1, max_size=8)
 with_gaps = st.lists(st.dictionaries(st.sampled_from(NAMES), values, min_size=0, max_size=4),
                      min_size=2 * CHUNK_SAMPLES + 1, max_size=12 * CHUNK_SAMPLES)
@@ -261,6 +282,7 @@ def test_buckets_from_summaries_are_the_samples_own(tmp_path_factory, written, s
         event("bucketed" if got is not None else "the values read instead")
         if got is not None:
             check_buckets(got, model, start, end, points, names or None)
+            assert_same_json(store.history.buckets_json(start, end, names or None, points), got)
     finally:
         store.close()
 
@@ -286,6 +308,9 @@ def test_an_hour_read_in_600_points_comes_from_the_summaries(tmp_path):
     got = store.history.buckets(start, end, None, 600)
     assert got is not None and len(got["ts"]) == 360 and got["interval"] == 10.0  # (the 361st bucket is empty)
     check_buckets(got, model, start, end, 600, None)
+    encoded = store.history.buckets_json(start, end, None, 600)
+    assert_same_json(encoded, got)
+    assert b"e-4," in encoded and b"e-3," in encoded  # means of 10 and the values, as decimals
     ((summarised,),) = store.database.query(
         "SELECT COUNT(*) FROM chunks c JOIN groups g USING (upto) WHERE g.n = 600 AND c.summary IS NOT NULL", ())
     assert summarised == 5 * 3  # five joined groups of three series

@@ -20,15 +20,17 @@ May import: ``storage.codec``, ``storage.chunks``, ``storage.summaries``, the st
 
 from __future__ import annotations
 
+import json
 import math
-from operator import le, truediv
+from itertools import repeat
+from operator import le, mul, truediv
 from typing import Any, Dict, List, Optional
 
 from sse_dashboard.storage import codec
 from sse_dashboard.storage.chunks import unpack_sample
-from sse_dashboard.storage.summaries import AGG_S, decode_summary, runs_of, summarize
+from sse_dashboard.storage.summaries import AGG_S, decode_summary, decode_summary_scaled, runs_of, summarize
 
-__all__ = ["read_buckets", "bucket_width"]
+__all__ = ["read_buckets", "bucket_width", "Buckets"]
 
 Columns = Dict[int, List[list]]   # series id -> [counts, mins, maxes, sums], a bucket each
 
@@ -43,10 +45,9 @@ def bucket_width(start: float, end: float, points: int) -> int:
     return max(1, math.ceil((end - start) / max(1, points - 1) / AGG_S))
 
 
-def read_buckets(conn: Any, start: float, end: float, points: int, only: Optional[List[int]]) -> Optional[tuple]:
-    """``(bucket times, {series id: (mins, avgs, maxes)}, width)`` of the samples whose slots
-    fall in the buckets ``[start, end]`` touches, or None (see above). ``conn`` reads in one
-    snapshot; ``only``: just these series ids."""
+def read_buckets(conn: Any, start: float, end: float, points: int, only: Optional[List[int]]) -> Optional["Buckets"]:
+    """The buckets of the samples whose slots fall in the buckets ``[start, end]`` touches, or
+    None (see above). ``conn`` reads in one snapshot; ``only``: just these series ids."""
     k = bucket_width(start, end, points)
     low, high = (math.floor(start / AGG_S) // k) * k, (math.floor(end / AGG_S) // k + 1) * k  # slots
     reader = _Reader(k, low, high)
@@ -58,8 +59,7 @@ def read_buckets(conn: Any, start: float, end: float, points: int, only: Optiona
             runs = runs_of(codec.decode(ts))
             rows = conn.execute("SELECT series, vals, summary FROM chunks WHERE upto = ?%s" % among,
                                 (upto,) + tuple(only or ())).fetchall()
-            reader.add(runs, ((series, decode_summary(summary) if summary is not None
-                               else summarize(codec.decode(vals), runs)) for series, vals, summary in rows))
+            reader.add(runs, ((series, _stored_part(vals, summary, runs)) for series, vals, summary in rows))
         times, columns = [], {}
         for ts, vals in conn.execute("SELECT ts, vals FROM staged WHERE ts >= ? AND ts < ? ORDER BY id",
                                      ((low - 1) * AGG_S, (high + 1) * AGG_S)).fetchall():
@@ -72,11 +72,47 @@ def read_buckets(conn: Any, start: float, end: float, points: int, only: Optiona
                     column.append(value)
             times.append(ts)
         runs = runs_of(times)
-        reader.add(runs, ((series, summarize(column + [None] * (len(times) - len(column)), runs))
+        reader.add(runs, ((series, _staged_part(column + [None] * (len(times) - len(column)), runs,
+                                                reader.scales.get(series)))
                           for series, column in columns.items()))
         return reader.answer()
     except (_Unsaid, OverflowError):
         return None
+
+
+# A group's runs' summary of one series: ``(k, floats, counts, mins, maxes, sums)``, the mins,
+# maxes and sums ints scaled by ``10**k`` (decimals, compared and summed exactly), or with ``k``
+# None, numbers as they are; ``floats``: whether the values were floats rather than ints.
+Part = tuple
+
+
+def _stored_part(vals: bytes, summary: Optional[bytes], runs: list) -> Optional[Part]:
+    if summary is not None:
+        scaled = decode_summary_scaled(summary)
+        return scaled if scaled is not None else (None, True) + decode_summary(summary)
+    scaled_values = codec.decode_scaled(vals)
+    if scaled_values is not None:  # (a constant or a counter: no summary is kept)
+        k, ints, floats = scaled_values
+        made = summarize(ints, runs)
+        return None if made is None else (k, floats) + made
+    made = summarize(codec.decode(vals), runs)
+    return None if made is None else (None, True) + made
+
+
+def _staged_part(values: list, runs: list, k: Optional[int]) -> Optional[Part]:
+    """The staged samples' part, scaled as the series' stored part when its values allow."""
+    if None not in values and k is not None:
+        p = 10 ** k
+        try:
+            ints = list(map(round, map(mul, values, repeat(p))))
+        except (OverflowError, ValueError):  # an infinity, a NaN: not a decimal
+            ints = None
+        if ints is not None and list(map(truediv, ints, repeat(p))) == values:  # each is m / 10**k
+            made = summarize(ints, runs)
+            floats = any(isinstance(v, float) for v in values)
+            return None if made is None else (k, floats) + made
+    made = summarize(values, runs)
+    return None if made is None else (None, True) + made
 
 
 class _Reader:
@@ -86,9 +122,11 @@ class _Reader:
         self.k, self.low, self.high = k, low, high
         self.keys: List[int] = []        # the buckets so far, ascending
         self.columns: Columns = {}
+        self.scales: Dict[int, Optional[int]] = {}   # series id -> k of its scaled ints, None: numbers
+        self.floats: Dict[int, bool] = {}            # series id -> whether any value was a float
 
-    def add(self, runs: list, summaries: Any) -> None:
-        """One group's ``runs`` and ``(series, summary)`` pairs (a summary a run)."""
+    def add(self, runs: list, parts: Any) -> None:
+        """One group's ``runs`` and ``(series, part)`` pairs (``Part``: a summary a run)."""
         k = self.k
         inside = [i for i, (slot, _, _) in enumerate(runs) if self.low <= slot < self.high]
         if not inside:
@@ -112,24 +150,50 @@ class _Reader:
         offset = len(self.keys) - shared
         self.keys.extend(keys[1:] if shared else keys)
         whole = k == 1 and past - first == len(keys)
-        for series, summary in summaries:
-            if summary is None:
+        for series, part in parts:
+            if part is None:
                 raise _Unsaid()  # a NaN or an endless sum in a slot
-            parts = [column[first:past] for column in summary] if whole else _combine(summary, bounds)
+            summary = self._in_series_scale(series, part)
+            parts_ = [column[first:past] for column in summary] if whole else _combine(summary, bounds)
             column = self.columns.get(series)
             if column is None:
                 column = self.columns[series] = [[], [], [], []]
             held = len(column[0])
             if held < offset:
-                for part, fill in zip(column, (0, None, None, None)):
-                    part.extend([fill] * (offset - held))
+                for part_, fill in zip(column, (0, None, None, None)):
+                    part_.extend([fill] * (offset - held))
             if held > offset:  # the shared bucket: merge its first
-                _merge(column, offset, [part[0] for part in parts])
-                parts = [part[1:] for part in parts]
-            for part, new in zip(column, parts):
-                part.extend(new)
+                _merge(column, offset, [part_[0] for part_ in parts_])
+                parts_ = [part_[1:] for part_ in parts_]
+            for part_, new in zip(column, parts_):
+                part_.extend(new)
 
-    def answer(self) -> Optional[tuple]:
+    def _in_series_scale(self, series: int, part: Part) -> tuple:
+        """``part``'s counts, mins, maxes and sums in the scale the series' column is kept in:
+        the larger of the two ``k`` (the column's rescaled when it is the new one's), numbers
+        when either is not scaled."""
+        k, floats, summary = part[0], part[1], part[2:]
+        self.floats[series] = floats or self.floats.get(series, False)
+        if series not in self.scales:
+            self.scales[series] = k
+            return summary
+        held = self.scales[series]
+        if held == k:
+            return summary
+        if held is None or k is None:
+            if k is not None:
+                summary = _unscaled(summary, k)
+            else:
+                self.columns[series][:] = _unscaled(self.columns[series], held)
+                self.scales[series] = None
+            return summary
+        if k > held:
+            self.columns[series][:] = _rescaled(self.columns[series], k - held)
+            self.scales[series] = k
+            return summary
+        return _rescaled(summary, held - k)
+
+    def answer(self) -> Optional["Buckets"]:
         if not self.keys:
             return None
         width = self.k * AGG_S
@@ -141,10 +205,132 @@ class _Reader:
                     part.extend([fill] * (count - len(part)))
             if not any(counts):
                 continue
-            out[series] = (mins, _means(counts, mins, maxes, sums), maxes)
+            k = self.scales.get(series)
+            if k is None:
+                out[series] = (None, True, mins, _means(counts, mins, maxes, sums), maxes)  # (a list)
+            else:
+                out[series] = (k, self.floats.get(series, True), mins, _Means(counts, sums, k), maxes)
         if not out:  # none of the series asked for has a value here: no buckets to show
             return None
-        return [round(key * width, 3) for key in self.keys], out, width
+        return Buckets([round(key * width, 3) for key in self.keys], out, width)
+
+
+class Buckets:
+    """A bucketed read's answer: ``times``, the buckets' starts; ``stats``, a series id's
+    ``(k, floats, mins, avgs, maxes)``, with ``k`` and ``floats`` as in ``Part`` (the averages
+    are floats); ``width``, a bucket's seconds. ``columns`` is the answer as numbers,
+    ``encoded`` the same as JSON, written without making a float of each decimal."""
+
+    def __init__(self, times: list, stats: dict, width: float) -> None:
+        self.times, self.stats, self.width = times, stats, width
+
+    def columns(self, names_by_id: dict) -> dict:
+        named = sorted((names_by_id[i], stats) for i, stats in self.stats.items() if i in names_by_id)
+        return {"ts": self.times, "series": {name: _listed(avgs) for name, (_, _, _, avgs, _) in named},
+                "min": {name: _numbers(lows, k, floats) for name, (k, floats, lows, _, _) in named},
+                "max": {name: _numbers(highs, k, floats) for name, (k, floats, _, _, highs) in named},
+                "resolution": "full", "interval": self.width, "downsampled": True}
+
+    def encoded(self, names_by_id: dict) -> bytes:
+        """``json.dumps(self.columns(names_by_id))``, compact, with the mins and maxes of
+        decimals written as their integers and an exponent (``100241e-3``: the same number to
+        every JSON reader, as the decoder's ``m / 10**k`` is): their float form was most of the
+        time a long read took."""
+        named = sorted((_json(names_by_id[i]), stats) for i, stats in self.stats.items() if i in names_by_id)
+        return ('{"ts":%s,"series":{%s},"min":{%s},"max":{%s},"resolution":"full","interval":%s,'
+                '"downsampled":true}' % (
+                    _json(self.times),
+                    ",".join("%s:%s" % (name, avgs.encoded() if isinstance(avgs, _Means) else _json(avgs))
+                             for name, (_, _, _, avgs, _) in named),
+                    ",".join("%s:%s" % (name, _scaled_json(lows, k, floats))
+                             for name, (k, floats, lows, _, _) in named),
+                    ",".join("%s:%s" % (name, _scaled_json(highs, k, floats))
+                             for name, (k, floats, _, _, highs) in named),
+                    _json(self.width))).encode("utf-8")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _numbers(column: list, k: Optional[int], floats: bool) -> list:
+    """A column of ints scaled by ``10**k`` as the numbers they are (as ``codec.decode``)."""
+    if k is None or (k == 0 and not floats):
+        return column
+    p = 10 ** k
+    if None not in column:
+        return list(map(truediv, column, repeat(p)))
+    return [None if m is None else m / p for m in column]
+
+
+def _scaled_json(column: list, k: Optional[int], floats: bool) -> str:
+    """``_json(_numbers(column, k, floats))``, as numbers JSON reads the same, written from the
+    ints: ``m`` with ``e-k`` after it (``.0`` for a float with ``k`` 0), in C."""
+    if k is None or not column or (k == 0 and not floats):
+        return _json(column)
+    after = "e-%d" % k if k else ".0"
+    text = _json(column).replace(",", after + ",").replace("]", after + "]")
+    return text.replace("null" + after, "null") if None in column else text
+
+
+def _unscaled(summary: Any, k: int) -> list:
+    counts, mins, maxes, sums = summary
+    return [counts] + [_numbers(part, k, True) for part in (mins, maxes, sums)]
+
+
+def _rescaled(summary: Any, more: int) -> list:
+    counts, mins, maxes, sums = summary
+    times = 10 ** more
+    return [counts] + [[None if m is None else m * times for m in part] for part in (mins, maxes, sums)]
+
+
+class _Means:
+    """A column's averages from its ints: ``sum / (count * 10**k)`` a bucket, the exact mean
+    rounded once to a float (so within the bucket's min and max). ``encoded`` writes them as
+    JSON without a float's shortest form where it can: where a bucket's count is ``2**a * 5**b``
+    (10 samples a slot at 1 s: nearly every bucket) the mean is a decimal, written as its
+    integer and an exponent, as the mins and maxes are."""
+
+    def __init__(self, counts: list, sums: list, k: int) -> None:
+        self.counts, self.sums, self.k = counts, sums, k
+
+    def floats(self) -> list:
+        p = 10 ** self.k
+        if 0 not in self.counts:
+            return list(map(truediv, self.sums, map(mul, self.counts, repeat(p))))
+        return [None if c == 0 else total / (c * p) for total, c in zip(self.sums, self.counts)]
+
+    def encoded(self) -> str:
+        counts, n = self.counts, len(self.counts)
+        c = counts[n // 2]
+        digits = _decimal_digits(c)
+        a, b = 0, n
+        while a < b and counts[a] != c:
+            a += 1
+        while b > a and counts[b - 1] != c:
+            b -= 1
+        if digits is None or b - a < 2 or counts[a:b].count(c) != b - a:
+            return _json(self.floats())
+        p = 10 ** self.k
+        middle = _scaled_json(list(map(mul, self.sums[a:b], repeat(10 ** digits // c))), self.k + digits, True)
+        head = [None if x == 0 else total / (x * p) for total, x in zip(self.sums[:a], counts[:a])]
+        tail = [None if x == 0 else total / (x * p) for total, x in zip(self.sums[b:], counts[b:])]
+        return "[" + ",".join(part for part in (_json(head)[1:-1], middle[1:-1], _json(tail)[1:-1]) if part) + "]"
+
+
+def _decimal_digits(count: int) -> Optional[int]:
+    """``d`` with ``10**d / count`` an int (a mean over ``count`` is a decimal of ``d`` more
+    digits), or None."""
+    if count <= 0:
+        return None
+    for d in range(7):
+        if 10 ** d % count == 0:
+            return d
+    return None
+
+
+def _listed(avgs: Any) -> list:
+    return avgs.floats() if isinstance(avgs, _Means) else avgs
 
 
 def _means(counts: list, mins: list, maxes: list, sums: list) -> list:

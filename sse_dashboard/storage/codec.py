@@ -54,7 +54,7 @@ from itertools import accumulate, repeat
 from operator import floordiv, truediv
 from typing import List, Optional, Sequence, Tuple, Union
 
-__all__ = ["encode", "decode", "encode_with_scale", "encode_timestamps", "decode_timestamps", "method_of",
+__all__ = ["encode", "decode", "decode_scaled", "encode_with_scale", "encode_timestamps", "decode_timestamps", "method_of",
            "RAW", "XOR", "DELTA", "DOD", "PACKED", "METHODS", "DEFLATED"]
 
 Value = Union[int, float, None]
@@ -386,7 +386,24 @@ class _Reader:
         return chunk
 
 
-def _decode(data: bytes) -> List[Value]:
+def decode_scaled(data: bytes) -> Optional[Tuple[int, List[int], bool]]:
+    """``(k, m, floats)`` when a scaled method wrote ``data`` and every value is in its stream
+    (no None, no int held apart): value i is ``m[i] / 10**k`` (an int: ``m[i] // 10**k``), and
+    ``floats`` says whether any was a float. Else None: ``decode`` it. For a reader that sums
+    and compares decimals exactly, as integers, without making a float of each (#23)."""
+    try:
+        runs, stream, k, r, body = _parse(bytes(data))
+    except (IndexError, struct.error, zlib.error, OverflowError) as exc:
+        raise ValueError("not an encoded chunk: %s" % exc) from None
+    if k is None or r.pos != len(body) or any(kind not in (FLOAT, INT) for kind, _ in runs):
+        return None
+    return k, stream, any(kind == FLOAT for kind, _ in runs)
+
+
+def _parse(data: bytes) -> tuple:
+    """``(runs, stream, k, reader, body)``: the kinds as written (``(kind, length)`` a run),
+    the values the method keeps in its stream (scaled by ``10**k``; ``k`` None for the float
+    methods), and the reader, left where the ints held apart begin."""
     if not data:
         raise ValueError("not an encoded chunk: empty")
     method = data[0] & ~DEFLATED
@@ -412,15 +429,19 @@ def _decode(data: bytes) -> List[Value]:
         covered += run >> 2
     in_stream = sum(length for kind, length in runs if kind in (FLOAT, INT))
     if method in (RAW, XOR):
-        stream: list = _read_raw(r, in_stream) if method == RAW else _read_xor(r, in_stream)
-        p = 1
-    else:
-        k = r.take(1)[0]
-        if k > MAX_SCALE:
-            raise ValueError("not an encoded chunk: scale %d" % k)
-        p = _POW[k]
-        stream = _read_packed(r, in_stream) if method == PACKED else _read_differences(r, in_stream, method == DOD)
-    scaled = method not in (RAW, XOR)
+        return runs, _read_raw(r, in_stream) if method == RAW else _read_xor(r, in_stream), None, r, body
+    k = r.take(1)[0]
+    if k > MAX_SCALE:
+        raise ValueError("not an encoded chunk: scale %d" % k)
+    stream = _read_packed(r, in_stream) if method == PACKED else _read_differences(r, in_stream, method == DOD)
+    return runs, stream, k, r, body
+
+
+def _decode(data: bytes) -> List[Value]:
+    runs, stream, k, r, body = _parse(data)
+    n = sum(length for _, length in runs)
+    scaled = k is not None
+    p = _POW[k] if scaled else 1
     if len(runs) <= 1 and r.pos == len(body):  # one kind: the whole stream at once
         kind = runs[0][0] if runs else NONE
         if kind == NONE:

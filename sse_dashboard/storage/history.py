@@ -330,20 +330,22 @@ class StoredHistory:
         shapes them; None when the window reaches roll-ups, holds no more samples than
         ``points`` (the answer is the samples), or a summary cannot say it: then read
         ``columns`` and downsample them. One snapshot, as ``columns``."""
+        read = self._read_buckets(start, end, names, points)
+        return None if read is None else read[0].columns(read[1])
+
+    def buckets_json(self, start: float, end: float, names: list | None, points: int) -> bytes | None:
+        """``buckets`` as compact JSON, written straight from the stored integers."""
+        read = self._read_buckets(start, end, names, points)
+        return None if read is None else read[0].encoded(read[1])
+
+    def _read_buckets(self, start: float, end: float, names: list | None, points: int) -> tuple | None:
         with self._db.snapshot() as conn:
             if points < 2 or not end > start or not _bucketable(conn, start, end, points, self.rollup_s):
                 return None
             only = _ids_of(conn, names)
             names_by_id = dict(conn.execute("SELECT id, name FROM series"))
             answer = read_buckets(conn, start, end, points, only)
-        if answer is None:
-            return None
-        times, by_id, width = answer
-        named = sorted((names_by_id[i], stats) for i, stats in by_id.items() if i in names_by_id)
-        return {"ts": times, "series": {name: avgs for name, (_, avgs, _) in named},
-                "min": {name: lows for name, (lows, _, _) in named},
-                "max": {name: highs for name, (_, _, highs) in named},
-                "resolution": "full", "interval": width, "downsampled": True}
+        return None if answer is None else (answer, names_by_id)
 
     def rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
         """Roll-up averages where only roll-ups are kept, then the full-resolution rows, oldest

@@ -185,6 +185,10 @@ class Store:
         ``history_columns`` and downsample them (``StoredHistory.buckets``)."""
         return self.history.buckets(start, end, names, points)
 
+    def history_buckets_json(self, start: float, end: float, names: list | None, points: int) -> bytes | None:
+        """``history_buckets`` as compact JSON (``StoredHistory.buckets_json``), or None."""
+        return self.history.buckets_json(start, end, names, points)
+
     def iter_history_rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
         """Full-resolution rows where kept, roll-up averages before that, oldest first, in chunks."""
         return self.history.rows(start, end)

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import math
 from itertools import repeat
-from operator import mul
+from operator import floordiv, mul
 from typing import Any, List, Optional, Sequence, Tuple
 
 from sse_dashboard.storage import codec
 
-__all__ = ["AGG_S", "KEEP_AT_MOST", "slot_of", "runs_of", "summarize", "encode_summary", "decode_summary"]
+__all__ = ["AGG_S", "KEEP_AT_MOST", "slot_of", "runs_of", "summarize", "encode_summary", "decode_summary",
+           "decode_summary_scaled"]
 
 AGG_S = 10.0           # a slot's seconds: reads at buckets of 10 s or wider use the summaries
 KEEP_AT_MOST = 0.5     # a summary costing more than this share of its chunk's bytes is not kept
@@ -117,3 +118,21 @@ def decode_summary(data: bytes) -> Summary:
     if odd:
         raise ValueError("not a chunk summary (%d values)" % len(values))
     return values[:n], values[n:2 * n], values[2 * n:3 * n], values[3 * n:]
+
+
+def decode_summary_scaled(data: bytes) -> Optional[tuple]:
+    """``(k, floats, counts, mins, maxes, sums)`` with the mins, maxes and sums as ints scaled
+    by ``10**k`` (``codec.decode_scaled``: decimals compared and summed exactly, no float made),
+    the counts as they are, and ``floats`` whether the values were floats (not ints); None when
+    the summary holds something else (decode it)."""
+    if not data or data[0] != VERSION:
+        raise ValueError("not a chunk summary (version %r)" % (data[:1],))
+    scaled = codec.decode_scaled(data[1:])
+    if scaled is None:
+        return None
+    k, values, floats = scaled
+    n, odd = divmod(len(values), 4)
+    if odd:
+        raise ValueError("not a chunk summary (%d values)" % len(values))
+    counts = values[:n] if k == 0 else list(map(floordiv, values[:n], repeat(10 ** k)))
+    return k, floats, counts, values[n:2 * n], values[2 * n:3 * n], values[3 * n:]

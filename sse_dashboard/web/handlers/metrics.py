@@ -65,8 +65,8 @@ class MetricHandlers:
             rows = store.iter_history_rows(start, end)
             return json_stream(json_array_chunks('{"rows":[', (encode_json({"ts": ts, "series": flat})
                                                                for ts, flat in rows), "]}"))
-        columns = self.app.history_columns(start, end, names, points)
-        return Response(200, encode_json(columns), JSON_TYPE, (("Cache-Control", "no-store"),))
+        body = self.app.history_json(start, end, names, points)
+        return Response(200, body, JSON_TYPE, (("Cache-Control", "no-store"),))
 
     def _history_names(self) -> list | None:
         """``names``: comma-separated series names (``system.cpu_percent,gauges.depth``), or None: all."""
