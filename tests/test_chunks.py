@@ -20,7 +20,7 @@ from sse_dashboard.storage import codec
 from sse_dashboard.storage.buckets import bucket_width
 from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, STAGED_MOST
 from sse_dashboard.storage.database import PAGE_SIZE
-from sse_dashboard.storage.summaries import AGG_S, slot_of
+from sse_dashboard.storage.summaries import AGG_S, decode_group, encode_group, encode_summary, runs_of, slot_of
 
 NAMES = ["system.cpu_percent", "gauges.depth", "counters.jobs", 'gauges.q{k="v"}']
 # What the registry lets through (metric_number): ints within 2**53, finite floats.
@@ -311,9 +311,8 @@ def test_an_hour_read_in_600_points_comes_from_the_summaries(tmp_path):
     encoded = store.history.buckets_json(start, end, None, 600)
     assert_same_json(encoded, got)
     assert b"e-4," in encoded and b"e-3," in encoded  # means of 10 and the values, as decimals
-    ((summarised,),) = store.database.query(
-        "SELECT COUNT(*) FROM chunks c JOIN groups g USING (upto) WHERE g.n = 600 AND c.summary IS NOT NULL", ())
-    assert summarised == 5 * 3  # five joined groups of three series
+    summarised = [name for n, name in kept_summaries(store) if n == 600]
+    assert len(summarised) == 5 * 3  # five joined groups of three series
     store.close()
 
 
@@ -328,9 +327,10 @@ def test_the_groups_waiting_for_their_join_carry_summaries_whatever_their_size(t
     store = storage.open_store(tmp_path, full_s=10 ** 7, interval_s=1.0)
     for i in range(0, len(model), 60):
         store.history.write(model[i:i + 60])
-    kept = store.database.query(
-        "SELECT g.n, s.name, c.summary IS NOT NULL FROM chunks c JOIN groups g USING (upto) "
-        "JOIN series s ON s.id = c.series ORDER BY g.upto, s.name", ())
+    has = set(kept_summaries(store, with_upto=True))
+    kept = [(n, name, int((upto, n, name) in has)) for upto, n, name in store.database.query(
+        "SELECT g.upto, g.n, s.name FROM chunks c JOIN groups g USING (upto) JOIN series s ON s.id = c.series "
+        "ORDER BY g.upto, s.name", ())]
     small = [(name, has) for n, name, has in kept if n == CHUNK_SAMPLES]
     assert small and all(has for name, has in small if name != "gauges.c"), kept
     assert not any(has for name, has in small if name == "gauges.c"), kept
@@ -379,12 +379,94 @@ def test_a_schema_7_folder_gets_its_chunks_summarised_in_place(tmp_path):
     conn.commit()
     conn.close()
     store = storage.open_store(tmp_path, full_s=10 ** 7, interval_s=1.0)
-    assert store.database.query("SELECT series, summary IS NOT NULL FROM chunks ORDER BY series", ()) == [(1, 1), (2, 0)]
+    assert kept_summaries(store) == [(600, "g")]  # (schema 8 summarised the chunk, 9 moved it to its group)
     model = [(ts, {"g": v, "h": 7}) for ts, v in zip(times, values)]
     got = store.history.buckets(times[0], times[-1], None, 30)
     assert got is not None
     check_buckets(got, model, times[0], times[-1], 30, None)
     store.close()
+
+
+def test_a_schema_8_folder_gets_its_chunk_summaries_moved_to_their_groups(tmp_path):
+    """A folder of the main before (schema 8: a summary a chunk, format 1) upgrades in place:
+    each group gets its chunks' summaries as one (format 2), in the stored integers, the chunks
+    keep none, and bucketed reads, in numbers and in JSON, are the samples' own."""
+    conn = sqlite3.connect(str(tmp_path / storage.DB_FILENAME))
+    for script in storage.MIGRATIONS[:8]:
+        conn.executescript(script)
+    conn.executescript("CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (8);"
+                       "INSERT INTO meta VALUES ('epoch', 'abc');"
+                       "INSERT INTO series (id, name) VALUES (1, 'g'), (2, 'h'), (3, 'i'), (4, 'j');")
+    times = [1_700_000_000.5 + i for i in range(1200)]
+    columns = {1: walk(1, 1200), 2: [7] * 1200, 3: [i // 3 for i in range(1200)],  # a walk, a constant, a counter
+               4: [None if i % 7 == 0 else round(i * 0.25, 2) for i in range(1200)]}  # decimals with gaps
+    for first in (0, 600):
+        part = times[first:first + 600]
+        runs = runs_of(part)
+        conn.execute("INSERT INTO groups VALUES (?, ?, ?, 600, ?)", (first + 600, part[0], part[-1], codec.encode(part)))
+        for series, values in columns.items():
+            values = values[first:first + 600]
+            vals, scale = codec.encode_with_scale(values)
+            conn.execute("INSERT INTO chunks VALUES (?, ?, ?, ?)",
+                         (first + 600, series, vals, encode_summary(values, runs, len(vals), scale, True)))
+    conn.commit()
+    before = dict(conn.execute("SELECT upto * 10 + series, summary IS NOT NULL FROM chunks"))
+    conn.close()
+    assert before[6001] and before[6004] and not before[6002]  # (what format 1 kept)
+    store = storage.open_store(tmp_path, full_s=10 ** 7, interval_s=1.0)
+    try:
+        assert store.database.query("SELECT COUNT(*) FROM chunks WHERE summary IS NOT NULL", ()) == [(0,)]
+        assert sorted(kept_summaries(store, with_upto=True)) == sorted(
+            (upto // 10, 600, name) for upto, name in ((6001, "g"), (6004, "j"), (12001, "g"), (12004, "j")))
+        model = [(ts, {name: columns[i][t] for i, name in enumerate("ghij", 1) if columns[i][t] is not None})
+                 for t, ts in enumerate(times)]
+        for points in (30, 120):
+            got = store.history.buckets(times[0], times[-1], None, points)
+            assert got is not None
+            check_buckets(got, model, times[0], times[-1], points, None)
+            assert_same_json(store.history.buckets_json(times[0], times[-1], None, points), got)
+    finally:
+        store.close()
+
+
+def kept_summaries(store, with_upto: bool = False) -> list:
+    """``(group size, series name)`` (with the group's ``upto`` first) of every summary the
+    groups keep."""
+    names = dict(store.database.query("SELECT id, name FROM series", ()))
+    out = []
+    for upto, n, ts, data in store.database.query("SELECT upto, n, ts, summaries FROM groups ORDER BY upto", ()):
+        if data is not None:
+            for series in sorted(decode_group(data, runs_of(codec.decode(ts)))):
+                out.append((upto, n, names[series]) if with_upto else (n, names[series]))
+    return out
+
+
+@settings(max_examples=int(os.environ.get("SSE_MODEL_EXAMPLES") or 30), deadline=None)
+@given(data=st.data(), runs=st.integers(1, 12), series=st.integers(1, 6))
+def test_a_groups_summaries_come_back_as_written(data, runs, series):
+    """``encode_group`` and ``decode_group``: any ints (beyond int64 too), None in an empty run,
+    counts stored or taken from the runs, any slice of the runs, any series wanted."""
+    lengths = data.draw(st.lists(st.integers(1, 20), min_size=runs, max_size=runs))
+    bounds = [0]
+    for n in lengths:
+        bounds.append(bounds[-1] + n)
+    group_runs = [(i, bounds[i], bounds[i + 1]) for i in range(runs)]
+    big = st.one_of(st.integers(-10 ** 6, 10 ** 6), st.integers(-(2 ** 70), 2 ** 70))
+    written = {}
+    for sid in data.draw(st.lists(st.integers(1, 10 ** 6), min_size=series, max_size=series, unique=True)):
+        counted = data.draw(st.booleans())
+        counts = [data.draw(st.integers(0, n)) for n in lengths] if counted else list(lengths)
+        mins, maxes, sums = ([None if c == 0 else data.draw(big) for c in counts] for _ in range(3))
+        written[sid] = (data.draw(st.integers(0, 6)), data.draw(st.booleans()), counts, mins, maxes, sums)
+    encoded = encode_group(written, group_runs)
+    first = data.draw(st.integers(0, runs - 1))
+    past = data.draw(st.integers(first + 1, runs))
+    wanted = data.draw(st.one_of(st.none(), st.sets(st.sampled_from(sorted(written)))))
+    got = decode_group(encoded, group_runs, wanted, first, past)
+    assert set(got) == set(written if wanted is None else wanted)
+    for sid, (k, floats, *lists) in got.items():
+        assert (k, floats) == written[sid][:2]
+        assert lists == [column[first:past] for column in written[sid][2:]]
 
 
 class CountingLock:

@@ -1,4 +1,4 @@
-"""A window of full-resolution history in min/avg/max buckets read from the chunks' summaries
+"""A window of full-resolution history in min/avg/max buckets read from the groups' summaries
 (``storage.summaries``), not from every value (#23).
 
 One concept: the bucketed read, the fast twin of ``memory.downsample`` over stored samples.
@@ -8,8 +8,15 @@ Buckets are whole slots: ``width`` is the least multiple of ``AGG_S`` that fits 
 to multiples of their width and the first may start up to a bucket before ``start`` (and the last
 end up to one after ``end``): the answer shows every sample of the buckets the window touches,
 and may have fewer points than asked, as Grafana's ``maxDataPoints`` allows. A bucket's min and
-max are its samples' own, its average their sum (``summaries``) over their count, within its min
-and max.
+max are its samples' own, its average their sum over their count, within its min and max.
+
+Decimals are read as the integers they are stored as (``m`` of ``m / 10**k``): mins and maxes
+compared, sums added exactly, a mean divided once (``sum / (count * 10**k)``, so it is the exact
+mean rounded once). ``Buckets.encoded`` writes them to JSON from those integers, ``m`` and an
+exponent (``100241e-3``), which any JSON reader reads as the very double ``m / 10**k`` is: a
+float's shortest form, made a million times, was most of the time an hour's read took. Series
+with no summary kept (full-precision floats, constants, counters) and the staged samples are
+summarised from their values; a read of a few of many series reads its values too (``FEW_OF``).
 
 ``read_buckets`` answers None, and the caller reads the values instead (``memory.downsample``),
 when a summary cannot say it: a NaN or a sum that is not finite in a slot, timestamps that went
@@ -22,16 +29,19 @@ from __future__ import annotations
 
 import json
 import math
-from itertools import repeat
+from itertools import chain, repeat
 from operator import le, mul, truediv
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 from sse_dashboard.storage import codec
-from sse_dashboard.storage.chunks import unpack_sample
-from sse_dashboard.storage.summaries import AGG_S, decode_summary, decode_summary_scaled, runs_of, summarize
+from sse_dashboard.storage.chunks import unpack_sample_lists
+from sse_dashboard.storage.summaries import AGG_S, decode_group, runs_of, summarize
 
 __all__ = ["read_buckets", "bucket_width", "Buckets"]
 
+# A read of fewer than a quarter of the series decodes their values, not whole groups' summaries: a
+# series' values cost about four times what its part of a group's summaries does to read.
+FEW_OF = 4
 Columns = Dict[int, List[list]]   # series id -> [counts, mins, maxes, sums], a bucket each
 
 
@@ -45,36 +55,39 @@ def bucket_width(start: float, end: float, points: int) -> int:
     return max(1, math.ceil((end - start) / max(1, points - 1) / AGG_S))
 
 
-def read_buckets(conn: Any, start: float, end: float, points: int, only: Optional[List[int]]) -> Optional["Buckets"]:
+def read_buckets(conn: Any, start: float, end: float, points: int, only: Optional[List[int]],
+                 series: int = 0) -> Optional["Buckets"]:
     """The buckets of the samples whose slots fall in the buckets ``[start, end]`` touches, or
-    None (see above). ``conn`` reads in one snapshot; ``only``: just these series ids."""
+    None (see above). ``conn`` reads in one snapshot; ``only``: just these series ids, of the
+    ``series`` there are."""
     k = bucket_width(start, end, points)
     low, high = (math.floor(start / AGG_S) // k) * k, (math.floor(end / AGG_S) // k + 1) * k  # slots
     reader = _Reader(k, low, high)
     among = "" if only is None else " AND series IN (%s)" % ", ".join("?" * len(only)) if only else " AND 0"
     wanted = None if only is None else set(only)
+    # A read of a few of many series decodes their values; of more, each group's summaries whole.
+    by_summaries = only is None or len(only) * FEW_OF >= series
     try:
-        for upto, ts in conn.execute("SELECT upto, ts FROM groups WHERE last >= ? AND first < ? ORDER BY upto",
-                                     ((low - 1) * AGG_S, (high + 1) * AGG_S)).fetchall():
+        for upto, ts, summaries in conn.execute(
+                "SELECT upto, ts, %s FROM groups WHERE last >= ? AND first < ? ORDER BY upto"
+                % ("summaries" if by_summaries else "NULL"), ((low - 1) * AGG_S, (high + 1) * AGG_S)).fetchall():
             runs = runs_of(codec.decode(ts))
-            rows = conn.execute("SELECT series, vals, summary FROM chunks WHERE upto = ?%s" % among,
-                                (upto,) + tuple(only or ())).fetchall()
-            reader.add(runs, ((series, _stored_part(vals, summary, runs)) for series, vals, summary in rows))
-        times, columns = [], {}
-        for ts, vals in conn.execute("SELECT ts, vals FROM staged WHERE ts >= ? AND ts < ? ORDER BY id",
-                                     ((low - 1) * AGG_S, (high + 1) * AGG_S)).fetchall():
-            for series, value in unpack_sample(vals).items():
-                if wanted is None or series in wanted:
-                    column = columns.get(series)
-                    if column is None:
-                        column = columns[series] = []
-                    column.extend([None] * (len(times) - len(column)))
-                    column.append(value)
-            times.append(ts)
+            window = reader.begin(runs)
+            if window is None:
+                continue
+            inside = runs[window.first:window.past]
+            kept = decode_group(summaries, runs, wanted, window.first, window.past) if summaries is not None else {}
+            rows = conn.execute("SELECT series, vals FROM chunks WHERE upto = ?%s" % among,
+                                (upto,) + tuple(only or ())).fetchall() if not kept else _unkept(conn, upto, kept, wanted)
+            reader.add(window, chain(kept.items(), ((series, _values_part(vals, inside)) for series, vals in rows)))
+        staged = conn.execute("SELECT ts, vals FROM staged WHERE ts >= ? AND ts < ? ORDER BY id",
+                              ((low - 1) * AGG_S, (high + 1) * AGG_S)).fetchall()
+        times, columns = [ts for ts, _ in staged], _staged_columns([vals for _, vals in staged], wanted)
         runs = runs_of(times)
-        reader.add(runs, ((series, _staged_part(column + [None] * (len(times) - len(column)), runs,
-                                                reader.scales.get(series)))
-                          for series, column in columns.items()))
+        window = reader.begin(runs)
+        if window is not None:
+            reader.add(window, ((series, _staged_part(column, runs, window, reader.scales.get(series)))
+                                for series, column in columns.items()))
         return reader.answer()
     except (_Unsaid, OverflowError):
         return None
@@ -86,12 +99,43 @@ def read_buckets(conn: Any, start: float, end: float, points: int, only: Optiona
 Part = tuple
 
 
-def _stored_part(vals: bytes, summary: Optional[bytes], runs: list) -> Optional[Part]:
-    if summary is not None:
-        scaled = decode_summary_scaled(summary)
-        return scaled if scaled is not None else (None, True) + decode_summary(summary)
+def _staged_columns(packed: list, wanted: Optional[set]) -> Dict[int, list]:
+    """The staged samples as columns, a series each (None where a sample has no value of it):
+    at once where every sample holds the same series (nearly always), a value at a time else."""
+    samples = [unpack_sample_lists(vals) for vals in packed]
+    if not samples:
+        return {}
+    ids = samples[0][0]
+    if all(sample[0] == ids for sample in samples):
+        columns = dict(zip(ids, map(list, zip(*(values for _, values in samples)))))
+    else:
+        columns = {}
+        for i, (sample_ids, values) in enumerate(samples):
+            for series, value in zip(sample_ids, values):
+                column = columns.get(series)
+                if column is None:
+                    column = columns[series] = [None] * len(samples)
+                column[i] = value
+    return columns if wanted is None else {series: columns[series] for series in wanted if series in columns}
+
+
+def _unkept(conn: Any, upto: int, kept: dict, wanted: Optional[set]) -> list:
+    """The ``(series, vals)`` of a group's series (of ``wanted``) with no summary kept."""
+    ids = [series for (series,) in conn.execute("SELECT series FROM chunks WHERE upto = ?", (upto,))
+           if series not in kept and (wanted is None or series in wanted)]
+    rows = []
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        rows += conn.execute("SELECT series, vals FROM chunks WHERE upto = ? AND series IN (%s)"
+                             % ", ".join("?" * len(part)), [upto] + part).fetchall()
+    return rows
+
+
+def _values_part(vals: bytes, runs: list) -> Optional[Part]:
+    """A chunk's part from its values, of ``runs`` (those inside the window): no summary kept
+    (a constant, a counter, full-precision floats), or a read of a few series."""
     scaled_values = codec.decode_scaled(vals)
-    if scaled_values is not None:  # (a constant or a counter: no summary is kept)
+    if scaled_values is not None:
         k, ints, floats = scaled_values
         made = summarize(ints, runs)
         return None if made is None else (k, floats) + made
@@ -99,8 +143,10 @@ def _stored_part(vals: bytes, summary: Optional[bytes], runs: list) -> Optional[
     return None if made is None else (None, True) + made
 
 
-def _staged_part(values: list, runs: list, k: Optional[int]) -> Optional[Part]:
-    """The staged samples' part, scaled as the series' stored part when its values allow."""
+def _staged_part(values: list, all_runs: list, window: "_Window", k: Optional[int]) -> Optional[Part]:
+    """The staged samples' part (of the runs inside ``window``), scaled as the series' stored
+    part when its values allow."""
+    runs = all_runs[window.first:window.past]
     if None not in values and k is not None:
         p = 10 ** k
         try:
@@ -115,6 +161,17 @@ def _staged_part(values: list, runs: list, k: Optional[int]) -> Optional[Part]:
     return None if made is None else (None, True) + made
 
 
+class _Window(NamedTuple):
+    """A group's runs inside the window: ``[first, past)``; ``bounds``, each bucket's runs
+    ``[a, b)`` counted from ``first``; ``offset``, the first bucket's place in the answer;
+    ``whole``, a bucket a run."""
+    first: int
+    past: int
+    bounds: list
+    offset: int
+    whole: bool
+
+
 class _Reader:
     """Buckets as they are read, a group (or the staged samples) at a time, oldest first."""
 
@@ -125,18 +182,19 @@ class _Reader:
         self.scales: Dict[int, Optional[int]] = {}   # series id -> k of its scaled ints, None: numbers
         self.floats: Dict[int, bool] = {}            # series id -> whether any value was a float
 
-    def add(self, runs: list, parts: Any) -> None:
-        """One group's ``runs`` and ``(series, part)`` pairs (``Part``: a summary a run)."""
+    def begin(self, runs: list) -> Optional["_Window"]:
+        """Which of a group's ``runs`` (or the staged samples') fall in the window, and their
+        buckets, now taken as the next ones; None: none does."""
         k = self.k
         inside = [i for i, (slot, _, _) in enumerate(runs) if self.low <= slot < self.high]
         if not inside:
-            return
+            return None
         first, past = inside[0], inside[-1] + 1
         if past - first != len(inside):
             raise _Unsaid()  # slots out of order: a clock stepped back
         keys, bounds = [], []
-        for i in range(first, past):
-            key = runs[i][0] // k
+        for i in range(past - first):
+            key = runs[first + i][0] // k
             if keys and key == keys[-1]:
                 bounds[-1][1] = i + 1
             elif keys and key < keys[-1]:
@@ -149,12 +207,17 @@ class _Reader:
             raise _Unsaid()
         offset = len(self.keys) - shared
         self.keys.extend(keys[1:] if shared else keys)
-        whole = k == 1 and past - first == len(keys)
+        return _Window(first, past, bounds, offset, k == 1 and past - first == len(keys))
+
+    def add(self, window: "_Window", parts: Any) -> None:
+        """The ``(series, part)`` pairs of the runs ``begin`` gave ``window`` for (a summary a
+        run inside it)."""
+        offset = window.offset
         for series, part in parts:
             if part is None:
                 raise _Unsaid()  # a NaN or an endless sum in a slot
             summary = self._in_series_scale(series, part)
-            parts_ = [column[first:past] for column in summary] if whole else _combine(summary, bounds)
+            new = summary if window.whole else _combine(summary, window.bounds)
             column = self.columns.get(series)
             if column is None:
                 column = self.columns[series] = [[], [], [], []]
@@ -163,10 +226,10 @@ class _Reader:
                 for part_, fill in zip(column, (0, None, None, None)):
                     part_.extend([fill] * (offset - held))
             if held > offset:  # the shared bucket: merge its first
-                _merge(column, offset, [part_[0] for part_ in parts_])
-                parts_ = [part_[1:] for part_ in parts_]
-            for part_, new in zip(column, parts_):
-                part_.extend(new)
+                _merge(column, offset, [part_[0] for part_ in new])
+                new = [part_[1:] for part_ in new]
+            for part_, more in zip(column, new):
+                part_ += more
 
     def _in_series_scale(self, series: int, part: Part) -> tuple:
         """``part``'s counts, mins, maxes and sums in the scale the series' column is kept in:
@@ -265,12 +328,15 @@ def _numbers(column: list, k: Optional[int], floats: bool) -> list:
 
 def _scaled_json(column: list, k: Optional[int], floats: bool) -> str:
     """``_json(_numbers(column, k, floats))``, as numbers JSON reads the same, written from the
-    ints: ``m`` with ``e-k`` after it (``.0`` for a float with ``k`` 0), in C."""
-    if k is None or not column or (k == 0 and not floats):
+    ints: ``m`` with ``e-k`` after it (``.0`` for a float with ``k`` 0), by one ``%`` format
+    (in C, twice as fast as ``json.dumps`` of the ints: bench/RESULTS-history-query.md)."""
+    if k is None or not column:
         return _json(column)
-    after = "e-%d" % k if k else ".0"
-    text = _json(column).replace(",", after + ",").replace("]", after + "]")
-    return text.replace("null" + after, "null") if None in column else text
+    after = "e-%d" % k if k else ".0" if floats else ""
+    if None in column:  # (an empty bucket: at a window's ends)
+        text = _json(column).replace(",", after + ",").replace("]", after + "]")
+        return text.replace("null" + after, "null")
+    return "[%s]" % ((("%d" + after + ",") * len(column)) % tuple(column))[:-1]
 
 
 def _unscaled(summary: Any, k: int) -> list:
@@ -311,8 +377,12 @@ class _Means:
             b -= 1
         if digits is None or b - a < 2 or counts[a:b].count(c) != b - a:
             return _json(self.floats())
+        factor = 10 ** digits // c  # (1 for 10 samples a slot: the sums are the mantissas)
+        mantissas = self.sums[a:b] if factor == 1 else list(map(mul, self.sums[a:b], repeat(factor)))
+        middle = _scaled_json(mantissas, self.k + digits, True)
+        if a == 0 and b == n:
+            return middle
         p = 10 ** self.k
-        middle = _scaled_json(list(map(mul, self.sums[a:b], repeat(10 ** digits // c))), self.k + digits, True)
         head = [None if x == 0 else total / (x * p) for total, x in zip(self.sums[:a], counts[:a])]
         tail = [None if x == 0 else total / (x * p) for total, x in zip(self.sums[b:], counts[b:])]
         return "[" + ",".join(part for part in (_json(head)[1:-1], middle[1:-1], _json(tail)[1:-1]) if part) + "]"

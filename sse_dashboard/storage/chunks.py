@@ -35,9 +35,9 @@ import struct
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from sse_dashboard.storage import codec
-from sse_dashboard.storage.summaries import encode_summary, runs_of
+from sse_dashboard.storage.summaries import encode_group, runs_of, scaled_summary
 
-__all__ = ["compact", "join", "chunk_rows", "staged_most", "pack_sample", "unpack_sample", "blocks", "CHUNK_SAMPLES", "JOIN_GROUPS",
+__all__ = ["compact", "join", "chunk_rows", "staged_most", "pack_sample", "unpack_sample", "unpack_sample_lists", "blocks", "CHUNK_SAMPLES", "JOIN_GROUPS",
            "STAGED_MOST"]
 
 CHUNK_SAMPLES = 60
@@ -60,9 +60,13 @@ def pack_sample(values_by_id: Dict[int, Any]) -> bytes:
 
 
 def unpack_sample(data: bytes) -> Dict[int, Any]:
+    return dict(zip(*unpack_sample_lists(data)))
+
+
+def unpack_sample_lists(data: bytes) -> Tuple[list, list]:
+    """``pack_sample``'s ids, ascending, and their values, as two lists."""
     (size,) = struct.unpack_from("<I", data)
-    ids = codec.decode(bytes(data[4:4 + size]))
-    return dict(zip(ids, codec.decode(bytes(data[4 + size:]))))
+    return codec.decode(bytes(data[4:4 + size])), codec.decode(bytes(data[4 + size:]))
 
 
 # --- moving samples --------------------------------------------------------------------------
@@ -92,8 +96,8 @@ def compact(db: Any, size: int = CHUNK_SAMPLES, most: int = STAGED_MOST) -> int:
                 if column is None:
                     column = columns[series] = [None] * len(rows)
                 column[i] = value
-        group = (upto, min(times), max(times), len(rows), codec.encode(times))
-        chunks = chunk_rows(upto, times, columns, to_be_joined=True)
+        chunks, summaries = chunk_rows(upto, times, columns, to_be_joined=True)
+        group = (upto, min(times), max(times), len(rows), codec.encode(times), summaries)
 
         def unchanged(conn: Any) -> bool:
             ((still, low),) = conn.execute("SELECT COUNT(*), MIN(id) FROM staged WHERE id <= ?", (upto,)).fetchall()
@@ -128,8 +132,8 @@ def join(db: Any, size: int = CHUNK_SAMPLES, longest: int = JOIN_GROUPS * CHUNK_
     for column in columns.values():
         column.extend([None] * (len(times) - len(column)))
     upto = uptos[-1]
-    group = (upto, min(times), max(times), len(times), codec.encode(times))
-    chunks = chunk_rows(upto, times, columns)
+    chunks, summaries = chunk_rows(upto, times, columns)
+    group = (upto, min(times), max(times), len(times), codec.encode(times), summaries)
     marks = ", ".join(str(int(u)) for u in uptos)
 
     def unchanged(conn: Any) -> bool:
@@ -166,17 +170,20 @@ def _drop_unreachable(db: Any, upto: int) -> None:
             raise
 
 
-def chunk_rows(upto: int, times: List[float], columns: Dict[int, list], to_be_joined: bool = False) -> list:
-    """``(upto, series, vals, summary)`` of a group: each series' values encoded, and their
-    summary by slot (``storage.summaries``; None where it is not kept). ``to_be_joined``: a
-    group fresh from the staged rows keeps its summaries whatever their size (every recent read
-    needs them; the join replaces them with its own)."""
+def chunk_rows(upto: int, times: List[float], columns: Dict[int, list], to_be_joined: bool = False) -> tuple:
+    """A group's ``(upto, series, vals)`` rows, each series' values encoded, and the group's
+    summaries by slot (``storage.summaries``: of the series that keep one; None when none
+    does). ``to_be_joined``: a group fresh from the staged rows keeps its summaries whatever
+    their size (every recent read needs them; the join replaces them with its own)."""
     runs = runs_of(times)
-    rows = []
+    rows, summaries = [], {}
     for series, values in columns.items():
         vals, scale = codec.encode_with_scale(values)
-        rows.append((upto, series, vals, encode_summary(values, runs, len(vals), scale, to_be_joined)))
-    return rows
+        rows.append((upto, series, vals))
+        summary = scaled_summary(values, runs, len(vals), scale, to_be_joined)
+        if summary is not None:
+            summaries[series] = summary
+    return rows, encode_group(summaries, runs)
 
 
 def _swap(db: Any, unchanged: Any, group: tuple, chunks: list, gone: str) -> bool:
@@ -192,8 +199,8 @@ def _swap(db: Any, unchanged: Any, group: tuple, chunks: list, gone: str) -> boo
             for statement in gone.split(";"):
                 conn.execute(statement)
             live = _existing(conn, [row[1] for row in chunks])
-            conn.execute("INSERT INTO groups (upto, first, last, n, ts) VALUES (?, ?, ?, ?, ?)", group)
-            conn.executemany("INSERT INTO chunks (upto, series, vals, summary) VALUES (?, ?, ?, ?)",
+            conn.execute("INSERT INTO groups (upto, first, last, n, ts, summaries) VALUES (?, ?, ?, ?, ?, ?)", group)
+            conn.executemany("INSERT INTO chunks (upto, series, vals) VALUES (?, ?, ?)",
                              [row for row in chunks if row[1] in live])
             conn.execute("COMMIT")
             return True

@@ -35,7 +35,7 @@ from typing import Any, Iterator
 
 from sse_dashboard.storage import codec
 from sse_dashboard.storage.chunks import pack_sample
-from sse_dashboard.storage.summaries import encode_summary, runs_of
+from sse_dashboard.storage.summaries import decode_summary_scaled, encode_group, encode_summary, runs_of
 
 __all__ = ["Database", "StorageError", "DataDirInUse", "open_database", "describe", "DB_FILENAME",
            "LOCK_FILENAME", "URL_FILENAME", "MIGRATIONS"]
@@ -134,6 +134,13 @@ MIGRATIONS = [
     """
     ALTER TABLE chunks ADD COLUMN summary BLOB;
     """,
+    # 9: a group's summaries in one value (storage/summaries.py, format 2), read in a few calls
+    # rather than a few a series; the chunks' own (format 1) move there (_group_summaries), and
+    # chunks.summary stays, empty (dropping a column rewrites the table, and SQLite before 3.35
+    # cannot).
+    """
+    ALTER TABLE groups ADD COLUMN summaries BLOB;
+    """,
 ]
 # Steps that need Python after their SQL, in the same transaction.
 
@@ -197,7 +204,21 @@ def _summarize_chunks(conn: sqlite3.Connection) -> None:
         conn.executemany("UPDATE chunks SET summary = ? WHERE upto = ? AND series = ?", updates)
 
 
-AFTER_MIGRATION = {1: _convert_v1_samples, 5: _convert_v5_history, 7: _summarize_chunks}
+def _group_summaries(conn: sqlite3.Connection) -> None:
+    """Schema 9: each group's chunk summaries (format 1) as the group's (format 2), in the
+    integers the values are stored as (a summary that has none is left out: its values are read)."""
+    for upto, ts in conn.execute("SELECT upto, ts FROM groups").fetchall():
+        kept = {}
+        for series, summary in conn.execute("SELECT series, summary FROM chunks WHERE upto = ? AND summary IS NOT NULL",
+                                            (upto,)).fetchall():
+            scaled = decode_summary_scaled(summary)
+            if scaled is not None:
+                kept[series] = scaled
+        conn.execute("UPDATE groups SET summaries = ? WHERE upto = ?", (encode_group(kept, runs_of(codec.decode(ts))), upto))
+        conn.execute("UPDATE chunks SET summary = NULL WHERE upto = ?", (upto,))
+
+
+AFTER_MIGRATION = {1: _convert_v1_samples, 5: _convert_v5_history, 7: _summarize_chunks, 8: _group_summaries}
 
 
 class StorageError(Exception):

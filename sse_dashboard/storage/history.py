@@ -20,6 +20,8 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import math
 import queue
@@ -30,7 +32,7 @@ import time
 from typing import Any, Callable, Iterable, Iterator
 
 from sse_dashboard.storage import codec
-from sse_dashboard.storage.buckets import read_buckets
+from sse_dashboard.storage.buckets import Buckets, read_buckets
 from sse_dashboard.storage.chunks import (CHUNK_SAMPLES, JOIN_GROUPS, blocks, compact, join, pack_sample, staged_most,
                                           unpack_sample)
 from sse_dashboard.storage.database import BUSY_TIMEOUT_MS, Database, StorageError, describe
@@ -325,27 +327,25 @@ class StoredHistory:
                 "resolution": "rollup", "interval": self.rollup_s}
 
     def buckets(self, start: float, end: float, names: list | None, points: int) -> dict | None:
-        """The window in at most ``points`` min/avg/max buckets read from the chunks' summaries
+        """The window in at most ``points`` min/avg/max buckets read from the groups' summaries
         (``storage.buckets``: whole buckets, aligned to their width), as ``memory.downsample``
         shapes them; None when the window reaches roll-ups, holds no more samples than
         ``points`` (the answer is the samples), or a summary cannot say it: then read
         ``columns`` and downsample them. One snapshot, as ``columns``."""
-        read = self._read_buckets(start, end, names, points)
-        return None if read is None else read[0].columns(read[1])
+        return self._buckets(start, end, names, points, Buckets.columns)
 
     def buckets_json(self, start: float, end: float, names: list | None, points: int) -> bytes | None:
         """``buckets`` as compact JSON, written straight from the stored integers."""
-        read = self._read_buckets(start, end, names, points)
-        return None if read is None else read[0].encoded(read[1])
+        return self._buckets(start, end, names, points, Buckets.encoded)
 
-    def _read_buckets(self, start: float, end: float, names: list | None, points: int) -> tuple | None:
-        with self._db.snapshot() as conn:
-            if points < 2 or not end > start or not _bucketable(conn, start, end, points, self.rollup_s):
-                return None
-            only = _ids_of(conn, names)
-            names_by_id = dict(conn.execute("SELECT id, name FROM series"))
-            answer = read_buckets(conn, start, end, points, only)
-        return None if answer is None else (answer, names_by_id)
+    def _buckets(self, start: float, end: float, names: list | None, points: int, shaped: Callable) -> Any:
+        with _collector_paused():
+            with self._db.snapshot() as conn:
+                if points < 2 or not end > start or not _bucketable(conn, start, end, points, self.rollup_s):
+                    return None
+                names_by_id = dict(conn.execute("SELECT id, name FROM series"))
+                answer = read_buckets(conn, start, end, points, _ids_of(conn, names), len(names_by_id))
+            return None if answer is None else shaped(answer, names_by_id)
 
     def rows(self, start: float, end: float) -> Iterator[tuple[float, dict]]:
         """Roll-up averages where only roll-ups are kept, then the full-resolution rows, oldest
@@ -387,6 +387,31 @@ UPSERT_ROLLUP = (
     "avg = MAX(MIN(min, excluded.min), MIN(MAX(max, excluded.max), "
     "avg * (n * 1.0 / (n + excluded.n)) + excluded.avg * (excluded.n * 1.0 / (n + excluded.n)))), "
     "n = n + excluded.n")
+
+
+_paused_lock = threading.Lock()
+_paused = [0, False]  # reads under way, and whether the collector was on before the first
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a bucketed read runs (and on again after the
+    last of those running at once, if it was on): a read makes tens of thousands of lists of
+    ints, none in a cycle, and the collector, set off by their number, walked every int of
+    them again and again, a sixth of an hour's read (bench/RESULTS-history-query.md). Memory
+    freed by reference counting is freed as before."""
+    with _paused_lock:
+        if _paused[0] == 0:
+            _paused[1] = gc.isenabled()
+            gc.disable()
+        _paused[0] += 1
+    try:
+        yield
+    finally:
+        with _paused_lock:
+            _paused[0] -= 1
+            if _paused[0] == 0 and _paused[1]:
+                gc.enable()
 
 
 def _rollup_columns(rows: list, names_by_id: dict) -> tuple[list, dict, dict, dict]:

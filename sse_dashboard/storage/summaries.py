@@ -1,18 +1,18 @@
-"""Summaries kept beside each chunk (#23): per series, for every ``AGG_S`` seconds of the chunk's
-samples (a *slot*: ``floor(ts / AGG_S)``), their count, min, max and sum, so a read whose buckets
-are a slot or wider reads a few numbers a slot, not every value.
+"""Summaries kept beside each group's chunks (#23): per series, for every ``AGG_S`` seconds of the
+group's samples (a *slot*: ``floor(ts / AGG_S)``), their count, min, max and sum, so a read whose
+buckets are a slot or wider reads a few numbers a slot, not every value.
 
-One concept: a chunk's values summarised by slot, as bytes and back (pure functions, no I/O).
+One concept: a group's values summarised by slot, as bytes and back (pure functions, no I/O).
 
 - The slots of a group come from its shared timestamps (``runs_of``): runs of consecutive
   samples in one slot, in the order written. Summaries are per run, so a reader derives the same
   runs from the group's timestamps and needs no slot numbers stored.
-- ``count`` counts the values (not ``None``); ``min`` and ``max`` are the values' own (an int
-  stays an int); ``sum`` is exact for ints and, for decimals, summed as scaled integers, so it is
-  the decimal sum rounded once (and the codec keeps it as compactly as the values).
-- A summary is not kept (``encode_summary`` returns None) for full-precision floats (no decimal
-  scale fits: their summary costs nearly half what the values do), when a run holds a NaN or its
-  sum is not finite (min, max and mean mean nothing, or cannot be summed), or when it would cost
+- A series' summary is kept in the integers its values are stored as (``codec``: each value
+  ``m / 10**k``): ``count`` counts the values (not ``None``), ``min`` and ``max`` are the
+  values' own ``m``, and ``sum`` is the sum of the ``m``, exact, so a mean is exact until it is
+  divided once.
+- A summary is not kept (``scaled_summary`` returns None) for full-precision floats (no decimal
+  scale fits: their summary costs nearly half what the values do), or when it would cost
   more than ``KEEP_AT_MOST`` of the chunk's own bytes (constants, counters: the values cost next
   to nothing to read), except for decimals in a group waiting for its join (``whatever_size``): the
   newest ``JOIN_GROUPS`` groups a series are in every read of recent history, and decoding and
@@ -20,8 +20,18 @@ One concept: a chunk's values summarised by slot, as bytes and back (pure functi
   summaries' bytes go at the join. The read then summarises the values itself: the answers are
   the same, only the time differs.
 
-Format (version 1): byte 0 the version, then one ``codec.encode`` list: the runs' counts, then
-their mins, their maxes and their sums (a quarter of the list each).
+Format, version 2 (``groups.summaries``, one a group, schema 9): byte 0 the version, then
+frames, each a 4-byte little-endian length and one ``codec.encode`` list of ints: the first, the
+series' ids and then a flag each (``k | floats << 3 | counted << 4``: the scale, whether the
+values were floats rather than ints, whether the counts are stored; when not, each run's count
+is its length: the series has a value at every tick); the rest, read as one list, each series
+in turn: its counts (when stored), mins, maxes and sums, a run each. One list for every series,
+so a read of a whole group decodes it in a few calls, in C, not a few a series: that was most
+of an hour's read (bench/RESULTS-history-query.md).
+
+Version 1 (schema 8: ``chunks.summary``, a chunk's own) is written and read by the migrations
+only (to 8, then 9): byte 0 the version, then one ``codec.encode`` list: the runs' counts, then their mins, their
+maxes and their sums (floats for decimals, the decimal sum rounded once).
 
 May import: ``storage.codec``, the standard library.
 """
@@ -29,21 +39,27 @@ May import: ``storage.codec``, the standard library.
 from __future__ import annotations
 
 import math
+import struct
 from itertools import repeat
 from operator import floordiv, mul
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sse_dashboard.storage import codec
 
-__all__ = ["AGG_S", "KEEP_AT_MOST", "slot_of", "runs_of", "summarize", "encode_summary", "decode_summary",
-           "decode_summary_scaled"]
+__all__ = ["AGG_S", "KEEP_AT_MOST", "slot_of", "runs_of", "summarize", "scaled_summary", "encode_group",
+           "decode_group", "encode_summary", "decode_summary_scaled"]
 
 AGG_S = 10.0           # a slot's seconds: reads at buckets of 10 s or wider use the summaries
 KEEP_AT_MOST = 0.5     # a summary costing more than this share of its chunk's bytes is not kept
-VERSION = 1
+VERSION = 1           # a chunk's own summary (schema 8), read by the migration only
+GROUP_VERSION = 2     # a group's summaries (schema 9)
+FRAME_VALUES = 1 << 19  # values a frame of a group's summaries (the codec takes at most 1 << 20 a list)
 
 Run = Tuple[int, int, int]                      # slot, first position, past position
 Summary = Tuple[list, list, list, list]         # counts, mins, maxes, sums, a run each
+# A series' summary in its stored integers: (k, floats, counts, mins, maxes, sums), the mins,
+# maxes and sums ``m`` of values ``m / 10**k``; ``floats``: the values were floats, not ints.
+Scaled = tuple
 
 
 def slot_of(ts: float) -> int:
@@ -109,17 +125,6 @@ def encode_summary(values: Sequence[Any], runs: Sequence[Run], chunk_bytes: int,
     return out if (whatever_size and scale) or len(out) <= KEEP_AT_MOST * chunk_bytes else None
 
 
-def decode_summary(data: bytes) -> Summary:
-    """The counts, mins, maxes and sums ``encode_summary`` was given."""
-    if not data or data[0] != VERSION:
-        raise ValueError("not a chunk summary (version %r)" % (data[:1],))
-    values = codec.decode(data[1:])
-    n, odd = divmod(len(values), 4)
-    if odd:
-        raise ValueError("not a chunk summary (%d values)" % len(values))
-    return values[:n], values[n:2 * n], values[2 * n:3 * n], values[3 * n:]
-
-
 def decode_summary_scaled(data: bytes) -> Optional[tuple]:
     """``(k, floats, counts, mins, maxes, sums)`` with the mins, maxes and sums as ints scaled
     by ``10**k`` (``codec.decode_scaled``: decimals compared and summed exactly, no float made),
@@ -136,3 +141,84 @@ def decode_summary_scaled(data: bytes) -> Optional[tuple]:
         raise ValueError("not a chunk summary (%d values)" % len(values))
     counts = values[:n] if k == 0 else list(map(floordiv, values[:n], repeat(10 ** k)))
     return k, floats, counts, values[n:2 * n], values[2 * n:3 * n], values[3 * n:]
+
+
+# --- a group's summaries (version 2) ------------------------------------------------------------
+
+def scaled_summary(values: Sequence[Any], runs: Sequence[Run], chunk_bytes: int, scale: Optional[int],
+                   whatever_size: bool = False) -> Optional[Scaled]:
+    """One series' summary in its stored integers, or None when it is not kept (the module's
+    rule): ``scale`` None, a slot or more a sample, or costing more than ``KEEP_AT_MOST`` of
+    ``chunk_bytes`` on its own (unless ``whatever_size`` and the values have decimals)."""
+    if scale is None or not runs or len(runs) * 2 > len(values):
+        return None
+    p = 10 ** scale
+    if None not in values:
+        ints = list(map(round, map(mul, values, repeat(p))))  # (exact: codec found every value m / p)
+    else:
+        ints = [None if v is None else round(v * p) for v in values]
+    counts, mins, maxes, sums = summarize(ints, runs)  # (ints: exact, finite)
+    if not (whatever_size and scale) and 1 + len(codec.encode(counts + mins + maxes + sums)) > KEEP_AT_MOST * chunk_bytes:
+        return None
+    return scale, any(isinstance(v, float) for v in values), counts, mins, maxes, sums
+
+
+def encode_group(summaries: Dict[int, Scaled], runs: Sequence[Run]) -> Optional[bytes]:
+    """The kept summaries of a group's series (``{series id: scaled_summary(...)}``) as bytes
+    (version 2), or None when there is none."""
+    if not summaries:
+        return None
+    lengths = [b - a for _, a, b in runs]
+    ids, flags, body = [], [], []
+    for series in sorted(summaries):
+        k, floats, counts, mins, maxes, sums = summaries[series]
+        counted = counts != lengths
+        ids.append(series)
+        flags.append(k | bool(floats) << 3 | counted << 4)
+        if counted:
+            body += counts
+        body += mins
+        body += maxes
+        body += sums
+    frames = [codec.encode(ids + flags)] + [codec.encode(body[i:i + FRAME_VALUES])
+                                            for i in range(0, len(body), FRAME_VALUES)]
+    return bytes([GROUP_VERSION]) + b"".join(struct.pack("<I", len(frame)) + frame for frame in frames)
+
+
+def decode_group(data: bytes, runs: Sequence[Run], wanted: Optional[set] = None, first: int = 0,
+                 past: Optional[int] = None) -> Dict[int, Scaled]:
+    """``{series id: summary}`` of ``encode_group``'s bytes (of the ``wanted`` ids only, when
+    given), of the runs ``[first, past)`` only; ``runs``: the group's, from its timestamps."""
+    if not data or data[0] != GROUP_VERSION:
+        raise ValueError("not a group's summaries (version %r)" % (data[:1],))
+    frames, at = [], 1
+    while at < len(data):
+        (size,) = struct.unpack_from("<I", data, at)
+        frames.append(data[at + 4:at + 4 + size])
+        at += 4 + size
+    if not frames or at != len(data):
+        raise ValueError("not a group's summaries: the frames overrun")
+    head = codec.decode(frames[0])
+    n = len(head) // 2
+    body: list = []
+    for frame in frames[1:]:
+        body += codec.decode(frame)
+    width = len(runs)
+    past = width if past is None else past
+    lengths = [b - a for _, a, b in runs[first:past]]  # (shared by the series that store no counts)
+    out, at = {}, 0
+    for series, flag in zip(head[:n], head[n:]):
+        counted = flag >> 4 & 1
+        if wanted is None or series in wanted:
+            a, b = at + first, at + past
+            if counted:
+                counts = body[a:b]
+                a, b = a + width, b + width
+            else:
+                counts = lengths
+            out[series] = (flag & 7, bool(flag >> 3 & 1), counts, body[a:b], body[a + width:b + width],
+                           body[a + 2 * width:b + 2 * width])
+        at += (3 + counted) * width
+    if at != len(body) or 2 * n != len(head):
+        raise ValueError("not a group's summaries: %d values for %d series of %d runs" % (len(body), n, width))
+    return out
