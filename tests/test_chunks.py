@@ -316,6 +316,28 @@ def test_an_hour_read_in_600_points_comes_from_the_summaries(tmp_path):
     store.close()
 
 
+def test_a_read_of_a_few_series_reads_their_values_and_answers_the_same(tmp_path, monkeypatch):
+    """A read of under a quarter of the series decodes their values, not whole groups'
+    summaries (``buckets.FEW_OF``); its answer is what the read of every series says of them."""
+    from sse_dashboard.storage import buckets as reading
+
+    walks = [walk(i, 1500) for i in range(9)]
+    model = [(1_700_000_000.5 + t, {"gauges.w%d" % i: walks[i][t] for i in range(9)}) for t in range(1500)]
+    store = storage.open_store(tmp_path, full_s=10 ** 7, interval_s=1.0)
+    for i in range(0, len(model), 60):
+        store.history.write(model[i:i + 60])
+    start, end = model[0][0], model[-1][0]
+    every = store.history.buckets(start, end, None, 100)
+    decoded = []
+    monkeypatch.setattr(reading, "decode_group", lambda *args: decoded.append(args) or {})
+    for names in (["gauges.w4"], ["gauges.w1", "gauges.w7"]):
+        few = store.history.buckets(start, end, names, 100)
+        assert few == dict(every, **{key: {name: every[key][name] for name in names} for key in ("series", "min", "max")})
+        check_buckets(few, model, start, end, 100, names)
+    assert not decoded  # (the values were read: no group's summaries decoded)
+    store.close()
+
+
 def test_the_groups_waiting_for_their_join_carry_summaries_whatever_their_size(tmp_path):
     """The newest groups of 60 of decimals (in every read of recent history) keep their summaries
     even where one costs more than half the chunk (3-decimal walks: most of them), so a read
