@@ -225,7 +225,7 @@ def main() -> None:
             name, old[name], new[name], new[name + EMPTY], "%.2f B" % p if p else "-",
             "%.2f" % (new[name] / p) if p else "-"))
     lines += ["", "\"now\" is the whole file: the newest 1-60 samples staged (one packed row a sample), "
-              "the groups of 60 and 600 samples with their chunks, their summaries and index, the series names. No roll-ups: "
+              "the groups of 60 and 600 samples with their summaries, their chunks and index, the series names. No roll-ups: "
               "an hour is what `--keep-full` keeps by default, and roll-ups are made from what retention "
               "drops. Prometheus' column is its block's chunks and index; its head block (the newest two "
               "hours, in memory and its WAL) is not in it."]

@@ -227,7 +227,7 @@ def report(out: dict) -> str:
               "dashboard does, but prunes nothing (retention keeps an hour).",
               "- **Query latency:** `history_query.py` (details below): the same samples on both sides, a real "
               "server process and a real Prometheus, taking turns; ours answers avg, min and max a bucket (whole "
-              "10-second slots from the chunks' summaries: about 360 buckets for 600 points asked), `query_range` one "
+              "10-second slots from the groups' summaries: about 360 buckets for 600 points asked), `query_range` one "
               "sample a step (the target's row), and, as a reference answering what ours does, min, avg and max "
               "a step in one query (`*_over_time` at the step; `avg_over_time` alone is timed too, below). %s "
               "The samples end when "
