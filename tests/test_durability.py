@@ -297,3 +297,21 @@ def test_a_name_another_door_takes_over_is_kept_as_that_doors_across_a_restart(t
     registry.save_unsaved()
     assert store.metric_state()[2] == {("gauges", "g"): "statsd"}
     store.close()
+
+
+def test_an_update_of_many_names_is_kept_whole_in_statements_of_a_hundred(tmp_path):
+    """An update of 10,000 gauges and counters commits in one transaction, a hundred rows a
+    statement (a row a statement gave the GIL up 10,000 times, behind the writer's encoding:
+    seconds); every value comes back of its own type, and after a restart."""
+    store = storage.open_store(tmp_path)
+    registry = MetricsRegistry(max_metrics=20_000, journal=store.journal)
+    gauges = {"g%d" % i: (i if i % 2 else i + 0.5) for i in range(10_000)}
+    registry.update(gauges=gauges, counters={"c%d" % i: i + 1 for i in range(250)})
+    counters, kept, _ = store.metric_state()
+    assert {name: value for name, (value, _) in kept.items()} == gauges
+    assert all(type(kept[name][0]) is type(value) for name, value in gauges.items())
+    assert counters == {"c%d" % i: i + 1 for i in range(250)}
+    store.close()
+    store = storage.open_store(tmp_path)
+    assert len(store.metric_state()[1]) == 10_000
+    store.close()

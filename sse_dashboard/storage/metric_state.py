@@ -85,8 +85,13 @@ class MetricState:
                     return
                 conn.execute("BEGIN")
                 kept = [row for row in changes if row[2] is not None]
-                if kept:
-                    conn.executemany(_UPSERT_STATE % "(?, ?, ?, ?, ?)", kept)
+                for i in range(0, len(kept), _ONE_STATEMENT_ROWS):
+                    # (a hundred rows a statement: each statement gives the GIL up and waits to
+                    # take it back, behind the writer's encoding; 10,000 gauges a row a
+                    # statement waited seconds: bench/RESULTS-storage.md)
+                    part = kept[i:i + _ONE_STATEMENT_ROWS]
+                    conn.execute(_UPSERT_STATE % ", ".join(["(?, ?, ?, ?, ?)"] * len(part)),
+                                 [field for row in part for field in row])
                 if len(kept) < len(changes):
                     conn.executemany("DELETE FROM metric_state WHERE kind = ? AND name = ?",
                                      [row[:2] for row in changes if row[2] is None])

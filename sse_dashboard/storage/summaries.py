@@ -54,6 +54,9 @@ KEEP_AT_MOST = 0.5     # a summary costing more than this share of its chunk's b
 VERSION = 1           # a chunk's own summary (schema 8), read by the migration only
 GROUP_VERSION = 2     # a group's summaries (schema 9)
 FRAME_VALUES = 1 << 19  # values a frame of a group's summaries (the codec takes at most 1 << 20 a list)
+# DEFLATE's fastest level for them: 2% larger than the codec's 6, a sixth of its time (1,000 random
+# walks' group of 600: 13 ms against 100 ms), read as fast.
+FRAME_LEVEL = 1
 
 Run = Tuple[int, int, int]                      # slot, first position, past position
 Summary = Tuple[list, list, list, list]         # counts, mins, maxes, sums, a run each
@@ -180,7 +183,7 @@ def encode_group(summaries: Dict[int, Scaled], runs: Sequence[Run]) -> Optional[
         body += mins
         body += maxes
         body += sums
-    frames = [codec.encode(ids + flags)] + [codec.encode(body[i:i + FRAME_VALUES])
+    frames = [codec.encode(ids + flags)] + [codec.encode(body[i:i + FRAME_VALUES], level=FRAME_LEVEL)
                                             for i in range(0, len(body), FRAME_VALUES)]
     return bytes([GROUP_VERSION]) + b"".join(struct.pack("<I", len(frame)) + frame for frame in frames)
 
