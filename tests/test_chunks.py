@@ -9,6 +9,7 @@ import os
 import random
 import sqlite3
 import struct
+from unittest import mock
 from fractions import Fraction
 
 from hypothesis import HealthCheck, assume, event, given, settings
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from sse_dashboard import storage
 from sse_dashboard.sampler import encode_json
-from sse_dashboard.storage import codec
+from sse_dashboard.storage import codec, summaries
 from sse_dashboard.storage.buckets import bucket_width
 from sse_dashboard.storage.chunks import CHUNK_SAMPLES, JOIN_GROUPS, STAGED_MOST
 from sse_dashboard.storage.database import PAGE_SIZE
@@ -467,7 +468,8 @@ def kept_summaries(store, with_upto: bool = False) -> list:
 @given(data=st.data(), runs=st.integers(1, 12), series=st.integers(1, 6))
 def test_a_groups_summaries_come_back_as_written(data, runs, series):
     """``encode_group`` and ``decode_group``: any ints (beyond int64 too), None in an empty run,
-    counts stored or taken from the runs, any slice of the runs, any series wanted."""
+    counts stored or taken from the runs, frames of any size, any slice of the runs, any series
+    wanted."""
     lengths = data.draw(st.lists(st.integers(1, 20), min_size=runs, max_size=runs))
     bounds = [0]
     for n in lengths:
@@ -480,7 +482,9 @@ def test_a_groups_summaries_come_back_as_written(data, runs, series):
         counts = [data.draw(st.integers(0, n)) for n in lengths] if counted else list(lengths)
         mins, maxes, sums = ([None if c == 0 else data.draw(big) for c in counts] for _ in range(3))
         written[sid] = (data.draw(st.integers(0, 6)), data.draw(st.booleans()), counts, mins, maxes, sums)
-    encoded = encode_group(written, group_runs)
+    frame = data.draw(st.sampled_from([3, 7, 64, summaries.FRAME_VALUES]))  # (frames split anywhere)
+    with mock.patch.object(summaries, "FRAME_VALUES", frame):
+        encoded = encode_group(written.items(), group_runs)
     first = data.draw(st.integers(0, runs - 1))
     past = data.draw(st.integers(first + 1, runs))
     wanted = data.draw(st.one_of(st.none(), st.sets(st.sampled_from(sorted(written)))))

@@ -176,14 +176,18 @@ def chunk_rows(upto: int, times: List[float], columns: Dict[int, list], to_be_jo
     does). ``to_be_joined``: a group fresh from the staged rows keeps its summaries whatever
     their size (every recent read needs them; the join replaces them with its own)."""
     runs = runs_of(times)
-    rows, summaries = [], {}
-    for series, values in columns.items():
-        vals, scale = codec.encode_with_scale(values)
-        rows.append((upto, series, vals))
-        summary = scaled_summary(values, runs, len(vals), scale, to_be_joined)
-        if summary is not None:
-            summaries[series] = summary
-    return rows, encode_group(summaries, runs)
+    rows: list = []
+
+    def summaries() -> Iterator[tuple]:  # (one at a time: a group's summaries are written as they come)
+        for series, values in columns.items():
+            vals, scale = codec.encode_with_scale(values)
+            rows.append((upto, series, vals))
+            summary = scaled_summary(values, runs, len(vals), scale, to_be_joined)
+            if summary is not None:
+                yield series, summary
+
+    encoded = encode_group(summaries(), runs)  # (which fills ``rows``)
+    return rows, encoded
 
 
 def _swap(db: Any, unchanged: Any, group: tuple, chunks: list, gone: str) -> bool:

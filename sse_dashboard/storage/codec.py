@@ -318,18 +318,21 @@ _BIG_ENDIAN = sys.byteorder == "big"
 _CODES = {width: code for code, width, _ in _WIDTHS}  # a packed stream's width in bytes -> its array code
 
 
-def _write_packed(out: bytearray, stream: List[int]) -> bool:
+def _write_packed(out: bytearray, stream: Sequence[int]) -> bool:
     """The differences as little-endian signed ints of the least width that holds them all
     (one byte: 1, 2, 4 or 8), so a reader unpacks them in C; False when one does not fit
     int64 without wrapping, or there is none (the varint method carries those)."""
     if not stream:
         return False
-    deltas = [stream[0]]
-    deltas += map(sub, stream[1:], stream)  # (in C)
+    try:  # (in C, into 8 bytes a difference, not an int object each: a stream may be 512k long)
+        deltas = array("q", stream[:1])
+        deltas.extend(map(sub, stream[1:], stream))
+    except OverflowError:  # a difference past int64: the varint method carries it
+        return False
     biggest = max(max(deltas), -min(deltas) - 1)
     for code, width, bound in _WIDTHS:
         if biggest < bound:
-            packed = array(code, deltas)
+            packed = deltas if code == "q" else array(code, deltas)
             if _BIG_ENDIAN:
                 packed.byteswap()
             out.append(width)

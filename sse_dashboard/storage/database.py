@@ -214,7 +214,8 @@ def _group_summaries(conn: sqlite3.Connection) -> None:
             scaled = decode_summary_scaled(summary)
             if scaled is not None:
                 kept[series] = scaled
-        conn.execute("UPDATE groups SET summaries = ? WHERE upto = ?", (encode_group(kept, runs_of(codec.decode(ts))), upto))
+        conn.execute("UPDATE groups SET summaries = ? WHERE upto = ?",
+                     (encode_group(kept.items(), runs_of(codec.decode(ts))), upto))
         conn.execute("UPDATE chunks SET summary = NULL WHERE upto = ?", (upto,))
 
 

@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import math
 import struct
+from array import array
 from itertools import repeat
 from operator import floordiv, mul
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from sse_dashboard.storage import codec
 
@@ -166,25 +167,33 @@ def scaled_summary(values: Sequence[Any], runs: Sequence[Run], chunk_bytes: int,
     return scale, any(isinstance(v, float) for v in values), counts, mins, maxes, sums
 
 
-def encode_group(summaries: Dict[int, Scaled], runs: Sequence[Run]) -> Optional[bytes]:
-    """The kept summaries of a group's series (``{series id: scaled_summary(...)}``) as bytes
-    (version 2), or None when there is none."""
-    if not summaries:
-        return None
+def encode_group(summaries: Iterable[Tuple[int, Scaled]], runs: Sequence[Run]) -> Optional[bytes]:
+    """The kept summaries of a group's series (``(series id, scaled_summary(...))`` pairs) as
+    bytes (version 2), or None when there is none. They are taken one at a time into 8 bytes a
+    number, and written a frame at a time: a group of 10,000 series (1.8 million numbers) as
+    lists of ints held 70 MB, this holds 4."""
     lengths = [b - a for _, a, b in runs]
-    ids, flags, body = [], [], []
-    for series in sorted(summaries):
-        k, floats, counts, mins, maxes, sums = summaries[series]
+    ids, flags, frames = [], [], []
+    body: Any = array("q")  # (a list once a number is past int64)
+    for series, (k, floats, counts, mins, maxes, sums) in summaries:
         counted = counts != lengths
         ids.append(series)
         flags.append(k | bool(floats) << 3 | counted << 4)
-        if counted:
-            body += counts
-        body += mins
-        body += maxes
-        body += sums
-    frames = [codec.encode(ids + flags)] + [codec.encode(body[i:i + FRAME_VALUES], level=FRAME_LEVEL)
-                                            for i in range(0, len(body), FRAME_VALUES)]
+        for part in ((counts, mins, maxes, sums) if counted else (mins, maxes, sums)):
+            held = len(body)
+            try:
+                body.extend(part)
+            except (OverflowError, TypeError):  # past int64, or None (a run with no value)
+                del body[held:]  # (what the array took before it stopped)
+                body = body.tolist() + list(part)
+        if len(body) >= FRAME_VALUES:
+            frames.append(codec.encode(body[:FRAME_VALUES], level=FRAME_LEVEL))
+            del body[:FRAME_VALUES]
+    if not ids:
+        return None
+    if body:
+        frames.append(codec.encode(body, level=FRAME_LEVEL))
+    frames.insert(0, codec.encode(ids + flags))
     return bytes([GROUP_VERSION]) + b"".join(struct.pack("<I", len(frame)) + frame for frame in frames)
 
 
