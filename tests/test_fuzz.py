@@ -460,7 +460,7 @@ def header_sets(draw) -> list:
     return [(name, header_bytes(draw(HEADER_VALUES[name]))) for name in names]
 
 
-@fuzz_settings(200)
+@fuzz_settings(120)
 @given(storage=STORAGE, route=HEADER_ROUTES, headers=header_sets(), keep_defaults=st.booleans())
 @example(storage="memory", route=("GET", "/api/metrics/stream"), headers=[(b"Last-Event-ID", b"\xb2")],
          keep_defaults=True)  # "²" in Latin-1: str.isdigit() says yes, int() says no
@@ -521,7 +521,7 @@ def targets_with_queries(draw) -> str:
     return route + ("?" + "&".join(parts) if parts else "")
 
 
-@fuzz_settings(200)
+@fuzz_settings(120)
 @given(storage=STORAGE, target=targets_with_queries())
 @example(storage="memory", target="/api/metrics/stream?lastEventId=%C2%B2")
 @example(storage="memory", target="/api/metrics/history?seconds=1" + "0" * 399)

@@ -24,7 +24,7 @@ what the server acknowledged. What is promised (README, "The API", "Storage"):
   set to. Killed a second after the last write, counters and gauges are exactly the model.
 - always: no 5xx, no ``Traceback`` in the server's log, ``GET /api/health`` is 200.
 
-Budget: in CI 12 examples of up to 25 steps, at most 2 restarts each, and no shrinking (shrinking a
+Budget: in CI 8 examples of up to 25 steps, at most 2 restarts each, and no shrinking (shrinking a
 failure restarts the server hundreds of times: minutes); the failing sequence is printed as found.
 ``SSE_MODEL_EXAMPLES=N`` runs N examples of 50 steps with up to 5 restarts, and shrinks failures.
 """
@@ -796,7 +796,7 @@ def assert_same_event(model: dict, got: dict) -> None:
 
 
 DashboardModel.TestCase.settings = settings(
-    max_examples=EXAMPLES or 12,
+    max_examples=EXAMPLES or 8,
     stateful_step_count=50 if EXAMPLES else 25,
     phases=list(Phase) if EXAMPLES else [Phase.explicit, Phase.reuse, Phase.generate],
     deadline=None,

@@ -16,8 +16,8 @@ try:
 except ImportError:  # reported by the test below
     schemathesis = None
 
-# Examples per operation and mode: 20 keep the suite within its minutes; SSE_OPENAPI_EXAMPLES=200 for a longer run.
-EXAMPLES = int(os.environ.get("SSE_OPENAPI_EXAMPLES") or 20)
+# Examples per operation and mode: 12 keep the suite within its minutes; SSE_OPENAPI_EXAMPLES=200 for a longer run.
+EXAMPLES = int(os.environ.get("SSE_OPENAPI_EXAMPLES") or 12)
 
 
 def test_api_matches_its_openapi_description(make_server):

@@ -12,10 +12,10 @@ import pytest
 
 from conftest import SSEReader, require_tool, wait_until
 
-# The suite's soak: 2,500 stream cycles and 1,000 malformed requests, so a thread or file descriptor
+# The suite's soak: 1,600 stream cycles and 1,000 malformed requests, so a thread or file descriptor
 # leaked by one cycle in a hundred still shows; SSE_SOAK_SCALE=4 for a longer one (a slower memory leak).
 SCALE = float(os.environ.get("SSE_SOAK_SCALE") or 1)
-STREAM_CYCLES = int(2500 * SCALE)
+STREAM_CYCLES = int(1600 * SCALE)
 MALFORMED = int(1000 * SCALE)
 SLOW_CLIENTS = 100
 
