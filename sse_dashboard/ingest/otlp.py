@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 __all__ = ["OtlpError", "OtlpUnsupported", "MAX_OTLP_BYTES", "decode_request",
-           "encode_response", "encode_status", "GRPC_CODES", "any_value", "attributes", "label_text", "read_int", "read_double",
+           "encode_response", "encode_status", "GRPC_CODES", "any_value", "attributes", "label_text", "objects", "read_int", "read_double",
            "metric_base_name", "label_name", "SIGNALS"]
 
 MAX_OTLP_BYTES = 4 * 1024 * 1024   # a request body, after gzip too: an SDK's batch of 512 log records fits
@@ -249,6 +249,15 @@ def _list(value: Any, what: str) -> list:
         return []
     if not isinstance(value, list):
         raise OtlpError("%s must be an array" % what)
+    return value
+
+
+def objects(value: Any, what: str) -> list:
+    """A request's array of messages (``resourceMetrics``, ``scopeLogs``...): [] when absent."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise OtlpError("%s must be an array of objects" % what)
     return value
 
 

@@ -24,7 +24,7 @@ import re
 from typing import Any
 
 from sse_dashboard.events import MAX_MESSAGE_CHARS, MAX_SOURCE_CHARS, EventLog, check_type, is_unicode_text
-from sse_dashboard.ingest.otlp import OtlpError, any_value, attributes, read_int
+from sse_dashboard.ingest.otlp import OtlpError, any_value, attributes, objects, read_int
 from sse_dashboard.ingest.otlp_metrics import ExportResult
 
 __all__ = ["OtlpLogs", "read_logs", "MAX_OTLP_LOG_RECORDS", "MAX_OTLP_LOG_DATA_CHARS", "DEFAULT_TYPE_ATTRIBUTE",
@@ -72,16 +72,16 @@ def read_logs(request: dict, type_attribute: str = DEFAULT_TYPE_ATTRIBUTE) -> tu
     ``OtlpError`` when the request's shape is wrong."""
     records: list[_Record] = []
     result = ExportResult()
-    for resource in _objects(request.get("resourceLogs"), "resourceLogs"):
+    for resource in objects(request.get("resourceLogs"), "resourceLogs"):
         about = resource.get("resource")
         resource_attrs = attributes(about.get("attributes")) if isinstance(about, dict) else {}
         service = resource_attrs.get("service.name")
         source = service[:MAX_SOURCE_CHARS] if isinstance(service, str) and _VISIBLE.search(service) else \
             DEFAULT_LOG_SOURCE
-        for scope in _objects(resource.get("scopeLogs"), "resourceLogs[].scopeLogs"):
+        for scope in objects(resource.get("scopeLogs"), "resourceLogs[].scopeLogs"):
             about = scope.get("scope")
             scope_name = about.get("name") if isinstance(about, dict) else None
-            for record in _objects(scope.get("logRecords"), "scopeLogs[].logRecords"):
+            for record in objects(scope.get("logRecords"), "scopeLogs[].logRecords"):
                 if len(records) + result.rejected >= MAX_OTLP_LOG_RECORDS:
                     _reject(result, "at most %d log records in one request" % MAX_OTLP_LOG_RECORDS)
                     continue
@@ -97,14 +97,6 @@ def _reject(result: ExportResult, why: str) -> None:
     result.rejected += 1
     if len(result.errors) < 20:
         result.errors.append(why)
-
-
-def _objects(value: Any, what: str) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise OtlpError("%s must be an array of objects" % what)
-    return value
 
 
 def _read_record(record: dict, source: str, scope_name: Any, type_attribute: str) -> _Record:

@@ -50,8 +50,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from sse_dashboard.ingest.otlp import (OtlpError, attributes, label_name, label_text, metric_base_name, read_double,
-                                       read_int)
+from sse_dashboard.ingest.otlp import (OtlpError, attributes, label_name, label_text, metric_base_name, objects,
+                                       read_double, read_int)
 from sse_dashboard.registry import MAX_NAME_CHARS, MetricsRegistry, labeled_name
 
 __all__ = ["OtlpMetrics", "ExportResult", "read_metrics", "quantile_name", "resource_labels", "point_labels",
@@ -306,10 +306,10 @@ class _Undo:
 def read_metrics(request: dict) -> _Batch:
     """Every data point of ``request`` as registry updates; ``OtlpError`` when its shape is wrong."""
     batch = _Batch()
-    for resource in _objects(request.get("resourceMetrics"), "resourceMetrics"):
+    for resource in objects(request.get("resourceMetrics"), "resourceMetrics"):
         common = resource_labels(resource.get("resource"))
-        for scope in _objects(resource.get("scopeMetrics"), "resourceMetrics[].scopeMetrics"):
-            for metric in _objects(scope.get("metrics"), "scopeMetrics[].metrics"):
+        for scope in objects(resource.get("scopeMetrics"), "resourceMetrics[].scopeMetrics"):
+            for metric in objects(scope.get("metrics"), "scopeMetrics[].metrics"):
                 _read_metric(metric, common, batch)
     return batch
 
@@ -326,14 +326,6 @@ def resource_labels(resource: Any) -> dict:
     return labels
 
 
-def _objects(value: Any, what: str) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise OtlpError("%s must be an array of objects" % what)
-    return value
-
-
 def _read_metric(metric: dict, common: dict, batch: _Batch) -> None:
     kinds = [kind for kind in _KINDS if kind in metric]
     name = metric.get("name")
@@ -342,7 +334,7 @@ def _read_metric(metric: dict, common: dict, batch: _Batch) -> None:
         batch.reject(0, "%s must have one of %s" % (shown, ", ".join(_KINDS)))
         return
     kind, data = kinds[0], metric[kinds[0]]
-    points = _objects(data.get("dataPoints"), "dataPoints")
+    points = objects(data.get("dataPoints"), "dataPoints")
     try:
         reader = _reader(kind, data, metric)
     except (OtlpError, ValueError) as exc:
@@ -469,7 +461,7 @@ def _histogram_items(base: str, point: dict, labels: dict, temporality: int, buc
 def _summary_items(base: str, point: dict, labels: dict) -> list:
     total = read_double(point.get("sum", 0), "sum")
     items = _count_and_sum(base, point, labels, _CUMULATIVE, total)
-    for entry in _objects(point.get("quantileValues"), "quantileValues"):
+    for entry in objects(point.get("quantileValues"), "quantileValues"):
         q = read_double(entry.get("quantile", 0), "quantile")
         if not 0 <= q <= 1:
             raise OtlpError("a quantile must be within 0..1")
