@@ -158,16 +158,9 @@ def _drop_unreachable(db: Any, upto: int) -> None:
     """Delete the chunks of a group that is gone (joined), in a transaction of their own. Until
     then no read sees them (reads find chunks through ``groups``); a kill before leaves them to
     retention, which drops chunks by ``upto`` whether a group holds them or not."""
-    with db.write_lock:
-        conn = db.conn
-        conn.execute("BEGIN")
-        try:
-            if not conn.execute("SELECT 1 FROM groups WHERE upto = ?", (upto,)).fetchall():
-                conn.execute("DELETE FROM chunks WHERE upto = ?", (upto,))
-            conn.execute("COMMIT")
-        except BaseException:
-            db.rollback()
-            raise
+    with db.transaction() as conn:
+        if not conn.execute("SELECT 1 FROM groups WHERE upto = ?", (upto,)).fetchall():
+            conn.execute("DELETE FROM chunks WHERE upto = ?", (upto,))
 
 
 def chunk_rows(upto: int, times: List[float], columns: Dict[int, list], to_be_joined: bool = False) -> tuple:
@@ -193,24 +186,16 @@ def chunk_rows(upto: int, times: List[float], columns: Dict[int, list], to_be_jo
 def _swap(db: Any, unchanged: Any, group: tuple, chunks: list, gone: str) -> bool:
     """In one transaction under the storage lock: if ``unchanged(conn)``, run ``gone`` (what the
     new group replaces) and insert the group and its chunks (of series that still exist)."""
-    with db.write_lock:
-        conn = db.conn
-        conn.execute("BEGIN")
-        try:
-            if not unchanged(conn):  # a delete or a prune came between: next time
-                conn.execute("ROLLBACK")
-                return False
-            for statement in gone.split(";"):
-                conn.execute(statement)
-            live = _existing(conn, [row[1] for row in chunks])
-            conn.execute("INSERT INTO groups (upto, first, last, n, ts, summaries) VALUES (?, ?, ?, ?, ?, ?)", group)
-            conn.executemany("INSERT INTO chunks (upto, series, vals) VALUES (?, ?, ?)",
-                             [row for row in chunks if row[1] in live])
-            conn.execute("COMMIT")
-            return True
-        except BaseException:
-            db.rollback()
-            raise
+    with db.transaction() as conn:
+        if not unchanged(conn):  # a delete or a prune came between: next time (nothing written)
+            return False
+        for statement in gone.split(";"):
+            conn.execute(statement)
+        live = _existing(conn, [row[1] for row in chunks])
+        conn.execute("INSERT INTO groups (upto, first, last, n, ts, summaries) VALUES (?, ?, ?, ?, ?, ?)", group)
+        conn.executemany("INSERT INTO chunks (upto, series, vals) VALUES (?, ?, ?)",
+                         [row for row in chunks if row[1] in live])
+    return True
 
 
 def _existing(conn: Any, ids: List[int]) -> set:

@@ -467,6 +467,20 @@ class Database:
             conn.close()
 
     @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the storage lock: committed when the block ends, rolled
+        back when it raises (whatever it raises: nothing half-written stays open)."""
+        with self.write_lock:
+            conn = self.conn
+            conn.execute("BEGIN")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                self.rollback()
+                raise
+
+    @contextlib.contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
         """A read-only connection inside one read transaction: every query on it sees the file
         as it was at the first one (WAL), so a read of several tables is never torn by a write

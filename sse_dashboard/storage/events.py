@@ -66,17 +66,10 @@ class EventTable:
         db = self._db
         db.check_file()
         try:
-            with db.write_lock:
-                conn = db.conn
-                conn.execute("BEGIN")
-                try:
-                    conn.executemany(
-                        "INSERT INTO events (id, ts, level, source, message, data, type) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(e.id, e.ts, e.level, e.source, e.message, e.data_json, e.type) for e in events])
-                    conn.execute("COMMIT")
-                except sqlite3.Error:
-                    db.rollback()
-                    raise
+            with db.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO events (id, ts, level, source, message, data, type) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(e.id, e.ts, e.level, e.source, e.message, e.data_json, e.type) for e in events])
             db.last_error = None
         except sqlite3.Error as exc:
             db.last_error = describe(exc)

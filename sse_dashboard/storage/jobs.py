@@ -41,25 +41,18 @@ class JobTable:
         db = self._db
         db.check_file()
         try:
-            with db.write_lock:
-                conn = db.conn
-                conn.execute("BEGIN")
-                try:
-                    if state is None:
-                        conn.execute("DELETE FROM jobs WHERE id = ?", (job,))
-                        conn.execute("DELETE FROM job_runs WHERE job = ?", (job,))
-                    else:
-                        conn.execute("INSERT INTO jobs VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-                                     (job, state))
-                    if run is not None:
-                        conn.execute("INSERT INTO job_runs (job, n, data) VALUES (?, ?, ?) "
-                                     "ON CONFLICT (job, n) DO UPDATE SET data = excluded.data",
-                                     (job, run["n"], json.dumps(run, separators=(",", ":"))))
-                        conn.execute("DELETE FROM job_runs WHERE job = ? AND n <= ?", (job, run["n"] - MAX_RUNS))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    db.rollback()
-                    raise
+            with db.transaction() as conn:
+                if state is None:
+                    conn.execute("DELETE FROM jobs WHERE id = ?", (job,))
+                    conn.execute("DELETE FROM job_runs WHERE job = ?", (job,))
+                else:
+                    conn.execute("INSERT INTO jobs VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+                                 (job, state))
+                if run is not None:
+                    conn.execute("INSERT INTO job_runs (job, n, data) VALUES (?, ?, ?) "
+                                 "ON CONFLICT (job, n) DO UPDATE SET data = excluded.data",
+                                 (job, run["n"], json.dumps(run, separators=(",", ":"))))
+                    conn.execute("DELETE FROM job_runs WHERE job = ? AND n <= ?", (job, run["n"] - MAX_RUNS))
         except sqlite3.Error as exc:
             db.last_error = describe(exc)
             raise StorageError("cannot be stored right now: %s" % db.last_error) from None
