@@ -530,3 +530,16 @@ def test_a_join_holds_the_storage_lock_for_one_group_of_deletes_not_all(tmp_path
     rows = list(store.history._full_rows(0, 10 ** 7))
     assert [flat["g3"] for _, flat in rows] == [t * 3 for t in range(len(rows))]
     store.close()
+
+
+def test_the_json_answer_lists_series_in_the_order_of_the_numbers_answer(tmp_path):
+    """Series come in name order in both answers, names that JSON escapes too (``"`` sorts
+    before ``#``, its escape ``\\"`` after)."""
+    model = [(1_700_000_000.5 + t, {'gauges.a"': t * 0.5, "gauges.a#": t}) for t in range(300)]
+    store = storage.open_store(tmp_path, full_s=10 ** 7, interval_s=1.0)
+    store.history.write(model)
+    start, end = model[0][0], model[-1][0]
+    got = store.history.buckets(start, end, None, 20)
+    assert got is not None and list(got["series"]) == ['gauges.a"', "gauges.a#"]
+    assert_same_json(store.history.buckets_json(start, end, None, 20), got)
+    store.close()

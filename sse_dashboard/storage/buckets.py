@@ -299,7 +299,8 @@ class Buckets:
         decimals written as their integers and an exponent (``100241e-3``: the same number to
         every JSON reader, as the decoder's ``m / 10**k`` is): their float form was most of the
         time a long read took."""
-        named = sorted((_json(names_by_id[i]), stats) for i, stats in self.stats.items() if i in names_by_id)
+        named = [(_json(name), stats) for name, stats in sorted(  # (in ``columns``' order: by name, not by its JSON)
+            (names_by_id[i], stats) for i, stats in self.stats.items() if i in names_by_id)]
         return ('{"ts":%s,"series":{%s},"min":{%s},"max":{%s},"resolution":"full","interval":%s,'
                 '"downsampled":true}' % (
                     _json(self.times),
